@@ -1,0 +1,194 @@
+"""The HTTP transport: one pooled keep-alive aiohttp session per event loop.
+
+Providers receive a ``Transport`` and never import aiohttp themselves, so tests
+can inject another one (see ``llmrelay.testing.MockTransport``). aiohttp is
+imported on first use, not at ``import llmrelay``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
+
+from . import errors
+
+if TYPE_CHECKING:
+    import aiohttp
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds. ``read`` bounds each wait for bytes (so for a stream it is the
+    idle timeout between chunks unless ``stream_idle`` is set); ``total``
+    bounds the whole exchange; ``None`` disables one."""
+
+    connect: float | None = 10.0
+    read: float | None = 120.0
+    total: float | None = 600.0
+    stream_idle: float | None = None
+
+
+@dataclass(slots=True)
+class HTTPResponse:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class StreamResponse(Protocol):
+    status: int
+    headers: Mapping[str, str]
+
+    def iter_bytes(self) -> AsyncIterator[bytes]: ...
+
+    async def read(self) -> bytes: ...
+
+
+class Transport(Protocol):
+    async def send(
+        self, method: str, url: str, *, headers: Mapping[str, str], body: bytes | None, timeouts: Timeouts
+    ) -> HTTPResponse: ...
+
+    def stream(
+        self, method: str, url: str, *, headers: Mapping[str, str], body: bytes | None, timeouts: Timeouts
+    ) -> AbstractAsyncContextManager[StreamResponse]: ...
+
+    async def aclose(self) -> None: ...
+
+
+def host_of(url: str) -> str:
+    """The host:port of a URL, for messages (never the query, which may hold a key)."""
+    parts = urlsplit(url)
+    return parts.netloc.rpartition("@")[2] or url.split("?", 1)[0]
+
+
+def transport_error(exc: BaseException, url: str, provider: str | None) -> errors.LLMError:
+    """Turn a network-level exception into the matching ``LLMError``."""
+    import aiohttp
+
+    host = host_of(url)
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return errors.Timeout(f"no answer from {host} in time", provider=provider)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return errors.InvalidRequest(f"invalid URL for provider: {host}", provider=provider)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return errors.ConnectionError(f"connection to {host} broke before the answer was complete", provider=provider)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return errors.ConnectionError(f"{host} closed the connection", provider=provider)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return errors.ConnectionError(f"cannot connect to {host}: {exc.os_error.strerror or exc.os_error}", provider=provider)
+    return errors.ConnectionError(f"HTTP error talking to {host}: {type(exc).__name__}", provider=provider)
+
+
+class _AiohttpStream:
+    __slots__ = ("_resp", "headers", "idle", "status")
+
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        self._resp = resp
+        self.status = resp.status
+        self.headers = resp.headers
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        async for chunk in self._resp.content.iter_any():
+            yield chunk
+
+    async def read(self) -> bytes:
+        return await self._resp.read()
+
+
+class AiohttpTransport:
+    """The default transport. Sessions are per event loop, created lazily and
+    reused for every request (keep-alive), closed by ``aclose``."""
+
+    def __init__(self, *, max_connections: int = 512, max_per_host: int = 0) -> None:
+        self._max_connections = max_connections
+        self._max_per_host = max_per_host
+        self._sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        session = self._sessions.get(loop)
+        if session is None or session.closed:
+            import aiohttp
+
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections, limit_per_host=self._max_per_host, ttl_dns_cache=300
+            )
+            session = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=True)
+            self._sessions[loop] = session
+        return session
+
+    @staticmethod
+    def _timeout(timeouts: Timeouts, streaming: bool) -> Any:
+        import aiohttp
+
+        read = timeouts.stream_idle if streaming and timeouts.stream_idle is not None else timeouts.read
+        return aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect, sock_read=read)
+
+    async def send(
+        self, method: str, url: str, *, headers: Mapping[str, str], body: bytes | None, timeouts: Timeouts
+    ) -> HTTPResponse:
+        session = self._session()
+        try:
+            async with session.request(
+                method, url, data=body, headers=headers, timeout=self._timeout(timeouts, False)
+            ) as resp:
+                data = await resp.read()
+                return HTTPResponse(resp.status, resp.headers, data)
+        except errors.LLMError:
+            raise
+        except (OSError, asyncio.TimeoutError, _client_error()) as exc:
+            raise transport_error(exc, url, None) from None
+
+    @asynccontextmanager
+    async def _stream(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeouts: Timeouts
+    ) -> AsyncIterator[StreamResponse]:
+        session = self._session()
+        try:
+            resp = await session.request(method, url, data=body, headers=headers, timeout=self._timeout(timeouts, True))
+        except (OSError, asyncio.TimeoutError, _client_error()) as exc:
+            raise transport_error(exc, url, None) from None
+        try:
+            yield _AiohttpStream(resp)
+        except (OSError, asyncio.TimeoutError, _client_error()) as exc:
+            raise transport_error(exc, url, None) from None
+        finally:
+            resp.release()
+
+    def stream(
+        self, method: str, url: str, *, headers: Mapping[str, str], body: bytes | None, timeouts: Timeouts
+    ) -> AbstractAsyncContextManager[StreamResponse]:
+        return self._stream(method, url, headers, body, timeouts)
+
+    async def aclose(self) -> None:
+        sessions = list(self._sessions.items())
+        self._sessions.clear()
+        current = asyncio.get_running_loop()
+        for loop, session in sessions:
+            if loop is current and not session.closed:
+                await session.close()
+
+
+def _client_error() -> type[Exception]:
+    import aiohttp
+
+    return aiohttp.ClientError
+
+
+_default: AiohttpTransport | None = None
+
+
+def default_transport() -> AiohttpTransport:
+    """The process-wide shared transport (sessions are still per event loop)."""
+    global _default
+    if _default is None:
+        _default = AiohttpTransport()
+    return _default

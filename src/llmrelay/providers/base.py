@@ -1,0 +1,383 @@
+"""The provider contract and the one HTTP flow every wire format shares.
+
+A wire-format module supplies pure codec functions (canonical request -> wire
+JSON, wire JSON -> canonical response, stream events -> canonical events, HTTP
+status + body -> error). ``HTTPProvider`` runs them over the injected
+transport, so the flow (send, decode, cost, structured parsing, logging,
+mid-stream failure handling) is written once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar, Protocol
+
+from .. import errors
+from .._assemble import StreamAssembler
+from .._http import HTTPResponse, Timeouts, Transport, default_transport, host_of
+from .._json import JSONDecodeError, dumps, loads
+from .._secret import Secret, redact
+from .._sse import SSEDecoder, SSEEvent
+from ..types import (
+    ChatRequest,
+    ChatResponse,
+    ConnectionCheck,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    Finish,
+    ModelInfo,
+    StreamEvent,
+)
+
+log = logging.getLogger("llmrelay.provider")
+
+
+@dataclass(slots=True)
+class ProviderConfig:
+    """How to reach one provider account. ``options`` holds kind-specific
+    settings (e.g. Azure's ``api_version``, an OpenAI-compatible ``quirks`` name)."""
+
+    name: str
+    kind: str
+    base_url: str | None = None
+    api_key: Secret | None = None
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    headers: dict[str, str] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.api_key, str):
+            self.api_key = Secret(self.api_key)
+
+
+@dataclass(slots=True)
+class WireRequest:
+    url: str
+    headers: dict[str, str]
+    payload: dict[str, Any] | None = None
+    method: str = "POST"
+
+
+class StreamDecoder(Protocol):
+    """Turns one provider's stream frames into canonical events.
+
+    It sets metadata (id, model, finish reason, refusal) on the assembler it was
+    given, raises the mapped ``LLMError`` on an in-stream error event, and
+    ``close()`` raises when the stream ended without its end marker."""
+
+    def feed(self, event: SSEEvent) -> Iterable[StreamEvent]: ...
+
+    def close(self) -> None: ...
+
+
+class Provider(ABC):
+    """What the router and the clients call. One instance per configured account."""
+
+    kind: ClassVar[str] = ""
+    supports_streaming: ClassVar[bool] = True
+    supports_embeddings: ClassVar[bool] = False
+
+    def __init__(self, config: ProviderConfig, transport: Transport | None = None) -> None:
+        self.config = config
+        self.transport: Transport = transport or default_transport()
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.config.name!r}, base_url={self.config.base_url!r})"
+
+    @abstractmethod
+    async def chat(self, request: ChatRequest) -> ChatResponse: ...
+
+    @abstractmethod
+    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]: ...
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        raise errors.InvalidRequest(f"provider kind {self.kind!r} has no embeddings API", provider=self.name)
+
+    @abstractmethod
+    async def models(self) -> list[ModelInfo]: ...
+
+    def model_info(self, model: str) -> ModelInfo:
+        from ..catalog import lookup_model
+
+        return lookup_model(self.price_provider, model, provider=self.name)
+
+    @property
+    def price_provider(self) -> str:
+        """The provider id in the price catalogue (genai-prices)."""
+        return self.kind
+
+    async def test_connection(self) -> ConnectionCheck:
+        """A cheap authenticated call (list models) and a one-line verdict."""
+        start = time.perf_counter()
+        try:
+            found = await self.models()
+        except errors.LLMError as exc:
+            return ConnectionCheck(self.name, False, _verdict(exc), time.perf_counter() - start, exc)
+        elapsed = time.perf_counter() - start
+        return ConnectionCheck(self.name, True, f"ok: {len(found)} models listed", elapsed)
+
+    async def aclose(self) -> None:
+        """Providers share the process transport; the client closes it."""
+
+
+def _verdict(exc: errors.LLMError) -> str:
+    if isinstance(exc, errors.AuthenticationError):
+        return f"authentication failed: {exc.message}"
+    if isinstance(exc, errors.ConnectionError | errors.Timeout):
+        return f"unreachable: {exc.message}"
+    return f"{type(exc).__name__}: {exc.message}"
+
+
+class HTTPProvider(Provider):
+    """The shared request flow; subclasses implement the codec hooks."""
+
+    # ---- codec hooks ---------------------------------------------------------------
+
+    @abstractmethod
+    def chat_request(self, request: ChatRequest, stream: bool) -> WireRequest: ...
+
+    @abstractmethod
+    def parse_chat(self, data: Any, request: ChatRequest) -> ChatResponse: ...
+
+    @abstractmethod
+    def stream_decoder(self, request: ChatRequest, assembler: StreamAssembler) -> StreamDecoder: ...
+
+    @abstractmethod
+    def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> errors.LLMError: ...
+
+    def embed_request(self, request: EmbeddingRequest) -> WireRequest:
+        raise errors.InvalidRequest(f"provider kind {self.kind!r} has no embeddings API", provider=self.name)
+
+    def parse_embed(self, data: Any, request: EmbeddingRequest) -> EmbeddingResponse:
+        raise NotImplementedError
+
+    def models_request(self) -> WireRequest:
+        raise errors.InvalidRequest(f"provider kind {self.kind!r} cannot list models", provider=self.name)
+
+    def parse_models(self, data: Any) -> list[ModelInfo]:
+        raise NotImplementedError
+
+    def check_request(self, request: ChatRequest) -> None:
+        """Provider-specific validation before anything is sent (override)."""
+
+    # ---- the flow ------------------------------------------------------------------
+
+    async def _exchange(self, wire: WireRequest) -> tuple[Any, HTTPResponse]:
+        body = dumps(wire.payload) if wire.payload is not None else None
+        try:
+            resp = await self.transport.send(
+                wire.method, wire.url, headers=wire.headers, body=body, timeouts=self.config.timeouts
+            )
+        except errors.LLMError as exc:
+            raise _with_provider(exc, self.name) from None
+        if resp.status >= 400:
+            raise self.map_error(resp.status, resp.headers, resp.body)
+        return decode_body(resp.body, resp.status, resp.headers, self.name), resp
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        self.check_request(request)
+        start = time.perf_counter()
+        wire = self.chat_request(request, False)
+        outcome = "error"
+        try:
+            data, _ = await self._exchange(wire)
+            response = self.parse_chat(data, request)
+            response.latency_s = time.perf_counter() - start
+            finish_response(response, request, self.price_provider)
+            outcome = "ok"
+            return response
+        finally:
+            if log.isEnabledFor(logging.DEBUG):
+                _log_call(self.name, request.model, "chat", start, outcome)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        self.check_request(request)
+        start = time.perf_counter()
+        wire = self.chat_request(request, True)
+        assembler = StreamAssembler(self.name, request.model)
+        decoder = self.stream_decoder(request, assembler)
+        body = dumps(wire.payload)
+        outcome = "error"
+        try:
+            async with self.transport.stream(
+                wire.method, wire.url, headers=wire.headers, body=body, timeouts=self.config.timeouts
+            ) as resp:
+                if resp.status >= 400:
+                    raise self.map_error(resp.status, resp.headers, await resp.read())
+                sse = SSEDecoder()
+                async for chunk in resp.iter_bytes():
+                    for frame in sse.feed(chunk):
+                        for event in decoder.feed(frame):
+                            assembler.add(event)
+                            yield event
+                for frame in sse.flush():
+                    for event in decoder.feed(frame):
+                        assembler.add(event)
+                        yield event
+            decoder.close()
+        except errors.LLMError as exc:
+            exc = _with_provider(exc, self.name)
+            if assembler.started and not isinstance(exc, errors.StreamInterrupted):
+                partial = assembler.response("error")
+                raise errors.StreamInterrupted(
+                    f"stream broke after it began: {exc.message}",
+                    provider=self.name,
+                    model=request.model,
+                    partial=partial,
+                    body=exc.body,
+                ) from exc
+            raise exc from None
+        finally:
+            if log.isEnabledFor(logging.DEBUG):
+                _log_call(self.name, request.model, "stream", start, outcome)
+        response = assembler.response()
+        response.latency_s = time.perf_counter() - start
+        finish_response(response, request, self.price_provider)
+        outcome = "ok"
+        yield Finish(response.finish_reason, response)
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        if not request.inputs:
+            raise errors.InvalidRequest("embed needs at least one input text", provider=self.name)
+        start = time.perf_counter()
+        data, _ = await self._exchange(self.embed_request(request))
+        response = self.parse_embed(data, request)
+        response.latency_s = time.perf_counter() - start
+        if len(response.vectors) != len(request.inputs):
+            raise errors.ProviderError(
+                f"asked for {len(request.inputs)} embeddings, got {len(response.vectors)}",
+                provider=self.name,
+                body=data,
+            )
+        from ..cost import embedding_cost
+
+        response.cost_usd = embedding_cost(self.price_provider, request.model, response.usage)
+        return response
+
+    async def models(self) -> list[ModelInfo]:
+        data, _ = await self._exchange(self.models_request())
+        return self.parse_models(data)
+
+
+# ---- shared helpers -------------------------------------------------------------------
+
+
+def finish_response(response: ChatResponse, request: ChatRequest, price_provider: str) -> None:
+    """Attach cost and, for structured output, the parsed value."""
+    from ..cost import chat_cost
+
+    response.cost_usd = chat_cost(price_provider, response.model or request.model, response.usage)
+    if request.response_format is not None and request.response_format.type != "text":
+        from ..structured import parse_structured
+
+        response.parsed = parse_structured(response, request.response_format)
+
+
+def decode_body(body: bytes, status: int, headers: Mapping[str, str], provider: str) -> Any:
+    """The JSON of a success body, or a ``ProviderError`` saying what came instead."""
+    try:
+        return loads(body)
+    except JSONDecodeError:
+        raise errors.ProviderError(
+            f"expected JSON, got {describe_body(body, headers)} (HTTP {status})",
+            provider=provider,
+            status_code=502,
+            body=body[:2000],
+        ) from None
+
+
+def describe_body(body: bytes, headers: Mapping[str, str]) -> str:
+    """A short human description of a body that is not the expected JSON."""
+    if not body:
+        return "an empty body"
+    text = body[:4000].decode("utf-8", "replace")
+    ctype = headers.get("content-type", "")
+    lowered = text.lower()
+    if "html" in ctype or "<html" in lowered or "<!doctype html" in lowered:
+        start = lowered.find("<title>")
+        end = lowered.find("</title>")
+        title = text[start + 7 : end].strip() if 0 <= start < end else ""
+        return f"an HTML page{f' ({title!r})' if title else ''}, likely from a proxy"
+    snippet = " ".join(text.split())[:200]
+    return f"a non-JSON body: {redact(snippet)!r}"
+
+
+def error_body(body: bytes) -> Any:
+    """The parsed error body (JSON when it is JSON, else the text)."""
+    try:
+        return loads(body) if body else None
+    except JSONDecodeError:
+        return body[:2000].decode("utf-8", "replace")
+
+
+def build_error(
+    cls: type[errors.LLMError],
+    message: str,
+    *,
+    provider: str,
+    status: int,
+    headers: Mapping[str, str],
+    body: Any,
+) -> errors.LLMError:
+    """An error with retry hints from the headers applied (``x-should-retry`` wins)."""
+    from .._headers import retry_after_s, should_retry
+
+    exc = cls(redact(message), provider=provider, status_code=status, body=body, retry_after=retry_after_s(headers))
+    override = should_retry(headers)
+    if override is not None:
+        exc.retryable = override
+    return exc
+
+
+def unexpected_body_error(
+    status: int, headers: Mapping[str, str], body: bytes, provider: str
+) -> errors.LLMError:
+    """For error bodies that are not the provider's JSON (proxies, load balancers)."""
+    cls = errors.class_for_status(status)
+    return build_error(
+        cls, f"HTTP {status} with {describe_body(body, headers)}", provider=provider, status=status,
+        headers=headers, body=error_body(body),
+    )
+
+
+def join_url(base: str, path: str) -> str:
+    return base.rstrip("/") + "/" + path.lstrip("/")
+
+
+def _with_provider(exc: errors.LLMError, provider: str) -> errors.LLMError:
+    if exc.provider is None:
+        exc.provider = provider
+    return exc
+
+
+def _log_call(provider: str, model: str, op: str, start: float, outcome: str) -> None:
+    log.debug(
+        "%s provider=%s model=%s latency_ms=%.1f outcome=%s",
+        op, provider, model, (time.perf_counter() - start) * 1000, outcome,
+    )
+
+
+__all__ = [
+    "HTTPProvider",
+    "Provider",
+    "ProviderConfig",
+    "StreamDecoder",
+    "WireRequest",
+    "build_error",
+    "decode_body",
+    "describe_body",
+    "error_body",
+    "finish_response",
+    "host_of",
+    "join_url",
+    "replace",
+    "unexpected_body_error",
+]

@@ -1,5 +1,124 @@
-"""llmrelay: one typed API for every LLM provider."""
+"""llmrelay: one typed API for every LLM provider.
+
+    from llmrelay import Client
+    client = Client()
+    r = client.chat("openai/gpt-4o-mini", [{"role": "user", "content": "Hi"}])
+
+Heavy modules (the HTTP client, pydantic, tiktoken) load on first use, so
+``import llmrelay`` stays fast.
+"""
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    AuthenticationError,
+    BudgetExceeded,
+    CircuitOpen,
+    ConfigError,
+    ConnectionError,
+    ContentFiltered,
+    ContextWindowExceeded,
+    InvalidRequest,
+    LLMError,
+    NoHealthyDeployment,
+    NotFound,
+    Overloaded,
+    PermissionDenied,
+    ProviderError,
+    RateLimited,
+    StreamInterrupted,
+    StructuredOutputError,
+    Timeout,
+)
+from .types import (
+    ChatRequest,
+    ChatResponse,
+    ConnectionCheck,
+    EmbeddingResponse,
+    ErrorEvent,
+    Finish,
+    ImagePart,
+    Message,
+    ModelInfo,
+    ReasoningDelta,
+    ResponseFormat,
+    StreamEvent,
+    TextDelta,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+    ToolSpec,
+    Usage,
+    UsageEvent,
+)
+
+if TYPE_CHECKING:
+    from .client import AsyncClient, Client
+    from .tokens import count_tokens
+    from .tools import Tool
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    "AsyncClient": "llmrelay.client",
+    "Client": "llmrelay.client",
+    "Tool": "llmrelay.tools",
+    "count_tokens": "llmrelay.tokens",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'llmrelay' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "AsyncClient",
+    "AuthenticationError",
+    "BudgetExceeded",
+    "ChatRequest",
+    "ChatResponse",
+    "CircuitOpen",
+    "Client",
+    "ConfigError",
+    "ConnectionCheck",
+    "ConnectionError",
+    "ContentFiltered",
+    "ContextWindowExceeded",
+    "EmbeddingResponse",
+    "ErrorEvent",
+    "Finish",
+    "ImagePart",
+    "InvalidRequest",
+    "LLMError",
+    "Message",
+    "ModelInfo",
+    "NoHealthyDeployment",
+    "NotFound",
+    "Overloaded",
+    "PermissionDenied",
+    "ProviderError",
+    "RateLimited",
+    "ReasoningDelta",
+    "ResponseFormat",
+    "StreamEvent",
+    "StreamInterrupted",
+    "StructuredOutputError",
+    "TextDelta",
+    "TextPart",
+    "Timeout",
+    "Tool",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolSpec",
+    "Usage",
+    "UsageEvent",
+    "count_tokens",
+]

@@ -81,17 +81,19 @@ def transport_error(exc: BaseException, url: str, provider: str | None) -> error
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return errors.ConnectionError(f"{host} closed the connection", provider=provider)
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return errors.ConnectionError(f"cannot connect to {host}: {exc.os_error.strerror or exc.os_error}", provider=provider)
+        return errors.ConnectionError(
+            f"cannot connect to {host}: {exc.os_error.strerror or exc.os_error}", provider=provider
+        )
     return errors.ConnectionError(f"HTTP error talking to {host}: {type(exc).__name__}", provider=provider)
 
 
 class _AiohttpStream:
-    __slots__ = ("_resp", "headers", "idle", "status")
+    __slots__ = ("_resp", "headers", "status")
 
     def __init__(self, resp: aiohttp.ClientResponse) -> None:
         self._resp = resp
-        self.status = resp.status
-        self.headers = resp.headers
+        self.status: int = resp.status
+        self.headers: Mapping[str, str] = resp.headers
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
         async for chunk in self._resp.content.iter_any():
@@ -144,7 +146,7 @@ class AiohttpTransport:
                 return HTTPResponse(resp.status, resp.headers, data)
         except errors.LLMError:
             raise
-        except (OSError, asyncio.TimeoutError, _client_error()) as exc:
+        except (TimeoutError, OSError, _client_error()) as exc:
             raise transport_error(exc, url, None) from None
 
     @asynccontextmanager
@@ -154,11 +156,11 @@ class AiohttpTransport:
         session = self._session()
         try:
             resp = await session.request(method, url, data=body, headers=headers, timeout=self._timeout(timeouts, True))
-        except (OSError, asyncio.TimeoutError, _client_error()) as exc:
+        except (TimeoutError, OSError, _client_error()) as exc:
             raise transport_error(exc, url, None) from None
         try:
             yield _AiohttpStream(resp)
-        except (OSError, asyncio.TimeoutError, _client_error()) as exc:
+        except (TimeoutError, OSError, _client_error()) as exc:
             raise transport_error(exc, url, None) from None
         finally:
             resp.release()

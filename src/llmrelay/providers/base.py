@@ -13,12 +13,12 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from .. import errors
 from .._assemble import StreamAssembler
-from .._http import HTTPResponse, Timeouts, Transport, default_transport, host_of
+from .._http import HTTPResponse, Timeouts, Transport, default_transport
 from .._json import JSONDecodeError, dumps, loads
 from .._secret import Secret, redact
 from .._sse import SSEDecoder, SSEEvent
@@ -124,8 +124,8 @@ class Provider(ABC):
         elapsed = time.perf_counter() - start
         return ConnectionCheck(self.name, True, f"ok: {len(found)} models listed", elapsed)
 
-    async def aclose(self) -> None:
-        """Providers share the process transport; the client closes it."""
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release what the provider holds (the client closes the shared transport)."""
 
 
 def _verdict(exc: errors.LLMError) -> str:
@@ -186,17 +186,18 @@ class HTTPProvider(Provider):
         self.check_request(request)
         start = time.perf_counter()
         wire = self.chat_request(request, False)
-        outcome = "error"
         try:
             data, _ = await self._exchange(wire)
             response = self.parse_chat(data, request)
-            response.latency_s = time.perf_counter() - start
-            finish_response(response, request, self.price_provider)
-            outcome = "ok"
-            return response
-        finally:
+        except errors.LLMError as exc:
             if log.isEnabledFor(logging.DEBUG):
-                _log_call(self.name, request.model, "chat", start, outcome)
+                _log_call(self.name, request.model, "chat", start, type(exc).__name__)
+            raise
+        response.latency_s = time.perf_counter() - start
+        finish_response(response, request, self.price_provider)
+        if log.isEnabledFor(logging.DEBUG):
+            _log_call(self.name, request.model, "chat", start, "ok", response)
+        return response
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         self.check_request(request)
@@ -205,7 +206,6 @@ class HTTPProvider(Provider):
         assembler = StreamAssembler(self.name, request.model)
         decoder = self.stream_decoder(request, assembler)
         body = dumps(wire.payload)
-        outcome = "error"
         try:
             async with self.transport.stream(
                 wire.method, wire.url, headers=wire.headers, body=body, timeouts=self.config.timeouts
@@ -224,24 +224,14 @@ class HTTPProvider(Provider):
                         yield event
             decoder.close()
         except errors.LLMError as exc:
-            exc = _with_provider(exc, self.name)
-            if assembler.started and not isinstance(exc, errors.StreamInterrupted):
-                partial = assembler.response("error")
-                raise errors.StreamInterrupted(
-                    f"stream broke after it began: {exc.message}",
-                    provider=self.name,
-                    model=request.model,
-                    partial=partial,
-                    body=exc.body,
-                ) from exc
-            raise exc from None
-        finally:
             if log.isEnabledFor(logging.DEBUG):
-                _log_call(self.name, request.model, "stream", start, outcome)
+                _log_call(self.name, request.model, "stream", start, type(exc).__name__)
+            raise _mid_stream(_with_provider(exc, self.name), assembler, request.model) from None
         response = assembler.response()
         response.latency_s = time.perf_counter() - start
         finish_response(response, request, self.price_provider)
-        outcome = "ok"
+        if log.isEnabledFor(logging.DEBUG):
+            _log_call(self.name, request.model, "stream", start, "ok", response)
         yield Finish(response.finish_reason, response)
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
@@ -337,14 +327,16 @@ def build_error(
     return exc
 
 
-def unexpected_body_error(
-    status: int, headers: Mapping[str, str], body: bytes, provider: str
-) -> errors.LLMError:
+def unexpected_body_error(status: int, headers: Mapping[str, str], body: bytes, provider: str) -> errors.LLMError:
     """For error bodies that are not the provider's JSON (proxies, load balancers)."""
     cls = errors.class_for_status(status)
     return build_error(
-        cls, f"HTTP {status} with {describe_body(body, headers)}", provider=provider, status=status,
-        headers=headers, body=error_body(body),
+        cls,
+        f"HTTP {status} with {describe_body(body, headers)}",
+        provider=provider,
+        status=status,
+        headers=headers,
+        body=error_body(body),
     )
 
 
@@ -358,10 +350,41 @@ def _with_provider(exc: errors.LLMError, provider: str) -> errors.LLMError:
     return exc
 
 
-def _log_call(provider: str, model: str, op: str, start: float, outcome: str) -> None:
+def _mid_stream(exc: errors.LLMError, assembler: StreamAssembler, model: str) -> errors.LLMError:
+    """An error after text was given becomes ``StreamInterrupted`` carrying the
+    partial answer (never retried: a retry would repeat text); before that, the
+    error stays as it is, so a router may retry it invisibly."""
+    if not assembler.started:
+        return exc
+    partial = assembler.response("error")
+    if isinstance(exc, errors.StreamInterrupted):
+        exc.partial = exc.partial or partial
+        exc.retryable = False
+        return exc
+    interrupted = errors.StreamInterrupted(
+        f"stream broke after it began: {exc.message}",
+        provider=exc.provider,
+        model=model,
+        partial=partial,
+        body=exc.body,
+    )
+    interrupted.__cause__ = exc
+    return interrupted
+
+
+def _log_call(
+    provider: str, model: str, op: str, start: float, outcome: str, response: ChatResponse | None = None
+) -> None:
+    usage = response.usage if response is not None else None
     log.debug(
-        "%s provider=%s model=%s latency_ms=%.1f outcome=%s",
-        op, provider, model, (time.perf_counter() - start) * 1000, outcome,
+        "%s provider=%s model=%s latency_ms=%.1f prompt_tokens=%s completion_tokens=%s outcome=%s",
+        op,
+        provider,
+        model,
+        (time.perf_counter() - start) * 1000,
+        usage.prompt_tokens if usage else "-",
+        usage.completion_tokens if usage else "-",
+        outcome,
     )
 
 
@@ -376,8 +399,6 @@ __all__ = [
     "describe_body",
     "error_body",
     "finish_response",
-    "host_of",
     "join_url",
-    "replace",
     "unexpected_body_error",
 ]

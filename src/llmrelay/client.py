@@ -1,0 +1,378 @@
+"""``AsyncClient`` and ``Client``: the library face.
+
+Both have the same methods; ``Client`` runs the async core on a private event
+loop in a background thread (one code path, and it works inside programs that
+already run a loop, such as notebooks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+from . import errors
+from ._http import AiohttpTransport, Transport
+from ._messages import to_messages
+from .config import Settings, implicit_provider, load_settings
+from .providers import provider_class
+from .providers.base import Provider
+from .structured import to_response_format
+from .tools import runnable_tools, to_tools, tool_loop
+from .types import (
+    ChatRequest,
+    ChatResponse,
+    ConnectionCheck,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ErrorEvent,
+    Message,
+    ModelInfo,
+    StreamEvent,
+)
+
+T = TypeVar("T")
+log = logging.getLogger("llmrelay")
+MessagesIn = str | Iterable[Message | dict[str, Any]]
+
+
+class AsyncClient:
+    """Talks to any configured provider. Models are ``PROVIDER/MODEL`` (a
+    configured provider name or a known kind with its standard environment
+    variables) or a model-group name from the config."""
+
+    def __init__(
+        self,
+        config: str | os.PathLike[str] | Settings | None = None,
+        *,
+        providers: Iterable[Provider] = (),
+        transport: Transport | None = None,
+        env: Mapping[str, str] | None = None,
+        check_context_window: bool = True,
+    ) -> None:
+        self._env = os.environ if env is None else env
+        self.settings = config if isinstance(config, Settings) else load_settings(config, self._env)
+        self._transport: Transport = transport or AiohttpTransport()
+        self._providers: dict[str, Provider] = {p.name: p for p in providers}
+        self.check_context_window = check_context_window
+        _configure_logging(self._env)
+
+    # ---- resolution ---------------------------------------------------------------------
+
+    def provider(self, name: str) -> Provider:
+        """The provider instance called ``name`` (created on first use)."""
+        found = self._providers.get(name)
+        if found is not None:
+            return found
+        config = self.settings.providers.get(name) or implicit_provider(name, self._env)
+        if config is None:
+            return self._missing_provider(name)
+        instance = provider_class(config.kind)(config, self._transport)
+        self._providers[name] = instance
+        return instance
+
+    def _missing_provider(self, name: str) -> Provider:
+        from .providers import known_kinds
+        from .providers.openai_compat import COMPAT_KINDS
+
+        if name in known_kinds():
+            quirks = COMPAT_KINDS.get(name)
+            env_name = {
+                "anthropic": "ANTHROPIC_API_KEY",
+                "gemini": "GEMINI_API_KEY",
+                "azure": "AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_KEY",
+            }.get(name, quirks.api_key_env if quirks else None)
+            raise errors.AuthenticationError(
+                f"provider {name!r} is not configured: set {env_name} or add it to the config file", provider=name
+            )
+        configured = sorted({*self.settings.providers, *self._providers})
+        raise errors.InvalidRequest(
+            f"unknown provider {name!r}; configured: {', '.join(configured) or 'none'}; "
+            f"known kinds: {', '.join(known_kinds())}"
+        )
+
+    def resolve(self, model: str | None) -> tuple[Provider, str]:
+        """``(provider, model name at that provider)`` for a model string."""
+        if not model or model == "default":
+            model = self.settings.default_model
+            if not model:
+                raise errors.InvalidRequest(
+                    "no model given and no default: pass PROVIDER/MODEL or set LLMRELAY_DEFAULT_MODEL"
+                )
+        group = self.settings.models.get(model)
+        if group is not None:
+            first = group.deployments[0]
+            return self.provider(first.provider), first.model
+        name, sep, rest = model.partition("/")
+        if not sep or not name or not rest:
+            raise errors.InvalidRequest(
+                f"model {model!r} names no provider: write PROVIDER/MODEL, e.g. openai/{model or 'gpt-4o-mini'}"
+            )
+        return self.provider(name), rest
+
+    # ---- requests -----------------------------------------------------------------------
+
+    def build_request(
+        self,
+        provider: Provider,
+        model: str,
+        messages: MessagesIn,
+        *,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        seed: int | None = None,
+        user: str | None = None,
+        tools: Iterable[Any] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        response_format: Any = None,
+        extra: dict[str, Any] | None = None,
+    ) -> ChatRequest:
+        if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+            raise errors.InvalidRequest(f"max_tokens must be a positive integer, not {max_tokens!r}")
+        if temperature is not None and not isinstance(temperature, int | float):
+            raise errors.InvalidRequest(f"temperature must be a number, not {temperature!r}")
+        request = ChatRequest(
+            model=model,
+            messages=to_messages(messages),
+            tools=to_tools(tools),
+            tool_choice=tool_choice,
+            response_format=to_response_format(response_format),
+            temperature=temperature,
+            top_p=top_p,
+            max_tokens=max_tokens,
+            stop=[stop] if isinstance(stop, str) else list(stop) if stop else None,
+            seed=seed,
+            user=user,
+            extra=dict(extra) if extra else {},
+        )
+        if self.check_context_window:
+            _check_fits(provider, request)
+        return request
+
+    async def chat(self, model: str | None, messages: MessagesIn, **params: Any) -> ChatResponse:
+        """One answer. ``params``: temperature, top_p, max_tokens, stop, seed, user,
+        tools, tool_choice, response_format (a pydantic model -> ``r.parsed``), extra."""
+        provider, name = self.resolve(model)
+        return await provider.chat(self.build_request(provider, name, messages, **params))
+
+    async def stream(
+        self, model: str | None, messages: MessagesIn, *, raise_errors: bool = True, **params: Any
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """Events as they arrive; the last is ``Finish`` with the whole response.
+
+        A failure raises an ``LLMError`` (``StreamInterrupted`` once text has been
+        given, with ``.partial``); with ``raise_errors=False`` it ends the stream
+        with an ``ErrorEvent`` instead."""
+        provider, name = self.resolve(model)
+        request = self.build_request(provider, name, messages, **params)
+        try:
+            async for event in provider.stream(request):
+                yield event
+        except errors.LLMError as exc:
+            if raise_errors:
+                raise
+            yield ErrorEvent(exc, getattr(exc, "partial", None))
+
+    async def embed(
+        self,
+        model: str | None,
+        inputs: str | Sequence[str],
+        *,
+        dimensions: int | None = None,
+        user: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> EmbeddingResponse:
+        provider, name = self.resolve(model)
+        texts = [inputs] if isinstance(inputs, str) else list(inputs)
+        if not all(isinstance(t, str) for t in texts):
+            raise errors.InvalidRequest("embed inputs must be strings")
+        return await provider.embed(EmbeddingRequest(name, texts, dimensions, user, dict(extra or {})))
+
+    async def run_tools(
+        self,
+        model: str | None,
+        messages: MessagesIn,
+        tools: Sequence[Callable[..., Any]],
+        *,
+        max_rounds: int = 5,
+        **params: Any,
+    ) -> ChatResponse:
+        """Let the model call ``tools`` (Python functions) until it answers; at most
+        ``max_rounds`` rounds. The full conversation is in ``r.extra["messages"]``."""
+        runnable = runnable_tools(tools)
+        provider, name = self.resolve(model)
+        specs = [t.spec for t in runnable.values()]
+
+        async def ask(history: list[Message]) -> ChatResponse:
+            return await provider.chat(self.build_request(provider, name, history, tools=specs, **params))
+
+        return await tool_loop(ask, to_messages(messages), runnable, max_rounds)
+
+    async def models(self, provider: str | None = None) -> list[ModelInfo]:
+        """Models the provider lists (every configured provider when ``provider`` is None)."""
+        names = [provider] if provider else sorted(self.settings.providers)
+        found: list[ModelInfo] = []
+        for name in names:
+            found.extend(await self.provider(name).models())
+        return found
+
+    def model_info(self, model: str) -> ModelInfo:
+        provider, name = self.resolve(model)
+        return provider.model_info(name)
+
+    def count_tokens(self, model: str, messages: MessagesIn, tools: Iterable[Any] | None = None) -> int:
+        from .tokens import count_tokens
+
+        provider, name = self.resolve(model)
+        return count_tokens(f"{provider.config.kind}/{name}", to_messages(messages), to_tools(tools) or None)
+
+    async def test_connection(self, provider: str | None = None) -> list[ConnectionCheck]:
+        """One verdict per provider (every configured one when ``provider`` is None)."""
+        names = [provider] if provider else sorted(self.settings.providers)
+        checks = []
+        for name in names:
+            try:
+                instance = self.provider(name)
+            except errors.LLMError as exc:
+                checks.append(ConnectionCheck(name, False, exc.message, error=exc))
+                continue
+            checks.append(await instance.test_connection())
+        return checks
+
+    # ---- lifetime -----------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        for provider in self._providers.values():
+            await provider.aclose()
+        await self._transport.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _check_fits(provider: Provider, request: ChatRequest) -> None:
+    """Raise ``ContextWindowExceeded`` before sending a prompt that cannot fit."""
+    info = provider.model_info(request.model)
+    window = info.context_window
+    if window is None:
+        return
+    # Cheap bound first: a token is at least one UTF-8 byte (at most 4 per character).
+    chars = sum(len(m.text) + 8 for m in request.messages)
+    has_images = any(not isinstance(m.content, str) for m in request.messages if m.content)
+    if not has_images and not request.tools and 4 * chars + (request.max_tokens or 0) <= window:
+        return
+    from .tokens import check_context_window, count_tokens
+
+    prompt = count_tokens(f"{provider.config.kind}/{request.model}", request.messages, request.tools or None)
+    check_context_window(info, prompt, request.max_tokens)
+
+
+_logging_configured = False
+
+
+def _configure_logging(env: Mapping[str, str]) -> None:
+    global _logging_configured
+    level = env.get("LLMRELAY_LOG_LEVEL")
+    if _logging_configured or not level:
+        return
+    _logging_configured = True
+    logger = logging.getLogger("llmrelay")
+    logger.setLevel(level.upper())
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        logger.addHandler(handler)
+
+
+class Client:
+    """The synchronous client: same methods as ``AsyncClient``."""
+
+    def __init__(self, config: str | os.PathLike[str] | Settings | None = None, **kwargs: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="llmrelay-client", daemon=True)
+        self._thread.start()
+        self.aio = AsyncClient(config, **kwargs)
+
+    def _run(self, coro: Coroutine[Any, Any, T] | Awaitable[T]) -> T:
+        if self._loop.is_closed():
+            raise errors.InvalidRequest("this Client is closed")
+        future = asyncio.run_coroutine_threadsafe(_as_coro(coro), self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    @property
+    def settings(self) -> Settings:
+        return self.aio.settings
+
+    def chat(self, model: str | None, messages: MessagesIn, **params: Any) -> ChatResponse:
+        return self._run(self.aio.chat(model, messages, **params))
+
+    def stream(self, model: str | None, messages: MessagesIn, **params: Any) -> Iterator[StreamEvent]:
+        agen = self.aio.stream(model, messages, **params)
+        try:
+            while True:
+                try:
+                    event = self._run(agen.__anext__())
+                except StopAsyncIteration:
+                    return
+                yield event
+        finally:
+            if not self._loop.is_closed():
+                self._run(agen.aclose())
+
+    def embed(self, model: str | None, inputs: str | Sequence[str], **params: Any) -> EmbeddingResponse:
+        return self._run(self.aio.embed(model, inputs, **params))
+
+    def run_tools(
+        self, model: str | None, messages: MessagesIn, tools: Sequence[Callable[..., Any]], **params: Any
+    ) -> ChatResponse:
+        return self._run(self.aio.run_tools(model, messages, tools, **params))
+
+    def models(self, provider: str | None = None) -> list[ModelInfo]:
+        return self._run(self.aio.models(provider))
+
+    def model_info(self, model: str) -> ModelInfo:
+        return self.aio.model_info(model)
+
+    def count_tokens(self, model: str, messages: MessagesIn, tools: Iterable[Any] | None = None) -> int:
+        return self.aio.count_tokens(model, messages, tools)
+
+    def test_connection(self, provider: str | None = None) -> list[ConnectionCheck]:
+        return self._run(self.aio.test_connection(provider))
+
+    def provider(self, name: str) -> Provider:
+        return self.aio.provider(name)
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        try:
+            self._run(self.aio.aclose())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+            self._loop.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+async def _as_coro(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+__all__ = ["AsyncClient", "Client"]

@@ -1,0 +1,230 @@
+"""Configuration: the environment variables users of the official SDKs already
+set, and the YAML file of DESIGN.md (``LLMRELAY_CONFIG``).
+
+YAML is validated strictly: an unknown key or a wrong type is a ``ConfigError``
+naming the entry and its line. ``${VAR}`` reads the environment (an unset
+variable is an error; ``${VAR:-default}`` gives a default).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import errors
+from ._http import Timeouts
+from ._secret import Secret
+from .providers.base import ProviderConfig
+
+if TYPE_CHECKING:
+    from .config_schema import ConfigFile, ModelGroupEntry, ProviderEntry
+
+# ---------------------------------------------------------------- loaded settings
+
+
+@dataclass(slots=True)
+class Settings:
+    providers: dict[str, ProviderConfig] = field(default_factory=dict)
+    models: dict[str, ModelGroupEntry] = field(default_factory=dict)
+    file: ConfigFile | None = None
+    path: Path | None = None
+    default_model: str | None = None
+
+
+def provider_config(entry: ProviderEntry) -> ProviderConfig:
+    options: dict[str, Any] = {}
+    for key in ("api_version", "organization", "quirks"):
+        value = getattr(entry, key)
+        if value is not None:
+            options[key] = value
+    if entry.deployments:
+        options["deployments"] = dict(entry.deployments)
+    return ProviderConfig(
+        name=entry.name,
+        kind=entry.kind,
+        base_url=entry.base_url,
+        api_key=Secret(entry.api_key) if entry.api_key else None,
+        timeouts=Timeouts(
+            connect=entry.connect_timeout_s,
+            read=entry.read_timeout_s,
+            total=entry.timeout_s,
+            stream_idle=entry.stream_idle_timeout_s,
+        ),
+        headers=dict(entry.headers),
+        options=options,
+    )
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from ``path`` (or ``LLMRELAY_CONFIG``) on top of the environment."""
+    env = os.environ if env is None else env
+    settings = Settings(providers=providers_from_env(env), default_model=env.get("LLMRELAY_DEFAULT_MODEL") or None)
+    path = path or env.get("LLMRELAY_CONFIG") or None
+    if path is None:
+        return settings
+    file = load_file(Path(path), env)
+    from .providers import known_kinds
+
+    kinds = known_kinds()
+    for entry in file.providers:
+        if entry.kind not in kinds:
+            raise errors.ConfigError(
+                f"{path}: provider {entry.name!r}: unknown kind {entry.kind!r} (known: {', '.join(kinds)})"
+            )
+        settings.providers[entry.name] = provider_config(entry)
+    seen: set[str] = set()
+    for group in file.models:
+        if group.name in seen:
+            raise errors.ConfigError(f"{path}: model group {group.name!r} is defined twice")
+        seen.add(group.name)
+        for dep in group.deployments:
+            if dep.provider not in settings.providers and dep.provider not in kinds:
+                raise errors.ConfigError(
+                    f"{path}: model group {group.name!r}: deployment uses unknown provider {dep.provider!r}"
+                )
+        settings.models[group.name] = group
+    settings.file = file
+    settings.path = Path(path)
+    settings.default_model = settings.default_model or file.default_model
+    return settings
+
+
+def load_file(path: Path, env: Mapping[str, str]) -> ConfigFile:
+    import yaml
+    from pydantic import ValidationError
+
+    from .config_schema import ConfigFile
+
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise errors.ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise errors.ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if node is None:
+        return ConfigFile()
+    lines: dict[tuple[Any, ...], int] = {}
+    data = _to_python(node, (), _Walk(yaml.SafeLoader(""), lines, env, path))
+    if not isinstance(data, dict):
+        raise errors.ConfigError(f"{path}: the top level must be a mapping (providers:, models:, ...)")
+    try:
+        return ConfigFile.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors()[:10]:
+            loc = tuple(err["loc"])
+            where = ".".join(str(p) for p in loc)
+            line = _line_for(loc, lines)
+            what = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            problems.append(f"{path}:{line}: {where}: {what}" if line else f"{path}: {where}: {what}")
+        raise errors.ConfigError("invalid config:\n  " + "\n  ".join(problems)) from None
+
+
+def _line_for(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int | None:
+    while loc:
+        if loc in lines:
+            return lines[loc]
+        loc = loc[:-1]
+    return None
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(slots=True)
+class _Walk:
+    loader: Any
+    lines: dict[tuple[Any, ...], int]
+    env: Mapping[str, str]
+    file: Path
+
+
+def _to_python(node: Any, path: tuple[Any, ...], walk: _Walk) -> Any:
+    """The YAML node as Python data, recording each entry's line and expanding ``${VAR}``."""
+    import yaml
+
+    walk.lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            walk.lines[(*path, key)] = key_node.start_mark.line + 1
+            out[key] = _to_python(value_node, (*path, key), walk)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(item, (*path, i), walk) for i, item in enumerate(node.value)]
+    value = walk.loader.construct_object(node, deep=True)
+    if isinstance(value, str) and "${" in value:
+        line = walk.lines[path]
+
+        def sub(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in walk.env:
+                return walk.env[name]
+            if default is not None:
+                return default
+            raise errors.ConfigError(f"{walk.file}:{line}: environment variable {name} is not set")
+
+        value = _VAR.sub(sub, value)
+    return value
+
+
+# ---------------------------------------------------------------- environment
+
+
+def providers_from_env(env: Mapping[str, str]) -> dict[str, ProviderConfig]:
+    """A provider for each kind whose standard environment variables are set."""
+    from .providers.openai_compat import COMPAT_KINDS
+
+    out: dict[str, ProviderConfig] = {}
+    for kind, quirks in COMPAT_KINDS.items():
+        key = env.get(quirks.api_key_env or "") or None
+        base = env.get(quirks.base_url_env or "") or None
+        if key or base:
+            out[kind] = ProviderConfig(kind, kind, base_url=base, api_key=Secret(key) if key else None)
+    if env.get("ANTHROPIC_API_KEY") or env.get("ANTHROPIC_BASE_URL"):
+        key = env.get("ANTHROPIC_API_KEY")
+        out["anthropic"] = ProviderConfig(
+            "anthropic",
+            "anthropic",
+            base_url=env.get("ANTHROPIC_BASE_URL") or None,
+            api_key=Secret(key) if key else None,
+        )
+    gemini_key = env.get("GEMINI_API_KEY") or env.get("GOOGLE_API_KEY")
+    if gemini_key or env.get("GEMINI_BASE_URL"):
+        out["gemini"] = ProviderConfig(
+            "gemini",
+            "gemini",
+            base_url=env.get("GEMINI_BASE_URL") or None,
+            api_key=Secret(gemini_key) if gemini_key else None,
+        )
+    azure_endpoint = env.get("AZURE_OPENAI_ENDPOINT")
+    if azure_endpoint:
+        key = env.get("AZURE_OPENAI_API_KEY")
+        options: dict[str, Any] = {}
+        version = env.get("AZURE_OPENAI_API_VERSION") or env.get("OPENAI_API_VERSION")
+        if version:
+            options["api_version"] = version
+        token = env.get("AZURE_OPENAI_AD_TOKEN")
+        if token:
+            options["azure_ad_token"] = token
+        out["azure"] = ProviderConfig(
+            "azure", "azure", base_url=azure_endpoint, api_key=Secret(key) if key else None, options=options
+        )
+    return out
+
+
+def implicit_provider(kind: str, env: Mapping[str, str]) -> ProviderConfig | None:
+    """A provider for a known kind with nothing configured (keyless local servers)."""
+    from .providers.openai_compat import COMPAT_KINDS
+
+    quirks = COMPAT_KINDS.get(kind)
+    if quirks is not None and not quirks.requires_key:
+        return ProviderConfig(kind, kind)
+    return None

@@ -1,0 +1,397 @@
+"""OpenAI chat completions wire format <-> canonical types (pure functions).
+
+Both directions are here: the client side (canonical request -> wire, wire
+answer -> canonical) and its inverse, which the gateway uses to accept OpenAI
+requests and answer in OpenAI's format.
+"""
+
+from __future__ import annotations
+
+import array
+import base64
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from .. import errors
+from .._assemble import StreamAssembler
+from .._json import dumps_str, loads, parse_arguments
+from .._sse import SSEEvent
+from ..types import (
+    ChatRequest,
+    ChatResponse,
+    ContentPart,
+    EmbeddingResponse,
+    FinishReason,
+    Message,
+    ModelInfo,
+    ReasoningDelta,
+    ResponseFormat,
+    StreamEvent,
+    TextDelta,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+    ToolSpec,
+    Usage,
+    UsageEvent,
+)
+from .openai_compat import Quirks
+
+FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+    "error": "error",
+    "model_length": "length",  # Mistral
+    "eos": "stop",
+}
+
+# ---------------------------------------------------------------- canonical -> wire
+
+
+def part_to_wire(part: ContentPart) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    image: dict[str, Any] = {"url": part.data_url}
+    if part.detail:
+        image["detail"] = part.detail
+    return {"type": "image_url", "image_url": image}
+
+
+def message_to_wire(msg: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": msg.role}
+    content = msg.content
+    if isinstance(content, list):
+        out["content"] = [part_to_wire(p) for p in content]
+    else:
+        out["content"] = content
+    if msg.name:
+        out["name"] = msg.name
+    if msg.tool_calls:
+        out["tool_calls"] = [
+            {
+                "id": c.id,
+                "type": "function",
+                "function": {"name": c.name, "arguments": c.raw_arguments or dumps_str(c.arguments)},
+            }
+            for c in msg.tool_calls
+        ]
+    if msg.tool_call_id is not None:
+        out["tool_call_id"] = msg.tool_call_id
+    return out
+
+
+def tool_to_wire(tool: ToolSpec) -> dict[str, Any]:
+    fn: dict[str, Any] = {"name": tool.name, "description": tool.description, "parameters": tool.parameters}
+    if tool.strict is not None:
+        fn["strict"] = tool.strict
+    return {"type": "function", "function": fn}
+
+
+def tool_choice_to_wire(choice: str | dict[str, Any], quirks: Quirks) -> Any:
+    if isinstance(choice, str):
+        return quirks.required_tool_choice if choice == "required" else choice
+    name = choice.get("name") or (choice.get("function") or {}).get("name")
+    if not name:
+        raise errors.InvalidRequest("tool_choice must be 'auto', 'none', 'required' or {'name': TOOL}")
+    return {"type": "function", "function": {"name": name}}
+
+
+def response_format_to_wire(fmt: ResponseFormat) -> dict[str, Any]:
+    if fmt.type == "json_schema":
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": fmt.name, "schema": fmt.schema or {}, "strict": fmt.strict},
+        }
+    return {"type": fmt.type}
+
+
+def request_to_wire(req: ChatRequest, stream: bool, quirks: Quirks) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": req.model, "messages": [message_to_wire(m) for m in req.messages]}
+    if req.temperature is not None:
+        body["temperature"] = req.temperature
+    if req.top_p is not None:
+        body["top_p"] = req.top_p
+    if req.max_tokens is not None:
+        body[quirks.max_tokens_field] = req.max_tokens
+    if req.stop:
+        body["stop"] = req.stop
+    if req.seed is not None:
+        body[quirks.seed_field] = req.seed
+    if req.user is not None and quirks.send_user:
+        body["user"] = req.user
+    if req.tools:
+        body["tools"] = [tool_to_wire(t) for t in req.tools]
+    if req.tool_choice is not None:
+        body["tool_choice"] = tool_choice_to_wire(req.tool_choice, quirks)
+    if req.response_format is not None and req.response_format.type != "text":
+        body["response_format"] = response_format_to_wire(req.response_format)
+    if stream:
+        body["stream"] = True
+        if quirks.stream_usage_option:
+            body["stream_options"] = {"include_usage": True}
+    if req.extra:
+        body.update(req.extra)
+    return body
+
+
+# ---------------------------------------------------------------- wire -> canonical
+
+
+def usage_from_wire(u: dict[str, Any] | None) -> Usage:
+    if not u:
+        return Usage()
+    prompt_details = u.get("prompt_tokens_details") or {}
+    completion_details = u.get("completion_tokens_details") or {}
+    cached = prompt_details.get("cached_tokens") or u.get("prompt_cache_hit_tokens") or 0
+    return Usage(
+        prompt_tokens=u.get("prompt_tokens") or 0,
+        completion_tokens=u.get("completion_tokens") or 0,
+        cached_tokens=cached,
+        reasoning_tokens=completion_details.get("reasoning_tokens") or 0,
+    )
+
+
+def _content_and_reasoning(content: Any) -> tuple[str, str]:
+    """Text and reasoning from a string or a list of parts (Mistral sends parts,
+    including ``thinking`` parts that hold a list of text parts)."""
+    if content is None:
+        return "", ""
+    if isinstance(content, str):
+        return content, ""
+    text: list[str] = []
+    thinking: list[str] = []
+    for part in content:
+        if not isinstance(part, dict):
+            continue
+        kind = part.get("type")
+        if kind == "text":
+            text.append(part.get("text") or "")
+        elif kind == "thinking":
+            inner = part.get("thinking")
+            if isinstance(inner, str):
+                thinking.append(inner)
+            elif isinstance(inner, list):
+                thinking.extend(p.get("text") or "" for p in inner if isinstance(p, dict))
+    return "".join(text), "".join(thinking)
+
+
+def tool_calls_from_wire(raw_calls: list[dict[str, Any]] | None) -> list[ToolCall]:
+    calls = []
+    for i, raw in enumerate(raw_calls or ()):
+        fn = raw.get("function") or {}
+        args = fn.get("arguments")
+        # some compatible servers send the arguments as an object
+        text = dumps_str(args) if isinstance(args, dict) else args or ""
+        parsed = parse_arguments(text)
+        calls.append(
+            ToolCall(
+                id=raw.get("id") or f"call_{i}",
+                name=fn.get("name") or "",
+                arguments=parsed if parsed is not None else {},
+                raw_arguments=text,
+            )
+        )
+    return calls
+
+
+def response_from_wire(data: Any, provider: str, model: str) -> ChatResponse:
+    if not isinstance(data, dict):
+        raise errors.ProviderError("chat completion is not a JSON object", provider=provider, body=data)
+    if data.get("error"):
+        raise errors.ProviderError(_error_message(data["error"]), provider=provider, body=data)
+    choices = data.get("choices") or []
+    if not choices:
+        raise errors.ProviderError("chat completion has no choices", provider=provider, body=data)
+    choice = choices[0]
+    msg = choice.get("message") or {}
+    text, thinking = _content_and_reasoning(msg.get("content"))
+    reasoning = msg.get("reasoning_content") or msg.get("reasoning") or thinking or None
+    native = choice.get("finish_reason")
+    calls = tool_calls_from_wire(msg.get("tool_calls"))
+    finish = FINISH_REASONS.get(native or "", "tool_calls" if calls else "stop")
+    return ChatResponse(
+        content=text,
+        finish_reason=finish,
+        usage=usage_from_wire(data.get("usage")),
+        model=data.get("model") or model,
+        provider=provider,
+        tool_calls=calls,
+        id=data.get("id") or "",
+        refusal=msg.get("refusal"),
+        reasoning=reasoning if isinstance(reasoning, str) else None,
+        native_finish_reason=native,
+        raw=data,
+    )
+
+
+class ChatStreamDecoder:
+    """``chat.completion.chunk`` events -> canonical events (choice 0 only)."""
+
+    __slots__ = ("_asm", "_ids", "_provider", "done")
+
+    def __init__(self, assembler: StreamAssembler, provider: str) -> None:
+        self._asm = assembler
+        self._provider = provider
+        self._ids: dict[str, int] = {}
+        self.done = False
+
+    def feed(self, event: SSEEvent) -> Iterable[StreamEvent]:
+        data = event.data
+        if data == "[DONE]":
+            self.done = True
+            return ()
+        try:
+            obj = loads(data)
+        except ValueError:
+            raise errors.ProviderError(f"stream chunk is not JSON: {data[:120]!r}", provider=self._provider) from None
+        if not isinstance(obj, dict):
+            return ()
+        if obj.get("error"):
+            raise in_stream_error(obj["error"], self._provider)
+        asm = self._asm
+        out: list[StreamEvent] = []
+        if not asm.id and obj.get("id"):
+            asm.id = obj["id"]
+            asm.model = obj.get("model") or asm.model
+        for choice in obj.get("choices") or ():
+            if choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
+            if content:
+                if isinstance(content, str):
+                    out.append(TextDelta(content))
+                else:
+                    text, thinking = _content_and_reasoning(content)
+                    if thinking:
+                        out.append(ReasoningDelta(thinking))
+                    if text:
+                        out.append(TextDelta(text))
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            if reasoning and isinstance(reasoning, str):
+                out.append(ReasoningDelta(reasoning))
+            refusal = delta.get("refusal")
+            if refusal:
+                asm.refusal = (asm.refusal or "") + refusal
+            tool_calls = delta.get("tool_calls")
+            if tool_calls:
+                out.extend(self._tool_deltas(tool_calls))
+            native = choice.get("finish_reason")
+            if native:
+                asm.native_finish_reason = native
+                asm.finish_reason = FINISH_REASONS.get(native, "stop")
+        usage = obj.get("usage") or (obj.get("x_groq") or {}).get("usage")
+        if usage:
+            out.append(UsageEvent(usage_from_wire(usage)))
+        return out
+
+    def _tool_deltas(self, raw_calls: list[dict[str, Any]]) -> Iterable[ToolCallDelta]:
+        for raw in raw_calls:
+            fn = raw.get("function") or {}
+            call_id = raw.get("id")
+            index = raw.get("index")
+            if index is None:  # some compatible servers omit it: whole calls, one id each
+                index = self._ids.setdefault(call_id or "", len(self._ids))
+            args = fn.get("arguments")
+            if isinstance(args, dict):
+                args = dumps_str(args)
+            yield ToolCallDelta(index=index, id=call_id, name=fn.get("name"), arguments=args or "")
+
+    def close(self) -> None:
+        if not self.done and self._asm.finish_reason is None:
+            raise errors.StreamInterrupted(
+                "stream ended before its end marker ([DONE])", provider=self._provider, retryable=True
+            )
+
+
+# ---------------------------------------------------------------- errors
+
+
+def _error_message(err: Any) -> str:
+    if isinstance(err, dict):
+        return str(err.get("message") or err.get("code") or err)
+    return str(err)
+
+
+_ERROR_CODES: dict[str, type[errors.LLMError]] = {
+    "context_length_exceeded": errors.ContextWindowExceeded,
+    "string_above_max_length": errors.ContextWindowExceeded,
+    "content_filter": errors.ContentFiltered,
+    "content_policy_violation": errors.ContentFiltered,
+    "insufficient_quota": errors.RateLimited,
+    "rate_limit_exceeded": errors.RateLimited,
+    "model_not_found": errors.NotFound,
+    "invalid_api_key": errors.AuthenticationError,
+    "server_error": errors.ProviderError,
+    "overloaded_error": errors.Overloaded,
+}
+
+
+def error_class(status: int, err: Any) -> type[errors.LLMError]:
+    """The error class for an OpenAI-style error object (code/type beat status)."""
+    if isinstance(err, dict):
+        for key in ("code", "type"):
+            value = err.get(key)
+            if isinstance(value, str) and value in _ERROR_CODES:
+                return _ERROR_CODES[value]
+    return errors.class_for_status(status)
+
+
+def is_out_of_credit(err: Any) -> bool:
+    """A 429 that waiting does not fix (the account has no credit left)."""
+    return isinstance(err, dict) and "insufficient_quota" in (err.get("code"), err.get("type"))
+
+
+def in_stream_error(err: Any, provider: str) -> errors.LLMError:
+    """An error object that arrived inside a 200 stream."""
+    status = 500
+    if isinstance(err, dict) and isinstance(err.get("code"), int):
+        status = err["code"]
+    exc = error_class(status, err)(_error_message(err), provider=provider, body=err)
+    if is_out_of_credit(err):
+        exc.retryable = False
+    return exc
+
+
+# ---------------------------------------------------------------- embeddings and models
+
+
+def embeddings_from_wire(data: Any, provider: str, model: str) -> EmbeddingResponse:
+    items = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise errors.ProviderError("embeddings answer has no data list", provider=provider, body=data)
+    ordered = sorted(items, key=lambda d: d.get("index", 0))
+    vectors = [_vector(item.get("embedding"), provider) for item in ordered]
+    usage = data.get("usage") or {}
+    return EmbeddingResponse(
+        vectors=vectors,
+        usage=Usage(prompt_tokens=usage.get("prompt_tokens") or usage.get("total_tokens") or 0),
+        model=data.get("model") or model,
+        provider=provider,
+        raw={k: v for k, v in data.items() if k != "data"},
+    )
+
+
+def _vector(value: Any, provider: str) -> list[float]:
+    if isinstance(value, list):
+        return value
+    if isinstance(value, str):  # encoding_format=base64: little-endian float32
+        floats = array.array("f")
+        floats.frombytes(base64.b64decode(value))
+        return floats.tolist()
+    raise errors.ProviderError("embedding is neither a list nor base64", provider=provider)
+
+
+def models_from_wire(data: Any, provider: str) -> list[ModelInfo]:
+    items = data.get("data") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise errors.ProviderError("models answer has no data list", provider=provider, body=data)
+    return [ModelInfo(id=str(m.get("id")), provider=provider, raw=m) for m in items if isinstance(m, dict)]
+
+
+def now() -> int:
+    return int(time.time())

@@ -1,0 +1,124 @@
+"""The inverse of the OpenAI codec: OpenAI wire requests -> canonical requests,
+canonical answers -> OpenAI wire answers and stream chunks.
+
+The gateway uses it to accept requests from the official ``openai`` SDK and to
+answer in its format, whatever provider served the call; tests use it for
+round trips (canonical -> wire -> canonical).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import errors
+from .._json import dumps_str
+from .._messages import to_messages
+from ..structured import to_response_format
+from ..tools import to_tools
+from ..types import ChatRequest, ChatResponse, StreamEvent, TextDelta, ToolCallDelta, Usage
+
+_KNOWN = frozenset(
+    {
+        "model", "messages", "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed",
+        "user", "tools", "tool_choice", "response_format", "stream", "stream_options",
+    }
+)  # fmt: skip
+
+
+def request_from_wire(body: Any) -> ChatRequest:
+    """A canonical request from an OpenAI chat completions body; unknown fields go to ``extra``."""
+    if not isinstance(body, dict):
+        raise errors.InvalidRequest("the request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise errors.InvalidRequest("'model' is required and must be a string")
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        raise errors.InvalidRequest("'messages' is required and must be a list")
+    stop = body.get("stop")
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        choice = {"name": (choice.get("function") or {}).get("name") or choice.get("name")}
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    return ChatRequest(
+        model=model,
+        messages=to_messages(messages),
+        tools=to_tools(body.get("tools")),
+        tool_choice=choice,
+        response_format=to_response_format(body.get("response_format")),
+        temperature=body.get("temperature"),
+        top_p=body.get("top_p"),
+        max_tokens=max_tokens,
+        stop=[stop] if isinstance(stop, str) else stop,
+        seed=body.get("seed"),
+        user=body.get("user"),
+        extra={k: v for k, v in body.items() if k not in _KNOWN},
+    )
+
+
+def usage_to_wire(usage: Usage) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+    if usage.cached_tokens:
+        out["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+    if usage.reasoning_tokens:
+        out["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
+    return out
+
+
+def response_to_wire(response: ChatResponse, created: int, model: str | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": response.content if response.content or not response.tool_calls else None,
+        "refusal": response.refusal,
+    }
+    if response.tool_calls:
+        message["tool_calls"] = [
+            {
+                "id": c.id,
+                "type": "function",
+                "function": {"name": c.name, "arguments": c.raw_arguments or dumps_str(c.arguments)},
+            }
+            for c in response.tool_calls
+        ]
+    if response.reasoning:
+        message["reasoning_content"] = response.reasoning
+    finish = "stop" if response.finish_reason == "error" else response.finish_reason
+    return {
+        "id": response.id or "chatcmpl-llmrelay",
+        "object": "chat.completion",
+        "created": created,
+        "model": model or response.model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+        "usage": usage_to_wire(response.usage),
+    }
+
+
+def chunk_to_wire(event: StreamEvent, chunk_id: str, created: int, model: str) -> dict[str, Any] | None:
+    """The ``chat.completion.chunk`` for one content event (``None`` for events
+    that have no chunk of their own: usage and finish are sent by the caller)."""
+    delta: dict[str, Any]
+    if type(event) is TextDelta:
+        delta = {"content": event.text}
+    elif type(event) is ToolCallDelta:
+        call: dict[str, Any] = {"index": event.index, "function": {"arguments": event.arguments}}
+        if event.id:
+            call["id"] = event.id
+            call["type"] = "function"
+        if event.name:
+            call["function"]["name"] = event.name
+        delta = {"tool_calls": [call]}
+    elif event.type == "reasoning" and event.text:
+        delta = {"reasoning_content": event.text}
+    else:
+        return None
+    return {
+        "id": chunk_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+    }

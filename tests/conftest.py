@@ -8,10 +8,20 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fakeserver import FakeServer  # noqa: E402
+from fakeserver import FakeServer
 
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeServer]:
     async with FakeServer() as server:
         yield server
+
+
+@pytest.fixture(autouse=True)
+async def _close_shared_transport() -> AsyncIterator[None]:
+    """Providers built without a transport share the process one: close this
+    test's session (sessions are per event loop, and each test has its loop)."""
+    yield
+    from llmrelay._http import default_transport
+
+    await default_transport().aclose()

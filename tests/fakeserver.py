@@ -78,12 +78,12 @@ class FakeServer:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.requests.append(
-            Recorded(request.method, request.path, dict(request.query), dict(request.headers), body)
-        )
+        self.requests.append(Recorded(request.method, request.path, dict(request.query), dict(request.headers), body))
         replies = self._routes.get((request.method, request.path))
         if not replies:
-            return web.json_response({"error": {"message": f"no fake route {request.method} {request.path}"}}, status=404)
+            return web.json_response(
+                {"error": {"message": f"no fake route {request.method} {request.path}"}}, status=404
+            )
         reply = replies.pop(0) if len(replies) > 1 else replies[0]
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)

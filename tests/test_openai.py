@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from fakeserver import FakeServer, Reply, split_every
-from recordings import load_cassette, load_chunks_as_sse, load_sse
 
+from fakeserver import FakeServer, Reply, split_every
 from llmrelay import errors
 from llmrelay.providers.azure import AzureOpenAIProvider
 from llmrelay.providers.base import ProviderConfig
@@ -25,6 +24,7 @@ from llmrelay.types import (
     ToolCallDelta,
     ToolSpec,
 )
+from recordings import load_cassette, load_chunks_as_sse, load_sse
 
 KEY = "sk-test-SECRETKEY1234567890"
 
@@ -77,8 +77,9 @@ async def test_include_usage_cassette_two_turns(fake: FakeServer) -> None:
     fake.on("POST", "/v1/chat/completions", Reply(chunks=[first.body]), Reply(chunks=[second.body]))
     p = provider(fake)
     tools = [ToolSpec("get_capital", "", first.request_json["tools"][0]["function"]["parameters"], strict=True)]
-    req = ChatRequest("gpt-4o-mini", [Message("user", first.request_json["messages"][0]["content"])], tools=tools,
-                      tool_choice="auto")
+    req = ChatRequest(
+        "gpt-4o-mini", [Message("user", first.request_json["messages"][0]["content"])], tools=tools, tool_choice="auto"
+    )
     r1 = (await collect(p, req))[-1].response  # type: ignore[union-attr]
     assert r1.tool_calls[0].arguments == {"country": "UK"}
     assert (r1.usage.prompt_tokens, r1.usage.completion_tokens) == (53, 15)
@@ -105,14 +106,35 @@ async def test_ollama_compat_reasoning_field(fake: FakeServer) -> None:
 
 
 async def test_chat_json_answer_and_wire_request(fake: FakeServer) -> None:
-    fake.on("POST", "/v1/chat/completions", Reply(json=_completion("Hello!", usage={
-        "prompt_tokens": 20, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 10},
-        "completion_tokens_details": {"reasoning_tokens": 2}})))
+    fake.on(
+        "POST",
+        "/v1/chat/completions",
+        Reply(
+            json=_completion(
+                "Hello!",
+                usage={
+                    "prompt_tokens": 20,
+                    "completion_tokens": 5,
+                    "prompt_tokens_details": {"cached_tokens": 10},
+                    "completion_tokens_details": {"reasoning_tokens": 2},
+                },
+            )
+        ),
+    )
     req = ChatRequest(
         "gpt-4o-mini",
-        [Message("system", "Be brief"),
-         Message("user", [TextPart("What is this?"), ImagePart(data="aGVsbG8=", media_type="image/png", detail="low")])],
-        temperature=0.2, max_tokens=50, stop=["\n"], seed=7, user="u1", extra={"logprobs": True},
+        [
+            Message("system", "Be brief"),
+            Message(
+                "user", [TextPart("What is this?"), ImagePart(data="aGVsbG8=", media_type="image/png", detail="low")]
+            ),
+        ],
+        temperature=0.2,
+        max_tokens=50,
+        stop=["\n"],
+        seed=7,
+        user="u1",
+        extra={"logprobs": True},
     )
     r = await provider(fake).chat(req)
     assert r.content == "Hello!" and r.finish_reason == "stop"
@@ -121,7 +143,9 @@ async def test_chat_json_answer_and_wire_request(fake: FakeServer) -> None:
     sent = fake.requests[-1].json
     assert sent["max_completion_tokens"] == 50 and sent["seed"] == 7 and sent["logprobs"] is True
     assert sent["messages"][1]["content"][1] == {
-        "type": "image_url", "image_url": {"url": "data:image/png;base64,aGVsbG8=", "detail": "low"}}
+        "type": "image_url",
+        "image_url": {"url": "data:image/png;base64,aGVsbG8=", "detail": "low"},
+    }
 
 
 async def test_refusal_and_unknown_fields_kept(fake: FakeServer) -> None:
@@ -144,8 +168,13 @@ async def test_structured_output_native_json_schema(fake: FakeServer) -> None:
         population: int
 
     fmt = to_response_format(City)
-    fake.on("POST", "/v1/chat/completions", Reply(json=_completion('{"name": "Paris", "population": 2100000}')),
-            Reply(json=_completion('{"name": "Paris"}')), Reply(json=_completion("not json")))
+    fake.on(
+        "POST",
+        "/v1/chat/completions",
+        Reply(json=_completion('{"name": "Paris", "population": 2100000}')),
+        Reply(json=_completion('{"name": "Paris"}')),
+        Reply(json=_completion("not json")),
+    )
     p = provider(fake)
     r = await p.chat(ask(response_format=fmt))
     assert r.parsed == City(name="Paris", population=2100000)
@@ -169,8 +198,13 @@ async def test_embeddings_base64_and_float(fake: FakeServer) -> None:
     assert len(r.vectors) == 1 and len(r.vectors[0]) == 1536
     assert abs(sum(x * x for x in r.vectors[0]) - 1.0) < 1e-3  # OpenAI vectors are unit length
     assert r.usage.prompt_tokens == 4 and r.cost_usd is not None
-    fake.on("POST", "/v1/embeddings", Reply(json={"data": [{"index": 1, "embedding": [0.0, 1.0]},
-                                                            {"index": 0, "embedding": [1.0, 0.0]}], "usage": {}}))
+    fake.on(
+        "POST",
+        "/v1/embeddings",
+        Reply(
+            json={"data": [{"index": 1, "embedding": [0.0, 1.0]}, {"index": 0, "embedding": [1.0, 0.0]}], "usage": {}}
+        ),
+    )
     r2 = await provider(fake, "vllm").embed(EmbeddingRequest("m", ["a", "b"]))
     assert r2.vectors == [[1.0, 0.0], [0.0, 1.0]]  # put back in input order
     assert "encoding_format" not in fake.requests[-1].json
@@ -193,23 +227,53 @@ async def test_recorded_error_bodies(fake: FakeServer) -> None:
 @pytest.mark.parametrize(
     ("status", "body", "headers", "cls", "retryable", "retry_after"),
     [
-        (429, {"error": {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}},
-         {"retry-after-ms": "1500", "retry-after": "9"}, errors.RateLimited, True, 1.5),
-        (429, {"error": {"message": "no credit", "type": "insufficient_quota", "code": "insufficient_quota"}},
-         {}, errors.RateLimited, False, None),
-        (400, {"error": {"message": "too long", "code": "context_length_exceeded"}}, {},
-         errors.ContextWindowExceeded, False, None),
-        (401, {"error": {"message": "Incorrect API key provided: sk-test-SECRETKEY1234567890"}}, {},
-         errors.AuthenticationError, False, None),
+        (
+            429,
+            {"error": {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}},
+            {"retry-after-ms": "1500", "retry-after": "9"},
+            errors.RateLimited,
+            True,
+            1.5,
+        ),
+        (
+            429,
+            {"error": {"message": "no credit", "type": "insufficient_quota", "code": "insufficient_quota"}},
+            {},
+            errors.RateLimited,
+            False,
+            None,
+        ),
+        (
+            400,
+            {"error": {"message": "too long", "code": "context_length_exceeded"}},
+            {},
+            errors.ContextWindowExceeded,
+            False,
+            None,
+        ),
+        (
+            401,
+            {"error": {"message": "Incorrect API key provided: sk-test-SECRETKEY1234567890"}},
+            {},
+            errors.AuthenticationError,
+            False,
+            None,
+        ),
         (500, {"error": {"message": "boom"}}, {"x-should-retry": "false"}, errors.ProviderError, False, None),
         (409, {"error": {"message": "conflict"}}, {"x-should-retry": "true"}, errors.ProviderError, True, None),
         (503, {"message": "busy", "type": "service_unavailable"}, {"retry-after": "2"}, errors.Overloaded, True, 2.0),
         (400, {"error": {"message": "blocked", "code": "content_filter"}}, {}, errors.ContentFiltered, False, None),
     ],
 )
-async def test_http_errors_map_to_classes(fake: FakeServer, status: int, body: dict[str, object],
-                                          headers: dict[str, str], cls: type[errors.LLMError], retryable: bool,
-                                          retry_after: float | None) -> None:
+async def test_http_errors_map_to_classes(
+    fake: FakeServer,
+    status: int,
+    body: dict[str, object],
+    headers: dict[str, str],
+    cls: type[errors.LLMError],
+    retryable: bool,
+    retry_after: float | None,
+) -> None:
     fake.on("POST", "/v1/chat/completions", Reply(status=status, json=body, headers=headers))
     with pytest.raises(cls) as exc:
         await provider(fake).chat(ask())
@@ -220,8 +284,12 @@ async def test_http_errors_map_to_classes(fake: FakeServer, status: int, body: d
 
 async def test_html_and_garbage_bodies(fake: FakeServer) -> None:
     html = "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
-    fake.on("POST", "/v1/chat/completions", Reply(status=502, body=html, content_type="text/html"),
-            Reply(status=200, body="{truncated", content_type="application/json"))
+    fake.on(
+        "POST",
+        "/v1/chat/completions",
+        Reply(status=502, body=html, content_type="text/html"),
+        Reply(status=200, body="{truncated", content_type="application/json"),
+    )
     p = provider(fake)
     with pytest.raises(errors.ProviderError) as exc:
         await p.chat(ask())
@@ -237,11 +305,14 @@ async def test_stream_faults(fake: FakeServer) -> None:
         b"data: " + json.dumps({"id": "c", "choices": [{"index": 0, "delta": {"content": w}}]}).encode() + b"\n\n"
         for w in ["Hel", "lo"]
     )
-    fake.on("POST", "/v1/chat/completions",
-            Reply(chunks=[raw[:40]], cut_after=1),  # cut before any event: plain, retryable
-            Reply(chunks=[text_stream, b"data: {\"id\""], cut_after=1),  # cut after text
-            Reply(chunks=[text_stream]),  # ended without finish or [DONE]
-            Reply(chunks=[text_stream, b'data: {"error": {"message": "overloaded", "type": "server_error"}}\n\n']))
+    fake.on(
+        "POST",
+        "/v1/chat/completions",
+        Reply(chunks=[raw[:40]], cut_after=1),  # cut before any event: plain, retryable
+        Reply(chunks=[text_stream, b'data: {"id"'], cut_after=1),  # cut after text
+        Reply(chunks=[text_stream]),  # ended without finish or [DONE]
+        Reply(chunks=[text_stream, b'data: {"error": {"message": "overloaded", "type": "server_error"}}\n\n']),
+    )
     p = provider(fake)
     with pytest.raises(errors.LLMError) as first:
         await collect(p, ask())
@@ -254,11 +325,24 @@ async def test_stream_faults(fake: FakeServer) -> None:
 
 async def test_mistral_parts_and_quirks(fake: FakeServer) -> None:
     chunks = [
-        {"id": "m1", "model": "magistral", "choices": [{"index": 0, "delta": {"content": [
-            {"type": "thinking", "thinking": [{"type": "text", "text": "Let me think."}]}]}}]},
+        {
+            "id": "m1",
+            "model": "magistral",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "content": [{"type": "thinking", "thinking": [{"type": "text", "text": "Let me think."}]}]
+                    },
+                }
+            ],
+        },
         {"id": "m1", "choices": [{"index": 0, "delta": {"content": [{"type": "text", "text": "Paris"}]}}]},
-        {"id": "m1", "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "stop"}],
-         "usage": {"prompt_tokens": 10, "completion_tokens": 4}},
+        {
+            "id": "m1",
+            "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 4},
+        },
     ]
     body = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
     fake.on("POST", "/v1/chat/completions", Reply(chunks=[body]))
@@ -273,8 +357,11 @@ async def test_mistral_parts_and_quirks(fake: FakeServer) -> None:
 async def test_deepseek_reasoning_and_groq_usage(fake: FakeServer) -> None:
     chunks = [
         {"id": "d", "choices": [{"index": 0, "delta": {"reasoning_content": "Hmm."}}]},
-        {"id": "d", "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": "stop"}],
-         "x_groq": {"usage": {"prompt_tokens": 3, "completion_tokens": 2}}},
+        {
+            "id": "d",
+            "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": "stop"}],
+            "x_groq": {"usage": {"prompt_tokens": 3, "completion_tokens": 2}},
+        },
     ]
     body = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
     fake.on("POST", "/v1/chat/completions", Reply(chunks=[body]))
@@ -291,8 +378,9 @@ async def test_azure_urls_auth_and_prompt_filter_chunk(fake: FakeServer) -> None
     body = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
     path = "/openai/deployments/my-gpt4o/chat/completions"
     fake.on("POST", path, Reply(chunks=[body]))
-    p = AzureOpenAIProvider(ProviderConfig("az", "azure", base_url=fake.url, api_key=KEY,
-                                           options={"deployments": {"gpt-4o": "my-gpt4o"}}))
+    p = AzureOpenAIProvider(
+        ProviderConfig("az", "azure", base_url=fake.url, api_key=KEY, options={"deployments": {"gpt-4o": "my-gpt4o"}})
+    )
     events = await collect(p, ChatRequest("gpt-4o", [Message("user", "Hi")]))
     assert events[-1].response.finish_reason == "content_filter"  # type: ignore[union-attr]
     assert [e.text for e in events if isinstance(e, TextDelta)] == ["Hi"]
@@ -323,8 +411,9 @@ async def test_unreachable_and_hanging_upstream(fake: FakeServer) -> None:
         await dead.chat(ask())
     assert exc.value.retryable and "127.0.0.1:9" in str(exc.value)
     fake.on("POST", "/v1/chat/completions", Reply(hang_s=2.0))
-    slow = OpenAIProvider(ProviderConfig("openai", "openai", base_url=fake.url + "/v1", api_key=KEY,
-                                         timeouts=Timeouts(read=0.2, total=5)))
+    slow = OpenAIProvider(
+        ProviderConfig("openai", "openai", base_url=fake.url + "/v1", api_key=KEY, timeouts=Timeouts(read=0.2, total=5))
+    )
     with pytest.raises(errors.Timeout):
         await slow.chat(ask())
     fake.on("POST", "/v1/chat/completions", Reply(reset=True))
@@ -346,7 +435,10 @@ async def test_responses_api_error_event_maps(fake: FakeServer) -> None:
 
 def _completion(content: str | None, usage: dict[str, object] | None = None) -> dict[str, object]:
     return {
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini-2024-07-18",
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-mini-2024-07-18",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
         "usage": usage or {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
     }

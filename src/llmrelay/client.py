@@ -82,6 +82,8 @@ class AsyncClient:
             quirks = COMPAT_KINDS.get(name)
             env_name = {
                 "anthropic": "ANTHROPIC_API_KEY",
+                "openai-responses": "OPENAI_API_KEY",
+                "cohere": "COHERE_API_KEY",
                 "gemini": "GEMINI_API_KEY",
                 "azure": "AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_KEY",
             }.get(name, quirks.api_key_env if quirks else None)
@@ -267,12 +269,13 @@ def _check_fits(provider: Provider, request: ChatRequest) -> None:
     # Cheap bound first: a token is at least one UTF-8 byte (at most 4 per character).
     chars = sum(len(m.text) + 8 for m in request.messages)
     has_images = any(not isinstance(m.content, str) for m in request.messages if m.content)
-    if not has_images and not request.tools and 4 * chars + (request.max_tokens or 0) <= window:
+    output = (request.max_tokens or 0) if provider.window_includes_output else 0
+    if not has_images and not request.tools and 4 * chars + output <= window:
         return
     from .tokens import check_context_window, count_tokens
 
     prompt = count_tokens(f"{provider.config.kind}/{request.model}", request.messages, request.tools or None)
-    check_context_window(info, prompt, request.max_tokens)
+    check_context_window(info, prompt, request.max_tokens if provider.window_includes_output else None)
 
 
 _logging_configured = False

@@ -188,6 +188,11 @@ def providers_from_env(env: Mapping[str, str]) -> dict[str, ProviderConfig]:
         base = env.get(quirks.base_url_env or "") or None
         if key or base:
             out[kind] = ProviderConfig(kind, kind, base_url=base, api_key=Secret(key) if key else None)
+    if "openai" in out:  # the same account speaks both OpenAI APIs
+        openai = out["openai"]
+        out["openai-responses"] = ProviderConfig(
+            "openai-responses", "openai-responses", base_url=openai.base_url, api_key=openai.api_key
+        )
     if env.get("ANTHROPIC_API_KEY") or env.get("ANTHROPIC_BASE_URL"):
         key = env.get("ANTHROPIC_API_KEY")
         out["anthropic"] = ProviderConfig(
@@ -203,6 +208,14 @@ def providers_from_env(env: Mapping[str, str]) -> dict[str, ProviderConfig]:
             "gemini",
             base_url=env.get("GEMINI_BASE_URL") or None,
             api_key=Secret(gemini_key) if gemini_key else None,
+        )
+    cohere_key = env.get("COHERE_API_KEY") or env.get("CO_API_KEY")
+    if cohere_key or env.get("COHERE_BASE_URL"):
+        out["cohere"] = ProviderConfig(
+            "cohere",
+            "cohere",
+            base_url=env.get("COHERE_BASE_URL") or None,
+            api_key=Secret(cohere_key) if cohere_key else None,
         )
     azure_endpoint = env.get("AZURE_OPENAI_ENDPOINT")
     if azure_endpoint:

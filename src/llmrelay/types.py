@@ -196,6 +196,10 @@ class Usage:
         )
 
 
+_REPLAYED_EXTRA = frozenset(("redacted_thinking", "tool_plan"))
+"""Provider data a conversation must send back with the assistant turn."""
+
+
 @dataclass(slots=True)
 class ChatResponse:
     content: str
@@ -224,6 +228,7 @@ class ChatResponse:
             tool_calls=list(self.tool_calls),
             reasoning=self.reasoning,
             reasoning_signature=self.reasoning_signature,
+            extra={k: v for k, v in self.extra.items() if k in _REPLAYED_EXTRA},
         )
 
 

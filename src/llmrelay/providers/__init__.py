@@ -14,9 +14,11 @@ if TYPE_CHECKING:
 # (see providers/openai_compat.py for their quirks).
 _KINDS: dict[str, str] = {
     "openai": "llmrelay.providers.openai:OpenAIProvider",
+    "openai-responses": "llmrelay.providers.openai_responses:OpenAIResponsesProvider",
     "azure": "llmrelay.providers.azure:AzureOpenAIProvider",
     "anthropic": "llmrelay.providers.anthropic:AnthropicProvider",
     "gemini": "llmrelay.providers.gemini:GeminiProvider",
+    "cohere": "llmrelay.providers.cohere:CohereProvider",
 }
 
 

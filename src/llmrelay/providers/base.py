@@ -18,10 +18,10 @@ from typing import Any, ClassVar, Protocol
 
 from .. import errors
 from .._assemble import StreamAssembler
-from .._http import HTTPResponse, Timeouts, Transport, default_transport
+from .._http import HTTPResponse, StreamResponse, Timeouts, Transport, default_transport
 from .._json import JSONDecodeError, dumps, loads
 from .._secret import Secret, redact
-from .._sse import SSEDecoder, SSEEvent
+from .._sse import SSEDecoder
 from ..types import (
     ChatRequest,
     ChatResponse,
@@ -57,7 +57,7 @@ class ProviderConfig:
 @dataclass(slots=True)
 class WireRequest:
     url: str
-    headers: dict[str, str]
+    headers: dict[str, str] = field(repr=False)
     payload: dict[str, Any] | None = None
     method: str = "POST"
 
@@ -69,7 +69,7 @@ class StreamDecoder(Protocol):
     given, raises the mapped ``LLMError`` on an in-stream error event, and
     ``close()`` raises when the stream ended without its end marker."""
 
-    def feed(self, event: SSEEvent) -> Iterable[StreamEvent]: ...
+    def feed(self, event: Any) -> Iterable[StreamEvent]: ...
 
     def close(self) -> None: ...
 
@@ -80,6 +80,8 @@ class Provider(ABC):
     kind: ClassVar[str] = ""
     supports_streaming: ClassVar[bool] = True
     supports_embeddings: ClassVar[bool] = False
+    window_includes_output: ClassVar[bool] = True
+    """Whether the context window bounds prompt + output (False: input only, as Gemini's)."""
 
     def __init__(self, config: ProviderConfig, transport: Transport | None = None) -> None:
         self.config = config
@@ -168,7 +170,36 @@ class HTTPProvider(Provider):
     def check_request(self, request: ChatRequest) -> None:
         """Provider-specific validation before anything is sent (override)."""
 
+    async def stream_frames(self, resp: StreamResponse) -> AsyncIterator[list[Any]]:
+        """The stream body cut into frames for the decoder, a batch per network read.
+        SSE by default; binary framings (Bedrock's event stream) override this."""
+        sse = SSEDecoder()
+        async for chunk in resp.iter_bytes():
+            frames = sse.feed(chunk)
+            if frames:
+                yield frames
+        yield sse.flush()
+
     # ---- the flow ------------------------------------------------------------------
+
+    def scrub(self, exc: errors.LLMError) -> errors.LLMError:
+        """Mask this provider's key wherever a server echoed it (message or body)."""
+        key = self.config.api_key.get() if self.config.api_key else ""
+        if len(key) < 4:
+            return exc
+        if key in exc.message:
+            exc.message = redact(exc.message, key)
+            exc.args = (exc.message,)
+        body = exc.body
+        if isinstance(body, str | bytes) and key in (
+            body if isinstance(body, str) else body.decode("utf-8", "replace")
+        ):
+            exc.body = redact(body if isinstance(body, str) else body.decode("utf-8", "replace"), key)
+        elif isinstance(body, dict | list):
+            text = dumps(body).decode()
+            if key in text:
+                exc.body = loads(redact(text, key))
+        return exc
 
     async def _exchange(self, wire: WireRequest) -> tuple[Any, HTTPResponse]:
         body = dumps(wire.payload) if wire.payload is not None else None
@@ -179,7 +210,7 @@ class HTTPProvider(Provider):
         except errors.LLMError as exc:
             raise _with_provider(exc, self.name) from None
         if resp.status >= 400:
-            raise self.map_error(resp.status, resp.headers, resp.body)
+            raise self.scrub(self.map_error(resp.status, resp.headers, resp.body))
         return decode_body(resp.body, resp.status, resp.headers, self.name), resp
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
@@ -212,21 +243,19 @@ class HTTPProvider(Provider):
             ) as resp:
                 if resp.status >= 400:
                     raise self.map_error(resp.status, resp.headers, await resp.read())
-                sse = SSEDecoder()
-                async for chunk in resp.iter_bytes():
-                    for frame in sse.feed(chunk):
+                async for frames in self.stream_frames(resp):
+                    for frame in frames:
                         for event in decoder.feed(frame):
                             assembler.add(event)
                             yield event
-                for frame in sse.flush():
-                    for event in decoder.feed(frame):
-                        assembler.add(event)
-                        yield event
             decoder.close()
         except errors.LLMError as exc:
             if log.isEnabledFor(logging.DEBUG):
                 _log_call(self.name, request.model, "stream", start, type(exc).__name__)
-            raise _mid_stream(_with_provider(exc, self.name), assembler, request.model) from None
+            mapped = _mid_stream(self.scrub(_with_provider(exc, self.name)), assembler, request.model)
+            if mapped is exc:
+                raise exc from None
+            raise mapped from exc
         response = assembler.response()
         response.latency_s = time.perf_counter() - start
         finish_response(response, request, self.price_provider)
@@ -361,15 +390,13 @@ def _mid_stream(exc: errors.LLMError, assembler: StreamAssembler, model: str) ->
         exc.partial = exc.partial or partial
         exc.retryable = False
         return exc
-    interrupted = errors.StreamInterrupted(
+    return errors.StreamInterrupted(
         f"stream broke after it began: {exc.message}",
         provider=exc.provider,
         model=model,
         partial=partial,
         body=exc.body,
     )
-    interrupted.__cause__ = exc
-    return interrupted
 
 
 def _log_call(

@@ -1,0 +1,642 @@
+"""The Gemini ``generateContent`` wire format (v1beta): pure codec functions.
+
+Canonical -> wire: ``encode_chat`` (the request body), ``contents_to_wire``.
+Wire -> canonical: ``parse_chat_response``, ``usage_from_wire``,
+``finish_reason``, and ``contents_from_wire`` (request contents back into
+messages, for a gateway that accepts Gemini requests). No I/O here: the
+provider, the stream decoder and the error mapping live in ``gemini.py``.
+
+Conventions:
+
+- Tool-call ids: Gemini usually sends none, so calls of one answer are
+  ``call_0``, ``call_1``... When Gemini does send ``functionCall.id`` it becomes
+  the call's id and is kept in ``ToolCall.extra["gemini_call_id"]``; only such
+  ids are sent back (Vertex AI rejects ``id`` fields it did not issue).
+- ``ToolCall.extra["thought_signature"]`` is sent back as the part's
+  ``thoughtSignature`` (Gemini 3 refuses a replayed call without it); a text
+  part's signature becomes ``reasoning_signature`` (the first one seen) and is
+  put back on the last text part of the turn.
+- Reasoning text (thought summaries) is not sent back; Gemini does not need it.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+from collections.abc import Sequence
+from itertools import pairwise
+from typing import Any, TypeAlias
+from urllib.parse import quote, urlsplit
+
+from .. import errors
+from .._json import JSONDecodeError, dumps_str, loads
+from ..types import (
+    ChatRequest,
+    ChatResponse,
+    ContentPart,
+    FinishReason,
+    ImagePart,
+    Message,
+    ResponseFormat,
+    TextPart,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+
+JSON: TypeAlias = dict[str, Any]
+
+SIGNATURE = "thought_signature"
+CALL_ID = "gemini_call_id"
+
+_FINISH: dict[str, FinishReason] = {
+    "FINISH_REASON_UNSPECIFIED": "stop",
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+    "IMAGE_PROHIBITED_CONTENT": "content_filter",
+    "IMAGE_RECITATION": "content_filter",
+    "ESCALATION": "content_filter",
+    "LANGUAGE": "error",
+    "OTHER": "error",
+    "MALFORMED_FUNCTION_CALL": "error",
+    "UNEXPECTED_TOOL_CALL": "error",
+    "TOO_MANY_TOOL_CALLS": "error",
+    "MISSING_THOUGHT_SIGNATURE": "error",
+    "MALFORMED_RESPONSE": "error",
+    "IMAGE_OTHER": "error",
+    "NO_IMAGE": "error",
+}
+
+_TOOL_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY", "any": "ANY"}
+
+# Base64 openings of common image formats, for inline data given without a media type.
+_MAGIC = {"iVBORw0KGg": "image/png", "/9j/": "image/jpeg", "R0lGOD": "image/gif", "UklGR": "image/webp"}
+
+
+def model_path(model: str) -> str:
+    """``models/<id>`` (or a ``tunedModels/...`` name as given), URL-safe."""
+    name = model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
+    return quote(name, safe="/-._~")
+
+
+# --------------------------------------------------------------------------- canonical -> wire
+
+
+def encode_chat(request: ChatRequest) -> JSON:
+    """The generateContent body. ``request.extra`` is merged in last: a dict
+    value merges one level into the same key (so ``{"generationConfig":
+    {"thinkingConfig": {...}}}`` adds to the built config), a list extends it
+    (``{"tools": [{"googleSearch": {}}]}``), anything else replaces it."""
+    contents, system = contents_to_wire(request.messages)
+    if not contents:
+        raise errors.InvalidRequest("Gemini needs at least one user or assistant message")
+    body: JSON = {"contents": contents}
+    if system is not None:
+        body["systemInstruction"] = system
+    config = generation_config(request)
+    if config:
+        body["generationConfig"] = config
+    if request.tools:
+        body["tools"] = [{"functionDeclarations": [function_declaration(t) for t in request.tools]}]
+        if request.tool_choice is not None:
+            body["toolConfig"] = {"functionCallingConfig": calling_config(request.tool_choice)}
+    merge_extra(body, request.extra)
+    return body
+
+
+def merge_extra(body: JSON, extra: JSON) -> None:
+    for key, value in extra.items():
+        current = body.get(key)
+        if isinstance(value, dict) and isinstance(current, dict):
+            body[key] = {**current, **value}
+        elif isinstance(value, list) and isinstance(current, list):
+            body[key] = current + value
+        else:
+            body[key] = value
+
+
+def contents_to_wire(messages: list[Message]) -> tuple[list[JSON], JSON | None]:
+    """``(contents, systemInstruction)``: system messages go to the instruction,
+    tool results become user turns, consecutive same-role turns are merged."""
+    system: list[JSON] = []
+    turns: list[JSON] = []
+    calls: dict[str, ToolCall] = {}  # tool_call_id -> the latest call with that id
+    for message in messages:
+        if message.role == "system":
+            system.extend(_system_parts(message))
+            continue
+        if message.role == "assistant":
+            role, parts = "model", _model_parts(message)
+            calls.update((call.id, call) for call in message.tool_calls)
+        elif message.role == "tool":
+            role, parts = "user", [_tool_result_part(message, calls)]
+        else:
+            role, parts = "user", _content_parts(message)
+        if not parts:
+            continue
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["parts"].extend(parts)
+        else:
+            turns.append({"role": role, "parts": parts})
+    return turns, ({"parts": system} if system else None)
+
+
+def _system_parts(message: Message) -> list[JSON]:
+    if any(isinstance(p, ImagePart) for p in message.parts):
+        raise errors.InvalidRequest("Gemini system instructions take text only, not images")
+    return [{"text": p.text} for p in message.parts if isinstance(p, TextPart) and p.text]
+
+
+def _content_parts(message: Message) -> list[JSON]:
+    out: list[JSON] = []
+    for part in message.parts:
+        if isinstance(part, TextPart):
+            if part.text:
+                out.append({"text": part.text})
+        else:
+            out.append(image_to_wire(part))
+    return out
+
+
+def _model_parts(message: Message) -> list[JSON]:
+    parts = _content_parts(message)
+    if message.reasoning_signature:
+        texts = [p for p in parts if "text" in p]
+        if texts:
+            texts[-1]["thoughtSignature"] = message.reasoning_signature
+    for call in message.tool_calls:
+        function: JSON = {"name": call.name, "args": _call_arguments(call)}
+        if call.extra.get(CALL_ID):
+            function["id"] = call.extra[CALL_ID]
+        part: JSON = {"functionCall": function}
+        if call.extra.get(SIGNATURE):
+            part["thoughtSignature"] = call.extra[SIGNATURE]
+        parts.append(part)
+    return parts
+
+
+def _call_arguments(call: ToolCall) -> JSON:
+    if call.arguments or not call.raw_arguments:
+        return call.arguments
+    try:
+        value = loads(call.raw_arguments)
+    except JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _tool_result_part(message: Message, calls: dict[str, ToolCall]) -> JSON:
+    call = calls.get(message.tool_call_id or "")
+    name = call.name if call is not None else message.name
+    if not name:
+        raise errors.InvalidRequest(
+            f"tool result {message.tool_call_id!r} answers no earlier assistant tool call "
+            "(Gemini needs the function name)"
+        )
+    result: JSON = {"name": name, "response": tool_response(message.text)}
+    if call is not None and call.extra.get(CALL_ID):
+        result["id"] = call.extra[CALL_ID]
+    return {"functionResponse": result}
+
+
+def tool_response(text: str) -> JSON:
+    """A tool result as Gemini's response object: the JSON object itself, else ``{"result": text}``."""
+    try:
+        value = loads(text) if text.lstrip().startswith("{") else None
+    except JSONDecodeError:
+        value = None
+    return value if isinstance(value, dict) else {"result": text}
+
+
+def image_to_wire(image: ImagePart) -> JSON:
+    if image.data is not None:
+        mime = image.media_type or _sniff(image.data)
+        return {"inlineData": {"mimeType": mime, "data": image.data}}
+    url = image.url or ""
+    if url.startswith("data:"):
+        head, sep, data = url[5:].partition(",")
+        mime, _, encoding = head.partition(";")
+        if not sep or encoding != "base64":
+            raise errors.InvalidRequest("image data URLs must be base64 (data:<type>;base64,...)")
+        return {"inlineData": {"mimeType": mime or _sniff(data), "data": data}}
+    return {"fileData": {"fileUri": url, "mimeType": image.media_type or guess_image_type(url)}}
+
+
+def guess_image_type(url: str) -> str:
+    guessed, _ = mimetypes.guess_type(urlsplit(url).path)
+    return guessed if guessed and guessed.startswith("image/") else "image/jpeg"
+
+
+def _sniff(data: str) -> str:
+    for prefix, mime in _MAGIC.items():
+        if data.startswith(prefix):
+            return mime
+    raise errors.InvalidRequest("an image given as data needs media_type (it is not PNG, JPEG, GIF or WebP)")
+
+
+def generation_config(request: ChatRequest) -> JSON:
+    config: JSON = {}
+    if request.temperature is not None:
+        config["temperature"] = request.temperature
+    if request.top_p is not None:
+        config["topP"] = request.top_p
+    if request.max_tokens is not None:
+        config["maxOutputTokens"] = request.max_tokens
+    if request.stop:
+        config["stopSequences"] = list(request.stop)
+    if request.seed is not None:
+        config["seed"] = request.seed
+    fmt = request.response_format
+    if fmt is not None and fmt.type != "text":
+        config["responseMimeType"] = "application/json"
+        schema = _schema_of(fmt) if fmt.type == "json_schema" else None
+        if schema is not None:
+            config["responseJsonSchema"] = schema
+    return config
+
+
+def _schema_of(fmt: ResponseFormat) -> JSON | None:
+    if fmt.schema is not None:
+        return fmt.schema
+    make = getattr(fmt.model, "model_json_schema", None)
+    return make() if callable(make) else None
+
+
+def function_declaration(tool: ToolSpec) -> JSON:
+    # parametersJsonSchema takes full JSON Schema; ``parameters`` is an OpenAPI subset.
+    return {"name": tool.name, "description": tool.description, "parametersJsonSchema": tool.parameters}
+
+
+def calling_config(choice: str | JSON) -> JSON:
+    """OpenAI-style (``"auto"``, ``"required"``, ``{"function": {"name": ...}}``) or
+    Anthropic-style (``{"type": "any"}``, ``{"type": "tool", "name": ...}``) choice."""
+    if isinstance(choice, str):
+        mode = _TOOL_MODES.get(choice.lower())
+    else:
+        function = choice.get("function")
+        name = function.get("name") if isinstance(function, dict) else choice.get("name")
+        if isinstance(name, str) and name:
+            return {"mode": "ANY", "allowedFunctionNames": [name]}
+        mode = _TOOL_MODES.get(str(choice.get("type", "")).lower())
+    if mode is None:
+        raise errors.InvalidRequest(f"unsupported tool_choice {choice!r} for Gemini")
+    return {"mode": mode}
+
+
+# --------------------------------------------------------------------------- wire -> canonical
+
+
+def parse_chat_response(data: Any, model: str, provider: str) -> ChatResponse:
+    if not isinstance(data, dict):
+        raise errors.ProviderError("Gemini answer is not a JSON object", provider=provider, body=data)
+    check_prompt_blocked(data, provider)
+    candidate = first_candidate(data)
+    if candidate is None:
+        raise errors.ProviderError("Gemini answer has no candidates", provider=provider, body=data)
+    texts: list[str] = []
+    thoughts: list[str] = []
+    calls: list[ToolCall] = []
+    signature: str | None = None
+    for part in candidate_parts(candidate):
+        if "functionCall" in part:
+            calls.append(tool_call_from_wire(part, len(calls)))
+            continue
+        text = part.get("text")
+        if isinstance(text, str):
+            (thoughts if part.get("thought") else texts).append(text)
+        signature = signature or part.get("thoughtSignature") or None
+    native = candidate.get("finishReason")
+    return ChatResponse(
+        content="".join(texts),
+        finish_reason=finish_reason(native, bool(calls)),
+        usage=usage_from_wire(data.get("usageMetadata")),
+        model=data.get("modelVersion") or model,
+        provider=provider,
+        tool_calls=calls,
+        id=data.get("responseId") or "",
+        reasoning="".join(thoughts) or None,
+        reasoning_signature=signature,
+        native_finish_reason=native,
+        raw=data,
+        extra=candidate_extra(candidate),
+    )
+
+
+def first_candidate(data: JSON) -> JSON | None:
+    """Candidate 0 (with ``candidateCount`` > 1 a stream chunk may carry only another one)."""
+    candidates = data.get("candidates")
+    for candidate in candidates if isinstance(candidates, list) else []:
+        if isinstance(candidate, dict) and not candidate.get("index"):
+            return candidate
+    return None
+
+
+def candidate_parts(candidate: JSON) -> list[JSON]:
+    """The candidate's parts; a candidate may come with no content or no parts."""
+    content = candidate.get("content")
+    parts = content.get("parts") if isinstance(content, dict) else None
+    return [p for p in parts if isinstance(p, dict)] if isinstance(parts, list) else []
+
+
+def candidate_extra(candidate: JSON) -> JSON:
+    message = candidate.get("finishMessage")
+    return {"finish_message": message} if message else {}
+
+
+def check_prompt_blocked(data: JSON, provider: str) -> None:
+    """A blocked prompt is a 200 with no candidates and ``promptFeedback.blockReason`` (maybe ``""``)."""
+    feedback = data.get("promptFeedback")
+    if data.get("candidates") or not isinstance(feedback, dict):
+        return
+    reason = feedback.get("blockReason") or ""
+    message = f"Gemini blocked the prompt ({reason})" if reason else "Gemini blocked the prompt (prompt blocked)"
+    raise errors.ContentFiltered(message, provider=provider, body=data)
+
+
+def tool_call_from_wire(part: JSON, index: int) -> ToolCall:
+    function = part.get("functionCall")
+    function = function if isinstance(function, dict) else {}
+    args = function.get("args")
+    args = args if isinstance(args, dict) else {}
+    extra: JSON = {}
+    if part.get("thoughtSignature"):
+        extra[SIGNATURE] = part["thoughtSignature"]
+    wire_id = function.get("id")
+    if wire_id:
+        extra[CALL_ID] = wire_id
+    return ToolCall(
+        id=wire_id or f"call_{index}",
+        name=function.get("name") or "",
+        arguments=args,
+        raw_arguments=dumps_str(args),
+        extra=extra,
+    )
+
+
+def finish_reason(native: str | None, has_calls: bool) -> FinishReason:
+    """Unknown reasons map to ``stop``; the native one is kept alongside."""
+    mapped = _FINISH.get(native or "", "stop")
+    return "tool_calls" if mapped == "stop" and has_calls else mapped
+
+
+def usage_from_wire(meta: Any) -> Usage:
+    if not isinstance(meta, dict):
+        return Usage()
+
+    def count(key: str) -> int:
+        value = meta.get(key)
+        return value if isinstance(value, int) else 0
+
+    thoughts = count("thoughtsTokenCount")
+    return Usage(
+        prompt_tokens=count("promptTokenCount") + count("toolUsePromptTokenCount"),
+        completion_tokens=count("candidatesTokenCount") + thoughts,
+        cached_tokens=count("cachedContentTokenCount"),
+        reasoning_tokens=thoughts,
+    )
+
+
+# --------------------------------------------------------------------------- wire request -> canonical
+
+
+def contents_from_wire(contents: list[Any], system_instruction: Any = None) -> list[Message]:
+    """Gemini request ``contents`` (and ``systemInstruction``) as canonical messages.
+
+    A user turn splits into ``tool`` messages (one per ``functionResponse``) and
+    user messages, in order. Calls without a wire id get ``call_<n>``; a
+    response without an id answers the oldest open call of the same name.
+    ``inlineData`` / ``fileData`` become ``ImagePart`` whatever their MIME type
+    (there is no other canonical media part); other parts with no canonical
+    home are kept in ``Message.extra["gemini_parts"]``."""
+    reader = _ContentsReader()
+    messages: list[Message] = []
+    if isinstance(system_instruction, dict):
+        texts = [TextPart(p["text"]) for p in _parts_of(system_instruction) if isinstance(p.get("text"), str)]
+        if texts:
+            messages.append(Message("system", _content(texts)))
+    for turn in contents:
+        if not isinstance(turn, dict):
+            raise errors.InvalidRequest("each item of contents must be an object")
+        if turn.get("role") == "model":
+            messages.extend(reader.model_messages(_parts_of(turn)))
+        else:
+            messages.extend(reader.user_messages(_parts_of(turn)))
+    return messages
+
+
+def _parts_of(content: JSON) -> list[JSON]:
+    parts = content.get("parts")
+    return [p for p in parts if isinstance(p, dict)] if isinstance(parts, list) else []
+
+
+def _content(parts: Sequence[ContentPart]) -> str | list[ContentPart] | None:
+    if not parts:
+        return None
+    if len(parts) == 1 and isinstance(parts[0], TextPart):
+        return parts[0].text
+    return list(parts)
+
+
+def _content_part(part: JSON) -> ContentPart | None:
+    if isinstance(part.get("text"), str):
+        return TextPart(part["text"])
+    inline = part.get("inlineData")
+    if isinstance(inline, dict):
+        return ImagePart(data=inline.get("data", ""), media_type=inline.get("mimeType"))
+    file = part.get("fileData")
+    if isinstance(file, dict):
+        return ImagePart(url=file.get("fileUri", ""), media_type=file.get("mimeType"))
+    return None
+
+
+class _ContentsReader:
+    """Pairs function responses with the calls they answer across turns."""
+
+    def __init__(self) -> None:
+        self.open_calls: list[ToolCall] = []
+        self.all_calls: list[ToolCall] = []
+        self.generated = 0
+
+    def _new_id(self) -> str:
+        self.generated += 1
+        return f"call_{self.generated - 1}"
+
+    def model_messages(self, parts: list[JSON]) -> list[Message]:
+        """One assistant message per run of content parts then calls, so a turn
+        with text after a call keeps its order (consecutive assistant messages
+        merge back into one turn)."""
+        groups: list[list[JSON]] = [[]]
+        after_call = False
+        for part in parts:
+            is_content = _content_part(part) is not None
+            if is_content and after_call:
+                groups.append([])
+            groups[-1].append(part)
+            if "functionCall" in part:
+                after_call = True
+            elif is_content:
+                after_call = False
+        return [self._model_message(group) for group in groups]
+
+    def _model_message(self, parts: list[JSON]) -> Message:
+        content: list[ContentPart] = []
+        thoughts: list[str] = []
+        calls: list[ToolCall] = []
+        signature: str | None = None
+        unknown: list[JSON] = []
+        for part in parts:
+            if "functionCall" in part:
+                call = tool_call_from_wire(part, 0)
+                if CALL_ID not in call.extra:
+                    call.id = self._new_id()  # unique across the conversation, not per turn
+                calls.append(call)
+                continue
+            if part.get("thought") and isinstance(part.get("text"), str):
+                thoughts.append(part["text"])
+            else:
+                _collect(part, content, unknown)
+            signature = signature or part.get("thoughtSignature") or None
+        self.open_calls.extend(calls)
+        self.all_calls.extend(calls)
+        extra: JSON = {"gemini_parts": unknown} if unknown else {}
+        return Message(
+            "assistant",
+            _content(content),
+            tool_calls=calls,
+            reasoning="".join(thoughts) or None,
+            reasoning_signature=signature,
+            extra=extra,
+        )
+
+    def user_messages(self, parts: list[JSON]) -> list[Message]:
+        messages: list[Message] = []
+        run: list[ContentPart] = []
+        unknown: list[JSON] = []
+        for part in parts:
+            result = part.get("functionResponse")
+            if not isinstance(result, dict):
+                _collect(part, run, unknown)
+                continue
+            if run:
+                messages.append(Message("user", _content(run)))
+                run = []
+            name = result.get("name")
+            messages.append(
+                Message(
+                    "tool",
+                    _tool_text(result.get("response")),
+                    name=name if isinstance(name, str) else None,
+                    tool_call_id=self._answer(result),
+                )
+            )
+        if run or unknown:
+            messages.append(Message("user", _content(run), extra={"gemini_parts": unknown} if unknown else {}))
+        return messages
+
+    def _answer(self, result: JSON) -> str:
+        """The id of the call this result answers: by wire id, else the oldest
+        open call of that name, else the latest call of that name."""
+        wire_id = result.get("id")
+        if wire_id:
+            self.open_calls = [c for c in self.open_calls if c.id != wire_id]
+            return str(wire_id)
+        name = result.get("name")
+        for i, call in enumerate(self.open_calls):
+            if call.name == name:
+                del self.open_calls[i]
+                return call.id
+        earlier = [c.id for c in self.all_calls if c.name == name]
+        return earlier[-1] if earlier else self._new_id()
+
+
+def _collect(part: JSON, into: list[ContentPart], unknown: list[JSON]) -> None:
+    converted = _content_part(part)
+    if converted is not None:
+        into.append(converted)
+    elif set(part) - {"thoughtSignature"}:
+        unknown.append(part)
+
+
+def _tool_text(response: Any) -> str:
+    if isinstance(response, dict) and set(response) == {"result"} and isinstance(response["result"], str):
+        return str(response["result"])
+    return dumps_str(response if response is not None else {})
+
+
+_PATH_STEP = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]|\[(['\"])(.*?)\3\]")
+
+
+def parse_json_path(path: str) -> list[str | int] | None:
+    """``$.a.b[0]['c d']`` as ``["a", "b", 0, "c d"]`` (Vertex ``partialArgs`` paths); None if unreadable."""
+    if not path.startswith("$"):
+        return None
+    steps: list[str | int] = []
+    pos = 1
+    while pos < len(path):
+        match = _PATH_STEP.match(path, pos)
+        if match is None:
+            return None
+        name, index, _, quoted = match.groups()
+        steps.append(name if name is not None else int(index) if index is not None else quoted)
+        pos = match.end()
+    return steps
+
+
+def apply_partial_arg(args: JSON, item: Any) -> None:
+    """Apply one Vertex ``partialArgs`` item to ``args``: a ``stringValue``
+    appends to the string already at its path (long strings arrive in pieces),
+    ``numberValue`` / ``boolValue`` / ``nullValue`` set it."""
+    if not isinstance(item, dict):
+        return
+    steps = parse_json_path(str(item.get("jsonPath", "")))
+    if not steps:
+        return
+    if "stringValue" in item:
+        value: Any = str(item["stringValue"])
+    elif "numberValue" in item:
+        value = item["numberValue"]
+    elif "boolValue" in item:
+        value = item["boolValue"]
+    elif "nullValue" in item:
+        value = None
+    else:
+        return
+    parent = _walk(args, steps)
+    last = steps[-1]
+    current = _get(parent, last)
+    if isinstance(value, str) and isinstance(current, str):
+        value = current + value
+    _put(parent, last, value)
+
+
+def _walk(node: Any, steps: list[str | int]) -> Any:
+    """The container holding the last step, creating dicts and lists on the way."""
+    for step, following in pairwise(steps):
+        child = _get(node, step)
+        if not isinstance(child, dict | list):
+            child = [] if isinstance(following, int) else {}
+            _put(node, step, child)
+        node = child
+    return node
+
+
+def _get(node: Any, step: str | int) -> Any:
+    if isinstance(node, dict):
+        return node.get(str(step))
+    if isinstance(node, list) and isinstance(step, int) and step < len(node):
+        return node[step]
+    return None
+
+
+def _put(node: Any, step: str | int, value: Any) -> None:
+    if isinstance(node, dict):
+        node[str(step)] = value
+    elif isinstance(node, list) and isinstance(step, int):
+        node.extend([None] * (step + 1 - len(node)))
+        node[step] = value

@@ -1,0 +1,502 @@
+"""OpenAI Responses API (``POST /responses``) wire format <-> canonical types.
+
+Pure functions and one stream decoder; the provider in ``openai_responses.py``
+runs them. Differences from Chat Completions that shape this module:
+
+- system messages become the top-level ``instructions`` string; every other
+  turn is an item in ``input`` (messages, ``function_call`` and
+  ``function_call_output`` items);
+- the answer is a list of output items (``message``, ``function_call``,
+  ``reasoning``), and ``status`` (``completed``/``incomplete``/``failed``)
+  replaces ``finish_reason``;
+- the stream is typed events (``event:`` lines; ``data`` carries ``type``) and
+  ends with ``response.completed``/``response.incomplete`` (or
+  ``response.failed``/``error``), never ``[DONE]``.
+
+Requests go out with ``store: false`` (the library keeps the conversation
+itself, so nothing needs to be kept at OpenAI); ``extra={"store": True}``
+turns storing back on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import errors
+from .._assemble import StreamAssembler
+from .._json import dumps_str, loads, parse_arguments
+from .._secret import redact
+from .._sse import SSEEvent
+from ..types import (
+    ChatRequest,
+    ChatResponse,
+    ContentPart,
+    FinishReason,
+    Message,
+    ReasoningDelta,
+    ResponseFormat,
+    StreamEvent,
+    TextDelta,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+    ToolSpec,
+    Usage,
+    UsageEvent,
+)
+from .openai_codec import in_stream_error
+
+INCOMPLETE_REASONS: dict[str, FinishReason] = {
+    "max_output_tokens": "length",
+    "max_tokens": "length",  # the spec's own example event says this
+    "content_filter": "content_filter",
+}
+REASONING_SEPARATOR = "\n\n"
+"""Put between reasoning summary parts (streamed and not, so both read the same)."""
+
+# ---------------------------------------------------------------- canonical -> wire
+
+
+def check_request(req: ChatRequest, provider: str) -> None:
+    """What the Responses API cannot express, refused before anything is sent."""
+    if req.stop:
+        raise errors.InvalidRequest(
+            "the OpenAI Responses API has no stop sequences; use kind 'openai' (chat completions) for 'stop'",
+            provider=provider,
+        )
+
+
+def part_to_wire(part: ContentPart, role: str) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"type": "output_text" if role == "assistant" else "input_text", "text": part.text}
+    if role == "assistant":
+        raise errors.InvalidRequest("the Responses API takes no images in assistant messages")
+    return {"type": "input_image", "image_url": part.data_url, "detail": part.detail or "auto"}
+
+
+def function_call_item(call: ToolCall) -> dict[str, Any]:
+    """A call the model made, sent back. The item id (``extra["item_id"]``) is left
+    out: with ``store: false`` OpenAI would look it up (and its reasoning item)."""
+    arguments = call.raw_arguments or dumps_str(call.arguments)
+    return {"type": "function_call", "call_id": call.id, "name": call.name, "arguments": arguments}
+
+
+def tool_result_item(msg: Message) -> dict[str, Any]:
+    if not msg.tool_call_id:
+        raise errors.InvalidRequest("a tool message needs tool_call_id (the call it answers)")
+    parts = msg.parts
+    output: str | list[dict[str, Any]] = msg.text
+    if any(not isinstance(p, TextPart) for p in parts):
+        output = [part_to_wire(p, "tool") for p in parts]
+    return {"type": "function_call_output", "call_id": msg.tool_call_id, "output": output}
+
+
+def message_items(msg: Message) -> list[dict[str, Any]]:
+    """The ``input`` items of one non-system message (an assistant turn with tool
+    calls becomes its text message, if any, then one item per call)."""
+    if msg.role == "tool":
+        return [tool_result_item(msg)]
+    items: list[dict[str, Any]] = []
+    parts = msg.parts
+    if parts or not msg.tool_calls:
+        items.append({"role": msg.role, "content": [part_to_wire(p, msg.role) for p in parts]})
+    items.extend(function_call_item(call) for call in msg.tool_calls)
+    return items
+
+
+def tool_to_wire(tool: ToolSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "type": "function",
+        "name": tool.name,
+        "description": tool.description,
+        "parameters": tool.parameters,
+    }
+    if tool.strict is not None:  # omitted: OpenAI goes strict when the schema allows it
+        out["strict"] = tool.strict
+    return out
+
+
+def tool_choice_to_wire(choice: str | dict[str, Any]) -> str | dict[str, Any]:
+    if isinstance(choice, str):
+        if choice not in ("auto", "none", "required"):
+            raise errors.InvalidRequest(f"unsupported tool_choice {choice!r}")
+        return choice
+    name = choice.get("name") or (choice.get("function") or {}).get("name")
+    if not name:
+        raise errors.InvalidRequest("tool_choice must be 'auto', 'none', 'required' or {'name': TOOL}")
+    return {"type": "function", "name": name}
+
+
+def text_format_to_wire(fmt: ResponseFormat) -> dict[str, Any]:
+    """``response_format`` as the Responses ``text.format`` object."""
+    if fmt.type == "json_schema":
+        return {"type": "json_schema", "name": fmt.name, "schema": fmt.schema or {}, "strict": fmt.strict}
+    return {"type": fmt.type}
+
+
+def _sampling(req: ChatRequest) -> dict[str, Any]:
+    values = {
+        "temperature": req.temperature,
+        "top_p": req.top_p,
+        "max_output_tokens": req.max_tokens,
+        "user": req.user,
+    }
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def request_to_wire(req: ChatRequest, stream: bool) -> dict[str, Any]:
+    """The ``POST /responses`` body. ``seed`` has no Responses equivalent and is left out."""
+    system = [m.text for m in req.messages if m.role == "system"]
+    items = [item for m in req.messages if m.role != "system" for item in message_items(m)]
+    body: dict[str, Any] = {"model": req.model, "input": items, "store": False}
+    if system:
+        body["instructions"] = "\n\n".join(system)
+    body.update(_sampling(req))
+    if req.tools:
+        body["tools"] = [tool_to_wire(t) for t in req.tools]
+    if req.tool_choice is not None:
+        body["tool_choice"] = tool_choice_to_wire(req.tool_choice)
+    if req.response_format is not None and req.response_format.type != "text":
+        body["text"] = {"format": text_format_to_wire(req.response_format)}
+    if stream:
+        body["stream"] = True
+    body.update(req.extra)
+    return body
+
+
+# ---------------------------------------------------------------- wire -> canonical
+
+
+def usage_from_wire(u: Any) -> Usage:
+    if not isinstance(u, dict):
+        return Usage()
+    inputs = u.get("input_tokens_details") or {}
+    outputs = u.get("output_tokens_details") or {}
+    return Usage(
+        prompt_tokens=u.get("input_tokens") or 0,
+        completion_tokens=u.get("output_tokens") or 0,
+        cached_tokens=inputs.get("cached_tokens") or 0,
+        cache_write_tokens=inputs.get("cache_write_tokens") or 0,
+        reasoning_tokens=outputs.get("reasoning_tokens") or 0,
+    )
+
+
+def tool_call_from_item(item: dict[str, Any], ordinal: int) -> ToolCall:
+    text = item.get("arguments") or ""
+    if isinstance(text, dict):  # tolerate servers that send an object
+        text = dumps_str(text)
+    parsed = parse_arguments(text)
+    extra = {"item_id": item["id"]} if item.get("id") else {}
+    return ToolCall(
+        id=item.get("call_id") or item.get("id") or f"call_{ordinal}",
+        name=item.get("name") or "",
+        arguments=parsed if parsed is not None else {},
+        raw_arguments=text,
+        extra=extra,
+    )
+
+
+def message_texts(item: dict[str, Any]) -> tuple[str, str]:
+    """(text, refusal) of an output ``message`` item."""
+    text: list[str] = []
+    refusal: list[str] = []
+    for part in item.get("content") or ():
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") == "output_text":
+            text.append(part.get("text") or "")
+        elif part.get("type") == "refusal":
+            refusal.append(part.get("refusal") or "")
+    return "".join(text), "".join(refusal)
+
+
+def reasoning_texts(item: dict[str, Any]) -> list[str]:
+    """The summary texts of a ``reasoning`` item (its full ``content`` texts when
+    there is no summary, as open-weight servers send)."""
+    parts = item.get("summary") or item.get("content") or ()
+    return [p.get("text") or "" for p in parts if isinstance(p, dict) and p.get("text")]
+
+
+@dataclass(slots=True)
+class Output:
+    """The canonical pieces of a response's ``output`` list."""
+
+    text: list[str] = field(default_factory=list)
+    refusal: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    encrypted: list[str] = field(default_factory=list)
+    calls: list[ToolCall] = field(default_factory=list)
+
+    def add(self, item: Any) -> None:
+        kind = item.get("type") if isinstance(item, dict) else None
+        if kind == "message":
+            text, refusal = message_texts(item)
+            self.text.append(text)
+            if refusal:
+                self.refusal.append(refusal)
+        elif kind == "function_call":
+            self.calls.append(tool_call_from_item(item, len(self.calls)))
+        elif kind == "reasoning":
+            self.reasoning.extend(reasoning_texts(item))
+            if item.get("encrypted_content"):
+                self.encrypted.append(item["encrypted_content"])
+
+
+def finish_from_wire(data: dict[str, Any], has_calls: bool) -> tuple[FinishReason, str | None]:
+    """(canonical finish reason, native reason) of a finished response."""
+    status = data.get("status")
+    if status == "incomplete":
+        reason = (data.get("incomplete_details") or {}).get("reason")
+        return INCOMPLETE_REASONS.get(reason or "", "length"), reason or status
+    return ("tool_calls" if has_calls else "stop"), status
+
+
+def raise_unfinished(data: dict[str, Any], provider: str) -> None:
+    """Raise for a response that failed or is not finished (background mode)."""
+    status = data.get("status")
+    if status == "failed" or (status is None and data.get("error")):
+        raise failure_error(data.get("error"), provider)
+    if status not in (None, "completed", "incomplete"):
+        raise errors.ProviderError(
+            f"response status is {status!r}, not finished (background responses are not supported)",
+            provider=provider,
+            body=data,
+            retryable=False,
+        )
+
+
+def response_from_wire(data: Any, provider: str, model: str) -> ChatResponse:
+    if not isinstance(data, dict):
+        raise errors.ProviderError("response is not a JSON object", provider=provider, body=data)
+    raise_unfinished(data, provider)
+    out = Output()
+    for item in data.get("output") or ():
+        out.add(item)
+    finish, native = finish_from_wire(data, bool(out.calls))
+    extra = {"reasoning_encrypted_content": out.encrypted} if out.encrypted else {}
+    return ChatResponse(
+        content="".join(out.text),
+        finish_reason=finish,
+        usage=usage_from_wire(data.get("usage")),
+        model=data.get("model") or model,
+        provider=provider,
+        tool_calls=out.calls,
+        id=data.get("id") or "",
+        refusal="".join(out.refusal) or None,
+        reasoning=REASONING_SEPARATOR.join(out.reasoning) or None,
+        native_finish_reason=native,
+        raw=data,
+        extra=extra,
+    )
+
+
+# ---------------------------------------------------------------- errors
+
+# ``ResponseErrorCode`` values of a failed response that are the caller's fault
+# (OpenAI's shared code table would treat them as retryable server errors).
+_FAILURE_CODES: dict[str, type[errors.LLMError]] = {
+    "invalid_prompt": errors.InvalidRequest,
+    "bio_policy": errors.ContentFiltered,
+    "image_content_policy_violation": errors.ContentFiltered,
+    "vector_store_timeout": errors.Timeout,
+}
+
+
+def _failure_class(code: Any) -> type[errors.LLMError] | None:
+    if not isinstance(code, str):
+        return None
+    cls = _FAILURE_CODES.get(code)
+    if cls is None and "image" in code:  # invalid_image_url, image_too_large, ...
+        return errors.InvalidRequest
+    return cls
+
+
+def failure_error(err: Any, provider: str) -> errors.LLMError:
+    """The error of a failed response or an ``error`` stream event (after HTTP 200)."""
+    if not isinstance(err, dict):
+        err = {"message": str(err) if err else "the response failed without an error object"}
+    cls = _failure_class(err.get("code"))
+    if cls is None:
+        exc = in_stream_error(err, provider)
+    else:
+        exc = cls(str(err.get("message") or err.get("code")), provider=provider, body=err)
+    exc.message = redact(exc.message)
+    exc.args = (exc.message,)
+    return exc
+
+
+def error_event_payload(obj: dict[str, Any]) -> Any:
+    """The error object of an ``error`` event: nested under ``error`` in recordings,
+    flat (``code``, ``message``, ``param``) in the spec."""
+    nested = obj.get("error")
+    if isinstance(nested, dict):
+        return nested
+    return {k: v for k, v in obj.items() if k not in ("type", "sequence_number")}
+
+
+# ---------------------------------------------------------------- stream
+
+
+def _output_index(obj: dict[str, Any]) -> int:
+    index = obj.get("output_index")
+    return index if isinstance(index, int) else -1
+
+
+Handler = Callable[["ResponsesStreamDecoder", dict[str, Any]], Iterable[StreamEvent]]
+
+
+class ResponsesStreamDecoder:
+    """Responses stream events -> canonical events.
+
+    Function calls are numbered in order of appearance (``ToolCallDelta.index``)
+    whatever their ``output_index``. Items completed without deltas (as some
+    compatible servers send them) are taken from ``response.output_item.done``.
+    """
+
+    __slots__ = ("_asm", "_calls", "_provider", "_reasoning_at", "_streamed", "done")
+
+    def __init__(self, assembler: StreamAssembler, provider: str) -> None:
+        self._asm = assembler
+        self._provider = provider
+        self._calls: dict[int, int] = {}  # output_index -> tool call ordinal
+        self._streamed: set[int] = set()  # output indexes that had deltas
+        self._reasoning_at: tuple[Any, ...] | None = None
+        self.done = False
+
+    def feed(self, event: SSEEvent) -> Iterable[StreamEvent]:
+        if event.data == "[DONE]":
+            return ()
+        try:
+            obj = loads(event.data)
+        except ValueError:
+            raise errors.ProviderError(
+                f"stream event is not JSON: {event.data[:120]!r}", provider=self._provider
+            ) from None
+        if not isinstance(obj, dict):
+            return ()
+        handler = _HANDLERS.get(str(obj.get("type") or event.event))
+        return handler(self, obj) if handler is not None else ()
+
+    def close(self) -> None:
+        if not self.done:
+            raise errors.StreamInterrupted(
+                "stream ended before response.completed", provider=self._provider, retryable=True
+            )
+
+    # ---- helpers
+
+    def _ordinal(self, index: int) -> int:
+        found = self._calls.get(index)
+        if found is None:
+            found = self._calls[index] = len(self._calls)
+        return found
+
+    def _take_response(self, response: Any) -> dict[str, Any]:
+        if not isinstance(response, dict):
+            return {}
+        if response.get("id"):
+            self._asm.id = response["id"]
+        if response.get("model"):
+            self._asm.model = response["model"]
+        return response
+
+    # ---- handlers
+
+    def on_started(self, obj: dict[str, Any]) -> Iterable[StreamEvent]:
+        self._take_response(obj.get("response"))
+        return ()
+
+    def on_item_added(self, obj: dict[str, Any]) -> Iterable[StreamEvent]:
+        item = obj.get("item")
+        if not isinstance(item, dict) or item.get("type") != "function_call":
+            return ()
+        index = _output_index(obj)
+        arguments = item.get("arguments") or ""
+        if arguments:
+            self._streamed.add(index)
+        extra = {"item_id": item["id"]} if item.get("id") else None
+        ordinal = self._ordinal(index)
+        return (ToolCallDelta(ordinal, item.get("call_id"), item.get("name"), arguments, extra),)
+
+    def on_item_done(self, obj: dict[str, Any]) -> Iterable[StreamEvent]:
+        item = obj.get("item")
+        if not isinstance(item, dict):
+            return ()
+        index = _output_index(obj)
+        kind = item.get("type")
+        if kind == "reasoning" and item.get("encrypted_content"):
+            self._asm.extra.setdefault("reasoning_encrypted_content", []).append(item["encrypted_content"])
+        if index in self._streamed:
+            return ()
+        if kind == "function_call":
+            call = tool_call_from_item(item, 0)
+            return (ToolCallDelta(self._ordinal(index), call.id, call.name, call.raw_arguments),)
+        if kind == "message":
+            text, refusal = message_texts(item)
+            if refusal:
+                self._asm.refusal = (self._asm.refusal or "") + refusal
+            return (TextDelta(text),) if text else ()
+        return ()
+
+    def on_text(self, obj: dict[str, Any]) -> Iterable[StreamEvent]:
+        self._streamed.add(_output_index(obj))
+        delta = obj.get("delta") or ""
+        return (TextDelta(delta),) if delta else ()
+
+    def on_refusal(self, obj: dict[str, Any]) -> Iterable[StreamEvent]:
+        self._streamed.add(_output_index(obj))
+        self._asm.refusal = (self._asm.refusal or "") + (obj.get("delta") or "")
+        return ()
+
+    def on_arguments(self, obj: dict[str, Any]) -> Iterable[StreamEvent]:
+        index = _output_index(obj)
+        self._streamed.add(index)
+        return (ToolCallDelta(self._ordinal(index), arguments=obj.get("delta") or ""),)
+
+    def on_reasoning(self, obj: dict[str, Any]) -> Iterable[StreamEvent]:
+        delta = obj.get("delta") or ""
+        if not delta:
+            return ()
+        where = (_output_index(obj), obj.get("summary_index", obj.get("content_index")))
+        if self._reasoning_at is not None and where != self._reasoning_at:
+            delta = REASONING_SEPARATOR + delta
+        self._reasoning_at = where
+        return (ReasoningDelta(delta),)
+
+    def on_finished(self, obj: dict[str, Any]) -> Iterable[StreamEvent]:
+        response = self._take_response(obj.get("response"))
+        if not response:  # an end marker without its response: still the end
+            response = {"status": "incomplete" if obj.get("type") == "response.incomplete" else "completed"}
+        self.done = True
+        finish, native = finish_from_wire(response, bool(self._calls))
+        self._asm.finish_reason = finish
+        self._asm.native_finish_reason = native
+        usage = response.get("usage")
+        return (UsageEvent(usage_from_wire(usage)),) if usage else ()
+
+    def on_failed(self, obj: dict[str, Any]) -> Iterable[StreamEvent]:
+        response = self._take_response(obj.get("response"))
+        raise failure_error(response.get("error"), self._provider)
+
+    def on_error(self, obj: dict[str, Any]) -> Iterable[StreamEvent]:
+        raise failure_error(error_event_payload(obj), self._provider)
+
+
+_HANDLERS: dict[str, Handler] = {
+    "response.created": ResponsesStreamDecoder.on_started,
+    "response.in_progress": ResponsesStreamDecoder.on_started,
+    "response.queued": ResponsesStreamDecoder.on_started,
+    "response.output_item.added": ResponsesStreamDecoder.on_item_added,
+    "response.output_item.done": ResponsesStreamDecoder.on_item_done,
+    "response.output_text.delta": ResponsesStreamDecoder.on_text,
+    "response.refusal.delta": ResponsesStreamDecoder.on_refusal,
+    "response.function_call_arguments.delta": ResponsesStreamDecoder.on_arguments,
+    "response.reasoning_summary_text.delta": ResponsesStreamDecoder.on_reasoning,
+    "response.reasoning_text.delta": ResponsesStreamDecoder.on_reasoning,
+    "response.completed": ResponsesStreamDecoder.on_finished,
+    "response.incomplete": ResponsesStreamDecoder.on_finished,
+    "response.failed": ResponsesStreamDecoder.on_failed,
+    "error": ResponsesStreamDecoder.on_error,
+}

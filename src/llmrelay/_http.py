@@ -8,6 +8,7 @@ imported on first use, not at ``import llmrelay``.
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -110,6 +111,9 @@ class AiohttpTransport:
     def __init__(self, *, max_connections: int = 512, max_per_host: int = 0) -> None:
         self._max_connections = max_connections
         self._max_per_host = max_per_host
+        # Proxies from the environment, read once: aiohttp's trust_env looks them up in a
+        # worker thread on every request, which costs more than the request itself here.
+        self._proxies = {k: v for k, v in urllib.request.getproxies().items() if k in ("http", "https")}
         self._sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
             weakref.WeakKeyDictionary()
         )
@@ -123,9 +127,17 @@ class AiohttpTransport:
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections, limit_per_host=self._max_per_host, ttl_dns_cache=300
             )
-            session = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=True)
+            session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
             self._sessions[loop] = session
         return session
+
+    def _proxy(self, url: str) -> str | None:
+        if not self._proxies:
+            return None
+        parts = urlsplit(url)
+        if urllib.request.proxy_bypass(parts.hostname or ""):
+            return None
+        return self._proxies.get(parts.scheme)
 
     @staticmethod
     def _timeout(timeouts: Timeouts, streaming: bool) -> Any:
@@ -140,7 +152,7 @@ class AiohttpTransport:
         session = self._session()
         try:
             async with session.request(
-                method, url, data=body, headers=headers, timeout=self._timeout(timeouts, False)
+                method, url, data=body, headers=headers, timeout=self._timeout(timeouts, False), proxy=self._proxy(url)
             ) as resp:
                 data = await resp.read()
                 return HTTPResponse(resp.status, resp.headers, data)
@@ -155,7 +167,9 @@ class AiohttpTransport:
     ) -> AsyncIterator[StreamResponse]:
         session = self._session()
         try:
-            resp = await session.request(method, url, data=body, headers=headers, timeout=self._timeout(timeouts, True))
+            resp = await session.request(
+                method, url, data=body, headers=headers, timeout=self._timeout(timeouts, True), proxy=self._proxy(url)
+            )
         except (TimeoutError, OSError, _client_error()) as exc:
             raise transport_error(exc, url, None) from None
         try:

@@ -262,8 +262,7 @@ class AsyncClient:
 
 def _check_fits(provider: Provider, request: ChatRequest) -> None:
     """Raise ``ContextWindowExceeded`` before sending a prompt that cannot fit."""
-    info = provider.model_info(request.model)
-    window = info.context_window
+    window = provider.context_window(request.model)
     if window is None:
         return
     # Cheap bound first: a token is at least one UTF-8 byte (at most 4 per character).
@@ -275,7 +274,7 @@ def _check_fits(provider: Provider, request: ChatRequest) -> None:
     from .tokens import check_context_window, count_tokens
 
     prompt = count_tokens(f"{provider.config.kind}/{request.model}", request.messages, request.tools or None)
-    check_context_window(info, prompt, request.max_tokens if provider.window_includes_output else None)
+    check_context_window(provider.model_info(request.model), prompt, request.max_tokens if provider.window_includes_output else None)
 
 
 _logging_configured = False

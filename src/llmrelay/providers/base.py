@@ -86,6 +86,7 @@ class Provider(ABC):
     def __init__(self, config: ProviderConfig, transport: Transport | None = None) -> None:
         self.config = config
         self.transport: Transport = transport or default_transport()
+        self._windows: dict[str, int | None] = {}
 
     @property
     def name(self) -> str:
@@ -110,6 +111,14 @@ class Provider(ABC):
         from ..catalog import lookup_model
 
         return lookup_model(self.price_provider, model, provider=self.name)
+
+    def context_window(self, model: str) -> int | None:
+        """The model's context window in tokens (cached: this is on every request's path)."""
+        try:
+            return self._windows[model]
+        except KeyError:
+            window = self._windows[model] = self.model_info(model).context_window
+            return window
 
     @property
     def price_provider(self) -> str:

@@ -18,6 +18,8 @@ from llmrelay._assemble import StreamAssembler
 from llmrelay._json import dumps_str
 from llmrelay._sse import SSEEvent
 from llmrelay.providers import gemini_codec as codec
+from llmrelay.providers import gemini_inbound as inbound
+from llmrelay.providers import gemini_partial as partial
 from llmrelay.providers.gemini import GeminiStreamDecoder
 from llmrelay.types import (
     ChatRequest,
@@ -314,7 +316,7 @@ def test_contents_from_wire() -> None:
             ]
         },
     ]
-    messages = codec.contents_from_wire(contents, {"parts": [{"text": "Rules"}]})
+    messages = inbound.contents_from_wire(contents, {"parts": [{"text": "Rules"}]})
     assert [m.role for m in messages] == ["system", "user", "assistant", "tool", "tool", "tool", "user"]
     assert messages[0].content == "Rules"
     assert messages[1].content == [TextPart("Hi"), ImagePart(data=PNG, media_type="image/png")]
@@ -347,7 +349,7 @@ def test_contents_from_wire() -> None:
     ],
 )
 def test_parse_json_path(path: str, steps: list[str | int] | None) -> None:
-    assert codec.parse_json_path(path) == steps
+    assert partial.parse_json_path(path) == steps
 
 
 def test_partial_args_build_nested_values() -> None:
@@ -362,7 +364,7 @@ def test_partial_args_build_nested_values() -> None:
         {"jsonPath": "bad", "stringValue": "x"},
         "not an object",
     ]:
-        codec.apply_partial_arg(args, item)
+        partial.apply_partial_arg(args, item)
     assert args == {"city": "San Francisco", "days": [None, 3], "opts": {"metric": True, "note": None}}
 
 
@@ -443,7 +445,7 @@ def normal(messages: list[Message]) -> list[tuple[Any, ...]]:
 @given(conversations())
 def test_messages_round_trip_through_the_wire(messages: list[Message]) -> None:
     contents, system = codec.contents_to_wire(messages)
-    assert normal(codec.contents_from_wire(contents, system)) == normal(messages)
+    assert normal(inbound.contents_from_wire(contents, system)) == normal(messages)
 
 
 @st.composite
@@ -473,7 +475,7 @@ def any_messages(draw: st.DrawFn) -> list[Message]:
 @given(any_messages())
 def test_wire_contents_are_a_fixed_point(messages: list[Message]) -> None:
     contents, system = codec.contents_to_wire(messages)
-    assert codec.contents_to_wire(codec.contents_from_wire(contents, system)) == (contents, system)
+    assert codec.contents_to_wire(inbound.contents_from_wire(contents, system)) == (contents, system)
 
 
 @st.composite

@@ -274,7 +274,8 @@ def _check_fits(provider: Provider, request: ChatRequest) -> None:
     from .tokens import check_context_window, count_tokens
 
     prompt = count_tokens(f"{provider.config.kind}/{request.model}", request.messages, request.tools or None)
-    check_context_window(provider.model_info(request.model), prompt, request.max_tokens if provider.window_includes_output else None)
+    asked = request.max_tokens if provider.window_includes_output else None
+    check_context_window(provider.model_info(request.model), prompt, asked)
 
 
 _logging_configured = False

@@ -47,7 +47,6 @@ from .gemini_codec import (
     CALL_ID,
     JSON,
     SIGNATURE,
-    apply_partial_arg,
     candidate_extra,
     candidate_parts,
     check_prompt_blocked,
@@ -58,6 +57,7 @@ from .gemini_codec import (
     parse_chat_response,
     usage_from_wire,
 )
+from .gemini_partial import apply_partial_arg
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 _MAX_MODEL_PAGES = 20

@@ -49,9 +49,16 @@ def test_recorded_anthropic_stream_every_split_point() -> None:
 events = st.lists(
     st.tuples(
         st.one_of(
-            st.none(), st.text(alphabet=st.characters(blacklist_characters="\r\n:", min_codepoint=32), min_size=1)
+            st.none(),
+            st.text(
+                alphabet=st.characters(blacklist_characters="\r\n:", blacklist_categories=("Cs",), min_codepoint=32),
+                min_size=1,
+            ),
         ),
-        st.text(alphabet=st.characters(blacklist_characters="\r\n", min_codepoint=32), min_size=1),
+        st.text(
+            alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",), min_codepoint=32),
+            min_size=1,
+        ),
     ),
     max_size=8,
 )

@@ -84,6 +84,7 @@ class AsyncClient:
                 "anthropic": "ANTHROPIC_API_KEY",
                 "openai-responses": "OPENAI_API_KEY",
                 "cohere": "COHERE_API_KEY",
+                "bedrock": "AWS_BEARER_TOKEN_BEDROCK or AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY + AWS_REGION",
                 "gemini": "GEMINI_API_KEY",
                 "azure": "AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_KEY",
             }.get(name, quirks.api_key_env if quirks else None)

@@ -36,8 +36,8 @@ class Settings:
 
 
 def provider_config(entry: ProviderEntry) -> ProviderConfig:
-    options: dict[str, Any] = {}
-    for key in ("api_version", "organization", "quirks"):
+    options: dict[str, Any] = dict(entry.options)
+    for key in ("api_version", "organization", "quirks", "region"):
         value = getattr(entry, key)
         if value is not None:
             options[key] = value
@@ -217,6 +217,9 @@ def providers_from_env(env: Mapping[str, str]) -> dict[str, ProviderConfig]:
             base_url=env.get("COHERE_BASE_URL") or None,
             api_key=Secret(cohere_key) if cohere_key else None,
         )
+    bedrock = _bedrock_from_env(env)
+    if bedrock is not None:
+        out["bedrock"] = bedrock
     azure_endpoint = env.get("AZURE_OPENAI_ENDPOINT")
     if azure_endpoint:
         key = env.get("AZURE_OPENAI_API_KEY")
@@ -231,6 +234,31 @@ def providers_from_env(env: Mapping[str, str]) -> dict[str, ProviderConfig]:
             "azure", "azure", base_url=azure_endpoint, api_key=Secret(key) if key else None, options=options
         )
     return out
+
+
+def _bedrock_from_env(env: Mapping[str, str]) -> ProviderConfig | None:
+    """Bedrock from the AWS SDKs' variables: a Bedrock API key or an access key pair."""
+    token = env.get("AWS_BEARER_TOKEN_BEDROCK")
+    access_key = env.get("AWS_ACCESS_KEY_ID")
+    if not token and not access_key:
+        return None
+    options: dict[str, Any] = {}
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if region:
+        options["region"] = region
+    if access_key:
+        options["aws_access_key_id"] = access_key
+        for name in ("aws_secret_access_key", "aws_session_token"):
+            value = env.get(name.upper())
+            if value:
+                options[name] = Secret(value)
+    return ProviderConfig(
+        "bedrock",
+        "bedrock",
+        base_url=env.get("BEDROCK_BASE_URL") or None,
+        api_key=Secret(token) if token else None,
+        options=options,
+    )
 
 
 def implicit_provider(kind: str, env: Mapping[str, str]) -> ProviderConfig | None:

@@ -28,6 +28,10 @@ class ProviderEntry(_Strict):
     organization: str | None = None
     deployments: dict[str, str] = {}
     quirks: str | None = None
+    region: str | None = None
+    options: dict[str, Any] = {}
+    """Kind-specific settings passed to the provider as they are (e.g. Bedrock's
+    aws_access_key_id / aws_secret_access_key / aws_session_token)."""
 
 
 class DeploymentEntry(_Strict):

@@ -19,6 +19,7 @@ _KINDS: dict[str, str] = {
     "anthropic": "llmrelay.providers.anthropic:AnthropicProvider",
     "gemini": "llmrelay.providers.gemini:GeminiProvider",
     "cohere": "llmrelay.providers.cohere:CohereProvider",
+    "bedrock": "llmrelay.providers.bedrock:BedrockProvider",
 }
 
 

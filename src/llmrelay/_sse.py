@@ -10,6 +10,11 @@ across network reads is never broken (CR and LF never occur inside one).
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
+from typing import Any
+
+from . import errors
+from ._json import JSONDecodeError, loads
+from ._secret import redact
 
 
 class SSEEvent:
@@ -105,3 +110,16 @@ def encode_sse(data: str | bytes, event: str | None = None) -> bytes:
     if event is None:
         return b"data: " + body + b"\n\n"
     return b"event: " + event.encode() + b"\ndata: " + body + b"\n\n"
+
+
+def event_object(event: SSEEvent, provider: str) -> dict[str, Any] | None:
+    """The event's data as a JSON object, ``None`` when it is other JSON (``null``,
+    a list); a ``ProviderError`` naming the event when it is not JSON at all."""
+    try:
+        value = loads(event.data)
+    except JSONDecodeError:
+        snippet = redact(event.data[:120])
+        raise errors.ProviderError(
+            f"stream sent a non-JSON {event.event or 'data'} event: {snippet!r}", provider=provider
+        ) from None
+    return value if isinstance(value, dict) else None

@@ -10,8 +10,7 @@ from typing import Any
 
 from .. import errors
 from .._assemble import StreamAssembler
-from .._json import JSONDecodeError, loads
-from .._sse import SSEEvent
+from .._sse import SSEEvent, event_object
 from ..types import (
     ChatRequest,
     ChatResponse,
@@ -137,13 +136,8 @@ class AnthropicStreamDecoder:
         self._stopped = False
 
     def feed(self, event: SSEEvent) -> list[StreamEvent]:
-        try:
-            data = loads(event.data)
-        except JSONDecodeError:
-            raise errors.ProviderError(
-                f"anthropic stream sent a non-JSON {event.event or 'data'} event", provider=self._provider
-            ) from None
-        if not isinstance(data, dict):
+        data = event_object(event, self._provider)
+        if data is None:
             return []
         kind = data.get("type") or event.event
         if kind == "content_block_delta":

@@ -15,9 +15,8 @@ from typing import Any
 
 from .. import errors
 from .._assemble import StreamAssembler
-from .._json import JSONDecodeError, loads
 from .._secret import Secret
-from .._sse import SSEEvent
+from .._sse import SSEEvent, event_object
 from ..types import (
     ChatRequest,
     ChatResponse,
@@ -160,14 +159,8 @@ class CohereStreamDecoder:
         self._ended = False
 
     def feed(self, event: SSEEvent) -> list[StreamEvent]:
-        try:
-            data = loads(event.data)
-        except JSONDecodeError:
-            raise errors.ProviderError(
-                f"cohere stream sent a non-JSON {event.event or 'data'} event: {event.data[:120]!r}",
-                provider=self._provider,
-            ) from None
-        if not isinstance(data, dict):
+        data = event_object(event, self._provider)
+        if data is None:
             return []
         kind = data.get("type") or event.event
         handler = self._HANDLERS.get(str(kind))

@@ -26,9 +26,9 @@ from urllib.parse import urlencode
 from .. import errors
 from .._assemble import StreamAssembler
 from .._headers import parse_duration_s
-from .._json import JSONDecodeError, dumps_str, loads
+from .._json import dumps_str
 from .._secret import redact
-from .._sse import SSEEvent
+from .._sse import SSEEvent, event_object
 from ..types import (
     ChatRequest,
     ChatResponse,
@@ -278,13 +278,8 @@ class GeminiStreamDecoder:
     def feed(self, event: SSEEvent) -> list[StreamEvent]:
         if not event.data.strip():
             return []
-        try:
-            chunk = loads(event.data)
-        except JSONDecodeError:
-            raise errors.ProviderError(
-                "Gemini stream sent an event that is not JSON", provider=self._provider
-            ) from None
-        if not isinstance(chunk, dict):
+        chunk = event_object(event, self._provider)
+        if chunk is None:
             raise errors.ProviderError("Gemini stream sent an event that is not an object", provider=self._provider)
         if "error" in chunk:
             raise self._on_error(chunk)

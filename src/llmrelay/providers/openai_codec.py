@@ -15,8 +15,8 @@ from typing import Any
 
 from .. import errors
 from .._assemble import StreamAssembler
-from .._json import dumps_str, loads, parse_arguments
-from .._sse import SSEEvent
+from .._json import dumps_str, parse_arguments
+from .._sse import SSEEvent, event_object
 from ..types import (
     ChatRequest,
     ChatResponse,
@@ -244,11 +244,8 @@ class ChatStreamDecoder:
         if data == "[DONE]":
             self.done = True
             return ()
-        try:
-            obj = loads(data)
-        except ValueError:
-            raise errors.ProviderError(f"stream chunk is not JSON: {data[:120]!r}", provider=self._provider) from None
-        if not isinstance(obj, dict):
+        obj = event_object(event, self._provider)
+        if obj is None:
             return ()
         if obj.get("error"):
             raise in_stream_error(obj["error"], self._provider)

@@ -26,9 +26,9 @@ from typing import Any
 
 from .. import errors
 from .._assemble import StreamAssembler
-from .._json import dumps_str, loads, parse_arguments
+from .._json import dumps_str, parse_arguments
 from .._secret import redact
-from .._sse import SSEEvent
+from .._sse import SSEEvent, event_object
 from ..types import (
     ChatRequest,
     ChatResponse,
@@ -368,13 +368,8 @@ class ResponsesStreamDecoder:
     def feed(self, event: SSEEvent) -> Iterable[StreamEvent]:
         if event.data == "[DONE]":
             return ()
-        try:
-            obj = loads(event.data)
-        except ValueError:
-            raise errors.ProviderError(
-                f"stream event is not JSON: {event.data[:120]!r}", provider=self._provider
-            ) from None
-        if not isinstance(obj, dict):
+        obj = event_object(event, self._provider)
+        if obj is None:
             return ()
         handler = _HANDLERS.get(str(obj.get("type") or event.event))
         return handler(self, obj) if handler is not None else ()

@@ -20,14 +20,11 @@ from llmrelay.providers.anthropic import AnthropicProvider
 from llmrelay.providers.base import ProviderConfig
 from llmrelay.types import (
     ChatRequest,
-    ChatResponse,
     EmbeddingRequest,
-    Finish,
     ImagePart,
     Message,
     ReasoningDelta,
     ResponseFormat,
-    StreamEvent,
     TextDelta,
     TextPart,
     ToolCall,
@@ -36,6 +33,7 @@ from llmrelay.types import (
     UsageEvent,
 )
 from recordings import load_cassette, load_sse
+from streams import collect, final
 
 KEY = "sk-ant-test-secret-123456"
 PATH = "/v1/messages"
@@ -108,16 +106,6 @@ def tool_start(index: int, name: str, call_id: str) -> dict[str, Any]:
 
 def finish_delta(stop_reason: str, **usage: int) -> dict[str, Any]:
     return {"type": "message_delta", "delta": {"stop_reason": stop_reason}, "usage": usage}
-
-
-async def collect(provider: AnthropicProvider, request: ChatRequest) -> list[StreamEvent]:
-    return [event async for event in provider.stream(request)]
-
-
-def final(events: list[StreamEvent]) -> ChatResponse:
-    last = events[-1]
-    assert isinstance(last, Finish)
-    return last.response
 
 
 async def chat_wire(fake: FakeServer, request: ChatRequest, reply: dict[str, Any] | None = None) -> dict[str, Any]:

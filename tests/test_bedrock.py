@@ -27,7 +27,6 @@ from llmrelay.types import (
     ImagePart,
     Message,
     ResponseFormat,
-    StreamEvent,
     TextDelta,
     TextPart,
     ToolCall,
@@ -35,6 +34,7 @@ from llmrelay.types import (
     ToolSpec,
 )
 from recordings import load_cassette
+from streams import collect
 
 needs_botocore = pytest.mark.skipif(find_spec("botocore") is None, reason="SigV4 needs llmrelay[bedrock]")
 
@@ -81,10 +81,6 @@ def bearer(fake: FakeServer) -> BedrockProvider:
 
 def ask(text: str = "Hi", model: str = NOVA, **kw: Any) -> ChatRequest:
     return ChatRequest(model=model, messages=[Message("user", text)], **kw)
-
-
-async def collect(p: BedrockProvider, req: ChatRequest) -> list[StreamEvent]:
-    return [e async for e in p.stream(req)]
 
 
 async def final(p: BedrockProvider, req: ChatRequest) -> Any:

@@ -22,12 +22,10 @@ from llmrelay.types import (
     ChatRequest,
     ChatResponse,
     EmbeddingRequest,
-    Finish,
     ImagePart,
     Message,
     ReasoningDelta,
     ResponseFormat,
-    StreamEvent,
     TextDelta,
     TextPart,
     ToolCall,
@@ -35,6 +33,7 @@ from llmrelay.types import (
     ToolSpec,
 )
 from recordings import load_cassette, load_chunks_as_sse
+from streams import collect, final
 
 # Cohere keys are 40 plain alphanumerics: no prefix the generic redaction pattern knows.
 KEY = "Zq8Xw3Lr7Tn2Vb5Km9Pd4Hs6Jf1Gc0YuEaRoNiWe"
@@ -48,16 +47,6 @@ def provider(fake: FakeServer, **kw: Any) -> CohereProvider:
 
 def ask(text: str = "hello", **kw: Any) -> ChatRequest:
     return ChatRequest(model="command-r7b-12-2024", messages=[Message("user", text)], **kw)
-
-
-async def collect(p: CohereProvider, req: ChatRequest) -> list[StreamEvent]:
-    return [e async for e in p.stream(req)]
-
-
-def final(events: list[StreamEvent]) -> ChatResponse:
-    finish = events[-1]
-    assert isinstance(finish, Finish)
-    return finish.response
 
 
 def stream_body(*events: dict[str, Any]) -> bytes:

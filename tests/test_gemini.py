@@ -24,9 +24,7 @@ from llmrelay.types import (
     ChatRequest,
     ChatResponse,
     EmbeddingRequest,
-    Finish,
     Message,
-    StreamEvent,
     TextDelta,
     ToolCallDelta,
     ToolSpec,
@@ -34,6 +32,7 @@ from llmrelay.types import (
     UsageEvent,
 )
 from recordings import load_cassette, load_chunks_as_sse, load_json
+from streams import collect, final
 
 KEY = "AIzaTESTKEY-secret-123456789"
 MODEL = "gemini-2.5-flash"
@@ -79,16 +78,6 @@ def answer(*parts: dict[str, Any], finish: str | None = "STOP", **usage: int) ->
 
 def status_error(code: int, status: str, message: str, *details: dict[str, Any]) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "status": status, "details": list(details)}}
-
-
-async def collect(provider: GeminiProvider, request: ChatRequest) -> list[StreamEvent]:
-    return [event async for event in provider.stream(request)]
-
-
-def final(events: list[StreamEvent]) -> ChatResponse:
-    last = events[-1]
-    assert isinstance(last, Finish)
-    return last.response
 
 
 def assert_key_only_in_header(fake: FakeServer) -> None:

@@ -18,13 +18,13 @@ from llmrelay.types import (
     ImagePart,
     Message,
     ResponseFormat,
-    StreamEvent,
     TextDelta,
     TextPart,
     ToolCallDelta,
     ToolSpec,
 )
 from recordings import load_cassette, load_chunks_as_sse, load_sse
+from streams import collect
 
 KEY = "sk-test-SECRETKEY1234567890"
 
@@ -35,10 +35,6 @@ def provider(fake: FakeServer, kind: str = "openai") -> OpenAIProvider:
 
 def ask(text: str = "Hi", **kw: object) -> ChatRequest:
     return ChatRequest(model="gpt-4o-mini", messages=[Message("user", text)], **kw)  # type: ignore[arg-type]
-
-
-async def collect(p: OpenAIProvider, req: ChatRequest) -> list[StreamEvent]:
-    return [e async for e in p.stream(req)]
 
 
 async def test_parallel_tool_calls_stream_assembles_by_index(fake: FakeServer) -> None:

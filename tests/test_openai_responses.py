@@ -29,6 +29,7 @@ from llmrelay.types import (
     ToolSpec,
 )
 from recordings import load_cassette, load_chunks_as_sse
+from streams import collect
 
 KEY = "sk-test-SECRETKEY1234567890"
 PATH = "/v1/responses"
@@ -42,10 +43,6 @@ def provider(fake: FakeServer) -> OpenAIResponsesProvider:
 
 def ask(text: str = "Hi", **kw: Any) -> ChatRequest:
     return ChatRequest(model="gpt-4o-mini", messages=[Message("user", text)], **kw)
-
-
-async def collect(p: OpenAIResponsesProvider, req: ChatRequest) -> list[StreamEvent]:
-    return [e async for e in p.stream(req)]
 
 
 def finished(events: list[StreamEvent]) -> Any:

@@ -408,7 +408,7 @@ async def test_unreachable_and_hanging_upstream(fake: FakeServer) -> None:
     assert exc.value.retryable and "127.0.0.1:9" in str(exc.value)
     fake.on("POST", "/v1/chat/completions", Reply(hang_s=2.0))
     slow = OpenAIProvider(
-        ProviderConfig("openai", "openai", base_url=fake.url + "/v1", api_key=KEY, timeouts=Timeouts(read=0.2, total=5))
+        ProviderConfig("openai", "openai", base_url=fake.url + "/v1", api_key=KEY, timeouts=Timeouts(read=5, total=0.3))
     )
     with pytest.raises(errors.Timeout):
         await slow.chat(ask())
@@ -444,7 +444,40 @@ def test_response_format_from_dict_forms() -> None:
     from llmrelay.structured import to_response_format
 
     fmt = to_response_format({"type": "json_schema", "json_schema": {"name": "x y", "schema": {"type": "object"}}})
-    assert fmt == ResponseFormat("json_schema", schema={"type": "object"}, name="x_y")
+    assert fmt == ResponseFormat("json_schema", schema={"type": "object"}, name="x_y", strict=False)
     assert to_response_format({"type": "json_object"}) == ResponseFormat("json_object")
+    # strict schemas are made acceptable to strict mode: closed objects, all required, no defaults,
+    # $ref alone; property names (even "default") are left alone
+    schema = {
+        "type": "object",
+        "properties": {
+            "default": {"type": "string", "default": "x"},
+            "city": {"$ref": "#/$defs/C", "description": "d"},
+        },
+        "$defs": {"C": {"type": "object", "properties": {"n": {"type": "integer"}}}},
+    }
+    strict = to_response_format({"type": "json_schema", "json_schema": {"name": "s", "schema": schema, "strict": True}})
+    assert (
+        strict is not None
+        and strict.strict
+        and strict.schema
+        == {
+            "type": "object",
+            "properties": {"default": {"type": "string"}, "city": {"$ref": "#/$defs/C"}},
+            "$defs": {
+                "C": {
+                    "type": "object",
+                    "properties": {"n": {"type": "integer"}},
+                    "additionalProperties": False,
+                    "required": ["n"],
+                }
+            },
+            "additionalProperties": False,
+            "required": ["default", "city"],
+        }
+    )
+    assert schema["properties"]["default"] == {"type": "string", "default": "x"}  # the caller's copy is untouched
+    bare = to_response_format({"type": "object", "properties": {"a": {"type": "string"}}})
+    assert bare is not None and bare.strict is False and "additionalProperties" not in (bare.schema or {})
     with pytest.raises(errors.InvalidRequest):
         to_response_format(42)

@@ -24,9 +24,10 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Seconds. ``read`` bounds each wait for bytes (so for a stream it is the
-    idle timeout between chunks unless ``stream_idle`` is set); ``total``
-    bounds the whole exchange; ``None`` disables one."""
+    """Seconds. ``total`` bounds a whole exchange; ``read`` bounds each wait
+    for bytes of a stream (the idle gap between chunks; ``stream_idle``
+    overrides it); a non-streamed answer is bounded by ``total`` alone, since a
+    model may think for minutes before its first byte. ``None`` disables one."""
 
     connect: float | None = 10.0
     read: float | None = 120.0
@@ -143,7 +144,11 @@ class AiohttpTransport:
     def _timeout(timeouts: Timeouts, streaming: bool) -> Any:
         import aiohttp
 
-        read = timeouts.stream_idle if streaming and timeouts.stream_idle is not None else timeouts.read
+        # A non-streamed answer may take long to start (reasoning models think before the first
+        # byte): only ``total`` bounds it. A stream's gaps are bounded by the idle (read) timeout.
+        if not streaming:
+            return aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect)
+        read = timeouts.stream_idle if timeouts.stream_idle is not None else timeouts.read
         return aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect, sock_read=read)
 
     async def send(

@@ -21,8 +21,10 @@ def loads(data: bytes | str) -> Any:
     return orjson.loads(data)
 
 
-def parse_arguments(text: str) -> dict[str, Any] | None:
+def parse_arguments(text: Any) -> dict[str, Any] | None:
     """Tool-call arguments as a dict; ``""`` is ``{}``; ``None`` when not a JSON object."""
+    if not isinstance(text, str):
+        return None
     if not text or text.isspace():
         return {}
     try:

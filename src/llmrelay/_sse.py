@@ -115,6 +115,8 @@ def encode_sse(data: str | bytes, event: str | None = None) -> bytes:
 def event_object(event: SSEEvent, provider: str) -> dict[str, Any] | None:
     """The event's data as a JSON object, ``None`` when it is other JSON (``null``,
     a list); a ``ProviderError`` naming the event when it is not JSON at all."""
+    if not event.data or event.data.isspace():  # an empty data: keep-alive
+        return None
     try:
         value = loads(event.data)
     except JSONDecodeError:

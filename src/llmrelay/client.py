@@ -11,7 +11,8 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+import weakref
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from . import errors
@@ -135,10 +136,19 @@ class AsyncClient:
         response_format: Any = None,
         extra: dict[str, Any] | None = None,
     ) -> ChatRequest:
-        if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+        if max_tokens is not None and (type(max_tokens) is not int or max_tokens < 1):
             raise errors.InvalidRequest(f"max_tokens must be a positive integer, not {max_tokens!r}")
-        if temperature is not None and not isinstance(temperature, int | float):
-            raise errors.InvalidRequest(f"temperature must be a number, not {temperature!r}")
+        for name, value in (("temperature", temperature), ("top_p", top_p)):
+            if value is not None and (type(value) not in (int, float) or value < 0):
+                raise errors.InvalidRequest(f"{name} must be a number >= 0, not {value!r}")
+        if seed is not None and type(seed) is not int:
+            raise errors.InvalidRequest(f"seed must be an integer, not {seed!r}")
+        if (
+            stop is not None
+            and not isinstance(stop, str)
+            and (not isinstance(stop, Sequence) or not all(isinstance(s, str) for s in stop))
+        ):
+            raise errors.InvalidRequest(f"stop must be a string or a list of strings, not {stop!r}")
         request = ChatRequest(
             model=model,
             messages=to_messages(messages),
@@ -272,9 +282,11 @@ def _check_fits(provider: Provider, request: ChatRequest) -> None:
     output = (request.max_tokens or 0) if provider.window_includes_output else 0
     if not has_images and not request.tools and 4 * chars + output <= window:
         return
-    from .tokens import check_context_window, count_tokens
+    from .tokens import check_context_window, count_tokens, estimate_factor
 
-    prompt = count_tokens(f"{provider.config.kind}/{request.model}", request.messages, request.tools or None)
+    key = f"{provider.config.kind}/{request.model}"
+    # Estimates err high on purpose; refuse only what cannot fit even without that margin.
+    prompt = int(count_tokens(key, request.messages, request.tools or None) / estimate_factor(key))
     asked = request.max_tokens if provider.window_includes_output else None
     check_context_window(provider.model_info(request.model), prompt, asked)
 
@@ -284,12 +296,14 @@ _logging_configured = False
 
 def _configure_logging(env: Mapping[str, str]) -> None:
     global _logging_configured
-    level = env.get("LLMRELAY_LOG_LEVEL")
+    level = (env.get("LLMRELAY_LOG_LEVEL") or "").upper()
     if _logging_configured or not level:
         return
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise errors.ConfigError(f"LLMRELAY_LOG_LEVEL is {level!r}; use DEBUG, INFO, WARNING, ERROR or CRITICAL")
     _logging_configured = True
     logger = logging.getLogger("llmrelay")
-    logger.setLevel(level.upper())
+    logger.setLevel(level)
     if not logger.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
@@ -300,15 +314,23 @@ class Client:
     """The synchronous client: same methods as ``AsyncClient``."""
 
     def __init__(self, config: str | os.PathLike[str] | Settings | None = None, **kwargs: Any) -> None:
+        self.aio = AsyncClient(config, **kwargs)  # first: a bad config must not leave a thread behind
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="llmrelay-client", daemon=True)
         self._thread.start()
-        self.aio = AsyncClient(config, **kwargs)
+        # A Client dropped without close() still stops its thread and loop.
+        self._finalizer = weakref.finalize(self, _stop_loop, self._loop, self._thread)
 
-    def _run(self, coro: Coroutine[Any, Any, T] | Awaitable[T]) -> T:
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._loop.is_closed():
+            coro.close()
             raise errors.InvalidRequest("this Client is closed")
-        future = asyncio.run_coroutine_threadsafe(_as_coro(coro), self._loop)
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise errors.InvalidRequest(
+                "the sync Client was called from its own event loop (e.g. from an async tool): use AsyncClient there"
+            )
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             return future.result()
         except BaseException:
@@ -327,13 +349,13 @@ class Client:
         try:
             while True:
                 try:
-                    event = self._run(agen.__anext__())
+                    event = self._run(_anext(agen))
                 except StopAsyncIteration:
                     return
                 yield event
         finally:
             if not self._loop.is_closed():
-                self._run(agen.aclose())
+                self._run(_aclose(agen))
 
     def embed(self, model: str | None, inputs: str | Sequence[str], **params: Any) -> EmbeddingResponse:
         return self._run(self.aio.embed(model, inputs, **params))
@@ -364,9 +386,7 @@ class Client:
         try:
             self._run(self.aio.aclose())
         finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=5)
-            self._loop.close()
+            self._finalizer()
 
     def __enter__(self) -> Client:
         return self
@@ -375,8 +395,22 @@ class Client:
         self.close()
 
 
-async def _as_coro(awaitable: Awaitable[T]) -> T:
-    return await awaitable
+async def _anext(agen: AsyncGenerator[StreamEvent, None]) -> StreamEvent:
+    return await agen.__anext__()
+
+
+async def _aclose(agen: AsyncGenerator[StreamEvent, None]) -> None:
+    await agen.aclose()
+
+
+def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    if loop.is_closed():
+        return
+    loop.call_soon_threadsafe(loop.stop)
+    if thread is not threading.current_thread():
+        thread.join(timeout=5)
+    if not loop.is_running():
+        loop.close()
 
 
 __all__ = ["AsyncClient", "Client"]

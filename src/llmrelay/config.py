@@ -30,13 +30,19 @@ if TYPE_CHECKING:
 class Settings:
     providers: dict[str, ProviderConfig] = field(default_factory=dict)
     models: dict[str, ModelGroupEntry] = field(default_factory=dict)
-    file: ConfigFile | None = None
+    file: ConfigFile | None = field(default=None, repr=False)
     path: Path | None = None
     default_model: str | None = None
 
 
+SECRET_OPTIONS = frozenset(("aws_secret_access_key", "aws_session_token", "azure_ad_token"))
+"""Provider options that are credentials (held as ``Secret``)."""
+
+
 def provider_config(entry: ProviderEntry) -> ProviderConfig:
-    options: dict[str, Any] = dict(entry.options)
+    options: dict[str, Any] = {
+        k: Secret(v) if k in SECRET_OPTIONS and isinstance(v, str) else v for k, v in entry.options.items()
+    }
     for key in ("api_version", "organization", "quirks", "region"):
         value = getattr(entry, key)
         if value is not None:
@@ -47,7 +53,7 @@ def provider_config(entry: ProviderEntry) -> ProviderConfig:
         name=entry.name,
         kind=entry.kind,
         base_url=entry.base_url,
-        api_key=Secret(entry.api_key) if entry.api_key else None,
+        api_key=Secret(entry.api_key.get_secret_value()) if entry.api_key else None,
         timeouts=Timeouts(
             connect=entry.connect_timeout_s,
             read=entry.read_timeout_s,
@@ -68,12 +74,17 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
         return settings
     file = load_file(Path(path), env)
     from .providers import known_kinds
+    from .providers.openai_compat import COMPAT_KINDS
 
     kinds = known_kinds()
     for entry in file.providers:
         if entry.kind not in kinds:
             raise errors.ConfigError(
                 f"{path}: provider {entry.name!r}: unknown kind {entry.kind!r} (known: {', '.join(kinds)})"
+            )
+        if entry.quirks is not None and entry.quirks not in COMPAT_KINDS:
+            raise errors.ConfigError(
+                f"{path}: provider {entry.name!r}: unknown quirks {entry.quirks!r} (known: {', '.join(COMPAT_KINDS)})"
             )
         settings.providers[entry.name] = provider_config(entry)
     seen: set[str] = set()
@@ -229,7 +240,7 @@ def providers_from_env(env: Mapping[str, str]) -> dict[str, ProviderConfig]:
             options["api_version"] = version
         token = env.get("AZURE_OPENAI_AD_TOKEN")
         if token:
-            options["azure_ad_token"] = token
+            options["azure_ad_token"] = Secret(token)
         out["azure"] = ProviderConfig(
             "azure", "azure", base_url=azure_endpoint, api_key=Secret(key) if key else None, options=options
         )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 
 class _Strict(BaseModel):
@@ -18,18 +18,18 @@ class ProviderEntry(_Strict):
     name: str
     kind: str
     base_url: str | None = None
-    api_key: str | None = None
+    api_key: SecretStr | None = None
     timeout_s: float = Field(600.0, gt=0)
     connect_timeout_s: float = Field(10.0, gt=0)
     read_timeout_s: float = Field(120.0, gt=0)
     stream_idle_timeout_s: float | None = Field(None, gt=0)
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)  # may carry credentials
     api_version: str | None = None
     organization: str | None = None
     deployments: dict[str, str] = {}
     quirks: str | None = None
     region: str | None = None
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = Field(default_factory=dict, repr=False)
     """Kind-specific settings passed to the provider as they are (e.g. Bedrock's
     aws_access_key_id / aws_secret_access_key / aws_session_token)."""
 

@@ -29,16 +29,19 @@ def to_response_format(value: Any) -> ResponseFormat | None:
         kind = value.get("type")
         if kind == "json_schema" and isinstance(value.get("json_schema"), dict):
             spec = value["json_schema"]
+            strict = bool(spec.get("strict", False))  # OpenAI's default
+            schema = spec.get("schema") or {}
             return ResponseFormat(
                 "json_schema",
-                schema=spec.get("schema") or {},
+                schema=strict_schema(schema) if strict else schema,
                 name=_schema_name(spec.get("name") or "response"),
-                strict=bool(spec.get("strict", True)),
+                strict=strict,
             )
         if kind in ("json_object", "text"):
             return ResponseFormat(kind)
-        if kind == "object" or "properties" in value:
-            return ResponseFormat("json_schema", schema=value, name=_schema_name(value.get("title") or "response"))
+        if kind == "object" or "properties" in value:  # a bare schema: asked as given, not strict
+            name = _schema_name(value.get("title") or "response")
+            return ResponseFormat("json_schema", schema=value, name=name, strict=False)
     raise errors.InvalidRequest(
         "response_format must be a pydantic model class, a JSON schema, "
         "{'type': 'json_schema', 'json_schema': {...}} or {'type': 'json_object'}"
@@ -51,11 +54,15 @@ def _schema_name(name: str) -> str:
 
 
 def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a pydantic JSON schema fit for OpenAI's strict mode: every object
-    closed (``additionalProperties: false``) with all its properties required."""
+    """A copy of a JSON schema fit for OpenAI's strict mode: every object closed
+    (``additionalProperties: false``) with all its properties required, no
+    ``default`` values, and ``$ref`` standing alone (strict mode refuses siblings)."""
     out = copy.deepcopy(schema)
     _close_objects(out)
     return out
+
+
+_SCHEMA_MAPS = frozenset(("properties", "$defs", "definitions", "patternProperties"))
 
 
 def _close_objects(node: Any) -> None:
@@ -63,8 +70,16 @@ def _close_objects(node: Any) -> None:
         if node.get("type") == "object" and "properties" in node:
             node.setdefault("additionalProperties", False)
             node["required"] = list(node["properties"])
-        for value in node.values():
-            _close_objects(value)
+        if "$ref" in node:
+            for key in [k for k in node if k != "$ref"]:
+                del node[key]
+        node.pop("default", None)
+        for key, value in node.items():
+            if key in _SCHEMA_MAPS and isinstance(value, dict):  # names -> schemas: the names are data
+                for sub_schema in value.values():
+                    _close_objects(sub_schema)
+            else:
+                _close_objects(value)
     elif isinstance(node, list):
         for item in node:
             _close_objects(item)

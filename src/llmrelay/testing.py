@@ -141,6 +141,12 @@ class FakeProvider(Provider):
             assembler.add(event)
             yield event
             await asyncio.sleep(0)
+        if reply.error is not None:  # error_after at or past the last piece: fail at the end
+            raise errors.StreamInterrupted(
+                f"stream broke after it began: {reply.error.message}",
+                provider=self.name,
+                partial=assembler.response("error"),
+            ) from reply.error
         for index, call in enumerate(reply.tool_calls):
             delta = ToolCallDelta(index, call.id, call.name, call.raw_arguments or dumps_str(call.arguments))
             assembler.add(delta)

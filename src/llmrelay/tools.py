@@ -124,10 +124,18 @@ async def call_tool(tools: dict[str, Tool], call: ToolCall) -> Message:
     else:
         try:
             result = await tool.run(call.arguments)
-            content = result if isinstance(result, str) else dumps_str(result)
         except Exception as exc:  # the model sees the failure and may try again
             content = f"error: {type(exc).__name__}: {exc}"
+        else:  # it ran: whatever its result, never report it as failed (it may have side effects)
+            content = result if isinstance(result, str) else _to_text(result)
     return Message(role="tool", content=content, tool_call_id=call.id, name=call.name)
+
+
+def _to_text(value: Any) -> str:
+    try:
+        return dumps_str(value)
+    except TypeError:  # not JSON-serialisable (a set, an object): its str() is the best we have
+        return str(value)
 
 
 async def tool_loop(
@@ -137,6 +145,8 @@ async def tool_loop(
     max_rounds: int,
 ) -> ChatResponse:
     """Ask, run the asked tools, answer them, repeat; at most ``max_rounds`` rounds of tools."""
+    if type(max_rounds) is not int or max_rounds < 0:
+        raise errors.InvalidRequest(f"max_rounds must be an integer >= 0, not {max_rounds!r}")
     history = list(messages)
     for _ in range(max_rounds + 1):
         response = await chat(history)

@@ -93,6 +93,8 @@ def chat_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     turns = wire_messages(request.messages)
     if not turns:
         raise errors.InvalidRequest("anthropic needs at least one user or assistant message; none was given")
+    if turns[0]["role"] != "user":
+        raise errors.InvalidRequest("anthropic: the conversation must start with a user message, not an assistant one")
     body: dict[str, Any] = {
         "model": request.model,
         "messages": turns,

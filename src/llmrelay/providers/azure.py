@@ -15,7 +15,9 @@ Differences from OpenAI, all handled here or by the shared codec:
 from __future__ import annotations
 
 from .._http import Transport
-from .base import ProviderConfig, join_url
+from .._secret import Secret
+from ..types import ChatRequest, EmbeddingRequest
+from .base import ProviderConfig, WireRequest, join_url
 from .openai import OpenAIProvider
 
 DEFAULT_API_VERSION = "2024-10-21"
@@ -41,7 +43,7 @@ class AzureOpenAIProvider(OpenAIProvider):
         headers = {"content-type": "application/json", "accept": "application/json"}
         token = self.config.options.get("azure_ad_token")
         if token:
-            headers["authorization"] = f"Bearer {token}"
+            headers["authorization"] = f"Bearer {token.get() if isinstance(token, Secret) else token}"
         elif self.config.api_key:
             headers["api-key"] = self.config.api_key.get()
         headers.update(self.config.headers)
@@ -50,6 +52,18 @@ class AzureOpenAIProvider(OpenAIProvider):
     @property
     def price_provider(self) -> str:
         return "azure"
+
+    def chat_request(self, request: ChatRequest, stream: bool) -> WireRequest:
+        wire = super().chat_request(request, stream)
+        if self.api_version == "v1" and wire.payload is not None:  # the deployment travels in the body
+            wire.payload["model"] = self.deployments.get(request.model, request.model)
+        return wire
+
+    def embed_request(self, request: EmbeddingRequest) -> WireRequest:
+        wire = super().embed_request(request)
+        if self.api_version == "v1" and wire.payload is not None:
+            wire.payload["model"] = self.deployments.get(request.model, request.model)
+        return wire
 
     def url(self, path: str, model: str | None = None) -> str:
         if self.api_version == "v1":

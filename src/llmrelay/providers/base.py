@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from .. import errors
 from .._assemble import StreamAssembler
-from .._http import HTTPResponse, StreamResponse, Timeouts, Transport, default_transport
+from .._http import StreamResponse, Timeouts, Transport, default_transport
 from .._json import JSONDecodeError, dumps, loads
 from .._secret import Secret, redact
 from .._sse import SSEDecoder
@@ -31,9 +31,11 @@ from ..types import (
     Finish,
     ModelInfo,
     StreamEvent,
+    Usage,
 )
 
 log = logging.getLogger("llmrelay.provider")
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -52,6 +54,9 @@ class ProviderConfig:
     def __post_init__(self) -> None:
         if isinstance(self.api_key, str):
             self.api_key = Secret(self.api_key)
+
+    def __repr__(self) -> str:  # headers and options may hold credentials: never shown
+        return f"ProviderConfig(name={self.name!r}, kind={self.kind!r}, base_url={self.base_url!r})"
 
 
 @dataclass(slots=True)
@@ -179,6 +184,10 @@ class HTTPProvider(Provider):
     def check_request(self, request: ChatRequest) -> None:
         """Provider-specific validation before anything is sent (override)."""
 
+    def billed_usage(self, response: ChatResponse) -> Usage | None:
+        """The counts the provider bills, when they differ from ``response.usage`` (override)."""
+        return None
+
     async def stream_frames(self, resp: StreamResponse) -> AsyncIterator[list[Any]]:
         """The stream body cut into frames for the decoder, a batch per network read.
         SSE by default; binary framings (Bedrock's event stream) override this."""
@@ -210,31 +219,45 @@ class HTTPProvider(Provider):
                 exc.body = loads(redact(text, key))
         return exc
 
-    async def _exchange(self, wire: WireRequest) -> tuple[Any, HTTPResponse]:
+    def malformed(self, exc: Exception, what: str, body: Any = None) -> errors.ProviderError:
+        """A provider answer whose shape broke the codec (a field of the wrong type...)."""
+        log.debug("malformed %s from %s", what, self.name, exc_info=exc)
+        return errors.ProviderError(
+            f"malformed {what}: {type(exc).__name__}: {str(exc)[:200]}", provider=self.name, body=body
+        )
+
+    async def _exchange(self, wire: WireRequest) -> Any:
         body = dumps(wire.payload) if wire.payload is not None else None
-        try:
-            resp = await self.transport.send(
-                wire.method, wire.url, headers=wire.headers, body=body, timeouts=self.config.timeouts
-            )
-        except errors.LLMError as exc:
-            raise _with_provider(exc, self.name) from None
+        resp = await self.transport.send(
+            wire.method, wire.url, headers=wire.headers, body=body, timeouts=self.config.timeouts
+        )
         if resp.status >= 400:
-            raise self.scrub(self.map_error(resp.status, resp.headers, resp.body))
-        return decode_body(resp.body, resp.status, resp.headers, self.name), resp
+            raise self.map_error(resp.status, resp.headers, resp.body)
+        return decode_body(resp.body, resp.status, resp.headers, self.name)
+
+    async def _call(self, wire: WireRequest, parse: Callable[[Any], T], what: str) -> T:
+        """Send, decode and parse; every failure is an ``LLMError`` with the key masked."""
+        try:
+            data = await self._exchange(wire)
+            try:
+                return parse(data)
+            except _MALFORMED as exc:
+                raise self.malformed(exc, what, data) from None
+        except errors.LLMError as exc:
+            raise self.scrub(_with_provider(exc, self.name)) from None
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         self.check_request(request)
         start = time.perf_counter()
-        wire = self.chat_request(request, False)
         try:
-            data, _ = await self._exchange(wire)
-            response = self.parse_chat(data, request)
+            wire = self.chat_request(request, False)
+            response = await self._call(wire, lambda data: _checked(self.parse_chat(data, request)), "chat answer")
         except errors.LLMError as exc:
             if log.isEnabledFor(logging.DEBUG):
                 _log_call(self.name, request.model, "chat", start, type(exc).__name__)
             raise
         response.latency_s = time.perf_counter() - start
-        finish_response(response, request, self.price_provider)
+        finish_response(response, request, self.price_provider, self.billed_usage(response))
         if log.isEnabledFor(logging.DEBUG):
             _log_call(self.name, request.model, "chat", start, "ok", response)
         return response
@@ -252,38 +275,56 @@ class HTTPProvider(Provider):
             ) as resp:
                 if resp.status >= 400:
                     raise self.map_error(resp.status, resp.headers, await resp.read())
+                await self._check_stream_type(resp)
                 async for frames in self.stream_frames(resp):
                     for frame in frames:
                         for event in decoder.feed(frame):
                             assembler.add(event)
                             yield event
             decoder.close()
-        except errors.LLMError as exc:
+            response = _checked(assembler.response())
+        except (errors.LLMError, *_MALFORMED) as exc:
+            failure = exc if isinstance(exc, errors.LLMError) else self.malformed(exc, "stream event")
             if log.isEnabledFor(logging.DEBUG):
-                _log_call(self.name, request.model, "stream", start, type(exc).__name__)
-            mapped = _mid_stream(self.scrub(_with_provider(exc, self.name)), assembler, request.model)
+                _log_call(self.name, request.model, "stream", start, type(failure).__name__)
+            mapped = _mid_stream(self.scrub(_with_provider(failure, self.name)), assembler, request.model)
             if mapped is exc:
-                raise exc from None
-            raise mapped from exc
-        response = assembler.response()
+                raise mapped from None
+            raise mapped from failure
         response.latency_s = time.perf_counter() - start
-        finish_response(response, request, self.price_provider)
+        finish_response(response, request, self.price_provider, self.billed_usage(response))
         if log.isEnabledFor(logging.DEBUG):
             _log_call(self.name, request.model, "stream", start, "ok", response)
         yield Finish(response.finish_reason, response)
+
+    async def _check_stream_type(self, resp: StreamResponse) -> None:
+        """A proxy's HTML page or a JSON answer where a stream was asked for is an
+        error saying what came, not a stream that looks cut."""
+        ctype = resp.headers.get("content-type", "")
+        if not ctype.startswith(("application/json", "text/html")):
+            return
+        body = await resp.read()
+        data = error_body(body)
+        if isinstance(data, dict) and data.get("error"):
+            raise self.map_error(502, resp.headers, body)
+        what = "a JSON answer (the server ignored stream: true)" if isinstance(data, dict) else None
+        raise errors.ProviderError(
+            f"expected an event stream, got {what or describe_body(body, resp.headers)}",
+            provider=self.name,
+            body=data if isinstance(data, dict) else None,
+        )
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
         if not request.inputs:
             raise errors.InvalidRequest("embed needs at least one input text", provider=self.name)
         start = time.perf_counter()
-        data, _ = await self._exchange(self.embed_request(request))
-        response = self.parse_embed(data, request)
+        response = await self._call(
+            self.embed_request(request), lambda data: self.parse_embed(data, request), "embeddings answer"
+        )
         response.latency_s = time.perf_counter() - start
         if len(response.vectors) != len(request.inputs):
             raise errors.ProviderError(
-                f"asked for {len(request.inputs)} embeddings, got {len(response.vectors)}",
-                provider=self.name,
-                body=data,
+                f"asked for {len(request.inputs)} embeddings, got {len(response.vectors)}", provider=self.name
             )
         from ..cost import embedding_cost
 
@@ -291,22 +332,43 @@ class HTTPProvider(Provider):
         return response
 
     async def models(self) -> list[ModelInfo]:
-        data, _ = await self._exchange(self.models_request())
-        return self.parse_models(data)
+        return await self._call(self.models_request(), self.parse_models, "models list")
+
+
+def _checked(response: ChatResponse) -> ChatResponse:
+    """Reject token counts that are not counts (a provider sending ``"5"`` or ``null``)."""
+    usage = response.usage
+    for name in ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens"):
+        value = getattr(usage, name)
+        if type(value) is not int or value < 0:
+            raise TypeError(f"usage.{name} is {value!r}, not a token count")
+    if not isinstance(response.content, str):
+        raise TypeError(f"content is {type(response.content).__name__}, not text")
+    return response
+
+
+_MALFORMED = (KeyError, IndexError, TypeError, AttributeError, ValueError)
+"""What a codec raises on a body of the wrong shape (turned into ``ProviderError``)."""
 
 
 # ---- shared helpers -------------------------------------------------------------------
 
 
-def finish_response(response: ChatResponse, request: ChatRequest, price_provider: str) -> None:
-    """Attach cost and, for structured output, the parsed value."""
+def finish_response(
+    response: ChatResponse, request: ChatRequest, price_provider: str, billed: Usage | None = None
+) -> None:
+    """Attach cost (of ``billed`` usage when the provider bills other counts than it
+    reports) and, for structured output, the parsed value."""
     from ..cost import chat_cost
 
-    response.cost_usd = chat_cost(price_provider, response.model or request.model, response.usage)
-    if request.response_format is not None and request.response_format.type != "text":
+    usage = billed or response.usage
+    if usage.prompt_tokens or usage.completion_tokens:  # no usage reported: the cost is unknown, not 0
+        response.cost_usd = chat_cost(price_provider, response.model or request.model, usage)
+    fmt = request.response_format
+    if fmt is not None and fmt.type != "text" and not response.tool_calls:
         from ..structured import parse_structured
 
-        response.parsed = parse_structured(response, request.response_format)
+        response.parsed = parse_structured(response, fmt)
 
 
 def decode_body(body: bytes, status: int, headers: Mapping[str, str], provider: str) -> Any:
@@ -394,7 +456,10 @@ def _mid_stream(exc: errors.LLMError, assembler: StreamAssembler, model: str) ->
     error stays as it is, so a router may retry it invisibly."""
     if not assembler.started:
         return exc
-    partial = assembler.response("error")
+    try:
+        partial: ChatResponse | None = assembler.response("error")
+    except _MALFORMED:  # the pieces themselves were malformed: no partial answer to give
+        partial = None
     if isinstance(exc, errors.StreamInterrupted):
         exc.partial = exc.partial or partial
         exc.retryable = False

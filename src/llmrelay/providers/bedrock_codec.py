@@ -111,6 +111,8 @@ def converse_body(request: ChatRequest) -> dict[str, Any]:
     messages = wire_messages(request.messages)
     if not messages:
         raise errors.InvalidRequest("bedrock needs at least one user or assistant message; none was given")
+    if messages[0]["role"] != "user":
+        raise errors.InvalidRequest("bedrock: the conversation must start with a user message, not an assistant one")
     body: dict[str, Any] = {"messages": messages}
     system = _system_blocks(request)
     if system:

@@ -27,6 +27,7 @@ from ..types import (
     StreamEvent,
     TextDelta,
     ToolCallDelta,
+    Usage,
     UsageEvent,
 )
 from . import cohere_codec as codec
@@ -106,6 +107,15 @@ class CohereProvider(HTTPProvider):
             raise
         accept = "text/event-stream" if stream else "application/json"
         return WireRequest(self._url("v2/chat"), self._headers(accept), payload)
+
+    def billed_usage(self, response: ChatResponse) -> Usage | None:
+        """Cohere bills ``billed_units``, which leave out its own prompt scaffolding."""
+        billed = response.extra.get("billed_units") or (response.raw.get("usage") or {}).get("billed_units")
+        if not isinstance(billed, dict):
+            return None
+        return Usage(
+            prompt_tokens=int(billed.get("input_tokens") or 0), completion_tokens=int(billed.get("output_tokens") or 0)
+        )
 
     def parse_chat(self, data: Any, request: ChatRequest) -> ChatResponse:
         return codec.parse_chat(data, provider=self.name, model=request.model)
@@ -238,7 +248,11 @@ class CohereStreamDecoder:
             self._asm.native_finish_reason = native
             self._asm.finish_reason = codec.finish_reason(native, tool_calls=bool(self._tools))
         usage = delta.get("usage")
-        return [UsageEvent(codec.usage_from_wire(usage))] if isinstance(usage, dict) else []
+        if not isinstance(usage, dict):
+            return []
+        if isinstance(usage.get("billed_units"), dict):
+            self._asm.extra["billed_units"] = usage["billed_units"]
+        return [UsageEvent(codec.usage_from_wire(usage))]
 
     _HANDLERS = {
         "message-start": _message_start,

@@ -173,12 +173,15 @@ class GeminiProvider(HTTPProvider):
         found: list[ModelInfo] = []
         token: str | None = None
         for _ in range(_MAX_MODEL_PAGES):
-            data, _resp = await self._exchange(self._models_page(token))
-            found.extend(self.parse_models(data))
-            token = data.get("nextPageToken") if isinstance(data, dict) else None
+            models, token = await self._call(self._models_page(token), self._models_and_token, "models list")
+            found.extend(models)
             if not token:
                 break
         return found
+
+    def _models_and_token(self, data: Any) -> tuple[list[ModelInfo], str | None]:
+        token = data.get("nextPageToken") if isinstance(data, dict) else None
+        return self.parse_models(data), token if isinstance(token, str) else None
 
     # ---- errors --------------------------------------------------------------------
 

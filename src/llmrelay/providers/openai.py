@@ -61,7 +61,7 @@ class OpenAIProvider(HTTPProvider):
         return codec.response_from_wire(data, self.name, request.model)
 
     def stream_decoder(self, request: ChatRequest, assembler: StreamAssembler) -> StreamDecoder:
-        return codec.ChatStreamDecoder(assembler, self.name)
+        return codec.ChatStreamDecoder(assembler, self.name, expect_usage=self.quirks.stream_usage_option)
 
     def embed_request(self, request: EmbeddingRequest) -> WireRequest:
         payload: dict[str, Any] = {"model": request.model, "input": request.inputs}

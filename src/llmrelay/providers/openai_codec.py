@@ -186,6 +186,8 @@ def tool_calls_from_wire(raw_calls: list[dict[str, Any]] | None) -> list[ToolCal
         args = fn.get("arguments")
         # some compatible servers send the arguments as an object
         text = dumps_str(args) if isinstance(args, dict) else args or ""
+        if not isinstance(text, str):
+            raise TypeError(f"tool call arguments are {type(text).__name__}, not JSON text")
         parsed = parse_arguments(text)
         calls.append(
             ToolCall(
@@ -231,17 +233,20 @@ def response_from_wire(data: Any, provider: str, model: str) -> ChatResponse:
 class ChatStreamDecoder:
     """``chat.completion.chunk`` events -> canonical events (choice 0 only)."""
 
-    __slots__ = ("_asm", "_ids", "_provider", "done")
+    __slots__ = ("_asm", "_expect_usage", "_ids", "_provider", "_usage_seen", "done")
 
-    def __init__(self, assembler: StreamAssembler, provider: str) -> None:
+    def __init__(self, assembler: StreamAssembler, provider: str, expect_usage: bool = False) -> None:
         self._asm = assembler
         self._provider = provider
+        self._expect_usage = expect_usage
+        self._usage_seen = False
         self._ids: dict[str, int] = {}
         self.done = False
 
     def feed(self, event: SSEEvent) -> Iterable[StreamEvent]:
-        data = event.data
-        if data == "[DONE]":
+        if self.done:  # nothing after the end marker belongs to the answer
+            return ()
+        if event.data == "[DONE]":
             self.done = True
             return ()
         obj = event_object(event, self._provider)
@@ -283,6 +288,7 @@ class ChatStreamDecoder:
                 asm.finish_reason = FINISH_REASONS.get(native, "stop")
         usage = obj.get("usage") or (obj.get("x_groq") or {}).get("usage")
         if usage:
+            self._usage_seen = True
             out.append(UsageEvent(usage_from_wire(usage)))
         return out
 
@@ -296,10 +302,16 @@ class ChatStreamDecoder:
             args = fn.get("arguments")
             if isinstance(args, dict):
                 args = dumps_str(args)
+            elif args is not None and not isinstance(args, str):
+                raise TypeError(f"tool call arguments are {type(args).__name__}, not JSON text")
             yield ToolCallDelta(index=index, id=call_id, name=fn.get("name"), arguments=args or "")
 
     def close(self) -> None:
-        if not self.done and self._asm.finish_reason is None:
+        """Without ``[DONE]`` the stream counts as complete only if the finish reason
+        and (when it was asked for) the usage chunk arrived."""
+        if self.done:
+            return
+        if self._asm.finish_reason is None or (self._expect_usage and not self._usage_seen):
             raise errors.StreamInterrupted(
                 "stream ended before its end marker ([DONE])", provider=self._provider, retryable=True
             )

@@ -272,7 +272,10 @@ def response_from_wire(data: Any, provider: str, model: str) -> ChatResponse:
         raise errors.ProviderError("response is not a JSON object", provider=provider, body=data)
     raise_unfinished(data, provider)
     out = Output()
-    for item in data.get("output") or ():
+    output = data.get("output") or []
+    if not isinstance(output, list) or not all(isinstance(item, dict) for item in output):
+        raise errors.ProviderError("response output is not a list of items", provider=provider, body=data)
+    for item in output:
         out.add(item)
     finish, native = finish_from_wire(data, bool(out.calls))
     extra = {"reasoning_encrypted_content": out.encrypted} if out.encrypted else {}

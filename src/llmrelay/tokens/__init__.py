@@ -32,7 +32,7 @@ from ..types import ImagePart, Message, ModelInfo, ToolSpec
 from . import images as _images
 from ._models import tokenizer as _tokenizer
 
-__all__ = ["check_context_window", "count_text", "count_tokens", "image_tokens", "is_exact"]
+__all__ = ["check_context_window", "count_text", "count_tokens", "estimate_factor", "image_tokens", "is_exact"]
 
 
 def count_text(model: str, text: str) -> int:
@@ -57,6 +57,15 @@ def count_tokens(
 def is_exact(model: str) -> bool:
     """Whether ``count_text``/``count_tokens`` use the model's own tokenizer (OpenAI models)."""
     return _tokenizer(model).exact
+
+
+def estimate_factor(model: str) -> float:
+    """How much an estimate is inflated on purpose (1.0 for exact counts):
+    ``count / factor`` is the estimate's plain ``o200k_base`` figure."""
+    from ._models import FACTORS
+
+    found = _tokenizer(model)
+    return 1.0 if found.exact else FACTORS[found.kind]
 
 
 def image_tokens(kind: str, model: str, image: ImagePart) -> int:

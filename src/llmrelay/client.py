@@ -38,6 +38,8 @@ from .types import (
 T = TypeVar("T")
 log = logging.getLogger("llmrelay")
 MessagesIn = str | Iterable[Message | dict[str, Any]]
+LOCAL_DEFAULT = "local/smollm2"
+_said_local = False
 
 
 class AsyncClient:
@@ -98,14 +100,28 @@ class AsyncClient:
             f"known kinds: {', '.join(known_kinds())}"
         )
 
+    def default_model(self) -> str:
+        """``LLMRELAY_DEFAULT_MODEL`` / the config's ``default_model``; with no provider
+        configured at all, the local model (said once, at INFO level)."""
+        model = self.settings.default_model
+        if model:
+            return model
+        if self.settings.providers or self._providers:
+            configured = ", ".join(sorted({*self.settings.providers, *self._providers}))
+            raise errors.InvalidRequest(
+                f"no model given and no default: pass PROVIDER/MODEL (configured providers: {configured}) "
+                "or set LLMRELAY_DEFAULT_MODEL"
+            )
+        global _said_local
+        if not _said_local:
+            _said_local = True
+            log.info("no provider configured and no default model: using %s", LOCAL_DEFAULT)
+        return LOCAL_DEFAULT
+
     def resolve(self, model: str | None) -> tuple[Provider, str]:
         """``(provider, model name at that provider)`` for a model string."""
         if not model or model == "default":
-            model = self.settings.default_model
-            if not model:
-                raise errors.InvalidRequest(
-                    "no model given and no default: pass PROVIDER/MODEL or set LLMRELAY_DEFAULT_MODEL"
-                )
+            model = self.default_model()
         group = self.settings.models.get(model)
         if group is not None:
             first = group.deployments[0]

@@ -277,6 +277,6 @@ def implicit_provider(kind: str, env: Mapping[str, str]) -> ProviderConfig | Non
     from .providers.openai_compat import COMPAT_KINDS
 
     quirks = COMPAT_KINDS.get(kind)
-    if quirks is not None and not quirks.requires_key:
+    if kind == "local" or (quirks is not None and not quirks.requires_key):
         return ProviderConfig(kind, kind)
     return None

@@ -20,6 +20,7 @@ _KINDS: dict[str, str] = {
     "gemini": "llmrelay.providers.gemini:GeminiProvider",
     "cohere": "llmrelay.providers.cohere:CohereProvider",
     "bedrock": "llmrelay.providers.bedrock:BedrockProvider",
+    "local": "llmrelay.providers.local:LocalProvider",
 }
 
 

@@ -86,8 +86,8 @@ def check_context_window(model_info: ModelInfo, prompt_tokens: int, max_tokens: 
     if max_tokens:
         message = (
             f"prompt is {prompt_tokens} tokens + max_tokens {max_tokens} = {needed}, "
-            f"model {model_info.id} allows {window}"
+            f"model {model_info.id} allows {window} (its context window)"
         )
     else:
-        message = f"prompt is {prompt_tokens} tokens, model {model_info.id} allows {window}"
+        message = f"prompt is {prompt_tokens} tokens, model {model_info.id} allows {window} (its context window)"
     raise ContextWindowExceeded(message, provider=model_info.provider, model=model_info.id)

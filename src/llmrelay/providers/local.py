@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
@@ -79,19 +80,20 @@ class LocalProvider(Provider):
         if request.tools:
             raise errors.InvalidRequest(f"local/{request.model} cannot call tools", provider=self.name)
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         self._check(request)
         start = time.perf_counter()
         engine = self.engine(request.model)
         assembler = StreamAssembler(self.name, request.model)
         summary: dict[str, Any] = {}
-        async for text, info in engine.stream(request):
-            if text is not None:
-                event = TextDelta(text)
-                assembler.add(event)
-                yield event
-            else:
-                summary = info
+        async with aclosing(engine.stream(request)) as pieces:  # closing it stops the generation
+            async for text, info in pieces:
+                if text is not None:
+                    event = TextDelta(text)
+                    assembler.add(event)
+                    yield event
+                else:
+                    summary = info
         usage = UsageEvent(Usage(summary["prompt_tokens"], summary["completion_tokens"]))
         assembler.add(usage)
         yield usage

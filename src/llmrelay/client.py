@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any, TypeVar
 
@@ -61,6 +61,7 @@ class AsyncClient:
         self.settings = config if isinstance(config, Settings) else load_settings(config, self._env)
         self._transport: Transport = transport or AiohttpTransport()
         self._providers: dict[str, Provider] = {p.name: p for p in providers}
+        self._given = frozenset(self._providers)  # providers passed in (not the ones made on use)
         self.check_context_window = check_context_window
         _configure_logging(self._env)
 
@@ -107,8 +108,8 @@ class AsyncClient:
         model = self.settings.default_model
         if model:
             return model
-        if self.settings.providers or self._providers:
-            configured = ", ".join(sorted({*self.settings.providers, *self._providers}))
+        if self.settings.providers or self._given:
+            configured = ", ".join(sorted({*self.settings.providers, *self._given}))
             raise errors.InvalidRequest(
                 f"no model given and no default: pass PROVIDER/MODEL (configured providers: {configured}) "
                 "or set LLMRELAY_DEFAULT_MODEL"
@@ -362,7 +363,7 @@ class Client:
     def chat(self, model: str | None, messages: MessagesIn, **params: Any) -> ChatResponse:
         return self._run(self.aio.chat(model, messages, **params))
 
-    def stream(self, model: str | None, messages: MessagesIn, **params: Any) -> Iterator[StreamEvent]:
+    def stream(self, model: str | None, messages: MessagesIn, **params: Any) -> Generator[StreamEvent, None, None]:
         agen = self.aio.stream(model, messages, **params)
         try:
             while True:
@@ -418,6 +419,11 @@ async def _anext(agen: AsyncGenerator[StreamEvent, None]) -> StreamEvent:
 
 
 async def _aclose(agen: AsyncGenerator[StreamEvent, None]) -> None:
+    # After Ctrl-C the interrupted step may still be unwinding in the loop: let it finish first.
+    for _ in range(500):
+        if not getattr(agen, "ag_running", False):
+            break
+        await asyncio.sleep(0.01)
     await agen.aclose()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from importlib.util import find_spec
 
 import pytest
@@ -55,38 +54,37 @@ async def test_stream_yields_tokens_as_they_come_and_keeps_the_loop_free() -> No
     async def ticker() -> None:
         nonlocal ticks
         while True:
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.001)
             ticks += 1
 
     task = asyncio.create_task(ticker())
-    start = time.perf_counter()
-    first_at = None
     pieces = []
+    ticks_at_pieces = []
     async for event in local().stream(ask("Name five animals.", max_tokens=40)):
         if isinstance(event, TextDelta):
-            first_at = first_at or time.perf_counter()
             pieces.append(event.text)
+            ticks_at_pieces.append(ticks)
         elif isinstance(event, Finish):
             final = event.response
-    total = time.perf_counter() - start
     task.cancel()
     assert len(pieces) > 3 and "".join(pieces) == final.content
-    assert first_at is not None and first_at - start < total  # tokens arrive before the end
-    assert ticks >= total / 0.01 * 0.3  # the event loop kept running while the model generated
-    assert final.usage.completion_tokens == len(pieces) or final.usage.completion_tokens > 0
+    # other tasks ran while the model was generating: the loop was never blocked
+    assert ticks_at_pieces[-1] > ticks_at_pieces[0]
+    assert final.usage.completion_tokens > 3
 
 
 async def test_abandoned_stream_stops_generation() -> None:
-    stream = local().stream(ask("Write a very long essay about the sea.", max_tokens=2000))
+    provider = local()
+    stream = provider.stream(ask("Write a very long essay about the sea.", max_tokens=2000))
     async for event in stream:
         if isinstance(event, TextDelta):
             break
     await stream.aclose()  # type: ignore[attr-defined]
-    start = time.perf_counter()
-    quick = await local().chat(ask("Say yes.", max_tokens=3))
+    quick = await provider.chat(ask("Say yes.", max_tokens=3))  # queued behind the abandoned one
     assert quick.content
-    # the 400-token essay was not finished first: the worker was free almost at once
-    assert time.perf_counter() - start < 5.0
+    engine = provider.engine("smollm2")
+    finish, produced = engine.runs[-2]
+    assert finish == "cancelled" and produced < 200  # stopped long before its 2000 tokens
 
 
 async def test_concurrent_requests_all_complete() -> None:

@@ -14,6 +14,7 @@ import asyncio
 import atexit
 import threading
 import weakref
+from collections import deque
 from collections.abc import AsyncGenerator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -51,6 +52,8 @@ class LlamaEngine:
         self._llm: Any = None
         self._formatter: Any = None
         self.load_s: float | None = None
+        self.runs: deque[tuple[str, int]] = deque(maxlen=16)
+        """The last generations: (finish reason or "cancelled", text pieces produced)."""
 
     # ---- worker-thread side -----------------------------------------------------------
 
@@ -125,6 +128,7 @@ class LlamaEngine:
                     finish = choice["finish_reason"]
         finally:
             chunks.close()
+            self.runs.append((finish, len(pieces)))
         output = "".join(pieces)
         completion = len(llm.tokenize(output.encode(), add_bos=False, special=False)) if output else 0
         yield None, {"finish": finish, "prompt_tokens": len(prompt), "completion_tokens": completion}

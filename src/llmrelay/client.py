@@ -80,19 +80,11 @@ class AsyncClient:
         return instance
 
     def _missing_provider(self, name: str) -> Provider:
+        from .config import key_variable
         from .providers import known_kinds
-        from .providers.openai_compat import COMPAT_KINDS
 
         if name in known_kinds():
-            quirks = COMPAT_KINDS.get(name)
-            env_name = {
-                "anthropic": "ANTHROPIC_API_KEY",
-                "openai-responses": "OPENAI_API_KEY",
-                "cohere": "COHERE_API_KEY",
-                "bedrock": "AWS_BEARER_TOKEN_BEDROCK or AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY + AWS_REGION",
-                "gemini": "GEMINI_API_KEY",
-                "azure": "AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_KEY",
-            }.get(name, quirks.api_key_env if quirks else None)
+            env_name = key_variable(name)
             raise errors.AuthenticationError(
                 f"provider {name!r} is not configured: set {env_name} or add it to the config file", provider=name
             )

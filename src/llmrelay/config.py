@@ -189,6 +189,31 @@ def _to_python(node: Any, path: tuple[Any, ...], walk: _Walk) -> Any:
 # ---------------------------------------------------------------- environment
 
 
+ENV_VARS: dict[str, tuple[tuple[str, ...], str]] = {
+    "anthropic": (("ANTHROPIC_API_KEY",), "ANTHROPIC_BASE_URL"),
+    "gemini": (("GEMINI_API_KEY", "GOOGLE_API_KEY"), "GEMINI_BASE_URL"),
+    "cohere": (("COHERE_API_KEY", "CO_API_KEY"), "COHERE_BASE_URL"),
+}
+"""Kinds outside the OpenAI-compatible table: (key variables, first wins; base URL variable)."""
+
+
+def key_variable(kind: str) -> str | None:
+    """What to set to configure ``kind`` from the environment (for error messages)."""
+    from .providers.openai_compat import COMPAT_KINDS
+
+    special = {
+        "azure": "AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_KEY",
+        "bedrock": "AWS_BEARER_TOKEN_BEDROCK or AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY + AWS_REGION",
+        "openai-responses": "OPENAI_API_KEY",
+    }
+    if kind in special:
+        return special[kind]
+    if kind in ENV_VARS:
+        return ENV_VARS[kind][0][0]
+    quirks = COMPAT_KINDS.get(kind)
+    return quirks.api_key_env if quirks else None
+
+
 def providers_from_env(env: Mapping[str, str]) -> dict[str, ProviderConfig]:
     """A provider for each kind whose standard environment variables are set."""
     from .providers.openai_compat import COMPAT_KINDS
@@ -204,30 +229,11 @@ def providers_from_env(env: Mapping[str, str]) -> dict[str, ProviderConfig]:
         out["openai-responses"] = ProviderConfig(
             "openai-responses", "openai-responses", base_url=openai.base_url, api_key=openai.api_key
         )
-    if env.get("ANTHROPIC_API_KEY") or env.get("ANTHROPIC_BASE_URL"):
-        key = env.get("ANTHROPIC_API_KEY")
-        out["anthropic"] = ProviderConfig(
-            "anthropic",
-            "anthropic",
-            base_url=env.get("ANTHROPIC_BASE_URL") or None,
-            api_key=Secret(key) if key else None,
-        )
-    gemini_key = env.get("GEMINI_API_KEY") or env.get("GOOGLE_API_KEY")
-    if gemini_key or env.get("GEMINI_BASE_URL"):
-        out["gemini"] = ProviderConfig(
-            "gemini",
-            "gemini",
-            base_url=env.get("GEMINI_BASE_URL") or None,
-            api_key=Secret(gemini_key) if gemini_key else None,
-        )
-    cohere_key = env.get("COHERE_API_KEY") or env.get("CO_API_KEY")
-    if cohere_key or env.get("COHERE_BASE_URL"):
-        out["cohere"] = ProviderConfig(
-            "cohere",
-            "cohere",
-            base_url=env.get("COHERE_BASE_URL") or None,
-            api_key=Secret(cohere_key) if cohere_key else None,
-        )
+    for kind, (key_vars, base_var) in ENV_VARS.items():
+        key = next((env[v] for v in key_vars if env.get(v)), None)
+        base = env.get(base_var) or None
+        if key or base:
+            out[kind] = ProviderConfig(kind, kind, base_url=base, api_key=Secret(key) if key else None)
     bedrock = _bedrock_from_env(env)
     if bedrock is not None:
         out["bedrock"] = bedrock

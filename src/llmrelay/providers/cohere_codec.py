@@ -23,18 +23,17 @@ from .._json import dumps_str, loads, parse_arguments
 from ..types import (
     ChatRequest,
     ChatResponse,
-    ContentPart,
     EmbeddingRequest,
     EmbeddingResponse,
     FinishReason,
     Message,
     ModelInfo,
     ResponseFormat,
-    TextPart,
     ToolCall,
     ToolSpec,
     Usage,
 )
+from .openai_codec import part_to_wire, tool_call_to_wire  # Cohere v2 shares these shapes
 
 DEFAULT_BASE_URL = "https://api.cohere.com"
 DEFAULT_INPUT_TYPE = "search_document"
@@ -105,20 +104,6 @@ def message_to_wire(msg: Message) -> dict[str, Any]:
         if plan:
             out["tool_plan"] = plan
     return out
-
-
-def part_to_wire(part: ContentPart) -> dict[str, Any]:
-    if isinstance(part, TextPart):
-        return {"type": "text", "text": part.text}
-    image: dict[str, Any] = {"url": part.data_url}
-    if part.detail:
-        image["detail"] = part.detail
-    return {"type": "image_url", "image_url": image}
-
-
-def tool_call_to_wire(call: ToolCall) -> dict[str, Any]:
-    arguments = call.raw_arguments or dumps_str(call.arguments)
-    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": arguments}}
 
 
 def _tool_result(msg: Message) -> dict[str, Any]:

@@ -61,6 +61,11 @@ def part_to_wire(part: ContentPart) -> dict[str, Any]:
     return {"type": "image_url", "image_url": image}
 
 
+def tool_call_to_wire(call: ToolCall) -> dict[str, Any]:
+    arguments = call.raw_arguments or dumps_str(call.arguments)
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": arguments}}
+
+
 def message_to_wire(msg: Message) -> dict[str, Any]:
     out: dict[str, Any] = {"role": msg.role}
     content = msg.content
@@ -71,14 +76,7 @@ def message_to_wire(msg: Message) -> dict[str, Any]:
     if msg.name:
         out["name"] = msg.name
     if msg.tool_calls:
-        out["tool_calls"] = [
-            {
-                "id": c.id,
-                "type": "function",
-                "function": {"name": c.name, "arguments": c.raw_arguments or dumps_str(c.arguments)},
-            }
-            for c in msg.tool_calls
-        ]
+        out["tool_calls"] = [tool_call_to_wire(c) for c in msg.tool_calls]
     if msg.tool_call_id is not None:
         out["tool_call_id"] = msg.tool_call_id
     return out

@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from .. import errors
-from .._json import dumps_str
 from .._messages import to_messages
 from ..structured import to_response_format
 from ..tools import to_tools
 from ..types import ChatRequest, ChatResponse, StreamEvent, TextDelta, ToolCallDelta, Usage
+from .openai_codec import tool_call_to_wire
 
 _KNOWN = frozenset(
     {
@@ -76,14 +76,7 @@ def response_to_wire(response: ChatResponse, created: int, model: str | None = N
         "refusal": response.refusal,
     }
     if response.tool_calls:
-        message["tool_calls"] = [
-            {
-                "id": c.id,
-                "type": "function",
-                "function": {"name": c.name, "arguments": c.raw_arguments or dumps_str(c.arguments)},
-            }
-            for c in response.tool_calls
-        ]
+        message["tool_calls"] = [tool_call_to_wire(c) for c in response.tool_calls]
     if response.reasoning:
         message["reasoning_content"] = response.reasoning
     finish = "stop" if response.finish_reason == "error" else response.finish_reason

@@ -1,0 +1,264 @@
+"""MemoryState honours every StateBackend contract, including under concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+
+from llmrelay.state import MemoryState, StateBackend
+
+
+class FakeClock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def state(clock: FakeClock) -> MemoryState:
+    return MemoryState(clock=clock)
+
+
+def run_in_threads(threads: int, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``work()`` (a coroutine function) in ``threads`` threads, each with its own event loop."""
+    start = threading.Barrier(threads)
+
+    def target() -> None:
+        start.wait()
+        asyncio.run(work())
+
+    pool = [threading.Thread(target=target) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(timeout=30)
+
+
+def test_is_a_state_backend(state: MemoryState) -> None:
+    assert isinstance(state, StateBackend)
+
+
+async def test_values_expire_lazily_with_their_ttl(state: MemoryState, clock: FakeClock) -> None:
+    await state.set("a", "1", ttl_s=10)
+    await state.set("b", "2")
+    clock.advance(9.999)
+    assert await state.get("a") == "1"
+    clock.advance(0.001)
+    assert await state.get("a") is None
+    assert await state.get("b") == "2"
+    await state.set("b", "3", ttl_s=1)  # set replaces the TTL too
+    clock.advance(1)
+    assert await state.get("b") is None
+    await state.set("c", "x", ttl_s=1)
+    await state.set("c", "y")  # no TTL: kept forever
+    clock.advance(1e6)
+    assert await state.get("c") == "y"
+    await state.delete("c")
+    await state.delete("never-there")
+    assert await state.get("c") is None
+
+
+async def test_compare_and_set(state: MemoryState, clock: FakeClock) -> None:
+    assert await state.compare_and_set("k", None, "v1", ttl_s=5)
+    assert not await state.compare_and_set("k", None, "v2")
+    assert not await state.compare_and_set("k", "other", "v2")
+    assert await state.get("k") == "v1"
+    assert await state.compare_and_set("k", "v1", "v2")  # no TTL given: none kept
+    clock.advance(10)
+    assert await state.get("k") == "v2"
+    assert await state.compare_and_set("k", "v2", None)  # None deletes
+    assert await state.get("k") is None
+    assert await state.compare_and_set("k", None, None)
+
+
+async def test_expired_value_counts_as_absent_for_cas(state: MemoryState, clock: FakeClock) -> None:
+    await state.set("k", "old", ttl_s=1)
+    clock.advance(2)
+    assert not await state.compare_and_set("k", "old", "new")
+    assert await state.compare_and_set("k", None, "new")
+
+
+async def test_incr_sets_ttl_at_creation_only(state: MemoryState, clock: FakeClock) -> None:
+    assert await state.counter("n") == 0.0
+    assert await state.incr("n", ttl_s=10) == 1.0
+    clock.advance(6)
+    assert await state.incr("n", 2.5, ttl_s=10) == 3.5  # does not extend the TTL
+    clock.advance(4)
+    assert await state.counter("n") == 0.0
+    assert await state.incr("n") == 1.0
+
+
+async def test_key_families_do_not_mix(state: MemoryState) -> None:
+    await state.set("v", "x")
+    await state.incr("c")
+    with pytest.raises(TypeError):
+        await state.incr("v")
+    with pytest.raises(TypeError):
+        await state.get("c")
+    with pytest.raises(TypeError):
+        await state.window_acquire("c", 0.0, 60, (1,), (1,))
+
+
+async def test_reserve_respects_the_cap(state: MemoryState) -> None:
+    assert await state.reserve("budget", 6, cap=10)
+    assert not await state.reserve("budget", 5, cap=10)
+    assert await state.reserve("budget", 4, cap=10)
+    assert not await state.reserve("budget", 0.5, cap=10)
+    assert await state.counter("budget") == 10
+    with pytest.raises(ValueError):
+        await state.reserve("budget", -1, cap=10)
+
+
+async def test_200_concurrent_reserves_never_overshoot(state: MemoryState) -> None:
+    results = await asyncio.gather(*(state.reserve("spend", 3, cap=100) for _ in range(200)))
+    assert sum(results) == 33
+    assert await state.counter("spend") == 99
+
+
+def test_reserves_from_many_threads_and_loops_never_overshoot() -> None:
+    state = MemoryState()
+    granted: list[bool] = []
+
+    async def work() -> None:
+        for _ in range(200):
+            granted.append(await state.reserve("spend", 1, cap=500))
+
+    run_in_threads(8, work)
+    assert len(granted) == 1600
+    assert sum(granted) == 500
+    assert asyncio.run(state.counter("spend")) == 500
+
+
+async def test_reserve_then_settle_keeps_spend_within_cap(state: MemoryState) -> None:
+    """The budget invariant: spend <= cap + reservations in flight, and <= cap once settled
+    when actual costs never exceed the estimates."""
+    cap, estimate = 1000.0, 7.0
+
+    async def call(i: int) -> None:
+        if not await state.reserve("spend", estimate, cap):
+            return
+        assert await state.counter("spend") <= cap
+        await asyncio.sleep(0)  # the call happens; others interleave
+        await state.settle("spend", estimate, actual=float(i % 8))  # 0..7 <= estimate
+
+    await asyncio.gather(*(call(i) for i in range(400)))
+    assert 0 < await state.counter("spend") <= cap
+
+
+async def test_settle(state: MemoryState, clock: FakeClock) -> None:
+    assert await state.reserve("s", 10, cap=100, ttl_s=60)
+    assert await state.settle("s", reserved=10, actual=4) == 4
+    assert await state.settle("s", reserved=0, actual=200) == 204  # spend happened: may pass the cap
+    assert await state.settle("s", reserved=500, actual=0) == 0  # never below zero
+    clock.advance(60)  # the TTL from creation is kept
+    assert await state.counter("s") == 0
+    assert await state.settle("s", reserved=1, actual=5) == 0  # expired: left absent
+    assert state.size() == 0
+
+
+async def test_window_admits_exactly_n_of_m_concurrent(state: MemoryState) -> None:
+    results = await asyncio.gather(*(state.window_acquire("w", 0.0, 60, (37,), (1,)) for _ in range(500)))
+    assert sum(r.allowed for r in results) == 37
+    assert all(r.used == (37.0,) for r in results if not r.allowed)
+
+
+def test_window_admits_exactly_n_across_threads() -> None:
+    state = MemoryState()
+    allowed: list[bool] = []
+
+    async def work() -> None:
+        for _ in range(100):
+            allowed.append((await state.window_acquire("w", 5.0, 60, (150,), (1,))).allowed)
+
+    run_in_threads(8, work)
+    assert sum(allowed) == 150
+
+
+async def test_window_slides_and_reports_waits(state: MemoryState) -> None:
+    for t in (0.0, 10.0, 20.0):
+        assert (await state.window_acquire("w", t, 60, (3,), (1,))).allowed
+    refused = await state.window_acquire("w", 30.0, 60, (3,), (1,))
+    assert (refused.allowed, refused.used, refused.entry) == (False, (3.0,), None)
+    assert refused.retry_after_s == pytest.approx(30.0)  # the entry at 0 leaves at 60
+    assert refused.reset_s == pytest.approx(50.0)  # the entry at 20 leaves at 80
+    two = await state.window_acquire("w", 30.0, 60, (3,), (2,))
+    assert two.retry_after_s == pytest.approx(40.0)  # needs the entries at 0 and 10 gone
+    ok = await state.window_acquire("w", 60.0, 60, (3,), (1,))
+    assert ok.allowed and ok.used == (3.0,) and ok.entry is not None
+
+
+async def test_window_dimensions_are_all_or_nothing(state: MemoryState) -> None:
+    limits = (10, 1000)
+    assert (await state.window_acquire("w", 0.0, 60, limits, (1, 900))).allowed
+    refused = await state.window_acquire("w", 1.0, 60, limits, (1, 200))
+    assert not refused.allowed and refused.used == (1.0, 900.0)  # the request was not counted either
+    assert refused.retry_after_s == pytest.approx(59.0)
+    never = await state.window_acquire("w", 1.0, 60, limits, (1, 1001))
+    assert not never.allowed and math.isinf(never.retry_after_s)
+    assert (await state.window_acquire("w", 1.0, 60, limits, (1, 100))).used == (2.0, 1000.0)
+
+
+async def test_window_check_without_reserving(state: MemoryState) -> None:
+    peek = await state.window_acquire("w", 0.0, 60, (1,), (1,), reserve=False)
+    assert peek.allowed and peek.entry is None and peek.used == (0.0,)
+    assert (await state.window_acquire("w", 0.0, 60, (1,), (1,))).allowed
+    assert not (await state.window_acquire("w", 0.0, 60, (1,), (1,), reserve=False)).allowed
+
+
+async def test_window_adjust_by_entry(state: MemoryState) -> None:
+    first = await state.window_acquire("w", 0.0, 60, (1e9, 100), (1, 80))
+    await state.window_acquire("w", 30.0, 60, (1e9, 100), (1, 10))
+    await state.window_adjust("w", 31.0, (0, -70), entry=first.entry)  # used 10 of the 80 reserved
+    assert (await state.window_acquire("w", 31.0, 60, (1e9, 100), (0, 0))).used == (2.0, 20.0)
+    await state.window_adjust("w", 31.0, (0, 500), entry=first.entry)  # more than estimated
+    assert (await state.window_acquire("w", 31.0, 60, (1e9, 1e9), (0, 0))).used == (2.0, 520.0)
+    # the correction leaves with its entry at t=60
+    assert (await state.window_acquire("w", 60.0, 60, (1e9, 1e9), (0, 0))).used == (1.0, 10.0)
+    await state.window_adjust("w", 61.0, (0, 1000), entry=first.entry)  # gone: nothing changes
+    assert (await state.window_acquire("w", 61.0, 60, (1e9, 1e9), (0, 0))).used == (1.0, 10.0)
+
+
+async def test_window_adjust_without_entry(state: MemoryState) -> None:
+    for t, tokens in ((0.0, 50), (10.0, 30)):
+        await state.window_acquire("w", t, 60, (1e9, 1e9), (1, tokens))
+    await state.window_adjust("w", 11.0, (0, -40))  # taken from the newest first: 30 -> 0, then 50 -> 40
+    assert (await state.window_acquire("w", 11.0, 60, (1e9, 1e9), (0, 0))).used == (2.0, 40.0)
+    assert (await state.window_acquire("w", 60.0, 60, (1e9, 1e9), (0, 0))).used == (1.0, 0.0)
+    await state.window_adjust("w", 61.0, (0, 25))  # recorded now, leaves at 121
+    assert (await state.window_acquire("w", 120.0, 60, (1e9, 1e9), (0, 0))).used == (0.0, 25.0)
+    assert (await state.window_acquire("w", 121.0, 60, (1e9, 1e9), (0, 0))).used == (0.0, 0.0)
+    await state.window_adjust("absent", 0.0, (0, 5))
+    assert await state.get("absent") is None
+
+
+async def test_memory_stays_bounded(clock: FakeClock) -> None:
+    state = MemoryState(clock=clock, sweep_every=100)
+    for i in range(5000):
+        await state.set(f"cooldown:{i}", "1", ttl_s=1)
+        await state.incr(f"health:{i}", ttl_s=1)
+        await state.window_acquire(f"rate:{i}", clock.now, 1, (10,), (1,))
+    assert state.size() == 15000
+    clock.advance(2)
+    for i in range(15000):  # a sweep comes within max(sweep_every, keys with a TTL) operations
+        await state.get(f"other:{i}")
+    assert state.size() == 0
+    await state.set("keep", "x")
+    await state.set("short", "x", ttl_s=1)
+    clock.advance(1)
+    assert state.purge_expired() >= 1
+    assert state.size() == 1

@@ -46,7 +46,10 @@ _said_local = False
 class AsyncClient:
     """Talks to any configured provider. Models are ``PROVIDER/MODEL`` (a
     configured provider name or a known kind with its standard environment
-    variables) or a model-group name from the config."""
+    variables) or a model-group name from the config.
+
+    Use one ``AsyncClient`` per event loop: its pooled connections belong to the
+    loop that opened them, and ``aclose`` closes those of the current loop."""
 
     def __init__(
         self,

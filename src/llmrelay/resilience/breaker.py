@@ -15,6 +15,12 @@ of consecutive failures (``incr``: no lost updates when many calls fail at
 once). The default clock is wall time because records are compared across
 processes. Results arriving while open are ignored (calls let through before it
 opened); in half-open any success or failure counts, probe or not.
+
+For the router: choose deployments with ``available_in``/``state_of`` (they
+change nothing); call ``allow`` only for the attempt actually made (in
+half-open it takes a probe slot) and always report its outcome; do not record
+attempts cut short by the caller's own deadline or cancellation. A 429 is not a
+failure by default: put the deployment in a ``Cooldown`` for its retry-after.
 """
 
 from __future__ import annotations

@@ -37,6 +37,9 @@ class RetryPolicy:
     - ``max_elapsed_s``: stop when the wait would end later than this after the start.
     - a ``Deadline``: stop when the wait would use up what remains.
     - ``rng``: inject a seeded ``random.Random`` for reproducible delays.
+
+    ``decide`` returning ``None`` because the server asked for a wait over
+    ``max_retry_after_s`` means "not here": a router should try another deployment.
     """
 
     max_attempts: int = 3

@@ -7,20 +7,10 @@ from collections.abc import Sequence
 
 import pytest
 
+from clocks import FakeClock
 from llmrelay import errors
 from llmrelay.resilience import BreakerConfig, CircuitBreaker, CircuitState, counts_as_failure
 from llmrelay.state import MemoryState, WindowResult
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class YieldingState(MemoryState):

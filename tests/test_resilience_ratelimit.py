@@ -7,19 +7,9 @@ import math
 
 import pytest
 
+from clocks import FakeClock
 from llmrelay.resilience import Cooldown, RateLimiter, RateLimits
 from llmrelay.state import MemoryState
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

@@ -8,19 +8,9 @@ import random
 
 import pytest
 
+from clocks import FakeClock
 from llmrelay import errors
 from llmrelay.resilience import Deadline, RetryPolicy, retry_call
-
-
-class FakeClock:
-    def __init__(self, now: float = 100.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def policy(**kw: object) -> RetryPolicy:
@@ -35,7 +25,7 @@ RETRYABLE = errors.ProviderError("boom", status_code=500)
 
 
 def test_deadline_counts_down_and_bounds_timeouts() -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     d = Deadline(10.0, clock=clock)
     assert d.remaining() == 10.0 and not d.expired()
     assert d.timeout_for(3.0) == 3.0
@@ -140,7 +130,7 @@ def test_zero_retry_after_falls_back_to_backoff() -> None:
 
 
 def test_deadline_is_respected() -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     d = Deadline(10.0, clock=clock)
     hinted = errors.RateLimited("429", retry_after=4.0)
     assert policy().decide(1, hinted, 0.0, d) == 4.0
@@ -224,7 +214,7 @@ async def test_retry_call_gives_up() -> None:
 
 
 async def test_retry_call_stops_at_the_deadline() -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     d = Deadline(5.0, clock=clock)
 
     async def sleep(s: float) -> None:

@@ -94,6 +94,15 @@ def image_from_url(url: Any, where: str, detail: str | None = None) -> ImagePart
     raise errors.InvalidRequest(f"{where}: image {url[:40]!r} is neither an http(s) URL nor a base64 data: URL")
 
 
+# Base64 openings of the image formats every provider takes, for data sent without a media type.
+_IMAGE_MAGIC = {"iVBORw0KGg": "image/png", "/9j/": "image/jpeg", "R0lGOD": "image/gif", "UklGR": "image/webp"}
+
+
+def sniff_image_type(data: str) -> str | None:
+    """The media type of base64 image ``data`` from its first bytes (PNG, JPEG, GIF, WebP), else ``None``."""
+    return next((media for prefix, media in _IMAGE_MAGIC.items() if data.startswith(prefix)), None)
+
+
 def _image_data(data: Any, media_type: Any, where: str, detail: str | None) -> ImagePart:
     if not isinstance(data, str) or not data:
         raise errors.InvalidRequest(f"{where}: image data must be a base64 string")

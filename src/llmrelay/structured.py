@@ -15,7 +15,19 @@ from typing import Any
 
 from . import errors
 from ._json import JSONDecodeError, loads
-from .types import ChatResponse, ResponseFormat
+from .types import ChatRequest, ChatResponse, ResponseFormat
+
+JSON_OBJECT_INSTRUCTION = "Respond with a single JSON object only."
+"""Added to the system prompt for ``json_object`` on providers without a JSON mode."""
+
+
+def structured_tool_name(request: ChatRequest) -> str | None:
+    """The forced tool that carries a structured answer on providers without native
+    JSON-schema output (Anthropic, Bedrock): the format's name, when it has a schema."""
+    fmt = request.response_format
+    if fmt is not None and fmt.type == "json_schema" and fmt.schema is not None:
+        return fmt.name
+    return None
 
 
 def to_response_format(value: Any) -> ResponseFormat | None:

@@ -11,6 +11,7 @@ from typing import Any
 from .. import errors
 from .._assemble import StreamAssembler
 from .._sse import SSEEvent, event_object
+from ..structured import structured_tool_name
 from ..types import (
     ChatRequest,
     ChatResponse,
@@ -91,10 +92,10 @@ class AnthropicProvider(HTTPProvider):
             exc = error_from_payload(data, provider=self.name, status=None, headers={})
             if exc is not None:
                 raise exc
-        return codec.parse_message(data, provider=self.name, structured_tool=codec.structured_tool_name(request))
+        return codec.parse_message(data, provider=self.name, structured_tool=structured_tool_name(request))
 
     def stream_decoder(self, request: ChatRequest, assembler: StreamAssembler) -> AnthropicStreamDecoder:
-        return AnthropicStreamDecoder(assembler, self.name, codec.structured_tool_name(request))
+        return AnthropicStreamDecoder(assembler, self.name, structured_tool_name(request))
 
     def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> errors.LLMError:
         exc = error_from_payload(error_body(body), provider=self.name, status=status, headers=headers)

@@ -21,7 +21,8 @@ from typing import Any
 
 from .. import errors
 from .._json import dumps_str
-from .._messages import image_from_url
+from .._messages import image_from_url, sniff_image_type
+from ..structured import JSON_OBJECT_INSTRUCTION, structured_tool_name
 from ..types import (
     ChatRequest,
     ChatResponse,
@@ -37,7 +38,6 @@ from ..types import (
 
 API_VERSION = "2023-06-01"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
-JSON_OBJECT_INSTRUCTION = "Respond with a single JSON object only."
 
 # max_tokens is required by Anthropic. When the caller gives none we send the
 # output limit every model of the family accepts: Claude 3 (Haiku, Sonnet, Opus)
@@ -58,8 +58,6 @@ STOP_REASONS: dict[str, FinishReason] = {
 # "claude-3-5-sonnet-...", "claude-3-haiku-...", "claude-sonnet-4-5", "claude-opus-4-20250514":
 # the major version, then an optional one-digit minor (a date is not a minor).
 _VERSION = re.compile(r"claude-(?:(\d+)(?:-(\d)(?!\d))?-[a-z]|[a-z]+-(\d+)(?:[-.](\d)(?!\d))?)")
-# Base64 prefixes of the image formats Anthropic accepts, for data sent without a media type.
-_MAGIC = {"iVBORw0KGgo": "image/png", "/9j/": "image/jpeg", "R0lGOD": "image/gif", "UklGR": "image/webp"}
 
 Block = dict[str, Any]
 
@@ -74,14 +72,6 @@ def default_max_tokens(model: str) -> int:
     major = int(match.group(1) or match.group(3))
     minor = int(match.group(2) or match.group(4) or 0)
     return MODERN_MAX_TOKENS if (major, minor) >= (3, 5) else DEFAULT_MAX_TOKENS
-
-
-def structured_tool_name(request: ChatRequest) -> str | None:
-    """The name of the forced tool that carries a structured answer, if any."""
-    fmt = request.response_format
-    if fmt is not None and fmt.type == "json_schema" and fmt.schema is not None:
-        return fmt.name
-    return None
 
 
 def chat_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
@@ -238,9 +228,9 @@ def image_source(image: ImagePart) -> Block:
 
 
 def _sniff_media_type(data: str) -> str:
-    for prefix, media_type in _MAGIC.items():
-        if data.startswith(prefix):
-            return media_type
+    found = sniff_image_type(data)
+    if found is not None:
+        return found
     raise errors.InvalidRequest("base64 image data needs media_type (image/png, image/jpeg, image/gif or image/webp)")
 
 

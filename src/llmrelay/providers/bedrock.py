@@ -38,6 +38,7 @@ from .._eventstream import EventStreamParser, Frame
 from .._http import StreamResponse, Transport
 from .._json import JSONDecodeError, dumps, loads
 from .._secret import Secret, redact
+from ..structured import structured_tool_name
 from ..types import (
     ChatRequest,
     ChatResponse,
@@ -191,11 +192,11 @@ class BedrockProvider(HTTPProvider):
         return WireRequest(url, headers, payload)
 
     def parse_chat(self, data: Any, request: ChatRequest) -> ChatResponse:
-        structured = codec.structured_tool_name(request)
+        structured = structured_tool_name(request)
         return codec.parse_converse(data, provider=self.name, model=request.model, structured_tool=structured)
 
     def stream_decoder(self, request: ChatRequest, assembler: StreamAssembler) -> ConverseStreamDecoder:
-        return ConverseStreamDecoder(assembler, self.name, codec.structured_tool_name(request))
+        return ConverseStreamDecoder(assembler, self.name, structured_tool_name(request))
 
     async def stream_frames(self, resp: StreamResponse) -> AsyncIterator[list[Frame]]:
         ctype = codec.header(resp.headers, "content-type")

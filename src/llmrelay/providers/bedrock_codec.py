@@ -25,7 +25,8 @@ from typing import Any
 
 from .. import errors
 from .._json import dumps_str, loads
-from .._messages import image_from_url
+from .._messages import image_from_url, sniff_image_type
+from ..structured import JSON_OBJECT_INSTRUCTION, structured_tool_name
 from ..types import (
     ChatRequest,
     ChatResponse,
@@ -41,7 +42,6 @@ from ..types import (
 
 Block = dict[str, Any]
 
-JSON_OBJECT_INSTRUCTION = "Respond with a single JSON object only."
 
 STOP_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -62,8 +62,6 @@ IMAGE_FORMATS: dict[str, str] = {
     "image/gif": "gif",
     "image/webp": "webp",
 }
-# Base64 prefixes of the formats Converse accepts, for data sent without a media type.
-_MAGIC = {"iVBORw0KGgo": "png", "/9j/": "jpeg", "R0lGOD": "gif", "UklGR": "webp"}
 
 # Error type (HTTP ``x-amzn-ErrorType`` or stream ``:exception-type``, lower-cased) -> class.
 ERROR_TYPES: dict[str, type[errors.LLMError]] = {
@@ -96,14 +94,6 @@ _CONTEXT_PHRASES = (
 
 
 # --------------------------------------------------------------------------- request
-
-
-def structured_tool_name(request: ChatRequest) -> str | None:
-    """The name of the forced tool that carries a structured answer, if any."""
-    fmt = request.response_format
-    if fmt is not None and fmt.type == "json_schema" and fmt.schema is not None:
-        return fmt.name
-    return None
 
 
 def converse_body(request: ChatRequest) -> dict[str, Any]:
@@ -299,9 +289,9 @@ def _image_format(image: ImagePart, where: str) -> str:
         if found is None:
             raise errors.InvalidRequest(f"{where}: Bedrock takes png, jpeg, gif or webp images, not {image.media_type}")
         return found
-    for prefix, found in _MAGIC.items():
-        if (image.data or "").startswith(prefix):
-            return found
+    sniffed = sniff_image_type(image.data or "")
+    if sniffed is not None:
+        return IMAGE_FORMATS[sniffed]
     raise errors.InvalidRequest(f"{where}: base64 image data needs media_type (image/png, jpeg, gif or webp)")
 
 

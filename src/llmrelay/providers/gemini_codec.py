@@ -27,6 +27,7 @@ from urllib.parse import quote, urlsplit
 
 from .. import errors
 from .._json import JSONDecodeError, dumps_str, loads
+from .._messages import sniff_image_type
 from ..types import (
     ChatRequest,
     ChatResponse,
@@ -72,7 +73,6 @@ _FINISH: dict[str, FinishReason] = {
 _TOOL_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY", "any": "ANY"}
 
 # Base64 openings of common image formats, for inline data given without a media type.
-_MAGIC = {"iVBORw0KGg": "image/png", "/9j/": "image/jpeg", "R0lGOD": "image/gif", "UklGR": "image/webp"}
 
 
 def model_path(model: str) -> str:
@@ -230,9 +230,9 @@ def guess_image_type(url: str) -> str:
 
 
 def _sniff(data: str) -> str:
-    for prefix, mime in _MAGIC.items():
-        if data.startswith(prefix):
-            return mime
+    found = sniff_image_type(data)
+    if found is not None:
+        return found
     raise errors.InvalidRequest("an image given as data needs media_type (it is not PNG, JPEG, GIF or WebP)")
 
 

@@ -130,18 +130,15 @@ class FakeProvider(Provider):
         if reply.error is not None and reply.error_after is None:
             raise reply.error
         assembler = StreamAssembler(self.name, request.model)
-        for i, piece in enumerate(reply.pieces()):
-            if reply.error is not None and i == reply.error_after:
-                raise errors.StreamInterrupted(
-                    f"stream broke after it began: {reply.error.message}",
-                    provider=self.name,
-                    partial=assembler.response("error"),
-                ) from reply.error
+        pieces = reply.pieces()
+        if reply.error is not None:  # the stream breaks after ``error_after`` pieces (at the end at most)
+            pieces = pieces[: reply.error_after]
+        for piece in pieces:
             event = TextDelta(piece)
             assembler.add(event)
             yield event
             await asyncio.sleep(0)
-        if reply.error is not None:  # error_after at or past the last piece: fail at the end
+        if reply.error is not None:
             raise errors.StreamInterrupted(
                 f"stream broke after it began: {reply.error.message}",
                 provider=self.name,

@@ -29,6 +29,7 @@ from llmrelay import (
     RateLimited,
     StructuredOutputError,
 )
+from llmrelay.router import RoutingSettings
 from llmrelay.testing import FakeProvider, Reply
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,7 +98,7 @@ def test_chatbot_demo_runs_offline() -> None:
 def test_chatbot_memory_sends_the_earlier_turns() -> None:
     chatbot = load_example("chatbot")
     fake = FakeProvider("fake", ["Noted: 42.", Reply(error=RateLimited("slow down")), "You said 42."])
-    with Client(providers=[fake]) as client:
+    with Client(providers=[fake], routing=RoutingSettings.passthrough()) as client:  # errors surface as they are
         history = chatbot.new_history()
         chatbot.reply(client, "fake/m", history, "Remember this number: 42.")
         with pytest.raises(RateLimited):

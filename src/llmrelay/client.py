@@ -22,6 +22,8 @@ from ._messages import to_messages
 from .config import Settings, implicit_provider, load_settings
 from .providers import provider_class
 from .providers.base import Provider
+from .router import AttemptRecord, Deployment, DeploymentHealth, ModelGroup, Router, RoutingSettings
+from .state.base import StateBackend
 from .structured import to_response_format
 from .tools import runnable_tools, to_tools, tool_loop
 from .types import (
@@ -40,13 +42,20 @@ T = TypeVar("T")
 log = logging.getLogger("llmrelay")
 MessagesIn = str | Iterable[Message | dict[str, Any]]
 LOCAL_DEFAULT = "local/smollm2"
+_IMPLICIT_GROUPS_MAX = 4096
 _said_local = False
 
 
 class AsyncClient:
     """Talks to any configured provider. Models are ``PROVIDER/MODEL`` (a
     configured provider name or a known kind with its standard environment
-    variables) or a model-group name from the config.
+    variables) or a model-group name (from the config or ``models=``).
+
+    Every call goes through the router: retries, timeouts, breakers,
+    failover and fallbacks per ``routing`` (the config's ``routing:`` section
+    by default); ``PROVIDER/MODEL`` is a group of one deployment. ``state``
+    holds breakers, health, cooldowns and rate windows (in memory by default);
+    ``hooks`` receive an ``AttemptRecord`` after every attempt.
 
     Use one ``AsyncClient`` per event loop: its pooled connections belong to the
     loop that opened them, and ``aclose`` closes those of the current loop."""
@@ -59,6 +68,10 @@ class AsyncClient:
         transport: Transport | None = None,
         env: Mapping[str, str] | None = None,
         check_context_window: bool = True,
+        models: Iterable[ModelGroup] = (),
+        routing: RoutingSettings | None = None,
+        state: StateBackend | None = None,
+        hooks: Iterable[Callable[[AttemptRecord], None]] = (),
     ) -> None:
         self._env = os.environ if env is None else env
         self.settings = config if isinstance(config, Settings) else load_settings(config, self._env)
@@ -67,6 +80,22 @@ class AsyncClient:
         self._given = frozenset(self._providers)  # providers passed in (not the ones made on use)
         self.check_context_window = check_context_window
         _configure_logging(self._env)
+        groups = dict(self.settings.models)
+        for group in models:
+            groups[group.name] = group
+        self.router = Router(
+            groups,
+            self.provider,
+            settings=routing or self.settings.routing or RoutingSettings(),
+            state=state,
+            hooks=hooks,
+            check_fits=self._fits,
+        )
+        self._implicit: dict[str, None] = {}
+
+    def _fits(self, provider: Provider, request: ChatRequest) -> None:
+        if self.check_context_window:
+            _check_fits(provider, request)
 
     # ---- resolution ---------------------------------------------------------------------
 
@@ -119,9 +148,9 @@ class AsyncClient:
         """``(provider, model name at that provider)`` for a model string."""
         if not model or model == "default":
             model = self.default_model()
-        group = self.settings.models.get(model)
+        group = self.router.groups.get(model)
         if group is not None:
-            first = group.deployments[0]
+            first = group.members[0]
             return self.provider(first.provider), first.model
         name, sep, rest = model.partition("/")
         if not sep or not name or not rest:
@@ -130,12 +159,26 @@ class AsyncClient:
             )
         return self.provider(name), rest
 
+    def route(self, model: str | None) -> str:
+        """The model group a model string is served by (``PROVIDER/MODEL``: a
+        group of that one deployment, made on first use)."""
+        if not model or model == "default":
+            model = self.default_model()
+        if model in self.router.groups:
+            return model
+        provider, name = self.resolve(model)  # unknown providers and missing keys fail here
+        if len(self._implicit) >= _IMPLICIT_GROUPS_MAX:  # many one-off model names: forget the oldest
+            oldest = next(iter(self._implicit))
+            del self._implicit[oldest]
+            self.router.remove_group(oldest)
+        self.router.add_group(ModelGroup(model, [Deployment(provider.name, name)]), check=False)
+        self._implicit[model] = None
+        return model
+
     # ---- requests -----------------------------------------------------------------------
 
     def build_request(
         self,
-        provider: Provider,
-        model: str,
         messages: MessagesIn,
         *,
         temperature: float | None = None,
@@ -162,8 +205,8 @@ class AsyncClient:
             and (not isinstance(stop, Sequence) or not all(isinstance(s, str) for s in stop))
         ):
             raise errors.InvalidRequest(f"stop must be a string or a list of strings, not {stop!r}")
-        request = ChatRequest(
-            model=model,
+        return ChatRequest(
+            model="",
             messages=to_messages(messages),
             tools=to_tools(tools),
             tool_choice=tool_choice,
@@ -176,15 +219,13 @@ class AsyncClient:
             user=user,
             extra=dict(extra) if extra else {},
         )
-        if self.check_context_window:
-            _check_fits(provider, request)
-        return request
 
     async def chat(self, model: str | None, messages: MessagesIn, **params: Any) -> ChatResponse:
         """One answer. ``params``: temperature, top_p, max_tokens, stop, seed, user,
-        tools, tool_choice, response_format (a pydantic model -> ``r.parsed``), extra."""
-        provider, name = self.resolve(model)
-        return await provider.chat(self.build_request(provider, name, messages, **params))
+        tools, tool_choice, response_format (a pydantic model -> ``r.parsed``), extra.
+        ``r.route`` says which deployment answered."""
+        group = self.route(model)
+        return await self.router.chat(group, self.build_request(messages, **params))
 
     async def stream(
         self, model: str | None, messages: MessagesIn, *, raise_errors: bool = True, **params: Any
@@ -194,10 +235,10 @@ class AsyncClient:
         A failure raises an ``LLMError`` (``StreamInterrupted`` once text has been
         given, with ``.partial``); with ``raise_errors=False`` it ends the stream
         with an ``ErrorEvent`` instead."""
-        provider, name = self.resolve(model)
-        request = self.build_request(provider, name, messages, **params)
+        group = self.route(model)
+        request = self.build_request(messages, **params)
         try:
-            async with aclosing(provider.stream(request)) as events:  # a caller that stops closes it at once
+            async with aclosing(self.router.stream(group, request)) as events:  # a caller that stops closes it at once
                 async for event in events:
                     yield event
         except errors.LLMError as exc:
@@ -214,11 +255,13 @@ class AsyncClient:
         user: str | None = None,
         extra: dict[str, Any] | None = None,
     ) -> EmbeddingResponse:
-        provider, name = self.resolve(model)
+        group = self.route(model)
         texts = [inputs] if isinstance(inputs, str) else list(inputs)
         if not all(isinstance(t, str) for t in texts):
             raise errors.InvalidRequest("embed inputs must be strings")
-        return await provider.embed(EmbeddingRequest(name, texts, dimensions, user, dict(extra or {})))
+        if not texts:
+            raise errors.InvalidRequest("embed needs at least one input text")
+        return await self.router.embed(group, EmbeddingRequest("", texts, dimensions, user, dict(extra or {})))
 
     async def run_tools(
         self,
@@ -232,11 +275,11 @@ class AsyncClient:
         """Let the model call ``tools`` (Python functions) until it answers; at most
         ``max_rounds`` rounds. The full conversation is in ``r.extra["messages"]``."""
         runnable = runnable_tools(tools)
-        provider, name = self.resolve(model)
+        group = self.route(model)
         specs = [t.spec for t in runnable.values()]
 
         async def ask(history: list[Message]) -> ChatResponse:
-            return await provider.chat(self.build_request(provider, name, history, tools=specs, **params))
+            return await self.router.chat(group, self.build_request(history, tools=specs, **params))
 
         return await tool_loop(ask, to_messages(messages), runnable, max_rounds)
 
@@ -271,9 +314,25 @@ class AsyncClient:
             checks.append(await instance.test_connection())
         return checks
 
+    # ---- health -------------------------------------------------------------------------
+
+    async def health(self, group: str | None = None) -> list[DeploymentHealth]:
+        """The health of every deployment of the configured model groups (or one group)."""
+        return await self.router.health(group)
+
+    async def check_now(self, group: str | None = None) -> list[DeploymentHealth]:
+        """Check every deployment actively now, then report as ``health``."""
+        return await self.router.check_now(group)
+
+    async def set_health(self, deployment: str, healthy: bool | None) -> None:
+        """Take a deployment (``provider/model``) out of service (False), force it
+        in (True), or give it back to automatic health (None)."""
+        await self.router.set_health(deployment, healthy)
+
     # ---- lifetime -----------------------------------------------------------------------
 
     async def aclose(self) -> None:
+        await self.router.aclose()
         for provider in self._providers.values():
             await provider.aclose()
         await self._transport.aclose()
@@ -393,6 +452,19 @@ class Client:
 
     def provider(self, name: str) -> Provider:
         return self.aio.provider(name)
+
+    @property
+    def router(self) -> Router:
+        return self.aio.router
+
+    def health(self, group: str | None = None) -> list[DeploymentHealth]:
+        return self._run(self.aio.health(group))
+
+    def check_now(self, group: str | None = None) -> list[DeploymentHealth]:
+        return self._run(self.aio.check_now(group))
+
+    def set_health(self, deployment: str, healthy: bool | None) -> None:
+        self._run(self.aio.set_health(deployment, healthy))
 
     def close(self) -> None:
         if self._loop.is_closed():

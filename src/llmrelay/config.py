@@ -21,7 +21,8 @@ from ._secret import Secret
 from .providers.base import ProviderConfig
 
 if TYPE_CHECKING:
-    from .config_schema import ConfigFile, ModelGroupEntry, ProviderEntry
+    from .config_schema import ConfigFile, ProviderEntry, RoutingEntry
+    from .router.groups import ModelGroup, RoutingSettings
 
 # ---------------------------------------------------------------- loaded settings
 
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
 @dataclass(slots=True)
 class Settings:
     providers: dict[str, ProviderConfig] = field(default_factory=dict)
-    models: dict[str, ModelGroupEntry] = field(default_factory=dict)
+    models: dict[str, ModelGroup] = field(default_factory=dict)
+    routing: RoutingSettings | None = None
     file: ConfigFile | None = field(default=None, repr=False)
     path: Path | None = None
     default_model: str | None = None
@@ -87,21 +89,93 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
                 f"{path}: provider {entry.name!r}: unknown quirks {entry.quirks!r} (known: {', '.join(COMPAT_KINDS)})"
             )
         settings.providers[entry.name] = provider_config(entry)
-    seen: set[str] = set()
-    for group in file.models:
-        if group.name in seen:
-            raise errors.ConfigError(f"{path}: model group {group.name!r} is defined twice")
-        seen.add(group.name)
-        for dep in group.deployments:
-            if dep.provider not in settings.providers and dep.provider not in kinds:
-                raise errors.ConfigError(
-                    f"{path}: model group {group.name!r}: deployment uses unknown provider {dep.provider!r}"
-                )
-        settings.models[group.name] = group
+    settings.models = model_groups(file, path, set(settings.providers) | set(kinds))
+    settings.routing = routing_settings(file.routing, f"{path}:{_line_for(('routing',), file.lines) or 1}")
     settings.file = file
     settings.path = Path(path)
     settings.default_model = settings.default_model or file.default_model
     return settings
+
+
+def model_groups(file: ConfigFile, path: str | os.PathLike[str], providers: set[str]) -> dict[str, ModelGroup]:
+    """The ``models:`` entries as ``ModelGroup``s; every mistake names the group and its line."""
+    from .router.groups import Deployment, ModelGroup, check_groups
+    from .router.strategies import strategy_names
+
+    groups: dict[str, ModelGroup] = {}
+    for i, entry in enumerate(file.models):
+        where = f"{path}:{_line_for(('models', i), file.lines) or 1}: model group {entry.name!r}"
+        if entry.name in groups:
+            raise errors.ConfigError(f"{where} is defined twice")
+        for dep in entry.deployments:
+            if dep.provider not in providers:
+                raise errors.ConfigError(f"{where}: deployment uses unknown provider {dep.provider!r}")
+        if entry.strategy is not None and entry.strategy not in strategy_names():
+            raise errors.ConfigError(
+                f"{where}: unknown strategy {entry.strategy!r} (known: {', '.join(strategy_names())})"
+            )
+        try:
+            groups[entry.name] = ModelGroup(
+                entry.name,
+                [Deployment(**dep.model_dump()) for dep in entry.deployments],
+                entry.fallbacks,
+                entry.strategy,
+                entry.cache,
+                entry.semantic_cache,
+                entry.coalesce,
+                entry.embed_batch_ms,
+            )
+        except errors.ConfigError as exc:
+            raise errors.ConfigError(f"{where}: {exc.message}") from None
+    for i, entry in enumerate(file.models):
+        for fallback in entry.fallbacks:
+            if fallback not in groups:
+                line = _line_for(("models", i, "fallbacks"), file.lines) or 1
+                raise errors.ConfigError(
+                    f"{path}:{line}: model group {entry.name!r}: fallback {fallback!r} is not a model group "
+                    f"(groups: {', '.join(groups)})"
+                )
+    try:
+        check_groups(groups, strategy_names())
+    except errors.ConfigError as exc:
+        raise errors.ConfigError(f"{path}: {exc.message}") from None
+    return groups
+
+
+def routing_settings(entry: RoutingEntry, where: str = "routing") -> RoutingSettings:
+    """The ``routing:`` section as ``RoutingSettings``."""
+    from .resilience import BreakerConfig
+    from .router.groups import RoutingSettings
+    from .router.strategies import strategy_names
+
+    if entry.strategy not in strategy_names():
+        raise errors.ConfigError(
+            f"{where}: routing: unknown strategy {entry.strategy!r} (known: {', '.join(strategy_names())})"
+        )
+    cb = entry.circuit_breaker
+    return RoutingSettings(
+        strategy=entry.strategy,
+        retries=entry.retries,
+        timeout_s=entry.timeout_s,
+        deadline_s=entry.deadline_s,
+        stream_idle_s=entry.stream_idle_s,
+        backoff_s=entry.backoff_s,
+        backoff_max_s=entry.backoff_max_s,
+        max_retry_after_s=entry.max_retry_after_s,
+        cooldown_s=entry.cooldown_s,
+        wait_for_capacity=entry.wait_for_capacity,
+        health_check_interval_s=entry.health_check_interval_s,
+        circuit_breaker=BreakerConfig(
+            failure_threshold=cb.failures,
+            recovery_s=cb.recovery_s,
+            half_open_probes=cb.half_open_probes,
+            failure_rate=cb.failure_rate,
+            rate_window_s=cb.window_s,
+            rate_min_calls=cb.min_calls,
+            count_rate_limits=cb.count_rate_limits,
+        ),
+        seed=entry.seed,
+    )
 
 
 def load_file(path: Path, env: Mapping[str, str]) -> ConfigFile:
@@ -125,7 +199,9 @@ def load_file(path: Path, env: Mapping[str, str]) -> ConfigFile:
     if not isinstance(data, dict):
         raise errors.ConfigError(f"{path}: the top level must be a mapping (providers:, models:, ...)")
     try:
-        return ConfigFile.model_validate(data)
+        file = ConfigFile.model_validate(data)
+        file.lines.update(lines)
+        return file
     except ValidationError as exc:
         problems = []
         for err in exc.errors()[:10]:

@@ -5,9 +5,9 @@ Every model forbids unknown keys, so a typo is an error naming the key and line.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
 
 class _Strict(BaseModel):
@@ -54,12 +54,48 @@ class ModelGroupEntry(_Strict):
     embed_batch_ms: float = Field(0, ge=0)
 
 
+class BreakerEntry(_Strict):
+    failures: int = Field(default=5, ge=1)
+    recovery_s: float = Field(default=30.0, ge=0)
+    failure_rate: float | None = Field(default=None, gt=0, le=1)
+    min_calls: int = Field(default=20, ge=1)
+    window_s: float = Field(default=60.0, gt=0)
+    half_open_probes: int = Field(default=1, ge=1)
+    count_rate_limits: bool = False
+
+
+class RoutingEntry(_Strict):
+    strategy: str = "health"
+    retries: int = Field(default=2, ge=0, le=100)
+    timeout_s: float | None = Field(default=120.0, gt=0)
+    deadline_s: float | None = Field(default=300.0, gt=0)
+    stream_idle_s: float | None = Field(default=60.0, gt=0)
+    backoff_s: float = Field(default=0.5, ge=0)
+    backoff_max_s: float = Field(default=8.0, ge=0)
+    max_retry_after_s: float = Field(default=60.0, ge=0)
+    cooldown_s: float = Field(default=5.0, ge=0)
+    wait_for_capacity: bool = True
+    health_check_interval_s: float | None = Field(default=None, gt=0)
+    circuit_breaker: BreakerEntry = BreakerEntry()
+    seed: int | None = None
+
+
+class StateEntry(_Strict):
+    backend: Literal["memory"] = "memory"
+
+
 class ConfigFile(_Strict):
     providers: list[ProviderEntry] = []
     models: list[ModelGroupEntry] = []
-    routing: dict[str, Any] = {}
+    routing: RoutingEntry = RoutingEntry()
     cache: dict[str, Any] = {}
-    state: dict[str, Any] = {}
+    state: StateEntry = StateEntry()
     store: dict[str, Any] = {}
     auth: dict[str, Any] = {}
     default_model: str | None = None
+    _lines: dict[tuple[Any, ...], int] = PrivateAttr(default_factory=dict)
+
+    @property
+    def lines(self) -> dict[tuple[Any, ...], int]:
+        """Where each entry is in the file (filled by the loader, for error messages)."""
+        return self._lines

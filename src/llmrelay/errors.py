@@ -157,9 +157,27 @@ class CircuitOpen(LLMError):
 
 
 class NoHealthyDeployment(LLMError):
+    """No deployment of the model group (or its fallbacks) could answer.
+
+    ``tried`` lists ``(deployment, why)`` for every deployment considered, in
+    order; ``last_error`` is the last provider error seen (also the ``__cause__``);
+    ``retry_after`` is when the earliest deployment is expected back, if known."""
+
     retryable = False
     default_status = 503
     code = "no_healthy_deployment"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        tried: list[tuple[str, str]] | None = None,
+        last_error: LLMError | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(message, **kw)
+        self.tried = list(tried or [])
+        self.last_error = last_error
 
 
 class ConfigError(LLMError):

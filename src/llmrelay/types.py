@@ -200,6 +200,22 @@ _REPLAYED_EXTRA = frozenset(("redacted_thinking", "tool_plan"))
 """Provider data a conversation must send back with the assistant turn."""
 
 
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where an answer came from: the model group asked for, the group and
+    deployment that answered (a fallback group when they differ), and how many
+    attempts the call took."""
+
+    requested: str
+    group: str
+    deployment: str
+    attempts: int = 1
+
+    @property
+    def fallback(self) -> bool:
+        return self.group != self.requested
+
+
 @dataclass(slots=True)
 class ChatResponse:
     content: str
@@ -215,6 +231,7 @@ class ChatResponse:
     native_finish_reason: str | None = None
     cost_usd: float | None = None
     latency_s: float = 0.0
+    route: Route | None = None
     parsed: Any = None
     raw: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -240,6 +257,7 @@ class EmbeddingResponse:
     provider: str
     cost_usd: float | None = None
     latency_s: float = 0.0
+    route: Route | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
 

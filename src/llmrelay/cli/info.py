@@ -103,7 +103,7 @@ def _resolve_for_counting(client: object, model: str) -> tuple[str, str]:
     assert isinstance(client, Client)
     group = client.settings.models.get(model)
     if group is not None:
-        first = group.deployments[0]
+        first = group.members[0]
         configured = client.settings.providers.get(first.provider)
         return (configured.kind if configured else first.provider), first.model
     kind, sep, name = model.partition("/")

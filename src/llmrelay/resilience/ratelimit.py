@@ -96,6 +96,10 @@ class RateLimiter:
         if delta:
             await self._state.window_adjust(self._prefix + key, self._clock(), (0.0, delta), entry=ticket)
 
+    async def release(self, key: str, ticket: str, tokens: float) -> None:
+        """Give back a reservation that was never used (the call was not made)."""
+        await self._state.window_adjust(self._prefix + key, self._clock(), (-1.0, -float(tokens)), entry=ticket)
+
     async def _window(self, key: str, tokens: float, limits: RateLimits, *, reserve: bool) -> Decision:
         if tokens < 0:
             raise ValueError("tokens must be >= 0")

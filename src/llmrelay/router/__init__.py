@@ -1,0 +1,34 @@
+"""Routing: model groups of deployments, balancing strategies, retries,
+timeouts, circuit breakers, health, fallbacks and stream failover.
+
+``AsyncClient`` builds a ``Router`` from the config (``models:`` and
+``routing:``) and sends every call through it; a ``PROVIDER/MODEL`` name is a
+group of one deployment.
+"""
+
+from __future__ import annotations
+
+from .groups import Deployment, ModelGroup, RoutingSettings, fallback_chain, to_deployment
+from .health import CheckResult, DeploymentHealth, HealthStatus
+from .records import AttemptRecord, Hook
+from .router import Router, verdict
+from .strategies import Candidate, Strategy, register_strategy, strategy_names
+
+__all__ = [
+    "AttemptRecord",
+    "Candidate",
+    "CheckResult",
+    "Deployment",
+    "DeploymentHealth",
+    "HealthStatus",
+    "Hook",
+    "ModelGroup",
+    "Router",
+    "RoutingSettings",
+    "Strategy",
+    "fallback_chain",
+    "register_strategy",
+    "strategy_names",
+    "to_deployment",
+    "verdict",
+]

@@ -1,0 +1,194 @@
+"""Deployment health: passive (every attempt), active (checks) and manual.
+
+- **Passive**, per process: a success score (exponential moving average of
+  outcomes, ``ALPHA`` per attempt) that drifts back toward 1 with a half-life
+  of ``RECOVERY_HALF_LIFE_S`` while no attempt is made, so a deployment that
+  had a bad minute gets traffic again and is judged anew; moving averages of
+  latency and time to first token; calls in flight.
+- **Active**: the result of the latest background or ``check_now()`` check,
+  kept in the ``StateBackend`` (shared by processes; it expires after a few
+  intervals, so a stopped checker leaves no stale verdict).
+- **Manual**: ``set_health(deployment, False)`` takes a deployment out of
+  service and ``True`` forces it in, until ``None`` clears it; in the state
+  backend, so every process sharing it obeys.
+
+Shared entries are read through a short local cache (``refresh_s``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from .._json import dumps_str, loads
+from ..state.base import StateBackend
+
+ALPHA = 0.2
+RECOVERY_HALF_LIFE_S = 30.0
+
+HealthStatus = Literal["healthy", "degraded", "unhealthy", "disabled"]
+
+
+@dataclass(slots=True)
+class Stats:
+    """What this process saw of one deployment."""
+
+    success: float = 1.0
+    latency_s: float | None = None
+    ttft_s: float | None = None
+    calls: int = 0
+    failures: int = 0
+    last_at: float | None = None
+    last_error: str | None = None
+    in_flight: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    ok: bool
+    at: float
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentHealth:
+    """One deployment's health as the CLI and the gateway show it."""
+
+    group: str
+    deployment: str
+    status: HealthStatus
+    reason: str
+    score: float
+    breaker: str
+    cooldown_s: float
+    in_flight: int
+    calls: int
+    failures: int
+    latency_ms: float | None
+    ttft_ms: float | None
+    last_error: str | None
+    check: CheckResult | None
+    manual: bool | None
+
+
+def _average(old: float | None, new: float) -> float:
+    return new if old is None else old + ALPHA * (new - old)
+
+
+class HealthMonitor:
+    def __init__(
+        self,
+        state: StateBackend,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        refresh_s: float = 1.0,
+        key_prefix: str = "health:",
+    ) -> None:
+        self._state = state
+        self._clock = clock
+        self._refresh_s = refresh_s
+        self._prefix = key_prefix
+        self._stats: dict[str, Stats] = {}
+        self._shared: dict[str, tuple[float, bool | None, CheckResult | None]] = {}
+
+    # ---- passive ------------------------------------------------------------------------
+
+    def stats(self, deployment: str) -> Stats:
+        found = self._stats.get(deployment)
+        if found is None:
+            found = self._stats[deployment] = Stats()
+        return found
+
+    def score(self, deployment: str) -> float:
+        """The success score now, recovery included."""
+        s = self._stats.get(deployment)
+        if s is None or s.last_at is None:
+            return 1.0
+        idle = max(self._clock() - s.last_at, 0.0)
+        return 1.0 - (1.0 - s.success) * float(0.5 ** (idle / RECOVERY_HALF_LIFE_S))
+
+    def observe(
+        self,
+        deployment: str,
+        ok: bool,
+        *,
+        latency_s: float | None = None,
+        ttft_s: float | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Count one attempt that says something about the deployment's health."""
+        s = self.stats(deployment)
+        current = self.score(deployment)
+        s.success = current + ALPHA * ((1.0 if ok else 0.0) - current)
+        s.last_at = self._clock()
+        s.calls += 1
+        if ok:
+            if latency_s is not None:
+                s.latency_s = _average(s.latency_s, latency_s)
+            if ttft_s is not None:
+                s.ttft_s = _average(s.ttft_s, ttft_s)
+        else:
+            s.failures += 1
+            s.last_error = error
+
+    def forget(self, deployment: str) -> None:
+        """Drop what this process saw (keeps the in-flight count)."""
+        old = self._stats.pop(deployment, None)
+        if old is not None:
+            self.stats(deployment).in_flight = old.in_flight
+
+    # ---- shared: manual overrides and check results ----------------------------------------
+
+    async def shared(self, deployment: str) -> tuple[bool | None, CheckResult | None]:
+        """``(manual override, latest check)``, through the local cache."""
+        now = self._clock()
+        cached = self._shared.get(deployment)
+        if cached is not None and now - cached[0] < self._refresh_s:
+            return cached[1], cached[2]
+        manual_raw = await self._state.get(f"{self._prefix}{deployment}:manual")
+        check_raw = await self._state.get(f"{self._prefix}{deployment}:check")
+        manual = None if manual_raw is None else manual_raw == "1"
+        check = None if check_raw is None else CheckResult(**loads(check_raw))
+        self._shared[deployment] = (now, manual, check)
+        return manual, check
+
+    async def set_manual(self, deployment: str, healthy: bool | None) -> None:
+        key = f"{self._prefix}{deployment}:manual"
+        if healthy is None:
+            await self._state.delete(key)
+        else:
+            await self._state.set(key, "1" if healthy else "0")
+        self._shared.pop(deployment, None)
+
+    async def set_check(self, deployment: str, result: CheckResult, ttl_s: float | None) -> None:
+        payload = {"ok": result.ok, "at": result.at, "error": result.error}
+        await self._state.set(f"{self._prefix}{deployment}:check", dumps_str(payload), ttl_s)
+        self._shared.pop(deployment, None)
+
+
+def status_of(
+    score: float, breaker: str, cooldown_s: float, manual: bool | None, check: CheckResult | None
+) -> tuple[HealthStatus, str]:
+    """The status and its reason, from what is known of a deployment."""
+    if manual is False:
+        return "disabled", "taken out of service by hand"
+    if manual is True:
+        return "healthy", "forced in service by hand"
+    if breaker == "open":
+        return "unhealthy", "circuit breaker open"
+    if check is not None and not check.ok:
+        return "unhealthy", f"health check failed: {check.error or 'no detail'}"
+    if score < 0.5:
+        return "unhealthy", f"most recent calls failed (success score {score:.2f})"
+    if breaker == "half_open":
+        return "degraded", "circuit breaker half-open: probing"
+    if cooldown_s > 0:
+        return "degraded", f"cooling down for {cooldown_s:.1f}s after a rate limit"
+    if score < 0.9:
+        return "degraded", f"some recent calls failed (success score {score:.2f})"
+    return "healthy", "ok"
+
+
+__all__ = ["CheckResult", "DeploymentHealth", "HealthMonitor", "HealthStatus", "Stats", "status_of"]

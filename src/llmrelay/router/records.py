@@ -1,0 +1,44 @@
+"""What the router tells the outside: one ``AttemptRecord`` per attempt.
+
+Hooks (``Router.add_hook``) receive every record as it ends, for metrics and
+logs; a hook that raises is logged and never breaks a call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+Operation = Literal["chat", "stream", "embed"]
+Outcome = Literal["ok", "error", "cancelled", "interrupted"]
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One attempt at one deployment.
+
+    ``outcome``: ``ok``; ``error`` (failed, may be retried); ``interrupted`` (a
+    stream broke after its first token: ended, never retried); ``cancelled``
+    (the caller went away). ``error`` is the error's class name; ``ttft_s`` the
+    time to the first token of a stream; ``number`` counts attempts within the
+    call, from 1.
+    """
+
+    group: str
+    deployment: str
+    provider: str
+    model: str
+    operation: Operation
+    number: int
+    outcome: Outcome
+    latency_s: float
+    ttft_s: float | None = None
+    error: str | None = None
+    message: str | None = None
+    status_code: int | None = None
+
+
+Hook = Callable[[AttemptRecord], None]
+
+__all__ = ["AttemptRecord", "Hook", "Operation", "Outcome"]

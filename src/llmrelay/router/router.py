@@ -1,0 +1,741 @@
+"""The ``Router``: one call to a model group becomes attempts at its deployments.
+
+For each call: walk the group, then its fallbacks. In each group, pick a
+deployment (strategy order, untried ones first, skipping open breakers,
+cooldowns, rate-limited and disabled ones; waiting within the deadline when
+all are busy), attempt it under its timeout, and on a failure decide:
+
+- the request's own fault (``InvalidRequest``, ...): raise it at once;
+- this deployment can't (context window, content filter, auth, not found):
+  skip it for this call, move on without counting against its health;
+- transient (5xx, 429, timeouts, resets): record it (breaker, health,
+  cooldown), then retry, on an untried deployment at once or else after the
+  backoff, up to ``retries`` more attempts per group, then the fallbacks.
+
+Streams follow the same path until their first token; events before it are
+held back, so a failed attempt leaves no trace. After the first token a
+failure ends the stream with ``StreamInterrupted`` and is never retried.
+A cancelled caller stops the upstream request at once and nothing is retried
+or counted against the deployment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Literal, TypeVar
+
+from .. import errors
+from .._assemble import StreamAssembler
+from ..resilience import CircuitBreaker, Cooldown, Deadline, RateLimiter, RetryPolicy
+from ..state.base import StateBackend
+from ..state.memory import MemoryState
+from ..types import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    Finish,
+    ReasoningDelta,
+    Route,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
+from .groups import Deployment, ModelGroup, RoutingSettings, check_groups, fallback_chain
+from .health import CheckResult, DeploymentHealth, HealthMonitor, status_of
+from .records import AttemptRecord, Hook, Operation, Outcome
+from .strategies import Candidate, Strategy, make_strategy, strategy_names
+from .watch import StreamWatch
+
+if TYPE_CHECKING:
+    from ..providers.base import Provider
+
+log = logging.getLogger("llmrelay.router")
+R = TypeVar("R", ChatResponse, EmbeddingResponse)
+Req = TypeVar("Req", ChatRequest, EmbeddingRequest)
+ProviderFor = Callable[[str], "Provider"]
+FitCheck = Callable[["Provider", ChatRequest], None]
+
+_CONTENT = (TextDelta, ToolCallDelta, ReasoningDelta)
+_SKIP = (
+    errors.ContextWindowExceeded,
+    errors.ContentFiltered,
+    errors.AuthenticationError,
+    errors.PermissionDenied,
+    errors.NotFound,
+)
+Verdict = Literal["raise", "skip", "retry"]
+_SKIPPED = -1.0  # "moved on without a retry": the attempt does not count against retries
+
+
+def verdict(exc: errors.LLMError) -> Verdict:
+    """What a failed attempt means for the call (see the module docstring)."""
+    if isinstance(exc, errors.StreamInterrupted):
+        return "raise"
+    if isinstance(exc, _SKIP):
+        return "skip"
+    return "retry" if exc.retryable else "raise"
+
+
+@dataclass(slots=True)
+class _Pick:
+    deployment: Deployment
+    provider: Provider
+    request: ChatRequest | EmbeddingRequest
+    ticket: str | None
+    tokens: float
+    probe: bool
+
+
+class _Call:
+    """One caller's call across attempts and groups."""
+
+    __slots__ = (
+        "attempts", "deadline", "earliest", "errors", "notes", "op", "requested", "skipped", "start", "tried",
+    )  # fmt: skip
+
+    def __init__(self, op: Operation, requested: str, deadline: Deadline) -> None:
+        self.op = op
+        self.requested = requested
+        self.deadline = deadline
+        self.start = time.monotonic()
+        self.attempts = 0
+        self.tried: set[str] = set()
+        self.skipped: set[str] = set()
+        self.notes: dict[str, str] = {}
+        self.errors: list[errors.LLMError] = []
+        self.earliest: float | None = None
+
+    @property
+    def last_error(self) -> errors.LLMError | None:
+        return self.errors[-1] if self.errors else None
+
+    def note(self, deployment: str, why: str) -> None:
+        self.notes[deployment] = why
+
+
+class Router:
+    """Routes calls to model groups. Made by ``AsyncClient`` from the config; the
+    gateway shares one. ``provider_for(name)`` returns the provider instance
+    a deployment names; ``check_fits`` raises ``ContextWindowExceeded`` for a
+    request a deployment's model cannot take (checked before sending)."""
+
+    def __init__(
+        self,
+        groups: Mapping[str, ModelGroup],
+        provider_for: ProviderFor,
+        *,
+        settings: RoutingSettings | None = None,
+        state: StateBackend | None = None,
+        hooks: Iterable[Hook] = (),
+        check_fits: FitCheck | None = None,
+    ) -> None:
+        self.settings = settings = settings or RoutingSettings()
+        self.groups: dict[str, ModelGroup] = dict(groups)
+        if settings.strategy not in strategy_names():
+            raise errors.ConfigError(
+                f"routing: unknown strategy {settings.strategy!r} (known: {', '.join(strategy_names())})"
+            )
+        check_groups(self.groups, strategy_names())
+        self.state = state if state is not None else MemoryState()
+        self.breaker = CircuitBreaker(settings.circuit_breaker, self.state)
+        self.cooldown = Cooldown(self.state)
+        self.limiter = RateLimiter(self.state)
+        self.monitor = HealthMonitor(self.state)
+        self._provider_for = provider_for
+        self._check_fits = check_fits
+        self._rng = random.Random(settings.seed)
+        self._policy = RetryPolicy(
+            max_attempts=settings.retries + 1,
+            base_delay_s=settings.backoff_s,
+            max_delay_s=settings.backoff_max_s,
+            max_retry_after_s=settings.max_retry_after_s,
+            rng=self._rng,
+        )
+        self._strategies: dict[str, Strategy] = {}
+        self._chains: dict[str, list[ModelGroup]] = {}
+        self._prices: dict[str, float | None] = {}
+        self._hooks: list[Hook] = list(hooks)
+        self._checker: asyncio.Task[None] | None = None
+
+    # ---- groups and hooks -------------------------------------------------------------------
+
+    def add_group(self, group: ModelGroup, *, check: bool = True) -> None:
+        """Add (or replace) a group; its fallbacks must already be known."""
+        if check:
+            check_groups({**self.groups, group.name: group}, strategy_names())
+        self.groups[group.name] = group
+        self._chains.clear()
+
+    def remove_group(self, name: str) -> None:
+        self.groups.pop(name, None)
+        self._strategies.pop(name, None)
+        self._chains.clear()
+
+    def add_hook(self, hook: Hook) -> None:
+        """``hook(record)`` after every attempt (keep it quick; it runs inline)."""
+        self._hooks.append(hook)
+
+    def chain(self, name: str) -> list[ModelGroup]:
+        found = self._chains.get(name)
+        if found is None:
+            if name not in self.groups:
+                raise errors.NotFound(f"unknown model group {name!r}")
+            found = self._chains[name] = fallback_chain(name, self.groups)
+        return found
+
+    # ---- calls ------------------------------------------------------------------------------
+
+    async def chat(self, group: str, request: ChatRequest) -> ChatResponse:
+        return await self._run("chat", group, request, _chat)
+
+    async def embed(self, group: str, request: EmbeddingRequest) -> EmbeddingResponse:
+        return await self._run("embed", group, request, _embed)
+
+    async def _run(self, op: Operation, name: str, request: Req, send: Callable[[Provider, Req], Awaitable[R]]) -> R:
+        self._ensure_checker()
+        call = _Call(op, name, self._deadline())
+        for group in self.chain(name):
+            used = 0
+            while used <= self.settings.retries:
+                pick = await self._pick(group, call, request)
+                if pick is None:
+                    break
+                used += 1
+                try:
+                    result = await self._attempt(group, pick, call, send)
+                except errors.LLMError as exc:
+                    delay = await self._after_failure(group, call, pick, exc, used)
+                    if delay is None:
+                        break
+                    if delay == _SKIPPED:
+                        used -= 1
+                    elif delay > 0:
+                        await asyncio.sleep(delay)
+                    continue
+                result.route = Route(name, group.name, pick.deployment.id, call.attempts)
+                return result
+        raise self._exhausted(call)
+
+    async def _attempt(
+        self, group: ModelGroup, pick: _Pick, call: _Call, send: Callable[[Provider, Req], Awaitable[R]]
+    ) -> R:
+        dep = pick.deployment
+        stats = self.monitor.stats(dep.id)
+        call.attempts += 1
+        number = call.attempts
+        limit = call.deadline.timeout_for(dep.timeout_s or self.settings.timeout_s)
+        stats.in_flight += 1
+        start = time.perf_counter()
+        try:
+            try:
+                async with asyncio.timeout(limit):
+                    result = await send(pick.provider, pick.request)  # type: ignore[arg-type]
+            except TimeoutError:
+                raise self._timeout_error(dep, call, limit) from None
+        except errors.LLMError as exc:
+            await self._failed(group, pick, call, exc, time.perf_counter() - start, number)
+            raise
+        except asyncio.CancelledError:
+            await self._cancelled(group, pick, call, time.perf_counter() - start, number)
+            raise
+        except Exception as exc:
+            await self._failed(group, pick, call, exc, time.perf_counter() - start, number)
+            raise
+        finally:
+            stats.in_flight -= 1
+        await self._succeeded(group, pick, call, result.usage, time.perf_counter() - start, None, number)
+        return result
+
+    async def stream(self, name: str, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+        """Events of one answer. Before the first token a failed attempt is
+        retried elsewhere unseen; after it, a failure raises ``StreamInterrupted``."""
+        self._ensure_checker()
+        call = _Call("stream", name, self._deadline())
+        for group in self.chain(name):
+            used = 0
+            while used <= self.settings.retries:
+                pick = await self._pick(group, call, request)
+                if pick is None:
+                    break
+                used += 1
+                dep = pick.deployment
+                stats = self.monitor.stats(dep.id)
+                call.attempts += 1
+                number = call.attempts
+                first = call.deadline.timeout_for(dep.timeout_s or self.settings.timeout_s)
+                start = time.perf_counter()
+                ttft: float | None = None
+                held: list[StreamEvent] = []
+                assembler = StreamAssembler(dep.provider, dep.model)
+                outcome: Outcome | None = None
+                stats.in_flight += 1
+                watch = StreamWatch(first, self.settings.stream_idle_s)
+                try:
+                    async with aclosing(pick.provider.stream(pick.request)) as events:  # type: ignore[arg-type]
+                        step = events.__anext__
+                        while True:
+                            watch.begin()
+                            try:
+                                event = await step()
+                            except StopAsyncIteration:
+                                break
+                            except asyncio.CancelledError:
+                                if not watch.claim():
+                                    raise
+                                raise self._idle_error(dep, call, watch, ttft is not None) from None
+                            finally:
+                                watch.waiting = False
+                            if ttft is None:
+                                if isinstance(event, _CONTENT):
+                                    ttft = time.perf_counter() - start
+                                    watch.first_token()
+                                    for early in held:
+                                        assembler.add(early)
+                                        yield early
+                                    held.clear()
+                                elif type(event) is not Finish:
+                                    held.append(event)
+                                    continue
+                            if type(event) is Finish:
+                                outcome = "ok"
+                                event.response.route = Route(name, group.name, dep.id, call.attempts)
+                                await self._succeeded(
+                                    group, pick, call, event.response.usage, time.perf_counter() - start, ttft, number
+                                )
+                            else:
+                                assembler.add(event)
+                            yield event
+                    if outcome is None:  # the provider ended without a Finish: not an answer
+                        raise errors.ProviderError("the stream ended without finishing", provider=dep.provider)
+                    return
+                except errors.LLMError as exc:
+                    outcome = "error"
+                    latency = time.perf_counter() - start
+                    if ttft is not None:
+                        failure = _interrupted(exc, assembler, name, group.name, dep.id, call.attempts)
+                        await self._failed(group, pick, call, failure, latency, number, ttft)
+                        raise failure from (None if failure is exc else exc)
+                    await self._failed(group, pick, call, exc, latency, number)
+                    delay = await self._after_failure(group, call, pick, exc, used)
+                    if delay is None:
+                        break
+                    if delay == _SKIPPED:
+                        used -= 1
+                    elif delay > 0:
+                        await asyncio.sleep(delay)
+                    continue
+                except Exception as exc:
+                    outcome = "error"
+                    await self._failed(group, pick, call, exc, time.perf_counter() - start, number, ttft)
+                    raise
+                finally:
+                    watch.close()
+                    stats.in_flight -= 1
+                    if outcome is None:  # the caller cancelled or stopped reading
+                        await self._cancelled(group, pick, call, time.perf_counter() - start, number)
+        raise self._exhausted(call)
+
+    # ---- choosing a deployment ---------------------------------------------------------------
+
+    async def _pick(self, group: ModelGroup, call: _Call, request: ChatRequest | EmbeddingRequest) -> _Pick | None:
+        """The next deployment to attempt, or ``None`` when the group has none left
+        (waits, within the deadline, for the earliest one to come back)."""
+        for _ in range(1000):  # each round either returns or sleeps until something changes
+            ready: list[Candidate] = []
+            checked_bad: list[Candidate] = []
+            forced: set[str] = set()
+            earliest = math.inf
+            for dep in group.members:
+                if dep.id in call.skipped:
+                    continue
+                manual, check = await self.monitor.shared(dep.id)
+                if manual is False:
+                    call.note(dep.id, "taken out of service by hand")
+                    continue
+                if manual is True:
+                    forced.add(dep.id)
+                else:
+                    wait = await self._resting(dep, call)
+                    if wait > 0:
+                        earliest = min(earliest, wait)
+                        continue
+                candidate = self._candidate(dep, call.op)
+                (checked_bad if check is not None and not check.ok else ready).append(candidate)
+            strategy = self._strategy(group)
+            ordered = [*strategy.order(group.name, ready, self._rng), *checked_bad]
+            ordered.sort(key=lambda c: c.deployment.id in call.tried)  # stable: untried first
+            for candidate in ordered:
+                pick = await self._take(candidate.deployment, call, request, candidate.deployment.id in forced)
+                if isinstance(pick, _Pick):
+                    return pick
+                earliest = min(earliest, pick)
+            if not math.isinf(earliest):
+                call.earliest = earliest
+            if math.isinf(earliest) or not self.settings.wait_for_capacity or not call.deadline.allows(earliest):
+                return None
+            await asyncio.sleep(earliest + 0.001)
+        return None
+
+    async def _resting(self, dep: Deployment, call: _Call) -> float:
+        """Seconds until the deployment takes calls again (open breaker, cooldown)."""
+        breaker = await self.breaker.available_in(dep.id)
+        if breaker > 0:
+            call.note(dep.id, f"circuit breaker open (retry in {breaker:.1f}s)")
+        cooling = await self.cooldown.remaining(dep.id)
+        if cooling > 0:
+            call.note(dep.id, f"cooling down after a rate limit ({cooling:.1f}s left)")
+        return max(breaker, cooling)
+
+    async def _take(
+        self, dep: Deployment, call: _Call, request: ChatRequest | EmbeddingRequest, forced: bool
+    ) -> _Pick | float:
+        """Claim ``dep`` for an attempt: the pick, or seconds until it could be claimed
+        (``inf``: not for this call)."""
+        try:
+            provider = self._provider_for(dep.provider)
+            prepared = replace(request, model=dep.model)
+            if self._check_fits is not None and isinstance(prepared, ChatRequest):
+                self._check_fits(provider, prepared)
+        except errors.LLMError as exc:  # not configured, or the prompt cannot fit here
+            call.skipped.add(dep.id)
+            call.note(dep.id, _describe(exc))
+            call.errors.append(exc)
+            return math.inf
+        tokens, ticket = 0.0, None
+        limits = dep.limits
+        if limits is not None:
+            tokens = _estimate_tokens(prepared) if limits.tpm is not None else 0.0
+            decision = await self.limiter.acquire(dep.id, tokens, limits)
+            if not decision.allowed:
+                call.note(dep.id, f"at its rpm/tpm limit (room in {decision.retry_after_s:.1f}s)")
+                return decision.retry_after_s
+            ticket = decision.ticket
+        if not forced and not await self.breaker.allow(dep.id):
+            if ticket is not None:
+                await self.limiter.release(dep.id, ticket, tokens)
+            call.note(dep.id, "circuit breaker half-open: a probe is already running")
+            return await self.breaker.available_in(dep.id) or 0.05
+        return _Pick(dep, provider, prepared, ticket, tokens, not forced)
+
+    def _candidate(self, dep: Deployment, op: Operation) -> Candidate:
+        stats = self.monitor.stats(dep.id)
+        return Candidate(
+            dep,
+            self.monitor.score(dep.id),
+            stats.ttft_s if op == "stream" else stats.latency_s,
+            stats.in_flight,
+            self._price(dep),
+        )
+
+    def _strategy(self, group: ModelGroup) -> Strategy:
+        found = self._strategies.get(group.name)
+        if found is None:
+            chosen = group.strategy or self.settings.strategy
+            found = self._strategies[group.name] = make_strategy(chosen) if isinstance(chosen, str) else chosen
+        return found
+
+    def _price(self, dep: Deployment) -> float | None:
+        if dep.id not in self._prices:
+            from ..cost import chat_cost
+
+            try:
+                provider = self._provider_for(dep.provider)
+                cost = chat_cost(provider.price_provider, dep.model, Usage(1_000_000, 1_000_000))
+            except errors.LLMError:
+                cost = None
+            self._prices[dep.id] = None if cost is None else cost / 2
+        return self._prices[dep.id]
+
+    def _deadline(self) -> Deadline:
+        budget = self.settings.deadline_s
+        return Deadline(budget) if budget is not None else Deadline.never()
+
+    # ---- outcomes ---------------------------------------------------------------------------
+
+    async def _succeeded(
+        self,
+        group: ModelGroup,
+        pick: _Pick,
+        call: _Call,
+        usage: Usage,
+        latency: float,
+        ttft: float | None,
+        number: int,
+    ) -> None:
+        dep = pick.deployment
+        await self.breaker.record_success(dep.id)
+        self.monitor.observe(dep.id, True, latency_s=latency, ttft_s=ttft)
+        if pick.ticket is not None and pick.tokens:
+            await self.limiter.settle(dep.id, pick.tokens, usage.total_tokens, ticket=pick.ticket)
+        self._emit(AttemptRecord(group.name, dep.id, dep.provider, dep.model, call.op, number, "ok", latency, ttft))
+
+    async def _failed(
+        self,
+        group: ModelGroup,
+        pick: _Pick,
+        call: _Call,
+        exc: BaseException,
+        latency: float,
+        number: int,
+        ttft: float | None = None,
+    ) -> None:
+        dep = pick.deployment
+        counted = await self.breaker.record_error(dep.id, exc)
+        if counted:
+            self.monitor.observe(dep.id, False, error=type(exc).__name__)
+        if isinstance(exc, errors.RateLimited):
+            await self.cooldown.start(dep.id, exc.retry_after or self.settings.cooldown_s)
+        if pick.ticket is not None and pick.tokens:
+            await self.limiter.settle(dep.id, pick.tokens, 0.0, ticket=pick.ticket)
+        call.tried.add(dep.id)
+        if isinstance(exc, errors.LLMError):
+            call.note(dep.id, _describe(exc))
+            call.errors.append(exc)
+        outcome: Outcome = "interrupted" if isinstance(exc, errors.StreamInterrupted) else "error"
+        status = exc.status_code if isinstance(exc, errors.LLMError) else None
+        message = exc.message if isinstance(exc, errors.LLMError) else str(exc)
+        record = AttemptRecord(
+            group.name, dep.id, dep.provider, dep.model, call.op, number, outcome, latency, ttft,
+            type(exc).__name__, message[:300], status,
+        )  # fmt: skip
+        self._emit(record)
+
+    async def _cancelled(self, group: ModelGroup, pick: _Pick, call: _Call, latency: float, number: int) -> None:
+        dep = pick.deployment
+        if pick.probe:
+            await self.breaker.record_error(dep.id, errors.LLMError("cancelled by the caller"))  # frees a probe slot
+        if pick.ticket is not None and pick.tokens:
+            await self.limiter.settle(dep.id, pick.tokens, 0.0, ticket=pick.ticket)
+        self._emit(AttemptRecord(group.name, dep.id, dep.provider, dep.model, call.op, number, "cancelled", latency))
+
+    async def _after_failure(
+        self, group: ModelGroup, call: _Call, pick: _Pick, exc: errors.LLMError, used: int
+    ) -> float | None:
+        """Seconds to wait before the next attempt in this group, or ``None`` to
+        leave the group; raises ``exc`` when no other attempt can help."""
+        kind = verdict(exc)
+        if kind == "raise":
+            raise exc
+        if kind == "skip":
+            call.skipped.add(pick.deployment.id)
+            return _SKIPPED
+        if call.deadline.expired():
+            return None
+        for dep in group.members:  # an untried deployment that can take a call now: go at once
+            if dep.id in call.tried or dep.id in call.skipped:
+                continue
+            if await self.breaker.available_in(dep.id) == 0 and await self.cooldown.remaining(dep.id) == 0:
+                return 0.0
+        return self._policy.decide(used, exc, time.monotonic() - call.start, call.deadline)
+
+    def _exhausted(self, call: _Call) -> errors.LLMError:
+        """The error for a call no deployment answered."""
+        last = call.last_error
+        members = {dep.id for group in self.chain(call.requested) for dep in group.members}
+        if last is not None and len(members) == 1:
+            return last  # one deployment only: its own error says it best
+        tried = list(call.notes.items())
+        listing = "; ".join(f"{dep}: {why}" for dep, why in tried) or "no deployment"
+        if call.deadline.expired():
+            return errors.Timeout(
+                f"model group {call.requested!r}: deadline of {call.deadline.budget_s:g}s spent after "
+                f"{call.attempts} attempt(s): {listing}",
+                retryable=False,
+            )
+        if last is not None and verdict(last) == "skip" and all(type(e) is type(last) for e in call.errors):
+            return last  # every deployment refused the request for the same reason (e.g. it is too long)
+        error = errors.NoHealthyDeployment(
+            f"model group {call.requested!r}: no deployment could answer after {call.attempts} attempt(s): {listing}",
+            tried=tried,
+            last_error=last,
+            body=last.body if last is not None else None,
+            retry_after=call.earliest,
+        )
+        error.__cause__ = last
+        return error
+
+    def _timeout_error(self, dep: Deployment, call: _Call, limit: float | None) -> errors.Timeout:
+        if call.deadline.expired():
+            return call.deadline.error()
+        return errors.Timeout(f"no answer from {dep.id} within {limit or 0:g}s", provider=dep.provider)
+
+    def _idle_error(self, dep: Deployment, call: _Call, watch: StreamWatch, started: bool) -> errors.Timeout:
+        if not started and call.deadline.expired():
+            return call.deadline.error()
+        what = "next event" if started else "first token"
+        return errors.Timeout(f"no {what} from {dep.id} within {watch.limit_s or 0:g}s", provider=dep.provider)
+
+    def _emit(self, record: AttemptRecord) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "attempt group=%s deployment=%s op=%s n=%d outcome=%s latency_ms=%.1f error=%s",
+                record.group, record.deployment, record.operation, record.number, record.outcome,
+                record.latency_s * 1000, record.error or "-",
+            )  # fmt: skip
+        for hook in self._hooks:
+            try:
+                hook(record)
+            except Exception:
+                log.exception("attempt hook %r failed", hook)
+
+    # ---- health ---------------------------------------------------------------------------
+
+    def deployments(self, group: str | None = None) -> list[tuple[str, Deployment]]:
+        """``(group name, deployment)`` pairs, for one group or all."""
+        names = [group] if group is not None else list(self.groups)
+        for name in names:
+            if name not in self.groups:
+                raise errors.NotFound(f"unknown model group {name!r}")
+        return [(name, dep) for name in names for dep in self.groups[name].members]
+
+    async def health(self, group: str | None = None) -> list[DeploymentHealth]:
+        """Every deployment's health, as the CLI and the gateway show it."""
+        report = []
+        for name, dep in self.deployments(group):
+            stats = self.monitor.stats(dep.id)
+            manual, check = await self.monitor.shared(dep.id)
+            breaker = (await self.breaker.state_of(dep.id)).state.value
+            cooling = await self.cooldown.remaining(dep.id)
+            score = self.monitor.score(dep.id)
+            status, reason = status_of(score, breaker, cooling, manual, check)
+            report.append(
+                DeploymentHealth(
+                    name,
+                    dep.id,
+                    status,
+                    reason,
+                    round(score, 3),
+                    breaker,
+                    round(cooling, 3),
+                    stats.in_flight,
+                    stats.calls,
+                    stats.failures,
+                    _ms(stats.latency_s),
+                    _ms(stats.ttft_s),
+                    stats.last_error,
+                    check,
+                    manual,
+                )
+            )
+        return report
+
+    async def check_now(self, group: str | None = None) -> list[DeploymentHealth]:
+        """Run an active check of every deployment now (one ``test_connection``
+        per provider) and return the health report."""
+        pairs = self.deployments(group)
+        by_provider: dict[str, list[Deployment]] = {}
+        for _, dep in pairs:
+            by_provider.setdefault(dep.provider, []).append(dep)
+        interval = self.settings.health_check_interval_s
+        ttl = 3 * interval if interval else None
+        results = await asyncio.gather(*(self._check_provider(name) for name in by_provider))
+        for (name, deps), result in zip(by_provider.items(), results, strict=True):
+            for dep in deps:
+                await self.monitor.set_check(dep.id, result, ttl)
+            if not result.ok:
+                log.warning("health check of provider %s failed: %s", name, result.error)
+        return await self.health(group)
+
+    async def _check_provider(self, name: str) -> CheckResult:
+        try:
+            provider = self._provider_for(name)
+            async with asyncio.timeout(self.settings.timeout_s or 30.0):
+                check = await provider.test_connection()
+        except errors.LLMError as exc:
+            return CheckResult(False, time.time(), _describe(exc))
+        except TimeoutError:
+            return CheckResult(False, time.time(), "no answer to the health check in time")
+        return CheckResult(check.ok, time.time(), None if check.ok else check.detail)
+
+    async def set_health(self, deployment: str, healthy: bool | None) -> None:
+        """``False``: take ``deployment`` (its id, ``provider/model``) out of service;
+        ``True``: force it in (breaker and cooldown cleared); ``None``: back to automatic."""
+        if not any(dep.id == deployment for _, dep in self.deployments()):
+            known = ", ".join(sorted({dep.id for _, dep in self.deployments()}))
+            raise errors.NotFound(f"unknown deployment {deployment!r} (known: {known})")
+        await self.monitor.set_manual(deployment, healthy)
+        if healthy:
+            await self.breaker.reset(deployment)
+            await self.state.delete(f"cooldown:{deployment}")
+            self.monitor.forget(deployment)
+
+    def _ensure_checker(self) -> None:
+        interval = self.settings.health_check_interval_s
+        if interval is None or (self._checker is not None and not self._checker.done()):
+            return
+        self._checker = asyncio.get_running_loop().create_task(self._check_forever(interval))
+
+    async def _check_forever(self, interval: float) -> None:
+        while True:
+            try:
+                await self.check_now()
+            except Exception:
+                log.exception("background health check failed")
+            await asyncio.sleep(interval)
+
+    async def aclose(self) -> None:
+        if self._checker is not None:
+            self._checker.cancel()
+            try:
+                await self._checker
+            except (asyncio.CancelledError, RuntimeError):
+                pass
+            self._checker = None
+
+
+async def _chat(provider: Provider, request: ChatRequest) -> ChatResponse:
+    return await provider.chat(request)
+
+
+async def _embed(provider: Provider, request: EmbeddingRequest) -> EmbeddingResponse:
+    return await provider.embed(request)
+
+
+def _interrupted(
+    exc: errors.LLMError, assembler: StreamAssembler, requested: str, group: str, deployment: str, attempts: int
+) -> errors.StreamInterrupted:
+    """A failure after the first token, as ``StreamInterrupted`` with the partial answer."""
+    if isinstance(exc, errors.StreamInterrupted):
+        failure = exc
+    else:
+        failure = errors.StreamInterrupted(
+            f"stream broke after it began: {exc.message}", provider=exc.provider, body=exc.body
+        )
+    failure.retryable = False
+    if failure.partial is None:
+        try:
+            failure.partial = assembler.response("error")
+        except Exception:  # pieces too broken to assemble: no partial answer
+            failure.partial = None
+    if failure.partial is not None:
+        failure.partial.route = Route(requested, group, deployment, attempts)
+    return failure
+
+
+def _estimate_tokens(request: ChatRequest | EmbeddingRequest) -> float:
+    """A quick upper-ish estimate for rate limiting (settled with the real usage)."""
+    if isinstance(request, EmbeddingRequest):
+        return sum(len(t) for t in request.inputs) / 4 + 1
+    chars = sum(len(m.text) for m in request.messages)
+    return chars / 4 + (request.max_tokens or 256)
+
+
+def _describe(exc: errors.LLMError) -> str:
+    status = f" {exc.status_code}" if exc.status_code else ""
+    return f"{type(exc).__name__}{status}: {exc.message[:160]}"
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 2)
+
+
+__all__ = ["Router", "verdict"]

@@ -272,7 +272,7 @@ async def test_batch_limits_concurrency_and_reports_errors_per_item() -> None:
     replies[5] = Reply('{"sentiment": "maybe"}', latency_s=0.02)
     fake = PeakCounting("fake", replies)
     ticks: list[int] = []
-    async with AsyncClient(providers=[fake]) as client:
+    async with AsyncClient(providers=[fake], routing=RoutingSettings.passthrough()) as client:
         results = await batch.classify_all(client, "fake/m", texts, 3, lambda: ticks.append(1))
     assert fake.peak == 3 and len(ticks) == len(texts)
     assert [r.text for r in results] == texts

@@ -163,6 +163,7 @@ def routing_settings(entry: RoutingEntry, where: str = "routing") -> RoutingSett
         backoff_max_s=entry.backoff_max_s,
         max_retry_after_s=entry.max_retry_after_s,
         cooldown_s=entry.cooldown_s,
+        cooldowns=entry.cooldowns,
         wait_for_capacity=entry.wait_for_capacity,
         health_check_interval_s=entry.health_check_interval_s,
         circuit_breaker=BreakerConfig(

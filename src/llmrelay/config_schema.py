@@ -74,6 +74,7 @@ class RoutingEntry(_Strict):
     backoff_max_s: float = Field(default=8.0, ge=0)
     max_retry_after_s: float = Field(default=60.0, ge=0)
     cooldown_s: float = Field(default=5.0, ge=0)
+    cooldowns: bool = True
     wait_for_capacity: bool = True
     health_check_interval_s: float | None = Field(default=None, gt=0)
     circuit_breaker: BreakerEntry = BreakerEntry()

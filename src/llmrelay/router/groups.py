@@ -177,7 +177,8 @@ class RoutingSettings:
       when no untried deployment is left.
     - ``max_retry_after_s``: a server asking for a longer wait than this is left
       alone for that long, and the call moves on.
-    - ``cooldown_s``: how long a 429 without ``retry-after`` rests a deployment.
+    - ``cooldown_s``: how long a 429 without ``retry-after`` rests a deployment
+      (with one, the server's wait); ``cooldowns=False``: 429s rest nothing.
     - ``wait_for_capacity``: when every deployment is cooling down, rate limited
       or has an open breaker, wait (within the deadline) for the earliest.
     - ``health_check_interval_s``: active checks in the background (``None``: off).
@@ -193,6 +194,7 @@ class RoutingSettings:
     backoff_max_s: float = 8.0
     max_retry_after_s: float = 60.0
     cooldown_s: float = 5.0
+    cooldowns: bool = True
     wait_for_capacity: bool = True
     health_check_interval_s: float | None = None
     circuit_breaker: BreakerConfig = field(default_factory=BreakerConfig)
@@ -209,7 +211,7 @@ class RoutingSettings:
             timeout_s=None,
             deadline_s=None,
             stream_idle_s=None,
-            cooldown_s=0.0,
+            cooldowns=False,
             wait_for_capacity=False,
             circuit_breaker=BreakerConfig(failure_threshold=2**31 - 1),
         )

@@ -492,7 +492,7 @@ class Router:
         counted = await self.breaker.record_error(dep.id, exc)
         if counted:
             self.monitor.observe(dep.id, False, error=type(exc).__name__)
-        if isinstance(exc, errors.RateLimited):
+        if isinstance(exc, errors.RateLimited) and self.settings.cooldowns:
             await self.cooldown.start(dep.id, exc.retry_after or self.settings.cooldown_s)
         if pick.ticket is not None and pick.tokens:
             await self.limiter.settle(dep.id, pick.tokens, 0.0, ticket=pick.ticket)

@@ -214,6 +214,15 @@ class CircuitBreaker:
             return max((record.probe_at or now) + self.config.probe_timeout_s - now, 0.0)
         return 0.0
 
+    async def peek(self, key: str) -> tuple[float, bool]:
+        """``(available_in(key), whether it is closed)`` from one read; changes nothing.
+        A closed breaker lets every call through, so a router that sees it closed
+        need not call ``allow``."""
+        record = await self._record(key)
+        if record.state is CircuitState.CLOSED:
+            return 0.0, True
+        return await self.available_in(key), False
+
     async def reset(self, key: str) -> None:
         """Forget the key's breaker (closed, no failures): for manual overrides."""
         await self._state.delete(self._key(key))

@@ -235,12 +235,17 @@ class Router:
         limit = call.deadline.timeout_for(dep.timeout_s or self.settings.timeout_s)
         stats.in_flight += 1
         start = time.perf_counter()
+        watch = StreamWatch(limit, None)  # one timer, cheaper than asyncio.timeout
         try:
+            watch.begin()
             try:
-                async with asyncio.timeout(limit):
-                    result = await send(pick.provider, pick.request)  # type: ignore[arg-type]
-            except TimeoutError:
+                result = await send(pick.provider, pick.request)  # type: ignore[arg-type]
+            except asyncio.CancelledError:
+                if not watch.claim():
+                    raise
                 raise self._timeout_error(dep, call, limit) from None
+            finally:
+                watch.close()
         except errors.LLMError as exc:
             await self._failed(group, pick, call, exc, time.perf_counter() - start, number)
             raise
@@ -352,7 +357,7 @@ class Router:
         for _ in range(1000):  # each round either returns or sleeps until something changes
             ready: list[Candidate] = []
             checked_bad: list[Candidate] = []
-            forced: set[str] = set()
+            trusted: set[str] = set()  # forced by hand, or breaker seen closed: no need to ask it
             earliest = math.inf
             for dep in group.members:
                 if dep.id in call.skipped:
@@ -362,19 +367,24 @@ class Router:
                     call.note(dep.id, "taken out of service by hand")
                     continue
                 if manual is True:
-                    forced.add(dep.id)
+                    trusted.add(dep.id)
                 else:
-                    wait = await self._resting(dep, call)
+                    wait, closed = await self._resting(dep, call)
                     if wait > 0:
                         earliest = min(earliest, wait)
                         continue
+                    if closed:
+                        trusted.add(dep.id)
                 candidate = self._candidate(dep, call.op)
                 (checked_bad if check is not None and not check.ok else ready).append(candidate)
-            strategy = self._strategy(group)
-            ordered = [*strategy.order(group.name, ready, self._rng), *checked_bad]
-            ordered.sort(key=lambda c: c.deployment.id in call.tried)  # stable: untried first
+            if len(ready) > 1:
+                ready = self._strategy(group).order(group.name, ready, self._rng)
+            ordered = [*ready, *checked_bad]
+            if call.tried:
+                ordered.sort(key=lambda c: c.deployment.id in call.tried)  # stable: untried first
             for candidate in ordered:
-                pick = await self._take(candidate.deployment, call, request, candidate.deployment.id in forced)
+                dep_id = candidate.deployment.id
+                pick = await self._take(candidate.deployment, call, request, dep_id in trusted)
                 if isinstance(pick, _Pick):
                     return pick
                 earliest = min(earliest, pick)
@@ -385,21 +395,23 @@ class Router:
             await asyncio.sleep(earliest + 0.001)
         return None
 
-    async def _resting(self, dep: Deployment, call: _Call) -> float:
-        """Seconds until the deployment takes calls again (open breaker, cooldown)."""
-        breaker = await self.breaker.available_in(dep.id)
+    async def _resting(self, dep: Deployment, call: _Call) -> tuple[float, bool]:
+        """Seconds until the deployment takes calls again (open breaker, cooldown),
+        and whether its breaker is closed."""
+        breaker, closed = await self.breaker.peek(dep.id)
         if breaker > 0:
             call.note(dep.id, f"circuit breaker open (retry in {breaker:.1f}s)")
-        cooling = await self.cooldown.remaining(dep.id)
+        cooling = await self.cooldown.remaining(dep.id) if self.settings.cooldowns else 0.0
         if cooling > 0:
             call.note(dep.id, f"cooling down after a rate limit ({cooling:.1f}s left)")
-        return max(breaker, cooling)
+        return max(breaker, cooling), closed
 
     async def _take(
-        self, dep: Deployment, call: _Call, request: ChatRequest | EmbeddingRequest, forced: bool
+        self, dep: Deployment, call: _Call, request: ChatRequest | EmbeddingRequest, trusted: bool
     ) -> _Pick | float:
         """Claim ``dep`` for an attempt: the pick, or seconds until it could be claimed
-        (``inf``: not for this call)."""
+        (``inf``: not for this call). ``trusted``: no need to ask the breaker (it was
+        just seen closed, or the deployment is forced in service)."""
         try:
             provider = self._provider_for(dep.provider)
             prepared = replace(request, model=dep.model)
@@ -419,12 +431,12 @@ class Router:
                 call.note(dep.id, f"at its rpm/tpm limit (room in {decision.retry_after_s:.1f}s)")
                 return decision.retry_after_s
             ticket = decision.ticket
-        if not forced and not await self.breaker.allow(dep.id):
+        if not trusted and not await self.breaker.allow(dep.id):
             if ticket is not None:
                 await self.limiter.release(dep.id, ticket, tokens)
             call.note(dep.id, "circuit breaker half-open: a probe is already running")
             return await self.breaker.available_in(dep.id) or 0.05
-        return _Pick(dep, provider, prepared, ticket, tokens, not forced)
+        return _Pick(dep, provider, prepared, ticket, tokens, not trusted)
 
     def _candidate(self, dep: Deployment, op: Operation) -> Candidate:
         stats = self.monitor.stats(dep.id)
@@ -476,7 +488,8 @@ class Router:
         self.monitor.observe(dep.id, True, latency_s=latency, ttft_s=ttft)
         if pick.ticket is not None and pick.tokens:
             await self.limiter.settle(dep.id, pick.tokens, usage.total_tokens, ticket=pick.ticket)
-        self._emit(AttemptRecord(group.name, dep.id, dep.provider, dep.model, call.op, number, "ok", latency, ttft))
+        if self._hooks or log.isEnabledFor(logging.DEBUG):
+            self._emit(AttemptRecord(group.name, dep.id, dep.provider, dep.model, call.op, number, "ok", latency, ttft))
 
     async def _failed(
         self,

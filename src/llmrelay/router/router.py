@@ -280,7 +280,7 @@ class Router:
                 start = time.perf_counter()
                 ttft: float | None = None
                 held: list[StreamEvent] = []
-                assembler = StreamAssembler(dep.provider, dep.model)
+                shown: list[StreamEvent] = []  # assembled only if the stream breaks
                 outcome: Outcome | None = None
                 stats.in_flight += 1
                 watch = StreamWatch(first, self.settings.stream_idle_s)
@@ -304,7 +304,7 @@ class Router:
                                     ttft = time.perf_counter() - start
                                     watch.first_token()
                                     for early in held:
-                                        assembler.add(early)
+                                        shown.append(early)
                                         yield early
                                     held.clear()
                                 elif type(event) is not Finish:
@@ -317,7 +317,7 @@ class Router:
                                     group, pick, call, event.response.usage, time.perf_counter() - start, ttft, number
                                 )
                             else:
-                                assembler.add(event)
+                                shown.append(event)
                             yield event
                     if outcome is None:  # the provider ended without a Finish: not an answer
                         raise errors.ProviderError("the stream ended without finishing", provider=dep.provider)
@@ -326,7 +326,7 @@ class Router:
                     outcome = "error"
                     latency = time.perf_counter() - start
                     if ttft is not None:
-                        failure = _interrupted(exc, assembler, name, group.name, dep.id, call.attempts)
+                        failure = _interrupted(exc, shown, dep, Route(name, group.name, dep.id, call.attempts))
                         await self._failed(group, pick, call, failure, latency, number, ttft)
                         raise failure from (None if failure is exc else exc)
                     await self._failed(group, pick, call, exc, latency, number)
@@ -714,7 +714,7 @@ async def _embed(provider: Provider, request: EmbeddingRequest) -> EmbeddingResp
 
 
 def _interrupted(
-    exc: errors.LLMError, assembler: StreamAssembler, requested: str, group: str, deployment: str, attempts: int
+    exc: errors.LLMError, shown: list[StreamEvent], dep: Deployment, route: Route
 ) -> errors.StreamInterrupted:
     """A failure after the first token, as ``StreamInterrupted`` with the partial answer."""
     if isinstance(exc, errors.StreamInterrupted):
@@ -726,11 +726,14 @@ def _interrupted(
     failure.retryable = False
     if failure.partial is None:
         try:
+            assembler = StreamAssembler(dep.provider, dep.model)
+            for event in shown:
+                assembler.add(event)
             failure.partial = assembler.response("error")
         except Exception:  # pieces too broken to assemble: no partial answer
             failure.partial = None
     if failure.partial is not None:
-        failure.partial.route = Route(requested, group, deployment, attempts)
+        failure.partial.route = route
     return failure
 
 

@@ -10,6 +10,7 @@ import signal
 import sys
 from dataclasses import dataclass
 from importlib.util import find_spec
+from pathlib import Path
 
 import pytest
 
@@ -172,3 +173,24 @@ async def test_default_is_the_local_model_on_a_fresh_machine() -> None:
 async def test_prompt_longer_than_the_local_window() -> None:
     result = await run("chat", "local/smollm2", "-", stdin=b"word " * 9000)
     assert result.code == 1 and "context" in result.err and "Traceback" not in result.err
+
+
+async def test_health_checks_every_deployment(fake: FakeServer, tmp_path: Path) -> None:
+    fake.on("GET", "/v1/models", Reply(json={"data": [{"id": "m"}]}))
+    config = tmp_path / "llmrelay.yaml"
+    config.write_text(
+        "providers:\n"
+        f"  - {{name: up, kind: openai, base_url: '{fake.url}/v1', api_key: sk-up-123456}}\n"
+        "  - {name: down, kind: openai, base_url: 'http://127.0.0.1:9/v1', api_key: sk-down-123456}\n"
+        "models:\n"
+        "  - name: g\n"
+        "    deployments: [{provider: up, model: m}, {provider: down, model: m}]\n"
+    )
+    result = await run("--config", str(config), "health", env=base_env())
+    assert result.code == 1, result.err
+    assert "up/m" in result.out and "down/m" in result.out and "unhealthy" in result.out
+    rows = await run("--config", str(config), "health", "--json", env=base_env())
+    status = {r["deployment"]: r["status"] for r in map(json.loads, rows.out.splitlines())}
+    assert status == {"up/m": "healthy", "down/m": "unhealthy"}
+    none = await run("health", env=base_env())
+    assert none.code == 1 and "no model groups configured" in none.err

@@ -29,7 +29,7 @@ from llmrelay import (
     RateLimited,
     StructuredOutputError,
 )
-from llmrelay.router import RoutingSettings
+from llmrelay.router import ModelGroup, RoutingSettings
 from llmrelay.testing import FakeProvider, Reply
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -207,10 +207,13 @@ def test_streaming_chatbot_ctrl_c_cancels_the_answer_not_the_program() -> None:
 @needs_chat
 def test_fallback_skips_the_dead_provider_and_local_answers() -> None:
     out = run_example("fallback.py")
-    assert re.search(
-        r"failed\s+dead/gpt-4o-mini: ConnectionError \(retryable=True\): cannot connect to 127\.0\.0\.1:9", out
-    )
-    assert re.search(r"answered\s+local/smollm2 in \d+ ms", out)
+    attempts = re.findall(r"attempt (\d): (\w+)\s+(\S+)\s+(\w+)(?:: (\w+))?", out)
+    assert attempts == [
+        ("1", "primary", "dead/gpt-4o-mini", "error", "ConnectionError"),
+        ("2", "primary", "dead/gpt-4o-mini", "error", "ConnectionError"),
+        ("3", "offline", "local/smollm2", "ok", ""),
+    ], out
+    assert "answered by local/smollm2 in group 'offline' (fallback from 'primary') after 3 attempts" in out
     assert re.search(r"^A: \S", out, re.M), out
     assert "sk-dead" not in out
 
@@ -221,18 +224,30 @@ def test_fallback_moves_on_only_for_errors_another_provider_may_not_have() -> No
     badkey = FakeProvider("badkey", [Reply(error=AuthenticationError("bad key"))])
     invalid = FakeProvider("invalid", [Reply(error=InvalidRequest("bad request"))])
     good = FakeProvider("good", ["Paris."])
-    with Client(providers=[busy, badkey, invalid, good]) as client:
-        response, failures = fallback.chat_with_fallback(client, ["busy/a", "badkey/b", "good/c"], "Capital?")
+    groups = [
+        ModelGroup("primary", ["busy/a", "badkey/b"], fallbacks=["backup"]),
+        ModelGroup("backup", ["good/c"]),
+        ModelGroup("strict", ["invalid/x"], fallbacks=["backup"]),
+        ModelGroup("broken", ["busy/a", "badkey/b"]),
+    ]
+    records: list[str] = []
+    routing = RoutingSettings(strategy="round_robin", backoff_s=0.001, deadline_s=2)
+    with Client(providers=[busy, badkey, invalid, good], models=groups, routing=routing,
+                hooks=[lambda r: records.append(fallback.describe(r))]) as client:  # fmt: skip
+        response = fallback.ask(client, "primary", "Capital?")
         assert response.content == "Paris." and response.provider == "good"
-        assert [(model, type(exc)) for model, exc in failures] == [
-            ("busy/a", RateLimited),
-            ("badkey/b", AuthenticationError),
-        ]
+        assert response.route is not None and response.route.group == "backup" and response.route.fallback
+        assert [r.split()[2:4] for r in records] == [
+            ["primary", "busy/a"], ["primary", "badkey/b"], ["backup", "good/c"]
+        ]  # fmt: skip
+        assert "error: RateLimited" in records[0] and "error: AuthenticationError" in records[1]
         with pytest.raises(InvalidRequest):  # would fail anywhere: raised, not passed on
-            fallback.chat_with_fallback(client, ["invalid/x", "good/c"], "Capital?")
+            fallback.ask(client, "strict", "Capital?")
         assert len(good.requests) == 1
-        with pytest.raises(NoHealthyDeployment, match="busy/a: RateLimited; badkey/b: AuthenticationError"):
-            fallback.chat_with_fallback(client, ["busy/a", "badkey/b"], "Capital?")
+        with pytest.raises(
+            NoHealthyDeployment, match=r"busy/a: cooling down after a rate limit.*badkey/b: AuthenticationError"
+        ):
+            fallback.ask(client, "broken", "Capital?")
 
 
 # ---------------------------------------------------------------- batch.py

@@ -203,10 +203,11 @@ class Router:
     async def _run(self, op: Operation, name: str, request: Req, send: Callable[[Provider, Req], Awaitable[R]]) -> R:
         self._ensure_checker()
         call = _Call(op, name, self._deadline())
-        for group in self.chain(name):
+        chain = self.chain(name)
+        for group in chain:
             used = 0
             while used <= self.settings.retries:
-                pick = await self._pick(group, call, request)
+                pick = await self._pick(group, call, request, may_wait=group is chain[-1])
                 if pick is None:
                     break
                 used += 1
@@ -265,10 +266,11 @@ class Router:
         retried elsewhere unseen; after it, a failure raises ``StreamInterrupted``."""
         self._ensure_checker()
         call = _Call("stream", name, self._deadline())
-        for group in self.chain(name):
+        chain = self.chain(name)
+        for group in chain:
             used = 0
             while used <= self.settings.retries:
-                pick = await self._pick(group, call, request)
+                pick = await self._pick(group, call, request, may_wait=group is chain[-1])
                 if pick is None:
                     break
                 used += 1
@@ -351,9 +353,12 @@ class Router:
 
     # ---- choosing a deployment ---------------------------------------------------------------
 
-    async def _pick(self, group: ModelGroup, call: _Call, request: ChatRequest | EmbeddingRequest) -> _Pick | None:
-        """The next deployment to attempt, or ``None`` when the group has none left
-        (waits, within the deadline, for the earliest one to come back)."""
+    async def _pick(
+        self, group: ModelGroup, call: _Call, request: ChatRequest | EmbeddingRequest, *, may_wait: bool
+    ) -> _Pick | None:
+        """The next deployment to attempt, or ``None`` when the group has none left.
+        With ``may_wait`` (the last group of the chain: no fallback is left to try),
+        waits within the deadline for the earliest deployment to come back."""
         for _ in range(1000):  # each round either returns or sleeps until something changes
             ready: list[Candidate] = []
             checked_bad: list[Candidate] = []
@@ -390,7 +395,8 @@ class Router:
                 earliest = min(earliest, pick)
             if not math.isinf(earliest):
                 call.earliest = earliest
-            if math.isinf(earliest) or not self.settings.wait_for_capacity or not call.deadline.allows(earliest):
+            waiting = may_wait and self.settings.wait_for_capacity
+            if math.isinf(earliest) or not waiting or not call.deadline.allows(earliest):
                 return None
             await asyncio.sleep(earliest + 0.001)
         return None
@@ -564,7 +570,12 @@ class Router:
                 f"{call.attempts} attempt(s): {listing}",
                 retryable=False,
             )
-        if last is not None and verdict(last) == "skip" and all(type(e) is type(last) for e in call.errors):
+        if (
+            last is not None
+            and verdict(last) == "skip"
+            and members <= call.skipped
+            and all(type(e) is type(last) for e in call.errors)
+        ):
             return last  # every deployment refused the request for the same reason (e.g. it is too long)
         error = errors.NoHealthyDeployment(
             f"model group {call.requested!r}: no deployment could answer after {call.attempts} attempt(s): {listing}",

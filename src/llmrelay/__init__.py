@@ -45,6 +45,7 @@ from .types import (
     ModelInfo,
     ReasoningDelta,
     ResponseFormat,
+    Route,
     StreamEvent,
     TextDelta,
     TextPart,
@@ -57,6 +58,7 @@ from .types import (
 
 if TYPE_CHECKING:
     from .client import AsyncClient, Client
+    from .router import Deployment, ModelGroup, RoutingSettings
     from .tokens import count_tokens
     from .tools import Tool
 
@@ -65,6 +67,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "AsyncClient": "llmrelay.client",
     "Client": "llmrelay.client",
+    "Deployment": "llmrelay.router",
+    "ModelGroup": "llmrelay.router",
+    "RoutingSettings": "llmrelay.router",
     "Tool": "llmrelay.tools",
     "count_tokens": "llmrelay.tokens",
 }
@@ -92,6 +97,7 @@ __all__ = [
     "ConnectionError",
     "ContentFiltered",
     "ContextWindowExceeded",
+    "Deployment",
     "EmbeddingResponse",
     "ErrorEvent",
     "Finish",
@@ -99,6 +105,7 @@ __all__ = [
     "InvalidRequest",
     "LLMError",
     "Message",
+    "ModelGroup",
     "ModelInfo",
     "NoHealthyDeployment",
     "NotFound",
@@ -108,6 +115,8 @@ __all__ = [
     "RateLimited",
     "ReasoningDelta",
     "ResponseFormat",
+    "Route",
+    "RoutingSettings",
     "StreamEvent",
     "StreamInterrupted",
     "StructuredOutputError",

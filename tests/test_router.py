@@ -529,3 +529,14 @@ async def test_a_stream_fails_over_to_a_recorded_anthropic_stream(servers: list[
     assert isinstance(finish, Finish) and finish.response.provider == "ant"
     assert texts(events) == finish.response.content and finish.response.content
     assert finish.response.route is not None and finish.response.route.attempts == 2
+
+
+async def test_a_deployment_without_a_configured_provider_is_reported_and_skipped(fake: FakeServer) -> None:
+    fake.on("POST", CHAT, Reply(json=answer("configured one")))
+    group = ModelGroup("g", [Deployment("anthropic", "claude-sonnet-4-5"), Deployment("a", "m")])
+    async with client_for([openai("a", fake)], [group]) as client:
+        r = await client.chat("g", HI)
+        report = {h.deployment: h for h in await client.health()}
+    assert r.content == "configured one" and r.route is not None and r.route.attempts == 1
+    missing = report["anthropic/claude-sonnet-4-5"]
+    assert missing.status == "unhealthy" and "ANTHROPIC_API_KEY" in missing.reason

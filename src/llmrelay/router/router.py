@@ -631,6 +631,10 @@ class Router:
             cooling = await self.cooldown.remaining(dep.id)
             score = self.monitor.score(dep.id)
             status, reason = status_of(score, breaker, cooling, manual, check)
+            try:
+                self._provider_for(dep.provider)
+            except errors.LLMError as exc:  # no key, unknown provider: it cannot answer at all
+                status, reason = "unhealthy", f"not usable: {exc.message}"
             report.append(
                 DeploymentHealth(
                     name,

@@ -38,7 +38,10 @@ class StreamWatch:
     def first_token(self) -> None:
         """From now on the idle limit applies."""
         self.limit_s = self._idle_s
-        if self._handle is None and self._idle_s is not None:
+        if self._handle is not None:  # it was set for the first-token limit, which may be later
+            self._handle.cancel()
+            self._handle = None
+        if self._idle_s is not None:
             self._handle = self._loop.call_at(self._loop.time() + self._idle_s, self._wake)
 
     def _wake(self) -> None:

@@ -227,24 +227,21 @@ class AsyncClient:
         group = self.route(model)
         return await self.router.chat(group, self.build_request(messages, **params))
 
-    async def stream(
+    def stream(
         self, model: str | None, messages: MessagesIn, *, raise_errors: bool = True, **params: Any
     ) -> AsyncGenerator[StreamEvent, None]:
         """Events as they arrive; the last is ``Finish`` with the whole response.
 
         A failure raises an ``LLMError`` (``StreamInterrupted`` once text has been
         given, with ``.partial``); with ``raise_errors=False`` it ends the stream
-        with an ``ErrorEvent`` instead."""
-        group = self.route(model)
-        request = self.build_request(messages, **params)
+        with an ``ErrorEvent`` instead. Nothing is sent before the first iteration."""
         try:
-            async with aclosing(self.router.stream(group, request)) as events:  # a caller that stops closes it at once
-                async for event in events:
-                    yield event
+            group = self.route(model)
+            request = self.build_request(messages, **params)
         except errors.LLMError as exc:
-            if raise_errors:
-                raise
-            yield ErrorEvent(exc, getattr(exc, "partial", None))
+            return _raising(exc)
+        events = self.router.stream(group, request)  # handed out as it is: no extra step per event
+        return events if raise_errors else _errors_as_events(events)
 
     async def embed(
         self,
@@ -342,6 +339,22 @@ class AsyncClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+async def _raising(exc: errors.LLMError) -> AsyncGenerator[StreamEvent, None]:
+    """A stream whose first step raises ``exc`` (bad arguments surface when iterated)."""
+    raise exc
+    yield  # pragma: no cover - makes this an async generator
+
+
+async def _errors_as_events(events: AsyncGenerator[StreamEvent, None]) -> AsyncGenerator[StreamEvent, None]:
+    """``events``, ending with an ``ErrorEvent`` instead of raising an ``LLMError``."""
+    try:
+        async with aclosing(events):  # a caller that stops closes the stream at once
+            async for event in events:
+                yield event
+    except errors.LLMError as exc:
+        yield ErrorEvent(exc, getattr(exc, "partial", None))
 
 
 def _check_fits(provider: Provider, request: ChatRequest) -> None:

@@ -214,13 +214,10 @@ class Router:
                 try:
                     result = await self._attempt(group, pick, call, send)
                 except errors.LLMError as exc:
-                    delay = await self._after_failure(group, call, pick, exc, used)
-                    if delay is None:
+                    step = await self._after_failure(group, call, pick, exc, used)
+                    if step is None:
                         break
-                    if delay == _SKIPPED:
-                        used -= 1
-                    elif delay > 0:
-                        await asyncio.sleep(delay)
+                    used = await _pause(step, used)
                     continue
                 result.route = Route(name, group.name, pick.deployment.id, call.attempts)
                 return result
@@ -284,6 +281,7 @@ class Router:
                 held: list[StreamEvent] = []
                 shown: list[StreamEvent] = []  # assembled only if the stream breaks
                 outcome: Outcome | None = None
+                pause: float | None = None
                 stats.in_flight += 1
                 watch = StreamWatch(first, self.settings.stream_idle_s)
                 try:
@@ -332,14 +330,7 @@ class Router:
                         await self._failed(group, pick, call, failure, latency, number, ttft)
                         raise failure from (None if failure is exc else exc)
                     await self._failed(group, pick, call, exc, latency, number)
-                    delay = await self._after_failure(group, call, pick, exc, used)
-                    if delay is None:
-                        break
-                    if delay == _SKIPPED:
-                        used -= 1
-                    elif delay > 0:
-                        await asyncio.sleep(delay)
-                    continue
+                    pause = await self._after_failure(group, call, pick, exc, used)
                 except Exception as exc:
                     outcome = "error"
                     await self._failed(group, pick, call, exc, time.perf_counter() - start, number, ttft)
@@ -349,6 +340,10 @@ class Router:
                     stats.in_flight -= 1
                     if outcome is None:  # the caller cancelled or stopped reading
                         await self._cancelled(group, pick, call, time.perf_counter() - start, number)
+                # only a failure before the first token gets here: the stream may go on elsewhere
+                if pause is None:
+                    break
+                used = await _pause(pause, used)
         raise self._exhausted(call)
 
     # ---- choosing a deployment ---------------------------------------------------------------
@@ -718,6 +713,16 @@ class Router:
             except (asyncio.CancelledError, RuntimeError):
                 pass
             self._checker = None
+
+
+async def _pause(step: float, used: int) -> int:
+    """Wait ``step`` seconds before the next attempt; returns the attempts that
+    count against the group's retries (a skipped deployment is not one)."""
+    if step == _SKIPPED:
+        return used - 1
+    if step > 0:
+        await asyncio.sleep(step)
+    return used
 
 
 async def _chat(provider: Provider, request: ChatRequest) -> ChatResponse:

@@ -214,14 +214,19 @@ class CircuitBreaker:
             return max((record.probe_at or now) + self.config.probe_timeout_s - now, 0.0)
         return 0.0
 
-    async def peek(self, key: str) -> tuple[float, bool]:
-        """``(available_in(key), whether it is closed)`` from one read; changes nothing.
-        A closed breaker lets every call through, so a router that sees it closed
-        need not call ``allow``."""
+    async def peek(self, key: str) -> tuple[float, CircuitState]:
+        """``(available_in(key), the state as allow would see it)`` from one read;
+        changes nothing. A closed breaker lets every call through, so a router that
+        sees it closed need not call ``allow``."""
         record = await self._record(key)
         if record.state is CircuitState.CLOSED:
-            return 0.0, True
-        return await self.available_in(key), False
+            return 0.0, CircuitState.CLOSED
+        now = self._clock()
+        if record.state is CircuitState.OPEN and not self._recovered(record, now):
+            return max((record.opened_at or now) + self.config.recovery_s - now, 0.0), CircuitState.OPEN
+        if record.state is CircuitState.HALF_OPEN and self._live_probes(record, now) >= self.config.half_open_probes:
+            return max((record.probe_at or now) + self.config.probe_timeout_s - now, 0.0), CircuitState.HALF_OPEN
+        return 0.0, CircuitState.HALF_OPEN
 
     async def reset(self, key: str) -> None:
         """Forget the key's breaker (closed, no failures): for manual overrides."""

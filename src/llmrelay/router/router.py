@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 
 from .. import errors
 from .._assemble import StreamAssembler
-from ..resilience import CircuitBreaker, Cooldown, Deadline, RateLimiter, RetryPolicy
+from ..resilience import CircuitBreaker, CircuitState, Cooldown, Deadline, RateLimiter, RetryPolicy
 from ..state.base import StateBackend
 from ..state.memory import MemoryState
 from ..types import (
@@ -74,6 +74,8 @@ _SKIP = (
 )
 Verdict = Literal["raise", "skip", "retry"]
 _SKIPPED = -1.0  # "moved on without a retry": the attempt does not count against retries
+_PROBE_RECHECK_S = 0.1  # while another call probes a half-open breaker, look again this often
+_NO_VERDICT = errors.LLMError("the attempt ended without a verdict on the deployment")
 
 
 def verdict(exc: errors.LLMError) -> Verdict:
@@ -99,11 +101,12 @@ class _Call:
     """One caller's call across attempts and groups."""
 
     __slots__ = (
-        "attempts", "deadline", "earliest", "errors", "notes", "op", "requested", "skipped", "start", "tried",
+        "attempts", "chain", "deadline", "earliest", "errors", "notes", "op", "requested", "skipped", "start", "tried",
     )  # fmt: skip
 
-    def __init__(self, op: Operation, requested: str, deadline: Deadline) -> None:
+    def __init__(self, op: Operation, requested: str, deadline: Deadline, chain: list[ModelGroup]) -> None:
         self.op = op
+        self.chain = chain
         self.requested = requested
         self.deadline = deadline
         self.start = time.monotonic()
@@ -202,8 +205,8 @@ class Router:
 
     async def _run(self, op: Operation, name: str, request: Req, send: Callable[[Provider, Req], Awaitable[R]]) -> R:
         self._ensure_checker()
-        call = _Call(op, name, self._deadline())
         chain = self.chain(name)
+        call = _Call(op, name, self._deadline(), chain)
         for group in chain:
             used = 0
             while used <= self.settings.retries:
@@ -230,13 +233,13 @@ class Router:
         stats = self.monitor.stats(dep.id)
         call.attempts += 1
         number = call.attempts
-        limit = call.deadline.timeout_for(dep.timeout_s or self.settings.timeout_s)
         stats.in_flight += 1
         start = time.perf_counter()
-        watch = StreamWatch(limit, None)  # one timer, cheaper than asyncio.timeout
         try:
-            watch.begin()
+            limit = call.deadline.timeout_for(dep.timeout_s or self.settings.timeout_s)
+            watch = StreamWatch(limit, None)  # one timer, cheaper than asyncio.timeout
             try:
+                watch.begin()
                 result = await send(pick.provider, pick.request)  # type: ignore[arg-type]
             except asyncio.CancelledError:
                 if not watch.claim():
@@ -244,15 +247,15 @@ class Router:
                 raise self._timeout_error(dep, call, limit) from None
             finally:
                 watch.close()
-        except errors.LLMError as exc:
-            await self._failed(group, pick, call, exc, time.perf_counter() - start, number)
-            raise
         except asyncio.CancelledError:
             await self._cancelled(group, pick, call, time.perf_counter() - start, number)
             raise
-        except Exception as exc:
+        except Exception as raw:
+            exc = _as_llm_error(raw, dep)
             await self._failed(group, pick, call, exc, time.perf_counter() - start, number)
-            raise
+            if exc is raw:
+                raise
+            raise exc from raw
         finally:
             stats.in_flight -= 1
         await self._succeeded(group, pick, call, result.usage, time.perf_counter() - start, None, number)
@@ -262,8 +265,8 @@ class Router:
         """Events of one answer. Before the first token a failed attempt is
         retried elsewhere unseen; after it, a failure raises ``StreamInterrupted``."""
         self._ensure_checker()
-        call = _Call("stream", name, self._deadline())
         chain = self.chain(name)
+        call = _Call("stream", name, self._deadline(), chain)
         for group in chain:
             used = 0
             while used <= self.settings.retries:
@@ -275,7 +278,6 @@ class Router:
                 stats = self.monitor.stats(dep.id)
                 call.attempts += 1
                 number = call.attempts
-                first = call.deadline.timeout_for(dep.timeout_s or self.settings.timeout_s)
                 start = time.perf_counter()
                 ttft: float | None = None
                 held: list[StreamEvent] = []
@@ -283,8 +285,10 @@ class Router:
                 outcome: Outcome | None = None
                 pause: float | None = None
                 stats.in_flight += 1
-                watch = StreamWatch(first, self.settings.stream_idle_s)
+                watch: StreamWatch | None = None
                 try:
+                    first = call.deadline.timeout_for(dep.timeout_s or self.settings.timeout_s)
+                    watch = StreamWatch(first, self.settings.stream_idle_s)
                     async with aclosing(pick.provider.stream(pick.request)) as events:  # type: ignore[arg-type]
                         step = events.__anext__
                         while True:
@@ -310,6 +314,9 @@ class Router:
                                 elif type(event) is not Finish:
                                     held.append(event)
                                     continue
+                                else:  # an answer with no content at all: what was held goes first
+                                    for early in held:
+                                        yield early
                             if type(event) is Finish:
                                 outcome = "ok"
                                 event.response.route = Route(name, group.name, dep.id, call.attempts)
@@ -322,21 +329,19 @@ class Router:
                     if outcome is None:  # the provider ended without a Finish: not an answer
                         raise errors.ProviderError("the stream ended without finishing", provider=dep.provider)
                     return
-                except errors.LLMError as exc:
+                except Exception as raw:
                     outcome = "error"
+                    exc = _as_llm_error(raw, dep)
                     latency = time.perf_counter() - start
                     if ttft is not None:
                         failure = _interrupted(exc, shown, dep, Route(name, group.name, dep.id, call.attempts))
                         await self._failed(group, pick, call, failure, latency, number, ttft)
-                        raise failure from (None if failure is exc else exc)
+                        raise failure from (None if failure is raw else raw)
                     await self._failed(group, pick, call, exc, latency, number)
                     pause = await self._after_failure(group, call, pick, exc, used)
-                except Exception as exc:
-                    outcome = "error"
-                    await self._failed(group, pick, call, exc, time.perf_counter() - start, number, ttft)
-                    raise
                 finally:
-                    watch.close()
+                    if watch is not None:
+                        watch.close()
                     stats.in_flight -= 1
                     if outcome is None:  # the caller cancelled or stopped reading
                         await self._cancelled(group, pick, call, time.perf_counter() - start, number)
@@ -354,7 +359,9 @@ class Router:
         """The next deployment to attempt, or ``None`` when the group has none left.
         With ``may_wait`` (the last group of the chain: no fallback is left to try),
         waits within the deadline for the earliest deployment to come back."""
-        for _ in range(1000):  # each round either returns or sleeps until something changes
+        for _ in range(100_000):  # each round returns or sleeps until something changes (>= 1 ms)
+            if call.deadline.expired():
+                return None
             ready: list[Candidate] = []
             checked_bad: list[Candidate] = []
             trusted: set[str] = set()  # forced by hand, or breaker seen closed: no need to ask it
@@ -390,7 +397,7 @@ class Router:
                 earliest = min(earliest, pick)
             if not math.isinf(earliest):
                 call.earliest = earliest
-            waiting = may_wait and self.settings.wait_for_capacity
+            waiting = may_wait and self.settings.wait_for_capacity and earliest <= self.settings.max_retry_after_s
             if math.isinf(earliest) or not waiting or not call.deadline.allows(earliest):
                 return None
             await asyncio.sleep(earliest + 0.001)
@@ -399,13 +406,16 @@ class Router:
     async def _resting(self, dep: Deployment, call: _Call) -> tuple[float, bool]:
         """Seconds until the deployment takes calls again (open breaker, cooldown),
         and whether its breaker is closed."""
-        breaker, closed = await self.breaker.peek(dep.id)
-        if breaker > 0:
+        breaker, state = await self.breaker.peek(dep.id)
+        if breaker > 0 and state is CircuitState.HALF_OPEN:  # a probe is out: look again soon
+            breaker = min(breaker, _PROBE_RECHECK_S)
+            call.note(dep.id, "circuit breaker half-open: a probe is running")
+        elif breaker > 0:
             call.note(dep.id, f"circuit breaker open (retry in {breaker:.1f}s)")
         cooling = await self.cooldown.remaining(dep.id) if self.settings.cooldowns else 0.0
         if cooling > 0:
             call.note(dep.id, f"cooling down after a rate limit ({cooling:.1f}s left)")
-        return max(breaker, cooling), closed
+        return max(breaker, cooling), state is CircuitState.CLOSED
 
     async def _take(
         self, dep: Deployment, call: _Call, request: ChatRequest | EmbeddingRequest, trusted: bool
@@ -435,8 +445,8 @@ class Router:
         if not trusted and not await self.breaker.allow(dep.id):
             if ticket is not None:
                 await self.limiter.release(dep.id, ticket, tokens)
-            call.note(dep.id, "circuit breaker half-open: a probe is already running")
-            return await self.breaker.available_in(dep.id) or 0.05
+            call.note(dep.id, "circuit breaker half-open: a probe is running")
+            return min(await self.breaker.available_in(dep.id), _PROBE_RECHECK_S) or _PROBE_RECHECK_S
         return _Pick(dep, provider, prepared, ticket, tokens, not trusted)
 
     def _candidate(self, dep: Deployment, op: Operation) -> Candidate:
@@ -503,7 +513,11 @@ class Router:
         ttft: float | None = None,
     ) -> None:
         dep = pick.deployment
-        counted = await self.breaker.record_error(dep.id, exc)
+        if isinstance(exc, errors.Timeout) and call.deadline.expired():
+            counted = False  # cut short by the call's own budget: says nothing about the deployment
+            await self._release_probe(pick)
+        else:
+            counted = await self.breaker.record_error(dep.id, exc)
         if counted:
             self.monitor.observe(dep.id, False, error=type(exc).__name__)
         if isinstance(exc, errors.RateLimited) and self.settings.cooldowns:
@@ -525,11 +539,15 @@ class Router:
 
     async def _cancelled(self, group: ModelGroup, pick: _Pick, call: _Call, latency: float, number: int) -> None:
         dep = pick.deployment
-        if pick.probe:
-            await self.breaker.record_error(dep.id, errors.LLMError("cancelled by the caller"))  # frees a probe slot
+        await self._release_probe(pick)
         if pick.ticket is not None and pick.tokens:
             await self.limiter.settle(dep.id, pick.tokens, 0.0, ticket=pick.ticket)
         self._emit(AttemptRecord(group.name, dep.id, dep.provider, dep.model, call.op, number, "cancelled", latency))
+
+    async def _release_probe(self, pick: _Pick) -> None:
+        """Free a half-open probe slot taken for an attempt that gave no verdict."""
+        if pick.probe:
+            await self.breaker.record_error(pick.deployment.id, _NO_VERDICT)
 
     async def _after_failure(
         self, group: ModelGroup, call: _Call, pick: _Pick, exc: errors.LLMError, used: int
@@ -545,16 +563,25 @@ class Router:
         if call.deadline.expired():
             return None
         for dep in group.members:  # an untried deployment that can take a call now: go at once
-            if dep.id in call.tried or dep.id in call.skipped:
-                continue
-            if await self.breaker.available_in(dep.id) == 0 and await self.cooldown.remaining(dep.id) == 0:
+            if dep.id not in call.tried and dep.id not in call.skipped and await self._ready_now(dep):
                 return 0.0
         return self._policy.decide(used, exc, time.monotonic() - call.start, call.deadline)
+
+    async def _ready_now(self, dep: Deployment) -> bool:
+        """Whether ``dep`` could take a call right now (changes nothing)."""
+        manual, _ = await self.monitor.shared(dep.id)
+        if manual is not None:
+            return manual
+        wait, _ = await self.breaker.peek(dep.id)
+        if wait > 0 or (self.settings.cooldowns and await self.cooldown.remaining(dep.id) > 0):
+            return False
+        limits = dep.limits
+        return limits is None or (await self.limiter.check(dep.id, 0.0, limits)).allowed
 
     def _exhausted(self, call: _Call) -> errors.LLMError:
         """The error for a call no deployment answered."""
         last = call.last_error
-        members = {dep.id for group in self.chain(call.requested) for dep in group.members}
+        members = {dep.id for group in call.chain for dep in group.members}
         if last is not None and len(members) == 1:
             return last  # one deployment only: its own error says it best
         tried = list(call.notes.items())
@@ -755,6 +782,14 @@ def _interrupted(
     if failure.partial is not None:
         failure.partial.route = route
     return failure
+
+
+def _as_llm_error(exc: Exception, dep: Deployment) -> errors.LLMError:
+    """Anything a provider raises, as an ``LLMError`` (unknown failures are the
+    provider's, and worth another deployment)."""
+    if isinstance(exc, errors.LLMError):
+        return exc
+    return errors.ProviderError(f"{dep.id} failed: {type(exc).__name__}: {str(exc)[:200]}", provider=dep.provider)
 
 
 def _estimate_tokens(request: ChatRequest | EmbeddingRequest) -> float:

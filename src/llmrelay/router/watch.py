@@ -1,11 +1,13 @@
-"""``StreamWatch``: the time limits of one streamed attempt, at almost no cost per event.
+"""``StreamWatch``: the time limits of one attempt, at almost no cost per event.
 
-Two limits: the wait for the first token (the attempt's timeout) and the gap
-between events after it (``stream_idle_s``). Only time spent waiting on the
-provider counts, never time the caller spends between events. One timer per
-limit period, not one per event: the timer wakes, and if the wait in progress
-has lasted too long it cancels the task; ``expired`` then tells the caller the
-cancellation was ours, to turn it into ``errors.Timeout``.
+Two limits: the wait for the first token (the attempt's timeout, counted from
+the start of the attempt, whatever arrives before the first token) and, for
+streams, the gap between events after it (``stream_idle_s``). After the first
+token only time spent waiting on the provider counts, never time the caller
+spends between events. One timer per limit period, not one per event: the timer
+wakes, and if the wait in progress has lasted too long it cancels the waiting
+task; ``claim`` then tells whether the cancellation was the watch's own (to be
+turned into ``errors.Timeout``) or also someone else's (to be let through).
 """
 
 from __future__ import annotations
@@ -14,14 +16,16 @@ import asyncio
 
 
 class StreamWatch:
-    __slots__ = ("_handle", "_idle_s", "_loop", "_task", "expired", "limit_s", "since", "waiting")
+    __slots__ = (
+        "_cancelling", "_handle", "_idle_s", "_loop", "_started", "_task", "expired", "limit_s", "since", "waiting",
+    )  # fmt: skip
 
     def __init__(self, first_s: float | None, idle_s: float | None) -> None:
         self._loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None, "StreamWatch runs inside a task"
-        self._task = task
+        self._task: asyncio.Task[object] | None = None
+        self._cancelling = 0
         self._idle_s = idle_s
+        self._started = False
         self.limit_s = first_s
         self.since = self._loop.time()
         self.waiting = False
@@ -31,12 +35,19 @@ class StreamWatch:
             self._handle = self._loop.call_at(self.since + first_s, self._wake)
 
     def begin(self) -> None:
-        """A wait on the provider starts now."""
-        self.since = self._loop.time()
+        """A wait on the provider starts now, in the current task (a consumer may
+        step a stream from a different task each time)."""
+        task = asyncio.current_task()
+        assert task is not None, "StreamWatch waits inside a task"
+        self._task = task
+        self._cancelling = task.cancelling()
+        if self._started:
+            self.since = self._loop.time()
         self.waiting = True
 
     def first_token(self) -> None:
         """From now on the idle limit applies."""
+        self._started = True
         self.limit_s = self._idle_s
         if self._handle is not None:  # it was set for the first-token limit, which may be later
             self._handle.cancel()
@@ -50,20 +61,20 @@ class StreamWatch:
         if limit is None or self.expired:
             return
         now = self._loop.time()
-        if self.waiting and now >= self.since + limit:
+        if self.waiting and self._task is not None and now >= self.since + limit:
             self.expired = True
             self._task.cancel()
             return
         due = self.since + limit if self.waiting else now + limit
-        self._handle = self._loop.call_at(due, self._wake)
+        self._handle = self._loop.call_at(max(due, now), self._wake)
 
     def claim(self) -> bool:
         """After a ``CancelledError``: True (and the cancellation undone) when it
-        was this watch's doing, False when someone else cancelled the task."""
-        if not self.expired:
+        was only the watch's doing; False when the task was cancelled by someone
+        else too, so the ``CancelledError`` must go on."""
+        if not self.expired or self._task is None:
             return False
-        self._task.uncancel()
-        return True
+        return self._task.uncancel() <= self._cancelling
 
     def close(self) -> None:
         if self._handle is not None:

@@ -337,6 +337,9 @@ class Router:
                         failure = _interrupted(exc, shown, dep, Route(name, group.name, dep.id, call.attempts))
                         await self._failed(group, pick, call, failure, latency, number, ttft)
                         raise failure from (None if failure is raw else raw)
+                    if isinstance(exc, errors.StreamInterrupted):  # nothing was shown: not an interruption
+                        exc = errors.ProviderError(f"stream broke before its first token: {exc.message}",
+                                                   provider=exc.provider, body=exc.body)  # fmt: skip
                     await self._failed(group, pick, call, exc, latency, number)
                     pause = await self._after_failure(group, call, pick, exc, used)
                 finally:

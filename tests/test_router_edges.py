@@ -189,3 +189,17 @@ async def test_a_group_removed_during_a_call_does_not_change_its_error() -> None
     r.remove_group("g")
     with pytest.raises(errors.ProviderError, match="boom"):
         await task
+
+
+async def test_many_one_off_model_names_keep_memory_bounded(monkeypatch: Any) -> None:
+    from llmrelay import AsyncClient
+    from llmrelay import client as client_module
+
+    monkeypatch.setattr(client_module, "_IMPLICIT_GROUPS_MAX", 50)
+    fake = FakeProvider("p", [Reply("ok")])
+    async with AsyncClient(env={}, providers=[fake]) as c:
+        for i in range(200):
+            await c.chat(f"p/model-{i}", "hi")
+        r = c.router
+        assert len(r.groups) == 50 and len(r.monitor._stats) == 50 and len(r._prices) == 50
+        assert "p/model-199" in r.groups and "p/model-0" not in r.groups

@@ -139,6 +139,11 @@ class HealthMonitor:
         if old is not None:
             self.stats(deployment).in_flight = old.in_flight
 
+    def drop(self, deployment: str) -> None:
+        """Forget the deployment entirely (its group is gone)."""
+        self._stats.pop(deployment, None)
+        self._shared.pop(deployment, None)
+
     # ---- shared: manual overrides and check results ----------------------------------------
 
     async def shared(self, deployment: str) -> tuple[bool | None, CheckResult | None]:

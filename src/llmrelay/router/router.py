@@ -179,9 +179,17 @@ class Router:
         self._chains.clear()
 
     def remove_group(self, name: str) -> None:
-        self.groups.pop(name, None)
+        """Forget a group, and what this process kept about deployments no other group has."""
+        group = self.groups.pop(name, None)
         self._strategies.pop(name, None)
         self._chains.clear()
+        if group is None:
+            return
+        still_used = {dep.id for other in self.groups.values() for dep in other.members}
+        for dep in group.members:
+            if dep.id not in still_used:
+                self.monitor.drop(dep.id)
+                self._prices.pop(dep.id, None)
 
     def add_hook(self, hook: Hook) -> None:
         """``hook(record)`` after every attempt (keep it quick; it runs inline)."""

@@ -81,7 +81,7 @@ routing:
         ("routing: {retries: -1}\n", r"routing\.retries: Input should be greater than or equal to 0"),
         ("routing: {circuit_breaker: {failures: 0}}\n", r"routing\.circuit_breaker\.failures"),
         ("routing: {retry: 3}\n", r"routing\.retry: unknown key"),
-        ("state: {backend: redis}\n", r"state\.backend: Input should be 'memory'"),
+        ("state: {backend: etcd}\n", r"state\.backend: Input should be 'memory' or 'redis'"),
     ],
     ids=[
         "unknown-strategy", "no-deployment", "weight-zero", "weight-negative", "cycle", "self-fallback",

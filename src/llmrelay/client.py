@@ -83,6 +83,11 @@ class AsyncClient:
         groups = dict(self.settings.models)
         for group in models:
             groups[group.name] = group
+        self._own_state: StateBackend | None = None  # made here from the config: closed here
+        if state is None and self.settings.state_url:
+            from .state.redis import RedisState
+
+            state = self._own_state = RedisState(self.settings.state_url, prefix=self.settings.state_prefix)
         self.router = Router(
             groups,
             self.provider,
@@ -330,6 +335,8 @@ class AsyncClient:
 
     async def aclose(self) -> None:
         await self.router.aclose()
+        if self._own_state is not None:
+            await self._own_state.aclose()
         for provider in self._providers.values():
             await provider.aclose()
         await self._transport.aclose()

@@ -32,6 +32,9 @@ class Settings:
     providers: dict[str, ProviderConfig] = field(default_factory=dict)
     models: dict[str, ModelGroup] = field(default_factory=dict)
     routing: RoutingSettings | None = None
+    state_url: str | None = None
+    """Redis URL of the shared state (``state: {backend: redis}``); ``None``: in memory."""
+    state_prefix: str = "llmrelay:"
     file: ConfigFile | None = field(default=None, repr=False)
     path: Path | None = None
     default_model: str | None = None
@@ -91,6 +94,8 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
         settings.providers[entry.name] = provider_config(entry)
     settings.models = model_groups(file, path, set(settings.providers) | set(kinds))
     settings.routing = routing_settings(file.routing, f"{path}:{_line_for(('routing',), file.lines) or 1}")
+    if file.state.backend == "redis":
+        settings.state_url, settings.state_prefix = file.state.url, file.state.prefix
     settings.file = file
     settings.path = Path(path)
     settings.default_model = settings.default_model or file.default_model

@@ -82,7 +82,9 @@ class RoutingEntry(_Strict):
 
 
 class StateEntry(_Strict):
-    backend: Literal["memory"] = "memory"
+    backend: Literal["memory", "redis"] = "memory"
+    url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = "llmrelay:"
 
 
 class ConfigFile(_Strict):

@@ -194,3 +194,42 @@ async def test_health_checks_every_deployment(fake: FakeServer, tmp_path: Path) 
     assert status == {"up/m": "healthy", "down/m": "unhealthy"}
     none = await run("health", env=base_env())
     assert none.code == 1 and "no model groups configured" in none.err
+
+
+async def test_serve_refuses_a_public_address_without_a_master_key() -> None:
+    result = await run("serve", "--host", "0.0.0.0", env=base_env())
+    assert result.code == 1 and "without a master key" in result.err and "Traceback" not in result.err
+
+
+async def test_serve_answers_the_openai_sdk(fake: FakeServer) -> None:
+    import socket
+
+    import openai
+
+    fake.on("POST", "/v1/chat/completions", Reply(chunks=chunks("Hi", " there")))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**openai_env(fake), "LLMRELAY_DEFAULT_MODEL": "openai/gpt-4o-mini"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "llmrelay", "serve", "--port", str(port),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    sdk = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+    try:
+        for _ in range(200):  # up to 20 s for the server to start
+            try:
+                models = [m.id async for m in sdk.models.list()]
+                break
+            except openai.APIConnectionError:
+                await asyncio.sleep(0.1)
+        assert "openai/gpt-4o-mini" in models
+        stream = await sdk.chat.completions.create(
+            model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}], stream=True
+        )
+        assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == "Hi there"
+    finally:
+        await sdk.close()
+        proc.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert "open mode" in err.decode() and "sk-cli-test" not in err.decode()

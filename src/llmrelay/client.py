@@ -197,19 +197,7 @@ class AsyncClient:
         response_format: Any = None,
         extra: dict[str, Any] | None = None,
     ) -> ChatRequest:
-        if max_tokens is not None and (type(max_tokens) is not int or max_tokens < 1):
-            raise errors.InvalidRequest(f"max_tokens must be a positive integer, not {max_tokens!r}")
-        for name, value in (("temperature", temperature), ("top_p", top_p)):
-            if value is not None and (type(value) not in (int, float) or value < 0):
-                raise errors.InvalidRequest(f"{name} must be a number >= 0, not {value!r}")
-        if seed is not None and type(seed) is not int:
-            raise errors.InvalidRequest(f"seed must be an integer, not {seed!r}")
-        if (
-            stop is not None
-            and not isinstance(stop, str)
-            and (not isinstance(stop, Sequence) or not all(isinstance(s, str) for s in stop))
-        ):
-            raise errors.InvalidRequest(f"stop must be a string or a list of strings, not {stop!r}")
+        check_params(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop, user=user)
         return ChatRequest(
             model="",
             messages=to_messages(messages),
@@ -362,6 +350,27 @@ async def _errors_as_events(events: AsyncGenerator[StreamEvent, None]) -> AsyncG
                 yield event
     except errors.LLMError as exc:
         yield ErrorEvent(exc, getattr(exc, "partial", None))
+
+
+def check_params(
+    *, max_tokens: object, temperature: object, top_p: object, seed: object, stop: object, user: object
+) -> None:
+    """Raise ``InvalidRequest`` naming the first generation parameter of the wrong type or range."""
+    if max_tokens is not None and (type(max_tokens) is not int or max_tokens < 1):
+        raise errors.InvalidRequest(f"max_tokens must be a positive integer, not {max_tokens!r}")
+    for name, value in (("temperature", temperature), ("top_p", top_p)):
+        if value is not None and (type(value) not in (int, float) or value < 0):  # type: ignore[operator]
+            raise errors.InvalidRequest(f"{name} must be a number >= 0, not {value!r}")
+    if seed is not None and type(seed) is not int:
+        raise errors.InvalidRequest(f"seed must be an integer, not {seed!r}")
+    if (
+        stop is not None
+        and not isinstance(stop, str)
+        and (not isinstance(stop, Sequence) or not all(isinstance(s, str) for s in stop))
+    ):
+        raise errors.InvalidRequest(f"stop must be a string or a list of strings, not {stop!r}")
+    if user is not None and not isinstance(user, str):
+        raise errors.InvalidRequest(f"user must be a string, not {user!r}")
 
 
 def _check_fits(provider: Provider, request: ChatRequest) -> None:

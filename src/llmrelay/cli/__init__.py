@@ -49,7 +49,7 @@ def root(
 
 
 def _register() -> None:
-    from . import chat, health, info  # noqa: F401  (commands register themselves on ``app``)
+    from . import chat, health, info, serve  # noqa: F401  (commands register themselves on ``app``)
 
 
 _register()

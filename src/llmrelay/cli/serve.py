@@ -1,0 +1,66 @@
+"""``llmrelay serve``: the gateway on uvicorn (httptools, uvloop)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from typing import Annotated
+
+import typer
+
+from . import app
+from .common import fail, state, stderr
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command(short_help="Run the OpenAI-compatible gateway.")
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.", min=1, max=65535)] = 4000,
+    workers: Annotated[int, typer.Option("--workers", help="Worker processes.", min=1, max=64)] = 1,
+) -> None:
+    """Serve the configured models over the OpenAI API (chat completions, embeddings,
+    models) until Ctrl-C. Without a master key it serves loopback only."""
+    try:
+        import uvicorn
+    except ImportError:
+        fail("the gateway needs uvicorn: pip install 'llmrelay[gateway]'")
+    from ..errors import LLMError
+    from ..gateway.app import master_key
+
+    st = state(ctx)
+    if st.config:
+        os.environ["LLMRELAY_CONFIG"] = os.path.abspath(st.config)  # each worker reads it
+    try:
+        client = st.client()
+        key = master_key(client.aio)
+        st.close()
+    except LLMError as exc:
+        fail(str(exc))
+    if key is None:
+        if not is_loopback(host):
+            fail(f"refusing to serve {host} without a master key: set auth.master_key or LLMRELAY_MASTER_KEY")
+        stderr().print(f"[yellow]open mode[/]: no master key, so anyone on this machine can use http://{host}:{port}")
+    stderr().print(f"llmrelay gateway on http://{host}:{port}/v1 ({workers} worker{'s' if workers > 1 else ''})")
+    uvicorn.run(
+        "llmrelay.gateway.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="debug" if st.debug else "warning",
+        timeout_graceful_shutdown=30,
+    )

@@ -1,0 +1,7 @@
+"""The gateway: an OpenAI-compatible HTTP server in front of the router (``llmrelay serve``)."""
+
+from __future__ import annotations
+
+from .app import Gateway, create_app
+
+__all__ = ["Gateway", "create_app"]

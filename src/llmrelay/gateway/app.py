@@ -1,0 +1,173 @@
+"""The gateway: one ASGI application in front of the router.
+
+    uvicorn --factory llmrelay.gateway.app:create_app      # what ``llmrelay serve`` runs
+
+Routes: ``POST /v1/chat/completions``, ``POST /v1/embeddings``, ``GET /v1/models``,
+``GET /v1/models/{id}``, ``GET /health/live``, ``GET /health/ready``. With a
+master key configured (``auth: {master_key: ...}`` or ``LLMRELAY_MASTER_KEY``)
+every ``/v1/`` route needs it, as ``Authorization: Bearer <key>`` (the OpenAI
+SDKs) or ``x-api-key`` (the Anthropic SDKs). Every failure is an answer in the
+OpenAI error format with the right status; a traceback goes to the log only.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .. import errors
+from ..client import LOCAL_DEFAULT, AsyncClient
+from .errors import from_llm_error, openai_error
+from .http import ClientGone, HTTPError, Message, Receive, Scope, Send, header, send_json
+from .openai_api import chat_completions, embeddings, get_model, list_models
+
+log = logging.getLogger("llmrelay.gateway")
+Handler = Callable[["Gateway", Scope, Receive, Send], Awaitable[None]]
+MAX_BODY = 16 * 1024 * 1024
+_LOCAL_MODELS = (LOCAL_DEFAULT, "local/all-minilm-l6-v2")
+
+
+class Gateway:
+    """The ASGI application. ``client`` does the work; the gateway closes it at shutdown."""
+
+    def __init__(self, client: AsyncClient, *, master_key: str | None = None, max_body: int = MAX_BODY) -> None:
+        self.client = client
+        self.max_body = max_body
+        self._master = master_key.encode() if master_key else None
+        self._routes: dict[tuple[str, str], Handler] = {
+            ("POST", "/v1/chat/completions"): chat_completions,
+            ("POST", "/v1/embeddings"): embeddings,
+            ("GET", "/v1/models"): list_models,
+            ("GET", "/health/live"): _live,
+            ("GET", "/health/ready"): _ready,
+        }
+
+    @property
+    def open(self) -> bool:
+        """No master key: anyone who can reach the port may use it."""
+        return self._master is None
+
+    # ---- models -------------------------------------------------------------------------
+
+    def group_for(self, model: str) -> str:
+        """The model group serving ``model``; an unknown model is a 404."""
+        try:
+            return self.client.route(model)
+        except errors.LLMError as exc:
+            raise errors.NotFound(f"the model {model!r} does not exist here: {exc.message}") from None
+
+    def model_names(self) -> list[str]:
+        settings = self.client.settings
+        names = list(settings.models)
+        if settings.default_model and settings.default_model not in names:
+            names.append(settings.default_model)
+        if not settings.providers:
+            names.extend(m for m in _LOCAL_MODELS if m not in names)
+        return names
+
+    # ---- ASGI ---------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self._dispatch(scope, receive, tracked)
+        except HTTPError as exc:
+            await _answer(tracked, started, exc.status, exc.body, exc.headers)
+        except errors.LLMError as exc:
+            status, body, headers = from_llm_error(exc)
+            await _answer(tracked, started, status, body, headers)
+        except (ClientGone, OSError):
+            return  # the client left; nothing to answer
+        except Exception:
+            log.exception("unexpected error serving %s %s", scope["method"], scope["path"])
+            await _answer(tracked, started, 500, openai_error(500, "internal error (see the gateway's log)"), {})
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method, path = scope["method"], scope["path"]
+        if path.startswith("/v1/"):
+            self._authorize(scope)
+        handler = self._routes.get((method, path))
+        if handler is not None:
+            await handler(self, scope, receive, send)
+            return
+        if path.startswith("/v1/models/") and len(path) > len("/v1/models/"):
+            if method != "GET":
+                raise HTTPError(405, f"{method} is not allowed on {path}")
+            await get_model(self, scope, receive, send, path[len("/v1/models/") :])
+            return
+        if any(p == path for _, p in self._routes):
+            raise HTTPError(405, f"{method} is not allowed on {path}")
+        raise HTTPError(404, f"no route {method} {path}")
+
+    def _authorize(self, scope: Scope) -> None:
+        if self._master is None:
+            return
+        given = header(scope, b"authorization")
+        key = given[7:].strip() if given and given[:7].lower() == "bearer " else header(scope, b"x-api-key")
+        if not key:
+            raise HTTPError(401, "missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'")
+        if not hmac.compare_digest(key.encode(), self._master):
+            raise HTTPError(401, "invalid API key", code="invalid_api_key")
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.client.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _answer(send: Send, started: bool, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
+    if started:  # the status line is gone; the stream's own error event has told the client
+        return
+    try:
+        await send_json(send, status, body, headers)
+    except OSError:
+        pass
+
+
+async def _live(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    await send_json(send, 200, {"status": "ok"})
+
+
+async def _ready(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    """Ready when the state backend answers and at least one deployment can serve."""
+    report = await gw.client.health()
+    serving = [h for h in report if h.status not in ("unhealthy", "disabled")]
+    ok = not report or bool(serving)
+    detail = {"status": "ready" if ok else "unavailable", "deployments": len(report), "serving": len(serving)}
+    await send_json(send, 200 if ok else 503, detail)
+
+
+def create_app() -> Gateway:
+    """The gateway for ``LLMRELAY_CONFIG`` (uvicorn's factory; each worker calls it)."""
+    client = AsyncClient(os.environ.get("LLMRELAY_CONFIG") or None)
+    return Gateway(client, master_key=master_key(client))
+
+
+def master_key(client: AsyncClient) -> str | None:
+    file = client.settings.file
+    configured = file.auth.get("master_key") if file is not None else None
+    if configured is not None and not isinstance(configured, str):
+        raise errors.ConfigError("auth.master_key must be a string")
+    return configured or os.environ.get("LLMRELAY_MASTER_KEY") or None
+
+
+__all__ = ["Gateway", "create_app", "master_key"]

@@ -9,6 +9,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from fakeserver import FakeServer
+from gateways import Served, served_gateway
 
 
 @pytest.fixture
@@ -25,3 +26,10 @@ async def _close_shared_transport() -> AsyncIterator[None]:
     from llmrelay._http import default_transport
 
     await default_transport().aclose()
+
+
+@pytest.fixture
+async def gw() -> AsyncIterator[Served]:
+    """A gateway on 127.0.0.1 over fake OpenAI and Anthropic upstreams (see gateways.py)."""
+    async for served in served_gateway():
+        yield served

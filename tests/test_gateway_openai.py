@@ -9,22 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import openai
 import pytest
-import uvicorn
 
-from fakeserver import FakeServer, Reply
-from llmrelay import AsyncClient, ModelGroup
-from llmrelay.gateway import Gateway
-from llmrelay.router import RoutingSettings
+from fakeserver import Reply
+from gateways import MASTER, Served
 from recordings import load_cassette, load_sse
 
 CHAT = "/v1/chat/completions"
-MASTER = "sk-gateway-master-123456"
 
 
 def answer(text: str, **message: Any) -> dict[str, Any]:
@@ -49,53 +44,6 @@ def sse(*texts: str) -> list[bytes]:
     events.append({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
     events.append({"id": "c", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": len(texts)}})
     return [b"data: " + json.dumps(e).encode() + b"\n\n" for e in events] + [b"data: [DONE]\n\n"]
-
-
-class Served:
-    def __init__(self, url: str, upstream: FakeServer, anthropic: FakeServer, client: AsyncClient) -> None:
-        self.url, self.upstream, self.anthropic, self.client = url, upstream, anthropic, client
-        self.sdks: list[openai.AsyncOpenAI] = []
-
-    def sdk(self, key: str = MASTER) -> openai.AsyncOpenAI:
-        made = openai.AsyncOpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0)
-        self.sdks.append(made)
-        return made
-
-
-async def serve(app: Gateway) -> AsyncIterator[str]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
-
-
-@pytest.fixture
-async def gw() -> AsyncIterator[Served]:
-    async with FakeServer() as upstream, FakeServer() as anthropic:
-        env = {
-            "OPENAI_API_KEY": "sk-upstream-key-123456", "OPENAI_BASE_URL": upstream.url + "/v1",
-            "ANTHROPIC_API_KEY": "sk-ant-upstream-1", "ANTHROPIC_BASE_URL": anthropic.url,
-        }  # fmt: skip
-        groups = [
-            ModelGroup("smart", ["openai/gpt-4o-mini"]),
-            ModelGroup("claude", ["anthropic/claude-sonnet-4-5"]),
-        ]
-        routing = RoutingSettings(retries=0, cooldowns=False)
-        client = AsyncClient(env=env, models=groups, routing=routing)
-        client.settings.models.update({g.name: g for g in groups})  # listed by /v1/models
-        async for url in serve(Gateway(client, master_key=MASTER, max_body=64 * 1024)):
-            served = Served(url, upstream, anthropic, client)
-            yield served
-            for sdk in served.sdks:
-                await sdk.close()
 
 
 async def test_chat_completion_json(gw: Served) -> None:

@@ -3,7 +3,8 @@
     uvicorn --factory llmrelay.gateway.app:create_app      # what ``llmrelay serve`` runs
 
 Routes: ``POST /v1/chat/completions``, ``POST /v1/embeddings``, ``GET /v1/models``,
-``GET /v1/models/{id}``, ``GET /health/live``, ``GET /health/ready``. With a
+``GET /v1/models/{id}``, ``POST /v1/messages``, ``POST /v1/messages/count_tokens``,
+``GET /health/live``, ``GET /health/ready``. With a
 master key configured (``auth: {master_key: ...}`` or ``LLMRELAY_MASTER_KEY``)
 every ``/v1/`` route needs it, as ``Authorization: Bearer <key>`` (the OpenAI
 SDKs) or ``x-api-key`` (the Anthropic SDKs). Every failure is an answer in the
@@ -20,6 +21,8 @@ from typing import Any
 
 from .. import errors
 from ..client import LOCAL_DEFAULT, AsyncClient
+from ..providers.anthropic_inbound import error_body as anthropic_error
+from .anthropic_api import count_tokens, messages
 from .errors import from_llm_error, openai_error
 from .http import ClientGone, HTTPError, Message, Receive, Scope, Send, header, send_json
 from .openai_api import chat_completions, embeddings, get_model, list_models
@@ -41,6 +44,8 @@ class Gateway:
             ("POST", "/v1/chat/completions"): chat_completions,
             ("POST", "/v1/embeddings"): embeddings,
             ("GET", "/v1/models"): list_models,
+            ("POST", "/v1/messages"): messages,
+            ("POST", "/v1/messages/count_tokens"): count_tokens,
             ("GET", "/health/live"): _live,
             ("GET", "/health/ready"): _ready,
         }
@@ -83,18 +88,24 @@ class Gateway:
             started = started or message["type"] == "http.response.start"
             await send(message)
 
+        anthropic = scope["path"].startswith("/v1/messages")  # errors in the format the caller's SDK reads
         try:
             await self._dispatch(scope, receive, tracked)
         except HTTPError as exc:
-            await _answer(tracked, started, exc.status, exc.body, exc.headers)
+            body = anthropic_error(exc.status, exc.message) if anthropic else exc.body
+            await _answer(tracked, started, exc.status, body, exc.headers)
         except errors.LLMError as exc:
             status, body, headers = from_llm_error(exc)
+            if anthropic:
+                body = anthropic_error(status, body["error"]["message"])
             await _answer(tracked, started, status, body, headers)
         except (ClientGone, OSError):
             return  # the client left; nothing to answer
         except Exception:
             log.exception("unexpected error serving %s %s", scope["method"], scope["path"])
-            await _answer(tracked, started, 500, openai_error(500, "internal error (see the gateway's log)"), {})
+            message = "internal error (see the gateway's log)"
+            body = anthropic_error(500, message) if anthropic else openai_error(500, message)
+            await _answer(tracked, started, 500, body, {})
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"]

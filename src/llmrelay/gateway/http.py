@@ -25,6 +25,7 @@ class HTTPError(Exception):
     def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.message = message
         self.body = openai_error(status, message, code=code, param=param)
         self.headers: dict[str, str] = {}
 

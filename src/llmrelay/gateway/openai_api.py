@@ -73,7 +73,7 @@ async def _stream_chat(
     task = asyncio.current_task()
     assert task is not None
     gone = asyncio.Event()
-    watcher = asyncio.create_task(_cancel_on_disconnect(receive, task, gone))
+    watcher = asyncio.create_task(cancel_on_disconnect(receive, task, gone))
     try:
         async with aclosing(events):
             try:
@@ -118,7 +118,7 @@ async def _event(send: Send, payload: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": b"data: " + orjson.dumps(payload) + b"\n\n", "more_body": True})
 
 
-async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any], gone: asyncio.Event) -> None:
+async def cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any], gone: asyncio.Event) -> None:
     """Cancel the streaming task as soon as the client goes away (the upstream call stops with it)."""
     while True:
         message = await receive()

@@ -1,0 +1,69 @@
+"""A gateway on uvicorn on 127.0.0.1, in the test's loop, over fake upstreams."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import anthropic
+import openai
+import uvicorn
+
+from fakeserver import FakeServer
+from llmrelay import AsyncClient, ModelGroup
+from llmrelay.gateway import Gateway
+from llmrelay.router import RoutingSettings
+
+MASTER = "sk-gateway-master-123456"
+
+
+class Served:
+    def __init__(self, url: str, upstream: FakeServer, anthropic: FakeServer, client: AsyncClient) -> None:
+        self.url, self.upstream, self.anthropic, self.client = url, upstream, anthropic, client
+        self.sdks: list[openai.AsyncOpenAI | anthropic.AsyncAnthropic] = []
+
+    def sdk(self, key: str = MASTER) -> openai.AsyncOpenAI:
+        made = openai.AsyncOpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0)
+        self.sdks.append(made)
+        return made
+
+    def claude(self, key: str = MASTER) -> anthropic.AsyncAnthropic:
+        made = anthropic.AsyncAnthropic(base_url=self.url, api_key=key, max_retries=0)
+        self.sdks.append(made)
+        return made
+
+
+async def serve(app: Gateway) -> AsyncIterator[str]:
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    for _ in range(500):
+        if server.started:
+            break
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+
+
+async def served_gateway() -> AsyncIterator[Served]:
+    """A gateway with groups ``smart`` (OpenAI) and ``claude`` (Anthropic) over two fake upstreams."""
+    async with FakeServer() as upstream, FakeServer() as anthropic:
+        env = {
+            "OPENAI_API_KEY": "sk-upstream-key-123456", "OPENAI_BASE_URL": upstream.url + "/v1",
+            "ANTHROPIC_API_KEY": "sk-ant-upstream-1", "ANTHROPIC_BASE_URL": anthropic.url,
+        }  # fmt: skip
+        groups = [
+            ModelGroup("smart", ["openai/gpt-4o-mini"]),
+            ModelGroup("claude", ["anthropic/claude-sonnet-4-5"]),
+        ]
+        routing = RoutingSettings(retries=0, cooldowns=False)
+        client = AsyncClient(env=env, models=groups, routing=routing)
+        client.settings.models.update({g.name: g for g in groups})  # listed by /v1/models
+        async for url in serve(Gateway(client, master_key=MASTER, max_body=64 * 1024)):
+            served = Served(url, upstream, anthropic, client)
+            yield served
+            for sdk in served.sdks:
+                await sdk.close()

@@ -4,22 +4,16 @@ any provider through the router."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncGenerator
-from contextlib import aclosing
 from typing import TYPE_CHECKING
 
-from .. import errors
 from ..client import check_params
 from ..providers.anthropic_inbound import StreamEncoder, request_from_wire, response_to_wire
-from ..types import StreamEvent
 from .http import HTTPError, Receive, Scope, Send, json_body, read_body, send_json
-from .openai_api import cancel_on_disconnect, route_headers
+from .openai_api import route_headers
+from .streaming import relay
 
 if TYPE_CHECKING:
     from .app import Gateway
-
-_SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 
 
 async def messages(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
@@ -37,41 +31,7 @@ async def messages(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> N
         response = await gw.client.router.chat(group, request)
         await send_json(send, 200, response_to_wire(response), route_headers(response.route))
         return
-    await _stream(gw.client.router.stream(group, request), request.model, receive, send)
-
-
-async def _stream(events: AsyncGenerator[StreamEvent, None], model: str, receive: Receive, send: Send) -> None:
-    """The first event is awaited before the status line: a call that fails before
-    its first token is an ordinary error answer; after it, an ``error`` event."""
-    task = asyncio.current_task()
-    assert task is not None
-    gone = asyncio.Event()
-    watcher = asyncio.create_task(cancel_on_disconnect(receive, task, gone))
-    try:
-        async with aclosing(events):
-            try:
-                first = await events.__anext__()
-            except StopAsyncIteration:
-                raise errors.ProviderError("the stream ended before any event") from None
-            encoder = StreamEncoder(model)
-            await send({"type": "http.response.start", "status": 200, "headers": _SSE})
-            await send({"type": "http.response.body", "body": encoder.start(), "more_body": True})
-            try:
-                event: StreamEvent | None = first
-                while event is not None:
-                    chunk = encoder.feed(event)
-                    if chunk:
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    event = await anext(events, None)
-            except errors.LLMError as exc:
-                await send({"type": "http.response.body", "body": encoder.error(exc), "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-    except asyncio.CancelledError:
-        if not gone.is_set():
-            raise
-        task.uncancel()  # the client left: the upstream call is closed
-    finally:
-        watcher.cancel()
+    await relay(gw.client.router.stream(group, request), StreamEncoder(request.model), receive, send)
 
 
 async def count_tokens(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:

@@ -8,13 +8,10 @@ group did it (``x-llmrelay-deployment``, ``x-llmrelay-group``, ``x-llmrelay-atte
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import struct
 import time
 import uuid
-from collections.abc import AsyncGenerator
-from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -24,11 +21,10 @@ from ..client import check_params
 from ..providers.openai_inbound import chunk_to_wire, request_from_wire, response_to_wire, usage_to_wire
 from ..types import EmbeddingRequest, Finish, Route, StreamEvent, Usage
 from .http import ClientGone, HTTPError, Receive, Scope, Send, json_body, read_body, send_json
+from .streaming import relay
 
 if TYPE_CHECKING:
     from .app import Gateway
-
-_SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 
 
 def route_headers(route: Route | None) -> dict[str, str]:
@@ -61,71 +57,43 @@ async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Se
         await send_json(send, 200, payload, route_headers(response.route))
         return
     include_usage = bool((options or {}).get("include_usage"))
-    await _stream_chat(gw.client.router.stream(group, request), request.model, include_usage, receive, send)
+    await relay(gw.client.router.stream(group, request), ChunkEncoder(request.model, include_usage), receive, send)
 
 
-async def _stream_chat(
-    events: AsyncGenerator[StreamEvent, None], model: str, include_usage: bool, receive: Receive, send: Send
-) -> None:
-    """Server-sent events in OpenAI's chunk format. The first event is awaited
-    before the status line, so a call that fails before its first token is an
-    ordinary error answer; after it, a failure is an in-stream ``error`` event."""
-    task = asyncio.current_task()
-    assert task is not None
-    gone = asyncio.Event()
-    watcher = asyncio.create_task(cancel_on_disconnect(receive, task, gone))
-    try:
-        async with aclosing(events):
-            try:
-                first = await events.__anext__()
-            except StopAsyncIteration:
-                raise errors.ProviderError("the stream ended before any event") from None
-            chunk_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-            await send({"type": "http.response.start", "status": 200, "headers": _SSE})
-            role = {"role": "assistant", "content": ""}
-            head = {"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": model}
-            await _event(send, {**head, "choices": [{"index": 0, "delta": role, "finish_reason": None}]})
-            try:
-                event: StreamEvent | None = first
-                while event is not None:
-                    await _forward(send, event, head, include_usage)
-                    event = await anext(events, None)
-            except errors.LLMError as exc:
-                error = {"message": str(exc), "type": "api_error", "code": exc.code}
-                await _event(send, {"error": error})
-            await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
-    except asyncio.CancelledError:
-        if not gone.is_set():
-            raise
-        task.uncancel()  # the client left: the upstream call is closed, nothing more to do
-    finally:
-        watcher.cancel()
+class ChunkEncoder:
+    """Canonical stream events -> OpenAI ``chat.completion.chunk`` server-sent events."""
+
+    def __init__(self, model: str, include_usage: bool) -> None:
+        self._id, self._created, self._model = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), model
+        self._head: dict[str, Any] = {
+            "id": self._id, "object": "chat.completion.chunk", "created": self._created, "model": model,
+        }  # fmt: skip
+        self._include_usage = include_usage
+
+    def start(self) -> bytes:
+        role = {"role": "assistant", "content": ""}
+        return _data({**self._head, "choices": [{"index": 0, "delta": role, "finish_reason": None}]})
+
+    def feed(self, event: StreamEvent) -> bytes:
+        head = self._head
+        if type(event) is Finish:
+            finish = "stop" if event.reason == "error" else event.reason
+            out = _data({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+            if self._include_usage:
+                out += _data({**head, "choices": [], "usage": usage_to_wire(event.response.usage)})
+            return out
+        chunk = chunk_to_wire(event, self._id, self._created, self._model)
+        return b"" if chunk is None else _data(chunk)
+
+    def error(self, exc: errors.LLMError) -> bytes:
+        return _data({"error": {"message": str(exc), "type": "api_error", "code": exc.code}})
+
+    def end(self) -> bytes:
+        return b"data: [DONE]\n\n"
 
 
-async def _forward(send: Send, event: StreamEvent, head: dict[str, Any], include_usage: bool) -> None:
-    if type(event) is Finish:
-        finish = "stop" if event.reason == "error" else event.reason
-        await _event(send, {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
-        if include_usage:
-            await _event(send, {**head, "choices": [], "usage": usage_to_wire(event.response.usage)})
-        return
-    chunk = chunk_to_wire(event, head["id"], head["created"], head["model"])
-    if chunk is not None:
-        await _event(send, chunk)
-
-
-async def _event(send: Send, payload: dict[str, Any]) -> None:
-    await send({"type": "http.response.body", "body": b"data: " + orjson.dumps(payload) + b"\n\n", "more_body": True})
-
-
-async def cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any], gone: asyncio.Event) -> None:
-    """Cancel the streaming task as soon as the client goes away (the upstream call stops with it)."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            gone.set()
-            task.cancel()
-            return
+def _data(payload: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
 async def embeddings(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:

@@ -203,6 +203,9 @@ class StreamEncoder:
             "error", {"type": "error", "error": {"type": error_type(exc.status_code or 500), "message": str(exc)}}
         )
 
+    def end(self) -> bytes:
+        return b""
+
     def _block(self, key: tuple[str, int], start: dict[str, Any]) -> bytes:
         if self._open == key:
             return b""

@@ -1,0 +1,83 @@
+"""Relaying a routed stream to an HTTP client as server-sent events, in any
+API's format (the encoder decides the bytes).
+
+The first event is awaited before the status line: a call that fails before its
+first token is an ordinary error answer (right status, the SDK's own exception);
+after it, a failure becomes the format's in-stream error event. A client that
+disconnects cancels the relay, which closes the upstream stream at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import Any, Protocol
+
+from .. import errors
+from ..types import StreamEvent
+from .http import Receive, Send
+
+SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+
+
+class Encoder(Protocol):
+    def start(self) -> bytes:
+        """What opens the stream (sent with the status line's first body)."""
+        ...
+
+    def feed(self, event: StreamEvent) -> bytes:
+        """The bytes for one event (may be empty)."""
+        ...
+
+    def error(self, exc: errors.LLMError) -> bytes:
+        """The in-stream error event."""
+        ...
+
+    def end(self) -> bytes:
+        """What closes the stream."""
+        ...
+
+
+async def relay(events: AsyncGenerator[StreamEvent, None], encoder: Encoder, receive: Receive, send: Send) -> None:
+    task = asyncio.current_task()
+    assert task is not None
+    gone = asyncio.Event()
+    watcher = asyncio.create_task(cancel_on_disconnect(receive, task, gone))
+    try:
+        async with aclosing(events):
+            try:
+                first = await events.__anext__()
+            except StopAsyncIteration:
+                raise errors.ProviderError("the stream ended before any event") from None
+            await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+            await _write(send, encoder.start() + encoder.feed(first))
+            try:
+                async for event in events:
+                    await _write(send, encoder.feed(event))
+            except errors.LLMError as exc:
+                await _write(send, encoder.error(exc))
+            await send({"type": "http.response.body", "body": encoder.end(), "more_body": False})
+    except asyncio.CancelledError:
+        if not gone.is_set():
+            raise
+        task.uncancel()  # the client left: the upstream stream is closed, nothing more to do
+    finally:
+        watcher.cancel()
+
+
+async def _write(send: Send, chunk: bytes) -> None:
+    if chunk:
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+
+async def cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any], gone: asyncio.Event) -> None:
+    """Cancel the relaying task as soon as the client goes away."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            gone.set()
+            task.cancel()
+            return
+
+__all__ = ["SSE_HEADERS", "Encoder", "cancel_on_disconnect", "relay"]

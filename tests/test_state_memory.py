@@ -1,9 +1,9 @@
-"""MemoryState honours every StateBackend contract, including under concurrency."""
+"""MemoryState: what only the in-process backend shows (fake-clock TTLs, key families,
+threads and loops, bounded memory); the shared contract is in test_state_contract.py."""
 
 from __future__ import annotations
 
 import asyncio
-import math
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -104,22 +104,6 @@ async def test_key_families_do_not_mix(state: MemoryState) -> None:
         await state.window_acquire("c", 0.0, 60, (1,), (1,))
 
 
-async def test_reserve_respects_the_cap(state: MemoryState) -> None:
-    assert await state.reserve("budget", 6, cap=10)
-    assert not await state.reserve("budget", 5, cap=10)
-    assert await state.reserve("budget", 4, cap=10)
-    assert not await state.reserve("budget", 0.5, cap=10)
-    assert await state.counter("budget") == 10
-    with pytest.raises(ValueError):
-        await state.reserve("budget", -1, cap=10)
-
-
-async def test_200_concurrent_reserves_never_overshoot(state: MemoryState) -> None:
-    results = await asyncio.gather(*(state.reserve("spend", 3, cap=100) for _ in range(200)))
-    assert sum(results) == 33
-    assert await state.counter("spend") == 99
-
-
 def test_reserves_from_many_threads_and_loops_never_overshoot() -> None:
     state = MemoryState()
     granted: list[bool] = []
@@ -161,12 +145,6 @@ async def test_settle(state: MemoryState, clock: FakeClock) -> None:
     assert state.size() == 0
 
 
-async def test_window_admits_exactly_n_of_m_concurrent(state: MemoryState) -> None:
-    results = await asyncio.gather(*(state.window_acquire("w", 0.0, 60, (37,), (1,)) for _ in range(500)))
-    assert sum(r.allowed for r in results) == 37
-    assert all(r.used == (37.0,) for r in results if not r.allowed)
-
-
 def test_window_admits_exactly_n_across_threads() -> None:
     state = MemoryState()
     allowed: list[bool] = []
@@ -177,63 +155,6 @@ def test_window_admits_exactly_n_across_threads() -> None:
 
     run_in_threads(8, work)
     assert sum(allowed) == 150
-
-
-async def test_window_slides_and_reports_waits(state: MemoryState) -> None:
-    for t in (0.0, 10.0, 20.0):
-        assert (await state.window_acquire("w", t, 60, (3,), (1,))).allowed
-    refused = await state.window_acquire("w", 30.0, 60, (3,), (1,))
-    assert (refused.allowed, refused.used, refused.entry) == (False, (3.0,), None)
-    assert refused.retry_after_s == pytest.approx(30.0)  # the entry at 0 leaves at 60
-    assert refused.reset_s == pytest.approx(50.0)  # the entry at 20 leaves at 80
-    two = await state.window_acquire("w", 30.0, 60, (3,), (2,))
-    assert two.retry_after_s == pytest.approx(40.0)  # needs the entries at 0 and 10 gone
-    ok = await state.window_acquire("w", 60.0, 60, (3,), (1,))
-    assert ok.allowed and ok.used == (3.0,) and ok.entry is not None
-
-
-async def test_window_dimensions_are_all_or_nothing(state: MemoryState) -> None:
-    limits = (10, 1000)
-    assert (await state.window_acquire("w", 0.0, 60, limits, (1, 900))).allowed
-    refused = await state.window_acquire("w", 1.0, 60, limits, (1, 200))
-    assert not refused.allowed and refused.used == (1.0, 900.0)  # the request was not counted either
-    assert refused.retry_after_s == pytest.approx(59.0)
-    never = await state.window_acquire("w", 1.0, 60, limits, (1, 1001))
-    assert not never.allowed and math.isinf(never.retry_after_s)
-    assert (await state.window_acquire("w", 1.0, 60, limits, (1, 100))).used == (2.0, 1000.0)
-
-
-async def test_window_check_without_reserving(state: MemoryState) -> None:
-    peek = await state.window_acquire("w", 0.0, 60, (1,), (1,), reserve=False)
-    assert peek.allowed and peek.entry is None and peek.used == (0.0,)
-    assert (await state.window_acquire("w", 0.0, 60, (1,), (1,))).allowed
-    assert not (await state.window_acquire("w", 0.0, 60, (1,), (1,), reserve=False)).allowed
-
-
-async def test_window_adjust_by_entry(state: MemoryState) -> None:
-    first = await state.window_acquire("w", 0.0, 60, (1e9, 100), (1, 80))
-    await state.window_acquire("w", 30.0, 60, (1e9, 100), (1, 10))
-    await state.window_adjust("w", 31.0, (0, -70), entry=first.entry)  # used 10 of the 80 reserved
-    assert (await state.window_acquire("w", 31.0, 60, (1e9, 100), (0, 0))).used == (2.0, 20.0)
-    await state.window_adjust("w", 31.0, (0, 500), entry=first.entry)  # more than estimated
-    assert (await state.window_acquire("w", 31.0, 60, (1e9, 1e9), (0, 0))).used == (2.0, 520.0)
-    # the correction leaves with its entry at t=60
-    assert (await state.window_acquire("w", 60.0, 60, (1e9, 1e9), (0, 0))).used == (1.0, 10.0)
-    await state.window_adjust("w", 61.0, (0, 1000), entry=first.entry)  # gone: nothing changes
-    assert (await state.window_acquire("w", 61.0, 60, (1e9, 1e9), (0, 0))).used == (1.0, 10.0)
-
-
-async def test_window_adjust_without_entry(state: MemoryState) -> None:
-    for t, tokens in ((0.0, 50), (10.0, 30)):
-        await state.window_acquire("w", t, 60, (1e9, 1e9), (1, tokens))
-    await state.window_adjust("w", 11.0, (0, -40))  # taken from the newest first: 30 -> 0, then 50 -> 40
-    assert (await state.window_acquire("w", 11.0, 60, (1e9, 1e9), (0, 0))).used == (2.0, 40.0)
-    assert (await state.window_acquire("w", 60.0, 60, (1e9, 1e9), (0, 0))).used == (1.0, 0.0)
-    await state.window_adjust("w", 61.0, (0, 25))  # recorded now, leaves at 121
-    assert (await state.window_acquire("w", 120.0, 60, (1e9, 1e9), (0, 0))).used == (0.0, 25.0)
-    assert (await state.window_acquire("w", 121.0, 60, (1e9, 1e9), (0, 0))).used == (0.0, 0.0)
-    await state.window_adjust("absent", 0.0, (0, 5))
-    assert await state.get("absent") is None
 
 
 async def test_memory_stays_bounded(clock: FakeClock) -> None:

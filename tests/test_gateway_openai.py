@@ -209,3 +209,35 @@ async def test_a_client_leaving_mid_stream_stops_the_upstream_call(gw: Served) -
         await asyncio.sleep(0.02)
     assert stats.in_flight == 0
     assert gw.upstream.count(CHAT) == 1
+
+
+async def test_metrics_count_requests_tokens_attempts_and_health(gw: Served) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    gw.upstream.on("POST", CHAT, Reply(json=answer("one")), Reply(chunks=sse("t", "wo")))
+    sdk = gw.sdk()
+    await sdk.chat.completions.create(model="smart", messages=[{"role": "user", "content": "Hi"}])
+    stream = await sdk.chat.completions.create(model="smart", messages=[{"role": "user", "content": "Hi"}], stream=True)
+    assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == "two"
+    with pytest.raises(openai.NotFoundError):
+        await sdk.chat.completions.create(model="nope", messages=[{"role": "user", "content": "Hi"}])
+    async with aiohttp.ClientSession() as http, http.get(gw.url + "/metrics") as r:
+        assert r.status == 200 and r.headers["content-type"].startswith("text/plain")
+        text = await r.text()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+    def value(name: str, **labels: str) -> float:
+        return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    assert value("llmrelay_requests_total", route=CHAT, model="smart", status="200") == 2
+    assert value("llmrelay_requests_total", route=CHAT, model="", status="404") == 1
+    assert value("llmrelay_errors_total", error="NotFound") == 1
+    assert value("llmrelay_tokens_total", model="smart", kind="completion") == 3 + 2
+    assert value("llmrelay_attempts_total", deployment="openai/gpt-4o-mini", outcome="ok") == 2
+    assert value("llmrelay_time_to_first_token_seconds_count") == 1
+    assert value("llmrelay_gateway_overhead_seconds_count") == 2
+    assert value("llmrelay_deployment_healthy", group="smart", deployment="openai/gpt-4o-mini") == 1

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from ..client import check_params
 from ..providers.anthropic_inbound import StreamEncoder, request_from_wire, response_to_wire
 from .http import HTTPError, Receive, Scope, Send, json_body, read_body, send_json
-from .openai_api import route_headers
+from .openai_api import note, route_headers
 from .streaming import relay
 
 if TYPE_CHECKING:
@@ -27,11 +27,14 @@ async def messages(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> N
         seed=None, stop=request.stop, user=request.user,
     )  # fmt: skip
     group = gw.group_for(request.model)
+    facts = scope["llmrelay.facts"]
+    facts.model = request.model
     if not stream:
         response = await gw.client.router.chat(group, request)
+        note(facts, response.usage, response.cost_usd, response.latency_s)
         await send_json(send, 200, response_to_wire(response), route_headers(response.route))
         return
-    await relay(gw.client.router.stream(group, request), StreamEncoder(request.model), receive, send)
+    await relay(gw.client.router.stream(group, request), StreamEncoder(request.model), receive, send, facts)
 
 
 async def count_tokens(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,6 +26,7 @@ from ..providers.anthropic_inbound import error_body as anthropic_error
 from .anthropic_api import count_tokens, messages
 from .errors import from_llm_error, openai_error
 from .http import ClientGone, HTTPError, Message, Receive, Scope, Send, header, send_json
+from .metrics import CONTENT_TYPE, Metrics, RequestFacts
 from .openai_api import chat_completions, embeddings, get_model, list_models
 
 log = logging.getLogger("llmrelay.gateway")
@@ -40,6 +42,8 @@ class Gateway:
         self.client = client
         self.max_body = max_body
         self._master = master_key.encode() if master_key else None
+        self.metrics = Metrics()
+        client.router.add_hook(self.metrics.attempt)
         self._routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): chat_completions,
             ("POST", "/v1/embeddings"): embeddings,
@@ -48,6 +52,7 @@ class Gateway:
             ("POST", "/v1/messages/count_tokens"): count_tokens,
             ("GET", "/health/live"): _live,
             ("GET", "/health/ready"): _ready,
+            ("GET", "/metrics"): _metrics,
         }
 
     @property
@@ -81,31 +86,43 @@ class Gateway:
             return
         if scope["type"] != "http":
             return
+        begun = time.perf_counter()
         started = False
+        status = 500
+        failure: str | None = None
+        facts = scope["llmrelay.facts"] = RequestFacts()
 
         async def tracked(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
+            nonlocal started, status
+            if message["type"] == "http.response.start":
+                started, status = True, message["status"]
             await send(message)
 
         anthropic = scope["path"].startswith("/v1/messages")  # errors in the format the caller's SDK reads
         try:
             await self._dispatch(scope, receive, tracked)
         except HTTPError as exc:
+            failure = "HTTPError"
             body = anthropic_error(exc.status, exc.message) if anthropic else exc.body
             await _answer(tracked, started, exc.status, body, exc.headers)
         except errors.LLMError as exc:
-            status, body, headers = from_llm_error(exc)
+            failure = type(exc).__name__
+            code, body, headers = from_llm_error(exc)
             if anthropic:
-                body = anthropic_error(status, body["error"]["message"])
-            await _answer(tracked, started, status, body, headers)
+                body = anthropic_error(code, body["error"]["message"])
+            await _answer(tracked, started, code, body, headers)
         except (ClientGone, OSError):
-            return  # the client left; nothing to answer
+            failure, status = "ClientGone", 499  # the client left; nothing to answer
         except Exception:
+            failure = "InternalError"
             log.exception("unexpected error serving %s %s", scope["method"], scope["path"])
             message = "internal error (see the gateway's log)"
             body = anthropic_error(500, message) if anthropic else openai_error(500, message)
             await _answer(tracked, started, 500, body, {})
+        finally:
+            path = scope["path"]
+            route = path if (scope["method"], path) in self._routes else "other"
+            self.metrics.request(route, status, time.perf_counter() - begun, facts, failure)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"]
@@ -152,6 +169,12 @@ async def _answer(send: Send, started: bool, status: int, body: dict[str, Any], 
         await send_json(send, status, body, headers)
     except OSError:
         pass
+
+
+async def _metrics(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    body = gw.metrics.render(await gw.client.health())
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", CONTENT_TYPE.encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _live(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:

@@ -21,10 +21,15 @@ from ..client import check_params
 from ..providers.openai_inbound import chunk_to_wire, request_from_wire, response_to_wire, usage_to_wire
 from ..types import EmbeddingRequest, Finish, Route, StreamEvent, Usage
 from .http import ClientGone, HTTPError, Receive, Scope, Send, json_body, read_body, send_json
+from .metrics import RequestFacts
 from .streaming import relay
 
 if TYPE_CHECKING:
     from .app import Gateway
+
+
+def note(facts: RequestFacts, usage: Usage, cost_usd: float | None, upstream_s: float) -> None:
+    facts.usage, facts.cost_usd, facts.upstream_s = usage, cost_usd, upstream_s
 
 
 def route_headers(route: Route | None) -> dict[str, str]:
@@ -51,13 +56,17 @@ async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Se
         seed=request.seed, stop=request.stop, user=request.user,
     )  # fmt: skip
     group = gw.group_for(request.model)
+    facts = scope["llmrelay.facts"]
+    facts.model = request.model
     if not stream:
         response = await gw.client.router.chat(group, request)
+        note(facts, response.usage, response.cost_usd, response.latency_s)
         payload = response_to_wire(response, int(time.time()))
         await send_json(send, 200, payload, route_headers(response.route))
         return
     include_usage = bool((options or {}).get("include_usage"))
-    await relay(gw.client.router.stream(group, request), ChunkEncoder(request.model, include_usage), receive, send)
+    encoder = ChunkEncoder(request.model, include_usage)
+    await relay(gw.client.router.stream(group, request), encoder, receive, send, facts)
 
 
 class ChunkEncoder:
@@ -115,8 +124,11 @@ async def embeddings(gw: Gateway, scope: Scope, receive: Receive, send: Send) ->
     if user is not None and not isinstance(user, str):
         raise HTTPError(400, "'user' must be a string", param="user")
     group = gw.group_for(model)
+    facts = scope["llmrelay.facts"]
+    facts.model = model
     request = EmbeddingRequest("", texts, dimensions, user, {})
     response = await gw.client.router.embed(group, request)
+    note(facts, response.usage, response.cost_usd, response.latency_s)
     data = [
         {"object": "embedding", "index": i, "embedding": _b64(vector) if encoding == "base64" else vector}
         for i, vector in enumerate(response.vectors)

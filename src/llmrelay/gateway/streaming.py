@@ -10,13 +10,15 @@ disconnects cancels the relay, which closes the upstream stream at once.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any, Protocol
 
 from .. import errors
-from ..types import StreamEvent
+from ..types import Finish, StreamEvent
 from .http import Receive, Send
+from .metrics import RequestFacts
 
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 
@@ -39,7 +41,16 @@ class Encoder(Protocol):
         ...
 
 
-async def relay(events: AsyncGenerator[StreamEvent, None], encoder: Encoder, receive: Receive, send: Send) -> None:
+async def relay(
+    events: AsyncGenerator[StreamEvent, None],
+    encoder: Encoder,
+    receive: Receive,
+    send: Send,
+    facts: RequestFacts | None = None,
+) -> None:
+    """Send ``events`` as ``encoder`` writes them; ``facts`` learns the time to
+    the first event, the stream's duration, usage and cost."""
+    begun = time.perf_counter()
     task = asyncio.current_task()
     assert task is not None
     gone = asyncio.Event()
@@ -50,11 +61,15 @@ async def relay(events: AsyncGenerator[StreamEvent, None], encoder: Encoder, rec
                 first = await events.__anext__()
             except StopAsyncIteration:
                 raise errors.ProviderError("the stream ended before any event") from None
+            if facts is not None:
+                facts.ttft_s = time.perf_counter() - begun
             await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
             await _write(send, encoder.start() + encoder.feed(first))
+            _learn(facts, first)
             try:
                 async for event in events:
                     await _write(send, encoder.feed(event))
+                    _learn(facts, event)
             except errors.LLMError as exc:
                 await _write(send, encoder.error(exc))
             await send({"type": "http.response.body", "body": encoder.end(), "more_body": False})
@@ -64,6 +79,13 @@ async def relay(events: AsyncGenerator[StreamEvent, None], encoder: Encoder, rec
         task.uncancel()  # the client left: the upstream stream is closed, nothing more to do
     finally:
         watcher.cancel()
+        if facts is not None:
+            facts.upstream_s = time.perf_counter() - begun
+
+
+def _learn(facts: RequestFacts | None, event: StreamEvent) -> None:
+    if facts is not None and type(event) is Finish:
+        facts.usage, facts.cost_usd = event.response.usage, event.response.cost_usd
 
 
 async def _write(send: Send, chunk: bytes) -> None:
@@ -79,5 +101,6 @@ async def cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any], gone: 
             gone.set()
             task.cancel()
             return
+
 
 __all__ = ["SSE_HEADERS", "Encoder", "cancel_on_disconnect", "relay"]

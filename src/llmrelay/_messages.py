@@ -44,6 +44,11 @@ def _from_dict(raw: Any, i: int) -> Message:
             raise errors.InvalidRequest(f"messages[{i}].content must be a string or a list of parts")
         content = [_part(p, i, j) for j, p in enumerate(content)]
     calls = raw.get("tool_calls")
+    if calls is not None and not isinstance(calls, list):
+        raise errors.InvalidRequest(f"messages[{i}].tool_calls must be a list")
+    for key in ("name", "tool_call_id", "reasoning", "reasoning_content"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise errors.InvalidRequest(f"messages[{i}].{key} must be a string")
     return Message(
         role=role,
         content=content,
@@ -72,12 +77,18 @@ def _part(raw: Any, i: int, j: int) -> ContentPart:
         spec = raw.get("image_url")
         url = spec.get("url") if isinstance(spec, dict) else spec
         detail = spec.get("detail") if isinstance(spec, dict) else None
-        return image_from_url(url, where, detail)
+        return image_from_url(url, where, _detail(detail, where))
     if kind == "image":
         if raw.get("data") is not None:
-            return _image_data(raw.get("data"), raw.get("media_type"), where, raw.get("detail"))
-        return image_from_url(raw.get("url"), where, raw.get("detail"))
+            return _image_data(raw.get("data"), raw.get("media_type"), where, _detail(raw.get("detail"), where))
+        return image_from_url(raw.get("url"), where, _detail(raw.get("detail"), where))
     raise errors.InvalidRequest(f"{where}.type {kind!r} is not supported (use 'text', 'image_url' or 'image')")
+
+
+def _detail(value: Any, where: str) -> str | None:
+    if value is None or value in ("auto", "low", "high"):
+        return value  # type: ignore[no-any-return]
+    raise errors.InvalidRequest(f"{where}: image detail must be 'auto', 'low' or 'high'")
 
 
 def image_from_url(url: Any, where: str, detail: str | None = None) -> ImagePart:

@@ -43,6 +43,10 @@ def to_response_format(value: Any) -> ResponseFormat | None:
             spec = value["json_schema"]
             strict = bool(spec.get("strict", False))  # OpenAI's default
             schema = spec.get("schema") or {}
+            if not isinstance(schema, dict):
+                raise errors.InvalidRequest("response_format.json_schema.schema must be a JSON schema object")
+            if not isinstance(spec.get("name") or "", str):
+                raise errors.InvalidRequest("response_format.json_schema.name must be a string")
             return ResponseFormat(
                 "json_schema",
                 schema=strict_schema(schema) if strict else schema,

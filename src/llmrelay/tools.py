@@ -92,18 +92,29 @@ def tool_spec(obj: Any) -> ToolSpec:
         )
     if isinstance(obj, dict):
         spec = obj.get("function") if obj.get("type") == "function" else obj
-        if not isinstance(spec, dict) or not spec.get("name"):
-            raise errors.InvalidRequest("a tool given as a dict needs a 'name' (or 'function': {'name': ...})")
+        if not isinstance(spec, dict) or not spec.get("name") or not isinstance(spec["name"], str):
+            raise errors.InvalidRequest("a tool given as a dict needs a string 'name' (or 'function': {'name': ...})")
         params = spec.get("parameters") or spec.get("input_schema") or {"type": "object", "properties": {}}
+        if not isinstance(params, dict):
+            raise errors.InvalidRequest(f"tool {spec['name']!r}: its parameters must be a JSON schema object")
         strict = spec.get("strict")
-        return ToolSpec(str(spec["name"]), str(spec.get("description") or ""), params, strict)
+        if strict is not None and not isinstance(strict, bool):
+            raise errors.InvalidRequest(f"tool {spec['name']!r}: 'strict' must be true or false")
+        description = spec.get("description")
+        if description is not None and not isinstance(description, str):
+            raise errors.InvalidRequest(f"tool {spec['name']!r}: 'description' must be a string")
+        return ToolSpec(spec["name"], description or "", params, strict)
     if callable(obj):
         return Tool(obj).spec
     raise errors.InvalidRequest(f"cannot make a tool from {type(obj).__name__}")
 
 
 def to_tools(tools: Iterable[Any] | None) -> list[ToolSpec]:
-    return [tool_spec(t) for t in tools or ()]
+    if tools is None:
+        return []
+    if isinstance(tools, str | bytes | dict) or not isinstance(tools, Iterable):
+        raise errors.InvalidRequest("tools must be a list of tools")
+    return [tool_spec(t) for t in tools]
 
 
 def runnable_tools(tools: Sequence[Any]) -> dict[str, Tool]:

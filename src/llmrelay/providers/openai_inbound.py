@@ -38,7 +38,15 @@ def request_from_wire(body: Any) -> ChatRequest:
     stop = body.get("stop")
     choice = body.get("tool_choice")
     if isinstance(choice, dict):
-        choice = {"name": (choice.get("function") or {}).get("name") or choice.get("name")}
+        function = choice.get("function")
+        name = function.get("name") if isinstance(function, dict) else choice.get("name")
+        if not isinstance(name, str) or not name:
+            raise errors.InvalidRequest(
+                "'tool_choice' names no function: use {'type': 'function', 'function': {'name': ...}}"
+            )
+        choice = {"name": name}
+    elif choice is not None and choice not in ("auto", "none", "required"):
+        raise errors.InvalidRequest(f"'tool_choice' must be 'auto', 'none', 'required' or a function, not {choice!r}")
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     return ChatRequest(
         model=model,

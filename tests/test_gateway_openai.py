@@ -241,3 +241,35 @@ async def test_metrics_count_requests_tokens_attempts_and_health(gw: Served) -> 
     assert value("llmrelay_time_to_first_token_seconds_count") == 1
     assert value("llmrelay_gateway_overhead_seconds_count") == 2
     assert value("llmrelay_deployment_healthy", group="smart", deployment="openai/gpt-4o-mini") == 1
+
+
+async def test_request_ids_and_access_logs(gw: Served, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from llmrelay.gateway.logs import JsonFormatter
+
+    gw.upstream.on("POST", CHAT, Reply(json=answer("logged")))
+    caplog.set_level(logging.INFO, logger="llmrelay.gateway.access")
+    sdk = gw.sdk()
+    raw = await sdk.chat.completions.with_raw_response.create(
+        model="smart",
+        messages=[{"role": "user", "content": "a secret prompt"}],
+        extra_headers={"x-request-id": "abc-123"},
+    )
+    assert raw.headers["x-request-id"] == "abc-123"
+    with pytest.raises(openai.NotFoundError) as missing:
+        await sdk.chat.completions.create(model="nope", messages=[{"role": "user", "content": "Hi"}])
+    generated = missing.value.response.headers["x-request-id"]
+    assert generated.startswith("req_") and generated != "abc-123"
+    lines = [json.loads(JsonFormatter().format(r)) for r in caplog.records if r.name == "llmrelay.gateway.access"]
+    ok = next(line for line in lines if line["request_id"] == "abc-123")
+    assert (ok["status"], ok["model"], ok["deployment"], ok["completion_tokens"]) == (
+        200,
+        "smart",
+        "openai/gpt-4o-mini",
+        3,
+    )
+    failed = next(line for line in lines if line["request_id"] == generated)
+    assert failed["status"] == 404 and failed["error"] == "NotFound"
+    text = caplog.text + "".join(JsonFormatter().format(r) for r in caplog.records)
+    assert MASTER not in text and "sk-upstream-key" not in text and "a secret prompt" not in text

@@ -31,7 +31,7 @@ async def messages(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> N
     facts.model = request.model
     if not stream:
         response = await gw.client.router.chat(group, request)
-        note(facts, response.usage, response.cost_usd, response.latency_s)
+        note(facts, response.usage, response.cost_usd, response.latency_s, response.route)
         await send_json(send, 200, response_to_wire(response), route_headers(response.route))
         return
     await relay(gw.client.router.stream(group, request), StreamEncoder(request.model), receive, send, facts)

@@ -26,6 +26,7 @@ from ..providers.anthropic_inbound import error_body as anthropic_error
 from .anthropic_api import count_tokens, messages
 from .errors import from_llm_error, openai_error
 from .http import ClientGone, HTTPError, Message, Receive, Scope, Send, header, send_json
+from .logs import access, request_id
 from .metrics import CONTENT_TYPE, Metrics, RequestFacts
 from .openai_api import chat_completions, embeddings, get_model, list_models
 
@@ -91,11 +92,14 @@ class Gateway:
         status = 500
         failure: str | None = None
         facts = scope["llmrelay.facts"] = RequestFacts()
+        rid = request_id(header(scope, b"x-request-id"))
+        rid_header = (b"x-request-id", rid.encode())
 
         async def tracked(message: Message) -> None:
             nonlocal started, status
             if message["type"] == "http.response.start":
                 started, status = True, message["status"]
+                message["headers"] = [*message.get("headers", ()), rid_header]
             await send(message)
 
         anthropic = scope["path"].startswith("/v1/messages")  # errors in the format the caller's SDK reads
@@ -122,7 +126,10 @@ class Gateway:
         finally:
             path = scope["path"]
             route = path if (scope["method"], path) in self._routes else "other"
-            self.metrics.request(route, status, time.perf_counter() - begun, facts, failure)
+            elapsed = time.perf_counter() - begun
+            self.metrics.request(route, status, elapsed, facts, failure)
+            if access.isEnabledFor(logging.INFO):
+                _log_access(rid, scope["method"], route, status, elapsed, facts, failure)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"]
@@ -162,6 +169,22 @@ class Gateway:
                 return
 
 
+def _log_access(
+    rid: str, method: str, route: str, status: int, elapsed: float, facts: RequestFacts, failure: str | None
+) -> None:
+    fields: dict[str, Any] = {
+        "request_id": rid, "method": method, "route": route, "status": status,
+        "latency_ms": round(elapsed * 1000, 2), "model": facts.model or None, "deployment": facts.deployment or None,
+    }  # fmt: skip
+    if facts.usage is not None:
+        fields["prompt_tokens"], fields["completion_tokens"] = facts.usage.prompt_tokens, facts.usage.completion_tokens
+    if facts.cost_usd is not None:
+        fields["cost_usd"] = facts.cost_usd
+    if failure is not None:
+        fields["error"] = failure
+    access.info("request", extra={"fields": fields})
+
+
 async def _answer(send: Send, started: bool, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
     if started:  # the status line is gone; the stream's own error event has told the client
         return
@@ -191,7 +214,11 @@ async def _ready(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> Non
 
 
 def create_app() -> Gateway:
-    """The gateway for ``LLMRELAY_CONFIG`` (uvicorn's factory; each worker calls it)."""
+    """The gateway for ``LLMRELAY_CONFIG`` (uvicorn's factory; each worker calls it),
+    logging JSON lines (``LLMRELAY_LOG_LEVEL``, INFO by default)."""
+    from .logs import configure
+
+    configure((os.environ.get("LLMRELAY_LOG_LEVEL") or "INFO").upper())
     client = AsyncClient(os.environ.get("LLMRELAY_CONFIG") or None)
     return Gateway(client, master_key=master_key(client))
 

@@ -30,6 +30,7 @@ class RequestFacts:
     """What a handler learned about its request, for the metrics."""
 
     model: str = ""
+    deployment: str = ""
     usage: Usage | None = None
     cost_usd: float | None = None
     upstream_s: float = 0.0

@@ -28,8 +28,12 @@ if TYPE_CHECKING:
     from .app import Gateway
 
 
-def note(facts: RequestFacts, usage: Usage, cost_usd: float | None, upstream_s: float) -> None:
+def note(
+    facts: RequestFacts, usage: Usage, cost_usd: float | None, upstream_s: float, route: Route | None = None
+) -> None:
     facts.usage, facts.cost_usd, facts.upstream_s = usage, cost_usd, upstream_s
+    if route is not None:
+        facts.deployment = route.deployment
 
 
 def route_headers(route: Route | None) -> dict[str, str]:
@@ -60,7 +64,7 @@ async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Se
     facts.model = request.model
     if not stream:
         response = await gw.client.router.chat(group, request)
-        note(facts, response.usage, response.cost_usd, response.latency_s)
+        note(facts, response.usage, response.cost_usd, response.latency_s, response.route)
         payload = response_to_wire(response, int(time.time()))
         await send_json(send, 200, payload, route_headers(response.route))
         return
@@ -128,7 +132,7 @@ async def embeddings(gw: Gateway, scope: Scope, receive: Receive, send: Send) ->
     facts.model = model
     request = EmbeddingRequest("", texts, dimensions, user, {})
     response = await gw.client.router.embed(group, request)
-    note(facts, response.usage, response.cost_usd, response.latency_s)
+    note(facts, response.usage, response.cost_usd, response.latency_s, response.route)
     data = [
         {"object": "embedding", "index": i, "embedding": _b64(vector) if encoding == "base64" else vector}
         for i, vector in enumerate(response.vectors)

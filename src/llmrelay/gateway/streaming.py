@@ -86,6 +86,8 @@ async def relay(
 def _learn(facts: RequestFacts | None, event: StreamEvent) -> None:
     if facts is not None and type(event) is Finish:
         facts.usage, facts.cost_usd = event.response.usage, event.response.cost_usd
+        if event.response.route is not None:
+            facts.deployment = event.response.route.deployment
 
 
 async def _write(send: Send, chunk: bytes) -> None:

@@ -26,7 +26,7 @@ from ..providers.anthropic_inbound import error_body as anthropic_error
 from .anthropic_api import count_tokens, messages
 from .errors import from_llm_error, openai_error
 from .http import ClientGone, HTTPError, Message, Receive, Scope, Send, header, send_json
-from .logs import access, request_id
+from .logs import AccessSink, JsonLines, log_access, request_id
 from .metrics import CONTENT_TYPE, Metrics, RequestFacts
 from .openai_api import chat_completions, embeddings, get_model, list_models
 
@@ -39,8 +39,17 @@ _LOCAL_MODELS = (LOCAL_DEFAULT, "local/all-minilm-l6-v2")
 class Gateway:
     """The ASGI application. ``client`` does the work; the gateway closes it at shutdown."""
 
-    def __init__(self, client: AsyncClient, *, master_key: str | None = None, max_body: int = MAX_BODY) -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        *,
+        master_key: str | None = None,
+        max_body: int = MAX_BODY,
+        access_log: AccessSink | None = log_access,
+    ) -> None:
+        """``access_log`` receives one dict per request (``None``: no access log)."""
         self.client = client
+        self._access_log = access_log
         self.max_body = max_body
         self._master = master_key.encode() if master_key else None
         self.metrics = Metrics()
@@ -128,8 +137,8 @@ class Gateway:
             route = path if (scope["method"], path) in self._routes else "other"
             elapsed = time.perf_counter() - begun
             self.metrics.request(route, status, elapsed, facts, failure)
-            if access.isEnabledFor(logging.INFO):
-                _log_access(rid, scope["method"], route, status, elapsed, facts, failure)
+            if self._access_log is not None:
+                self._access_log(_access_fields(rid, scope["method"], route, status, elapsed, facts, failure))
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"]
@@ -164,14 +173,16 @@ class Gateway:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if isinstance(self._access_log, JsonLines):
+                    self._access_log.flush()
                 await self.client.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
 
-def _log_access(
+def _access_fields(
     rid: str, method: str, route: str, status: int, elapsed: float, facts: RequestFacts, failure: str | None
-) -> None:
+) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "request_id": rid, "method": method, "route": route, "status": status,
         "latency_ms": round(elapsed * 1000, 2), "model": facts.model or None, "deployment": facts.deployment or None,
@@ -182,7 +193,7 @@ def _log_access(
         fields["cost_usd"] = facts.cost_usd
     if failure is not None:
         fields["error"] = failure
-    access.info("request", extra={"fields": fields})
+    return fields
 
 
 async def _answer(send: Send, started: bool, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
@@ -218,9 +229,13 @@ def create_app() -> Gateway:
     logging JSON lines (``LLMRELAY_LOG_LEVEL``, INFO by default)."""
     from .logs import configure
 
-    configure((os.environ.get("LLMRELAY_LOG_LEVEL") or "INFO").upper())
+    level = (os.environ.get("LLMRELAY_LOG_LEVEL") or "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise errors.ConfigError(f"LLMRELAY_LOG_LEVEL is {level!r}; use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    configure(level)
     client = AsyncClient(os.environ.get("LLMRELAY_CONFIG") or None)
-    return Gateway(client, master_key=master_key(client))
+    sink = JsonLines() if level in ("DEBUG", "INFO") else None
+    return Gateway(client, master_key=master_key(client), access_log=sink)
 
 
 def master_key(client: AsyncClient) -> str | None:

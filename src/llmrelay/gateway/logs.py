@@ -3,12 +3,14 @@ every line that concerns a request, never a key or a prompt."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sys
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import IO, Any
 
 import orjson
 
@@ -39,6 +41,48 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
+AccessSink = Callable[[dict[str, Any]], None]
+
+
+def log_access(fields: dict[str, Any]) -> None:
+    """The default sink: a record on ``llmrelay.gateway.access`` (for embedding the
+    gateway in a program with its own logging)."""
+    if access.isEnabledFor(logging.INFO):
+        access.info("request", extra={"fields": fields})
+
+
+class JsonLines:
+    """A fast access-log sink: JSON lines written in batches, one write per
+    ``interval_s`` at most, so a request pays for one ``orjson.dumps`` and no
+    I/O. At most ``interval_s`` of lines are lost if the process is killed."""
+
+    def __init__(self, stream: IO[bytes] | None = None, interval_s: float = 0.05) -> None:
+        self._stream = stream if stream is not None else sys.stderr.buffer
+        self._interval_s = interval_s
+        self._lines: list[bytes] = []
+        self._handle: asyncio.TimerHandle | None = None
+
+    def __call__(self, fields: dict[str, Any]) -> None:
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+        line = {"ts": stamp, "level": "info", "logger": "llmrelay.gateway.access", "msg": "request", **fields}
+        self._lines.append(orjson.dumps(line) + b"\n")
+        if self._handle is None:
+            self._handle = asyncio.get_running_loop().call_later(self._interval_s, self.flush)
+
+    def flush(self) -> None:
+        self._handle = None
+        if not self._lines:
+            return
+        data = b"".join(self._lines)
+        self._lines.clear()
+        try:
+            self._stream.write(data)
+            self._stream.flush()
+        except (OSError, ValueError):  # a closed or broken stream must not break serving
+            pass
+
+
 def configure(level: str = "INFO") -> None:
     """JSON lines on stderr for the ``llmrelay`` loggers (once per process)."""
     logger = logging.getLogger("llmrelay")
@@ -51,4 +95,4 @@ def configure(level: str = "INFO") -> None:
     logger.propagate = False
 
 
-__all__ = ["JsonFormatter", "access", "configure", "request_id"]
+__all__ = ["AccessSink", "JsonFormatter", "JsonLines", "access", "configure", "log_access", "request_id"]

@@ -373,8 +373,8 @@ class Router:
         for _ in range(100_000):  # each round returns or sleeps until something changes (>= 1 ms)
             if call.deadline.expired():
                 return None
-            ready: list[Candidate] = []
-            checked_bad: list[Candidate] = []
+            ready: list[Deployment] = []
+            checked_bad: list[Deployment] = []
             trusted: set[str] = set()  # forced by hand, or breaker seen closed: no need to ask it
             earliest = math.inf
             for dep in group.members:
@@ -393,16 +393,15 @@ class Router:
                         continue
                     if closed:
                         trusted.add(dep.id)
-                candidate = self._candidate(dep, call.op)
-                (checked_bad if check is not None and not check.ok else ready).append(candidate)
-            if len(ready) > 1:
-                ready = self._strategy(group).order(group.name, ready, self._rng)
+                (checked_bad if check is not None and not check.ok else ready).append(dep)
+            if len(ready) > 1:  # only a choice needs the strategy (and what it looks at)
+                candidates = [self._candidate(dep, call.op) for dep in ready]
+                ready = [c.deployment for c in self._strategy(group).order(group.name, candidates, self._rng)]
             ordered = [*ready, *checked_bad]
             if call.tried:
-                ordered.sort(key=lambda c: c.deployment.id in call.tried)  # stable: untried first
-            for candidate in ordered:
-                dep_id = candidate.deployment.id
-                pick = await self._take(candidate.deployment, call, request, dep_id in trusted)
+                ordered.sort(key=lambda d: d.id in call.tried)  # stable: untried first
+            for dep in ordered:
+                pick = await self._take(dep, call, request, dep.id in trusted)
                 if isinstance(pick, _Pick):
                     return pick
                 earliest = min(earliest, pick)

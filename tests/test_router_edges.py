@@ -201,5 +201,5 @@ async def test_many_one_off_model_names_keep_memory_bounded(monkeypatch: Any) ->
         for i in range(200):
             await c.chat(f"p/model-{i}", "hi")
         r = c.router
-        assert len(r.groups) == 50 and len(r.monitor._stats) == 50 and len(r._prices) == 50
+        assert len(r.groups) == 50 and len(r.monitor._stats) == 50 and len(r._prices) <= 50
         assert "p/model-199" in r.groups and "p/model-0" not in r.groups

@@ -18,8 +18,10 @@ MASTER = "sk-gateway-master-123456"
 
 
 class Served:
-    def __init__(self, url: str, upstream: FakeServer, anthropic: FakeServer, client: AsyncClient) -> None:
-        self.url, self.upstream, self.anthropic, self.client = url, upstream, anthropic, client
+    def __init__(
+        self, url: str, upstream: FakeServer, anthropic: FakeServer, client: AsyncClient, app: Gateway
+    ) -> None:
+        self.url, self.upstream, self.anthropic, self.client, self.app = url, upstream, anthropic, client, app
         self.sdks: list[openai.AsyncOpenAI | anthropic.AsyncAnthropic] = []
 
     def sdk(self, key: str = MASTER) -> openai.AsyncOpenAI:
@@ -62,8 +64,9 @@ async def served_gateway() -> AsyncIterator[Served]:
         routing = RoutingSettings(retries=0, cooldowns=False)
         client = AsyncClient(env=env, models=groups, routing=routing)
         client.settings.models.update({g.name: g for g in groups})  # listed by /v1/models
-        async for url in serve(Gateway(client, master_key=MASTER, max_body=64 * 1024)):
-            served = Served(url, upstream, anthropic, client)
+        app = Gateway(client, master_key=MASTER, max_body=64 * 1024)
+        async for url in serve(app):
+            served = Served(url, upstream, anthropic, client, app)
             yield served
             for sdk in served.sdks:
                 await sdk.close()

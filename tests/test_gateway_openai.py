@@ -273,3 +273,21 @@ async def test_request_ids_and_access_logs(gw: Served, caplog: pytest.LogCapture
     assert failed["status"] == 404 and failed["error"] == "NotFound"
     text = caplog.text + "".join(JsonFormatter().format(r) for r in caplog.records)
     assert MASTER not in text and "sk-upstream-key" not in text and "a secret prompt" not in text
+
+
+async def test_the_openapi_document_and_docs_page_cover_every_route(gw: Served) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(gw.url + "/openapi.json") as r:
+            assert r.status == 200
+            doc = await r.json()
+        async with http.get(gw.url + "/docs") as r:
+            assert r.status == 200 and r.headers["content-type"].startswith("text/html")
+            page = await r.text()
+    served = {(method.lower(), path) for (method, path) in gw.app._routes} - {
+        ("get", "/metrics"), ("get", "/openapi.json"), ("get", "/docs")
+    }  # fmt: skip
+    documented = {(method, path) for path, item in doc["paths"].items() for method in item}
+    assert documented == served
+    assert doc["openapi"].startswith("3.1") and all(path in page for _, path in documented)
+    chat = doc["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert chat["required"] == ["model", "messages"]

@@ -4,7 +4,7 @@
 
 Routes: ``POST /v1/chat/completions``, ``POST /v1/embeddings``, ``GET /v1/models``,
 ``GET /v1/models/{id}``, ``POST /v1/messages``, ``POST /v1/messages/count_tokens``,
-``GET /health/live``, ``GET /health/ready``. With a
+``GET /health/live``, ``GET /health/ready``, ``GET /metrics``, ``GET /openapi.json``, ``GET /docs``. With a
 master key configured (``auth: {master_key: ...}`` or ``LLMRELAY_MASTER_KEY``)
 every ``/v1/`` route needs it, as ``Authorization: Bearer <key>`` (the OpenAI
 SDKs) or ``x-api-key`` (the Anthropic SDKs). Every failure is an answer in the
@@ -63,6 +63,8 @@ class Gateway:
             ("GET", "/health/live"): _live,
             ("GET", "/health/ready"): _ready,
             ("GET", "/metrics"): _metrics,
+            ("GET", "/openapi.json"): _openapi,
+            ("GET", "/docs"): _docs,
         }
 
     @property
@@ -208,6 +210,23 @@ async def _answer(send: Send, started: bool, status: int, body: dict[str, Any], 
 async def _metrics(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     body = gw.metrics.render(await gw.client.health())
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", CONTENT_TYPE.encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _openapi(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    from .openapi import document_bytes
+
+    await _raw(send, document_bytes(), b"application/json")
+
+
+async def _docs(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    from .openapi import docs_page
+
+    await _raw(send, docs_page(), b"text/html; charset=utf-8")
+
+
+async def _raw(send: Send, body: bytes, content_type: bytes) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", content_type)]})
     await send({"type": "http.response.body", "body": body})
 
 

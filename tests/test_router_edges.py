@@ -154,13 +154,13 @@ async def test_a_retry_backs_off_when_the_untried_deployment_cannot_take_calls(m
         raise errors.ProviderError("boom", status_code=500)
 
     pauses: list[float] = []
-    real_pause = router_module._pause
+    real_pause = router_module.pause
 
     async def spy(step: float, used: int) -> int:
         pauses.append(step)
         return await real_pause(0.0 if step > 0 else step, used)
 
-    monkeypatch.setattr(router_module, "_pause", spy)
+    monkeypatch.setattr(router_module, "pause", spy)  # the name the routing loop calls
     for how in ("disabled", "rpm"):
         pauses.clear()
         a, b = Scripted("a", chat=fail), Scripted("b")

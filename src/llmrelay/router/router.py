@@ -28,11 +28,10 @@ import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal, TypeVar
+from dataclasses import replace
+from typing import TYPE_CHECKING, TypeVar
 
 from .. import errors
-from .._assemble import StreamAssembler
 from ..resilience import CircuitBreaker, CircuitState, Cooldown, Deadline, RateLimiter, RetryPolicy
 from ..state.base import StateBackend
 from ..state.memory import MemoryState
@@ -42,15 +41,28 @@ from ..types import (
     EmbeddingRequest,
     EmbeddingResponse,
     Finish,
-    ReasoningDelta,
     Route,
     StreamEvent,
-    TextDelta,
-    ToolCallDelta,
     Usage,
 )
+from .calls import (
+    CONTENT,
+    NO_VERDICT,
+    PROBE_RECHECK_S,
+    SKIPPED,
+    Call,
+    Pick,
+    as_llm_error,
+    estimate_tokens,
+    interrupted,
+    pause,
+    send_chat,
+    send_embed,
+    verdict,
+)
+from .checks import HealthChecks, describe
 from .groups import Deployment, ModelGroup, RoutingSettings, check_groups, fallback_chain
-from .health import CheckResult, DeploymentHealth, HealthMonitor, status_of
+from .health import HealthMonitor
 from .records import AttemptRecord, Hook, Operation, Outcome
 from .strategies import Candidate, Strategy, make_strategy, strategy_names
 from .watch import StreamWatch
@@ -64,68 +76,8 @@ Req = TypeVar("Req", ChatRequest, EmbeddingRequest)
 ProviderFor = Callable[[str], "Provider"]
 FitCheck = Callable[["Provider", ChatRequest], None]
 
-_CONTENT = (TextDelta, ToolCallDelta, ReasoningDelta)
-_SKIP = (
-    errors.ContextWindowExceeded,
-    errors.ContentFiltered,
-    errors.AuthenticationError,
-    errors.PermissionDenied,
-    errors.NotFound,
-)
-Verdict = Literal["raise", "skip", "retry"]
-_SKIPPED = -1.0  # "moved on without a retry": the attempt does not count against retries
-_PROBE_RECHECK_S = 0.1  # while another call probes a half-open breaker, look again this often
-_NO_VERDICT = errors.LLMError("the attempt ended without a verdict on the deployment")
 
-
-def verdict(exc: errors.LLMError) -> Verdict:
-    """What a failed attempt means for the call (see the module docstring)."""
-    if isinstance(exc, errors.StreamInterrupted):
-        return "raise"
-    if isinstance(exc, _SKIP):
-        return "skip"
-    return "retry" if exc.retryable else "raise"
-
-
-@dataclass(slots=True)
-class _Pick:
-    deployment: Deployment
-    provider: Provider
-    request: ChatRequest | EmbeddingRequest
-    ticket: str | None
-    tokens: float
-    probe: bool
-
-
-class _Call:
-    """One caller's call across attempts and groups."""
-
-    __slots__ = (
-        "attempts", "chain", "deadline", "earliest", "errors", "notes", "op", "requested", "skipped", "start", "tried",
-    )  # fmt: skip
-
-    def __init__(self, op: Operation, requested: str, deadline: Deadline, chain: list[ModelGroup]) -> None:
-        self.op = op
-        self.chain = chain
-        self.requested = requested
-        self.deadline = deadline
-        self.start = time.monotonic()
-        self.attempts = 0
-        self.tried: set[str] = set()
-        self.skipped: set[str] = set()
-        self.notes: dict[str, str] = {}
-        self.errors: list[errors.LLMError] = []
-        self.earliest: float | None = None
-
-    @property
-    def last_error(self) -> errors.LLMError | None:
-        return self.errors[-1] if self.errors else None
-
-    def note(self, deployment: str, why: str) -> None:
-        self.notes[deployment] = why
-
-
-class Router:
+class Router(HealthChecks):
     """Routes calls to model groups. Made by ``AsyncClient`` from the config; the
     gateway shares one. ``provider_for(name)`` returns the provider instance
     a deployment names; ``check_fits`` raises ``ContextWindowExceeded`` for a
@@ -206,15 +158,15 @@ class Router:
     # ---- calls ------------------------------------------------------------------------------
 
     async def chat(self, group: str, request: ChatRequest) -> ChatResponse:
-        return await self._run("chat", group, request, _chat)
+        return await self._run("chat", group, request, send_chat)
 
     async def embed(self, group: str, request: EmbeddingRequest) -> EmbeddingResponse:
-        return await self._run("embed", group, request, _embed)
+        return await self._run("embed", group, request, send_embed)
 
     async def _run(self, op: Operation, name: str, request: Req, send: Callable[[Provider, Req], Awaitable[R]]) -> R:
         self._ensure_checker()
         chain = self.chain(name)
-        call = _Call(op, name, self._deadline(), chain)
+        call = Call(op, name, self._deadline(), chain)
         for group in chain:
             used = 0
             while used <= self.settings.retries:
@@ -228,14 +180,14 @@ class Router:
                     step = await self._after_failure(group, call, pick, exc, used)
                     if step is None:
                         break
-                    used = await _pause(step, used)
+                    used = await pause(step, used)
                     continue
                 result.route = Route(name, group.name, pick.deployment.id, call.attempts)
                 return result
         raise self._exhausted(call)
 
     async def _attempt(
-        self, group: ModelGroup, pick: _Pick, call: _Call, send: Callable[[Provider, Req], Awaitable[R]]
+        self, group: ModelGroup, pick: Pick, call: Call, send: Callable[[Provider, Req], Awaitable[R]]
     ) -> R:
         dep = pick.deployment
         stats = self.monitor.stats(dep.id)
@@ -259,7 +211,7 @@ class Router:
             await self._cancelled(group, pick, call, time.perf_counter() - start, number)
             raise
         except Exception as raw:
-            exc = _as_llm_error(raw, dep)
+            exc = as_llm_error(raw, dep)
             await self._failed(group, pick, call, exc, time.perf_counter() - start, number)
             if exc is raw:
                 raise
@@ -274,7 +226,7 @@ class Router:
         retried elsewhere unseen; after it, a failure raises ``StreamInterrupted``."""
         self._ensure_checker()
         chain = self.chain(name)
-        call = _Call("stream", name, self._deadline(), chain)
+        call = Call("stream", name, self._deadline(), chain)
         for group in chain:
             used = 0
             while used <= self.settings.retries:
@@ -291,7 +243,7 @@ class Router:
                 held: list[StreamEvent] = []
                 shown: list[StreamEvent] = []  # assembled only if the stream breaks
                 outcome: Outcome | None = None
-                pause: float | None = None
+                wait_s: float | None = None
                 stats.in_flight += 1
                 watch: StreamWatch | None = None
                 try:
@@ -312,7 +264,7 @@ class Router:
                             finally:
                                 watch.waiting = False
                             if ttft is None:
-                                if isinstance(event, _CONTENT):
+                                if isinstance(event, CONTENT):
                                     ttft = time.perf_counter() - start
                                     watch.first_token()
                                     for early in held:
@@ -339,17 +291,17 @@ class Router:
                     return
                 except Exception as raw:
                     outcome = "error"
-                    exc = _as_llm_error(raw, dep)
+                    exc = as_llm_error(raw, dep)
                     latency = time.perf_counter() - start
                     if ttft is not None:
-                        failure = _interrupted(exc, shown, dep, Route(name, group.name, dep.id, call.attempts))
+                        failure = interrupted(exc, shown, dep, Route(name, group.name, dep.id, call.attempts))
                         await self._failed(group, pick, call, failure, latency, number, ttft)
                         raise failure from (None if failure is raw else raw)
                     if isinstance(exc, errors.StreamInterrupted):  # nothing was shown: not an interruption
                         exc = errors.ProviderError(f"stream broke before its first token: {exc.message}",
                                                    provider=exc.provider, body=exc.body)  # fmt: skip
                     await self._failed(group, pick, call, exc, latency, number)
-                    pause = await self._after_failure(group, call, pick, exc, used)
+                    wait_s = await self._after_failure(group, call, pick, exc, used)
                 finally:
                     if watch is not None:
                         watch.close()
@@ -357,16 +309,16 @@ class Router:
                     if outcome is None:  # the caller cancelled or stopped reading
                         await self._cancelled(group, pick, call, time.perf_counter() - start, number)
                 # only a failure before the first token gets here: the stream may go on elsewhere
-                if pause is None:
+                if wait_s is None:
                     break
-                used = await _pause(pause, used)
+                used = await pause(wait_s, used)
         raise self._exhausted(call)
 
     # ---- choosing a deployment ---------------------------------------------------------------
 
     async def _pick(
-        self, group: ModelGroup, call: _Call, request: ChatRequest | EmbeddingRequest, *, may_wait: bool
-    ) -> _Pick | None:
+        self, group: ModelGroup, call: Call, request: ChatRequest | EmbeddingRequest, *, may_wait: bool
+    ) -> Pick | None:
         """The next deployment to attempt, or ``None`` when the group has none left.
         With ``may_wait`` (the last group of the chain: no fallback is left to try),
         waits within the deadline for the earliest deployment to come back."""
@@ -402,7 +354,7 @@ class Router:
                 ordered.sort(key=lambda d: d.id in call.tried)  # stable: untried first
             for dep in ordered:
                 pick = await self._take(dep, call, request, dep.id in trusted)
-                if isinstance(pick, _Pick):
+                if isinstance(pick, Pick):
                     return pick
                 earliest = min(earliest, pick)
             if not math.isinf(earliest):
@@ -413,12 +365,12 @@ class Router:
             await asyncio.sleep(earliest + 0.001)
         return None
 
-    async def _resting(self, dep: Deployment, call: _Call) -> tuple[float, bool]:
+    async def _resting(self, dep: Deployment, call: Call) -> tuple[float, bool]:
         """Seconds until the deployment takes calls again (open breaker, cooldown),
         and whether its breaker is closed."""
         breaker, state = await self.breaker.peek(dep.id)
         if breaker > 0 and state is CircuitState.HALF_OPEN:  # a probe is out: look again soon
-            breaker = min(breaker, _PROBE_RECHECK_S)
+            breaker = min(breaker, PROBE_RECHECK_S)
             call.note(dep.id, "circuit breaker half-open: a probe is running")
         elif breaker > 0:
             call.note(dep.id, f"circuit breaker open (retry in {breaker:.1f}s)")
@@ -428,8 +380,8 @@ class Router:
         return max(breaker, cooling), state is CircuitState.CLOSED
 
     async def _take(
-        self, dep: Deployment, call: _Call, request: ChatRequest | EmbeddingRequest, trusted: bool
-    ) -> _Pick | float:
+        self, dep: Deployment, call: Call, request: ChatRequest | EmbeddingRequest, trusted: bool
+    ) -> Pick | float:
         """Claim ``dep`` for an attempt: the pick, or seconds until it could be claimed
         (``inf``: not for this call). ``trusted``: no need to ask the breaker (it was
         just seen closed, or the deployment is forced in service)."""
@@ -440,13 +392,13 @@ class Router:
                 self._check_fits(provider, prepared)
         except errors.LLMError as exc:  # not configured, or the prompt cannot fit here
             call.skipped.add(dep.id)
-            call.note(dep.id, _describe(exc))
+            call.note(dep.id, describe(exc))
             call.errors.append(exc)
             return math.inf
         tokens, ticket = 0.0, None
         limits = dep.limits
         if limits is not None:
-            tokens = _estimate_tokens(prepared) if limits.tpm is not None else 0.0
+            tokens = estimate_tokens(prepared) if limits.tpm is not None else 0.0
             decision = await self.limiter.acquire(dep.id, tokens, limits)
             if not decision.allowed:
                 call.note(dep.id, f"at its rpm/tpm limit (room in {decision.retry_after_s:.1f}s)")
@@ -456,8 +408,8 @@ class Router:
             if ticket is not None:
                 await self.limiter.release(dep.id, ticket, tokens)
             call.note(dep.id, "circuit breaker half-open: a probe is running")
-            return min(await self.breaker.available_in(dep.id), _PROBE_RECHECK_S) or _PROBE_RECHECK_S
-        return _Pick(dep, provider, prepared, ticket, tokens, not trusted)
+            return min(await self.breaker.available_in(dep.id), PROBE_RECHECK_S) or PROBE_RECHECK_S
+        return Pick(dep, provider, prepared, ticket, tokens, not trusted)
 
     def _candidate(self, dep: Deployment, op: Operation) -> Candidate:
         stats = self.monitor.stats(dep.id)
@@ -497,8 +449,8 @@ class Router:
     async def _succeeded(
         self,
         group: ModelGroup,
-        pick: _Pick,
-        call: _Call,
+        pick: Pick,
+        call: Call,
         usage: Usage,
         latency: float,
         ttft: float | None,
@@ -515,8 +467,8 @@ class Router:
     async def _failed(
         self,
         group: ModelGroup,
-        pick: _Pick,
-        call: _Call,
+        pick: Pick,
+        call: Call,
         exc: BaseException,
         latency: float,
         number: int,
@@ -536,7 +488,7 @@ class Router:
             await self.limiter.settle(dep.id, pick.tokens, 0.0, ticket=pick.ticket)
         call.tried.add(dep.id)
         if isinstance(exc, errors.LLMError):
-            call.note(dep.id, _describe(exc))
+            call.note(dep.id, describe(exc))
             call.errors.append(exc)
         outcome: Outcome = "interrupted" if isinstance(exc, errors.StreamInterrupted) else "error"
         status = exc.status_code if isinstance(exc, errors.LLMError) else None
@@ -547,20 +499,20 @@ class Router:
         )  # fmt: skip
         self._emit(record)
 
-    async def _cancelled(self, group: ModelGroup, pick: _Pick, call: _Call, latency: float, number: int) -> None:
+    async def _cancelled(self, group: ModelGroup, pick: Pick, call: Call, latency: float, number: int) -> None:
         dep = pick.deployment
         await self._release_probe(pick)
         if pick.ticket is not None and pick.tokens:
             await self.limiter.settle(dep.id, pick.tokens, 0.0, ticket=pick.ticket)
         self._emit(AttemptRecord(group.name, dep.id, dep.provider, dep.model, call.op, number, "cancelled", latency))
 
-    async def _release_probe(self, pick: _Pick) -> None:
+    async def _release_probe(self, pick: Pick) -> None:
         """Free a half-open probe slot taken for an attempt that gave no verdict."""
         if pick.probe:
-            await self.breaker.record_error(pick.deployment.id, _NO_VERDICT)
+            await self.breaker.record_error(pick.deployment.id, NO_VERDICT)
 
     async def _after_failure(
-        self, group: ModelGroup, call: _Call, pick: _Pick, exc: errors.LLMError, used: int
+        self, group: ModelGroup, call: Call, pick: Pick, exc: errors.LLMError, used: int
     ) -> float | None:
         """Seconds to wait before the next attempt in this group, or ``None`` to
         leave the group; raises ``exc`` when no other attempt can help."""
@@ -569,7 +521,7 @@ class Router:
             raise exc
         if kind == "skip":
             call.skipped.add(pick.deployment.id)
-            return _SKIPPED
+            return SKIPPED
         if call.deadline.expired():
             return None
         for dep in group.members:  # an untried deployment that can take a call now: go at once
@@ -588,7 +540,7 @@ class Router:
         limits = dep.limits
         return limits is None or (await self.limiter.check(dep.id, 0.0, limits)).allowed
 
-    def _exhausted(self, call: _Call) -> errors.LLMError:
+    def _exhausted(self, call: Call) -> errors.LLMError:
         """The error for a call no deployment answered."""
         last = call.last_error
         members = {dep.id for group in call.chain for dep in group.members}
@@ -619,12 +571,12 @@ class Router:
         error.__cause__ = last
         return error
 
-    def _timeout_error(self, dep: Deployment, call: _Call, limit: float | None) -> errors.Timeout:
+    def _timeout_error(self, dep: Deployment, call: Call, limit: float | None) -> errors.Timeout:
         if call.deadline.expired():
             return call.deadline.error()
         return errors.Timeout(f"no answer from {dep.id} within {limit or 0:g}s", provider=dep.provider)
 
-    def _idle_error(self, dep: Deployment, call: _Call, watch: StreamWatch, started: bool) -> errors.Timeout:
+    def _idle_error(self, dep: Deployment, call: Call, watch: StreamWatch, started: bool) -> errors.Timeout:
         if not started and call.deadline.expired():
             return call.deadline.error()
         what = "next event" if started else "first token"
@@ -643,105 +595,6 @@ class Router:
             except Exception:
                 log.exception("attempt hook %r failed", hook)
 
-    # ---- health ---------------------------------------------------------------------------
-
-    def deployments(self, group: str | None = None) -> list[tuple[str, Deployment]]:
-        """``(group name, deployment)`` pairs, for one group or all."""
-        names = [group] if group is not None else list(self.groups)
-        for name in names:
-            if name not in self.groups:
-                raise errors.NotFound(f"unknown model group {name!r}")
-        return [(name, dep) for name in names for dep in self.groups[name].members]
-
-    async def health(self, group: str | None = None) -> list[DeploymentHealth]:
-        """Every deployment's health, as the CLI and the gateway show it."""
-        report = []
-        for name, dep in self.deployments(group):
-            stats = self.monitor.stats(dep.id)
-            manual, check = await self.monitor.shared(dep.id)
-            breaker = (await self.breaker.state_of(dep.id)).state.value
-            cooling = await self.cooldown.remaining(dep.id)
-            score = self.monitor.score(dep.id)
-            status, reason = status_of(score, breaker, cooling, manual, check)
-            try:
-                self._provider_for(dep.provider)
-            except errors.LLMError as exc:  # no key, unknown provider: it cannot answer at all
-                status, reason = "unhealthy", f"not usable: {exc.message}"
-            report.append(
-                DeploymentHealth(
-                    name,
-                    dep.id,
-                    status,
-                    reason,
-                    round(score, 3),
-                    breaker,
-                    round(cooling, 3),
-                    stats.in_flight,
-                    stats.calls,
-                    stats.failures,
-                    _ms(stats.latency_s),
-                    _ms(stats.ttft_s),
-                    stats.last_error,
-                    check,
-                    manual,
-                )
-            )
-        return report
-
-    async def check_now(self, group: str | None = None) -> list[DeploymentHealth]:
-        """Run an active check of every deployment now (one ``test_connection``
-        per provider) and return the health report."""
-        pairs = self.deployments(group)
-        by_provider: dict[str, list[Deployment]] = {}
-        for _, dep in pairs:
-            by_provider.setdefault(dep.provider, []).append(dep)
-        interval = self.settings.health_check_interval_s
-        ttl = 3 * interval if interval else None
-        results = await asyncio.gather(*(self._check_provider(name) for name in by_provider))
-        for (name, deps), result in zip(by_provider.items(), results, strict=True):
-            for dep in deps:
-                await self.monitor.set_check(dep.id, result, ttl)
-            if not result.ok:
-                log.warning("health check of provider %s failed: %s", name, result.error)
-        return await self.health(group)
-
-    async def _check_provider(self, name: str) -> CheckResult:
-        try:
-            provider = self._provider_for(name)
-            async with asyncio.timeout(self.settings.timeout_s or 30.0):
-                check = await provider.test_connection()
-        except errors.LLMError as exc:
-            return CheckResult(False, time.time(), _describe(exc))
-        except TimeoutError:
-            return CheckResult(False, time.time(), "no answer to the health check in time")
-        return CheckResult(check.ok, time.time(), None if check.ok else check.detail)
-
-    async def set_health(self, deployment: str, healthy: bool | None) -> None:
-        """``False``: take ``deployment`` (its id, ``provider/model``) out of service;
-        ``True``: force it in (breaker and cooldown cleared); ``None``: back to automatic."""
-        if not any(dep.id == deployment for _, dep in self.deployments()):
-            known = ", ".join(sorted({dep.id for _, dep in self.deployments()}))
-            raise errors.NotFound(f"unknown deployment {deployment!r} (known: {known})")
-        await self.monitor.set_manual(deployment, healthy)
-        if healthy:
-            await self.breaker.reset(deployment)
-            await self.state.delete(f"cooldown:{deployment}")
-            self.monitor.forget(deployment)
-
-    def _ensure_checker(self) -> None:
-        interval = self.settings.health_check_interval_s
-        if interval is None or (self._checker is not None and not self._checker.done()):
-            return
-        self._checker = asyncio.get_running_loop().create_task(self._check_forever(interval))
-
-    async def _check_forever(self, interval: float) -> None:
-        while True:
-            try:
-                await self.check_now()
-            except Exception:
-                log.exception("background health check failed")
-            await asyncio.sleep(interval)
-
     async def aclose(self) -> None:
         if self._checker is not None:
             self._checker.cancel()
@@ -750,73 +603,6 @@ class Router:
             except (asyncio.CancelledError, RuntimeError):
                 pass
             self._checker = None
-
-
-async def _pause(step: float, used: int) -> int:
-    """Wait ``step`` seconds before the next attempt; returns the attempts that
-    count against the group's retries (a skipped deployment is not one)."""
-    if step == _SKIPPED:
-        return used - 1
-    if step > 0:
-        await asyncio.sleep(step)
-    return used
-
-
-async def _chat(provider: Provider, request: ChatRequest) -> ChatResponse:
-    return await provider.chat(request)
-
-
-async def _embed(provider: Provider, request: EmbeddingRequest) -> EmbeddingResponse:
-    return await provider.embed(request)
-
-
-def _interrupted(
-    exc: errors.LLMError, shown: list[StreamEvent], dep: Deployment, route: Route
-) -> errors.StreamInterrupted:
-    """A failure after the first token, as ``StreamInterrupted`` with the partial answer."""
-    if isinstance(exc, errors.StreamInterrupted):
-        failure = exc
-    else:
-        failure = errors.StreamInterrupted(
-            f"stream broke after it began: {exc.message}", provider=exc.provider, body=exc.body
-        )
-    failure.retryable = False
-    if failure.partial is None:
-        try:
-            assembler = StreamAssembler(dep.provider, dep.model)
-            for event in shown:
-                assembler.add(event)
-            failure.partial = assembler.response("error")
-        except Exception:  # pieces too broken to assemble: no partial answer
-            failure.partial = None
-    if failure.partial is not None:
-        failure.partial.route = route
-    return failure
-
-
-def _as_llm_error(exc: Exception, dep: Deployment) -> errors.LLMError:
-    """Anything a provider raises, as an ``LLMError`` (unknown failures are the
-    provider's, and worth another deployment)."""
-    if isinstance(exc, errors.LLMError):
-        return exc
-    return errors.ProviderError(f"{dep.id} failed: {type(exc).__name__}: {str(exc)[:200]}", provider=dep.provider)
-
-
-def _estimate_tokens(request: ChatRequest | EmbeddingRequest) -> float:
-    """A quick upper-ish estimate for rate limiting (settled with the real usage)."""
-    if isinstance(request, EmbeddingRequest):
-        return sum(len(t) for t in request.inputs) / 4 + 1
-    chars = sum(len(m.text) for m in request.messages)
-    return chars / 4 + (request.max_tokens or 256)
-
-
-def _describe(exc: errors.LLMError) -> str:
-    status = f" {exc.status_code}" if exc.status_code else ""
-    return f"{type(exc).__name__}{status}: {exc.message[:160]}"
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 2)
 
 
 __all__ = ["Router", "verdict"]

@@ -1,0 +1,148 @@
+"""The pieces of one routed call: what a failure means (``verdict``), the call's
+bookkeeping across attempts (``Call``), a claimed deployment (``Pick``), and the
+small steps the router's loop is made of."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from .. import errors
+from .._assemble import StreamAssembler
+from ..resilience import Deadline
+from ..types import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ReasoningDelta,
+    Route,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+)
+from .groups import Deployment, ModelGroup
+from .records import Operation
+
+if TYPE_CHECKING:
+    from ..providers.base import Provider
+
+CONTENT = (TextDelta, ToolCallDelta, ReasoningDelta)
+_SKIP = (
+    errors.ContextWindowExceeded,
+    errors.ContentFiltered,
+    errors.AuthenticationError,
+    errors.PermissionDenied,
+    errors.NotFound,
+)
+Verdict = Literal["raise", "skip", "retry"]
+SKIPPED = -1.0  # "moved on without a retry": the attempt does not count against retries
+PROBE_RECHECK_S = 0.1  # while another call probes a half-open breaker, look again this often
+NO_VERDICT = errors.LLMError("the attempt ended without a verdict on the deployment")
+
+
+def verdict(exc: errors.LLMError) -> Verdict:
+    """What a failed attempt means for the call (see the module docstring)."""
+    if isinstance(exc, errors.StreamInterrupted):
+        return "raise"
+    if isinstance(exc, _SKIP):
+        return "skip"
+    return "retry" if exc.retryable else "raise"
+
+
+@dataclass(slots=True)
+class Pick:
+    deployment: Deployment
+    provider: Provider
+    request: ChatRequest | EmbeddingRequest
+    ticket: str | None
+    tokens: float
+    probe: bool
+
+
+class Call:
+    """One caller's call across attempts and groups."""
+
+    __slots__ = (
+        "attempts", "chain", "deadline", "earliest", "errors", "notes", "op", "requested", "skipped", "start", "tried",
+    )  # fmt: skip
+
+    def __init__(self, op: Operation, requested: str, deadline: Deadline, chain: list[ModelGroup]) -> None:
+        self.op = op
+        self.chain = chain
+        self.requested = requested
+        self.deadline = deadline
+        self.start = time.monotonic()
+        self.attempts = 0
+        self.tried: set[str] = set()
+        self.skipped: set[str] = set()
+        self.notes: dict[str, str] = {}
+        self.errors: list[errors.LLMError] = []
+        self.earliest: float | None = None
+
+    @property
+    def last_error(self) -> errors.LLMError | None:
+        return self.errors[-1] if self.errors else None
+
+    def note(self, deployment: str, why: str) -> None:
+        self.notes[deployment] = why
+
+
+async def pause(step: float, used: int) -> int:
+    """Wait ``step`` seconds before the next attempt; returns the attempts that
+    count against the group's retries (a skipped deployment is not one)."""
+    if step == SKIPPED:
+        return used - 1
+    if step > 0:
+        await asyncio.sleep(step)
+    return used
+
+
+async def send_chat(provider: Provider, request: ChatRequest) -> ChatResponse:
+    return await provider.chat(request)
+
+
+async def send_embed(provider: Provider, request: EmbeddingRequest) -> EmbeddingResponse:
+    return await provider.embed(request)
+
+
+def interrupted(
+    exc: errors.LLMError, shown: list[StreamEvent], dep: Deployment, route: Route
+) -> errors.StreamInterrupted:
+    """A failure after the first token, as ``StreamInterrupted`` with the partial answer."""
+    if isinstance(exc, errors.StreamInterrupted):
+        failure = exc
+    else:
+        failure = errors.StreamInterrupted(
+            f"stream broke after it began: {exc.message}", provider=exc.provider, body=exc.body
+        )
+    failure.retryable = False
+    if failure.partial is None:
+        try:
+            assembler = StreamAssembler(dep.provider, dep.model)
+            for event in shown:
+                assembler.add(event)
+            failure.partial = assembler.response("error")
+        except Exception:  # pieces too broken to assemble: no partial answer
+            failure.partial = None
+    if failure.partial is not None:
+        failure.partial.route = route
+    return failure
+
+
+def as_llm_error(exc: Exception, dep: Deployment) -> errors.LLMError:
+    """Anything a provider raises, as an ``LLMError`` (unknown failures are the
+    provider's, and worth another deployment)."""
+    if isinstance(exc, errors.LLMError):
+        return exc
+    return errors.ProviderError(f"{dep.id} failed: {type(exc).__name__}: {str(exc)[:200]}", provider=dep.provider)
+
+
+def estimate_tokens(request: ChatRequest | EmbeddingRequest) -> float:
+    """A quick upper-ish estimate for rate limiting (settled with the real usage)."""
+    if isinstance(request, EmbeddingRequest):
+        return sum(len(t) for t in request.inputs) / 4 + 1
+    chars = sum(len(m.text) for m in request.messages)
+    return chars / 4 + (request.max_tokens or 256)

@@ -373,6 +373,14 @@ def check_params(
         raise errors.InvalidRequest(f"user must be a string, not {user!r}")
 
 
+def check_request(request: ChatRequest) -> None:
+    """``check_params`` on a request decoded from a wire format (the gateway's routes)."""
+    check_params(
+        max_tokens=request.max_tokens, temperature=request.temperature, top_p=request.top_p,
+        seed=request.seed, stop=request.stop, user=request.user,
+    )  # fmt: skip
+
+
 def _check_fits(provider: Provider, request: ChatRequest) -> None:
     """Raise ``ContextWindowExceeded`` before sending a prompt that cannot fit."""
     window = provider.context_window(request.model)

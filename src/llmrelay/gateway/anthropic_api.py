@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..client import check_params
+from ..client import check_request
 from ..providers.anthropic_inbound import StreamEncoder, request_from_wire, response_to_wire
 from .http import HTTPError, Receive, Scope, Send, json_body, read_body, send_json
 from .openai_api import note, route_headers
@@ -22,10 +22,7 @@ async def messages(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> N
     if stream is not None and not isinstance(stream, bool):
         raise HTTPError(400, "stream: must be true or false")
     request = request_from_wire(body)
-    check_params(
-        max_tokens=request.max_tokens, temperature=request.temperature, top_p=request.top_p,
-        seed=None, stop=request.stop, user=request.user,
-    )  # fmt: skip
+    check_request(request)
     group = gw.group_for(request.model)
     facts = scope["llmrelay.facts"]
     facts.model = request.model

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .. import errors
-from ..client import check_params
+from ..client import check_request
 from ..providers.openai_inbound import chunk_to_wire, request_from_wire, response_to_wire, usage_to_wire
 from ..types import EmbeddingRequest, Finish, Route, StreamEvent, Usage
-from .http import ClientGone, HTTPError, Receive, Scope, Send, json_body, read_body, send_json
+from .http import HTTPError, Receive, Scope, Send, json_body, read_body, send_json
 from .metrics import RequestFacts
 from .streaming import relay
 
@@ -55,10 +55,7 @@ async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Se
     if options is not None and not isinstance(options, dict):
         raise HTTPError(400, "'stream_options' must be an object", param="stream_options")
     request = request_from_wire(body)
-    check_params(
-        max_tokens=request.max_tokens, temperature=request.temperature, top_p=request.top_p,
-        seed=request.seed, stop=request.stop, user=request.user,
-    )  # fmt: skip
+    check_request(request)
     group = gw.group_for(request.model)
     facts = scope["llmrelay.facts"]
     facts.model = request.model
@@ -162,4 +159,4 @@ async def get_model(gw: Gateway, scope: Scope, receive: Receive, send: Send, mod
     await send_json(send, 200, {"id": model, "object": "model", "created": 0, "owned_by": "llmrelay"})
 
 
-__all__ = ["ClientGone", "chat_completions", "embeddings", "get_model", "list_models"]
+__all__ = ["chat_completions", "embeddings", "get_model", "list_models"]

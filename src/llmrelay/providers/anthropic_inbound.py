@@ -11,7 +11,6 @@ from typing import Any
 
 from .. import errors
 from .._json import dumps_str
-from ..structured import to_response_format
 from ..tools import to_tools
 from ..types import (
     ChatRequest,
@@ -86,7 +85,6 @@ def request_from_wire(body: dict[str, Any]) -> ChatRequest:
         messages=converted,
         tools=to_tools(tools),
         tool_choice=_tool_choice(body.get("tool_choice")),
-        response_format=to_response_format(None),
         temperature=body.get("temperature"),
         top_p=body.get("top_p"),
         max_tokens=max_tokens,

@@ -32,7 +32,7 @@ class Settings:
     providers: dict[str, ProviderConfig] = field(default_factory=dict)
     models: dict[str, ModelGroup] = field(default_factory=dict)
     routing: RoutingSettings | None = None
-    state_url: str | None = None
+    state_url: str | None = field(default=None, repr=False)  # a Redis URL may carry a password
     """Redis URL of the shared state (``state: {backend: redis}``); ``None``: in memory."""
     state_prefix: str = "llmrelay:"
     file: ConfigFile | None = field(default=None, repr=False)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import anthropic
 import openai
@@ -13,6 +16,7 @@ from fakeserver import FakeServer
 from llmrelay import AsyncClient, ModelGroup
 from llmrelay.gateway import Gateway
 from llmrelay.router import RoutingSettings
+from llmrelay.store import Store
 
 MASTER = "sk-gateway-master-123456"
 
@@ -23,6 +27,11 @@ class Served:
     ) -> None:
         self.url, self.upstream, self.anthropic, self.client, self.app = url, upstream, anthropic, client, app
         self.sdks: list[openai.AsyncOpenAI | anthropic.AsyncAnthropic] = []
+
+    @property
+    def store(self) -> Store:
+        assert self.app.store is not None
+        return self.app.store
 
     def sdk(self, key: str = MASTER) -> openai.AsyncOpenAI:
         made = openai.AsyncOpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0)
@@ -64,9 +73,14 @@ async def served_gateway() -> AsyncIterator[Served]:
         routing = RoutingSettings(retries=0, cooldowns=False)
         client = AsyncClient(env=env, models=groups, routing=routing)
         client.settings.models.update({g.name: g for g in groups})  # listed by /v1/models
-        app = Gateway(client, master_key=MASTER, max_body=64 * 1024)
-        async for url in serve(app):
-            served = Served(url, upstream, anthropic, client, app)
-            yield served
-            for sdk in served.sdks:
-                await sdk.close()
+        folder = Path(tempfile.mkdtemp(prefix="llmrelay-gw-"))
+        store = Store.open(f"sqlite:///{folder / 'gateway.db'}")
+        app = Gateway(client, master_key=MASTER, store=store, max_body=64 * 1024)
+        try:
+            async for url in serve(app):
+                served = Served(url, upstream, anthropic, client, app)
+                yield served
+                for sdk in served.sdks:
+                    await sdk.close()
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from ..client import check_request
 from ..providers.anthropic_inbound import StreamEncoder, request_from_wire, response_to_wire
 from .http import HTTPError, Receive, Scope, Send, json_body, read_body, send_json
+from .metrics import RequestFacts
 from .openai_api import note, route_headers
 from .streaming import relay
 
@@ -24,20 +25,25 @@ async def messages(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> N
     request = request_from_wire(body)
     check_request(request)
     group = gw.group_for(request.model)
-    facts = scope["llmrelay.facts"]
+    facts: RequestFacts = scope["llmrelay.facts"]
     facts.model = request.model
-    if not stream:
-        response = await gw.client.router.chat(group, request)
-        note(facts, response.usage, response.cost_usd, response.latency_s, response.route)
-        await send_json(send, 200, response_to_wire(response), route_headers(response.route))
-        return
-    await relay(gw.client.router.stream(group, request), StreamEncoder(request.model), receive, send, facts)
+    ticket = await gw.admit(scope, group, request, request.model)
+    try:
+        if not stream:
+            response = await gw.client.router.chat(group, request)
+            note(facts, response.usage, response.cost_usd, response.latency_s, response.route)
+            await send_json(send, 200, response_to_wire(response), route_headers(response.route))
+            return
+        await relay(gw.client.router.stream(group, request), StreamEncoder(request.model), receive, send, facts)
+    finally:
+        await gw.settle(ticket, facts)
 
 
 async def count_tokens(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     body = json_body(await read_body(scope, receive, gw.max_body))
     request = request_from_wire({**body, "max_tokens": 1})
     gw.group_for(request.model)  # unknown models are a 404 here too
+    scope["llmrelay.caller"].check_model(request.model)
     count = gw.client.count_tokens(request.model, request.messages, request.tools or None)
     await send_json(send, 200, {"input_tokens": count})
 

@@ -4,36 +4,55 @@
 
 Routes: ``POST /v1/chat/completions``, ``POST /v1/embeddings``, ``GET /v1/models``,
 ``GET /v1/models/{id}``, ``POST /v1/messages``, ``POST /v1/messages/count_tokens``,
-``GET /health/live``, ``GET /health/ready``, ``GET /metrics``, ``GET /openapi.json``, ``GET /docs``. With a
-master key configured (``auth: {master_key: ...}`` or ``LLMRELAY_MASTER_KEY``)
-every ``/v1/`` route needs it, as ``Authorization: Bearer <key>`` (the OpenAI
-SDKs) or ``x-api-key`` (the Anthropic SDKs). Every failure is an answer in the
-OpenAI error format with the right status; a traceback goes to the log only.
+``GET /v1/conversations``, ``GET|DELETE /v1/conversations/{id}``, the admin API
+under ``/admin/`` (tenants, keys, usage; see admin_api.py), ``GET /health/live``,
+``GET /health/ready``, ``GET /metrics``, ``GET /openapi.json``, ``GET /docs``.
+
+With a master key configured (``auth: {master_key: ...}`` or
+``LLMRELAY_MASTER_KEY``) every ``/v1/`` and ``/admin/`` route needs a key, as
+``Authorization: Bearer <key>`` (the OpenAI SDKs) or ``x-api-key`` (the
+Anthropic SDKs): the master key, or a virtual key of a tenant (tenancy.py),
+whose limits and budgets are enforced before the upstream call (admission.py)
+and whose every model request lands in the usage ledger (ledger.py). Every
+failure is an answer in the OpenAI error format with the right status; a
+traceback goes to the log only.
 """
 
 from __future__ import annotations
 
-import hmac
+import asyncio
 import logging
 import os
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .. import errors
 from ..client import LOCAL_DEFAULT, AsyncClient
 from ..providers.anthropic_inbound import error_body as anthropic_error
+from ..router.calls import estimate_tokens
+from ..store.records import UsageRecord
+from ..store.store import Store
+from ..types import ChatRequest, EmbeddingRequest
+from . import admin_api
+from .admission import Admission, PriceCeiling, Ticket
 from .anthropic_api import count_tokens, messages
+from .conversations import conversation_item, list_conversations
 from .errors import from_llm_error, openai_error
 from .http import ClientGone, HTTPError, Message, Receive, Scope, Send, header, send_json
+from .ledger import Ledger, MemoryQueue, RecordQueue
 from .logs import AccessSink, JsonLines, log_access, request_id
 from .metrics import CONTENT_TYPE, Metrics, RequestFacts
 from .openai_api import chat_completions, embeddings, get_model, list_models
+from .tenancy import Authenticator, Caller
 
 log = logging.getLogger("llmrelay.gateway")
 Handler = Callable[["Gateway", Scope, Receive, Send], Awaitable[None]]
 MAX_BODY = 16 * 1024 * 1024
 _LOCAL_MODELS = (LOCAL_DEFAULT, "local/all-minilm-l6-v2")
+MODEL_ROUTES = frozenset(("/v1/chat/completions", "/v1/embeddings", "/v1/messages"))
+"""Routes whose requests are admitted (limits, budgets) and recorded in the ledger."""
 
 
 class Gateway:
@@ -44,14 +63,22 @@ class Gateway:
         client: AsyncClient,
         *,
         master_key: str | None = None,
+        store: Store | None = None,
+        ledger_queue: RecordQueue | None = None,
         max_body: int = MAX_BODY,
         access_log: AccessSink | None = log_access,
     ) -> None:
-        """``access_log`` receives one dict per request (``None``: no access log)."""
+        """``store`` keeps keys, tenants, the ledger and conversations (``None``: none of them);
+        ``ledger_queue`` defaults to one in memory. ``access_log`` receives one dict per
+        request (``None``: no access log). The gateway closes ``client`` and ``store``."""
         self.client = client
+        self.store = store
         self._access_log = access_log
         self.max_body = max_body
-        self._master = master_key.encode() if master_key else None
+        self.auth = Authenticator(store, master_key)
+        self.admission = Admission(client.router.state, store)
+        self.prices = PriceCeiling(client)
+        self.ledger = Ledger(store, ledger_queue or MemoryQueue()) if store is not None else None
         self.metrics = Metrics()
         client.router.add_hook(self.metrics.attempt)
         self._routes: dict[tuple[str, str], Handler] = {
@@ -60,6 +87,12 @@ class Gateway:
             ("GET", "/v1/models"): list_models,
             ("POST", "/v1/messages"): messages,
             ("POST", "/v1/messages/count_tokens"): count_tokens,
+            ("GET", "/v1/conversations"): list_conversations,
+            ("POST", "/admin/tenants"): admin_api.create_tenant,
+            ("GET", "/admin/tenants"): admin_api.list_tenants,
+            ("POST", "/admin/keys"): admin_api.create_key,
+            ("GET", "/admin/keys"): admin_api.list_keys,
+            ("GET", "/admin/usage"): admin_api.usage,
             ("GET", "/health/live"): _live,
             ("GET", "/health/ready"): _ready,
             ("GET", "/metrics"): _metrics,
@@ -70,7 +103,39 @@ class Gateway:
     @property
     def open(self) -> bool:
         """No master key: anyone who can reach the port may use it."""
-        return self._master is None
+        return self.auth.open
+
+    def store_(self) -> Store:
+        """The store, or a 503 saying there is none."""
+        if self.store is None:
+            raise HTTPError(503, "this gateway has no store: tenants, keys, usage and conversations are unavailable")
+        return self.store
+
+    # ---- admission ----------------------------------------------------------------------
+
+    async def admit(self, scope: Scope, group: str, request: ChatRequest | EmbeddingRequest, model: str) -> Ticket:
+        """Check the caller may use ``model`` and take its limits and budgets (or answer 403/429)."""
+        caller: Caller = scope["llmrelay.caller"]
+        caller.check_model(model)
+        if caller.key is None:
+            return Ticket()
+        tokens = estimate_tokens(request)
+        cost = self._worst_price(group, request, tokens)
+        ticket = await self.admission.admit(caller, model, tokens, cost)
+        scope["llmrelay.headers"] = ticket.headers
+        return ticket
+
+    async def settle(self, ticket: Ticket, facts: RequestFacts) -> None:
+        if ticket.windows or ticket.budgets:
+            usage = facts.usage
+            tokens = float(usage.prompt_tokens + usage.completion_tokens) if usage is not None else 0.0
+            await self.admission.settle(ticket, tokens, facts.cost_usd or 0.0)
+
+    def _worst_price(self, group: str, request: ChatRequest | EmbeddingRequest, tokens: float) -> float:
+        """The most this request may cost: its estimated tokens at the dearest deployment's rates."""
+        output = float(request.max_tokens or 256) if isinstance(request, ChatRequest) else 0.0
+        prompt = max(tokens - output, 0.0)
+        return self.prices.cost(group, prompt, output)
 
     # ---- models -------------------------------------------------------------------------
 
@@ -110,18 +175,22 @@ class Gateway:
             nonlocal started, status
             if message["type"] == "http.response.start":
                 started, status = True, message["status"]
-                message["headers"] = [*message.get("headers", ()), rid_header]
+                extra = [(k.encode(), v.encode()) for k, v in scope.get("llmrelay.headers", {}).items()]
+                message["headers"] = [*message.get("headers", ()), *extra, rid_header]
+            elif not message.get("more_body") and "llmrelay.ledger" in scope:
+                # the record is queued (durably, with Redis) before the answer completes
+                await self._record(scope, rid, status, time.perf_counter() - begun, failure)
             await send(message)
 
         anthropic = scope["path"].startswith("/v1/messages")  # errors in the format the caller's SDK reads
         try:
             await self._dispatch(scope, receive, tracked)
         except HTTPError as exc:
-            failure = "HTTPError"
+            failure = facts.error = "HTTPError"
             body = anthropic_error(exc.status, exc.message) if anthropic else exc.body
             await _answer(tracked, started, exc.status, body, exc.headers)
         except errors.LLMError as exc:
-            failure = type(exc).__name__
+            failure = facts.error = type(exc).__name__
             code, body, headers = from_llm_error(exc)
             if anthropic:
                 body = anthropic_error(code, body["error"]["message"])
@@ -144,42 +213,100 @@ class Gateway:
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"]
-        if path.startswith("/v1/"):
-            self._authorize(scope)
+        if path.startswith(("/v1/", "/admin/")):
+            scope["llmrelay.caller"] = await self.auth.caller(scope)
+            if path in MODEL_ROUTES and self.ledger is not None:
+                scope["llmrelay.ledger"] = True
         handler = self._routes.get((method, path))
         if handler is not None:
             await handler(self, scope, receive, send)
             return
-        if path.startswith("/v1/models/") and len(path) > len("/v1/models/"):
-            if method != "GET":
-                raise HTTPError(405, f"{method} is not allowed on {path}")
-            await get_model(self, scope, receive, send, path[len("/v1/models/") :])
+        if await self._dispatch_item(scope, receive, send, method, path):
             return
         if any(p == path for _, p in self._routes):
             raise HTTPError(405, f"{method} is not allowed on {path}")
         raise HTTPError(404, f"no route {method} {path}")
 
-    def _authorize(self, scope: Scope) -> None:
-        if self._master is None:
-            return
-        given = header(scope, b"authorization")
-        key = given[7:].strip() if given and given[:7].lower() == "bearer " else header(scope, b"x-api-key")
-        if not key:
-            raise HTTPError(401, "missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'")
-        if not hmac.compare_digest(key.encode(), self._master):
-            raise HTTPError(401, "invalid API key", code="invalid_api_key")
+    async def _dispatch_item(self, scope: Scope, receive: Receive, send: Send, method: str, path: str) -> bool:
+        """Routes with an id in the path; False when none matches."""
+        parts = path.split("/")[1:]
+        if len(parts) == 3 and parts[2] and parts[:2] == ["v1", "models"]:
+            if method != "GET":
+                raise HTTPError(405, f"{method} is not allowed on {path}")
+            await get_model(self, scope, receive, send, parts[2])
+        elif len(parts) == 3 and parts[2] and parts[:2] == ["v1", "conversations"]:
+            await conversation_item(self, scope, receive, send, parts[2])
+        elif len(parts) == 3 and parts[2] and parts[:2] == ["admin", "tenants"]:
+            await admin_api.tenant_item(self, scope, receive, send, parts[2])
+        elif len(parts) in (3, 4) and parts[2] and parts[:2] == ["admin", "keys"]:
+            action = parts[3] if len(parts) == 4 else ""
+            if action not in ("", "revoke", "rotate"):
+                raise HTTPError(404, f"no route {method} {path}")
+            await admin_api.key_item(self, scope, receive, send, parts[2], action)
+        else:
+            return False
+        return True
+
+    async def _record(self, scope: Scope, rid: str, status: int, elapsed: float, failure: str | None) -> None:
+        assert self.ledger is not None
+        del scope["llmrelay.ledger"]  # once per request
+        facts: RequestFacts = scope["llmrelay.facts"]
+        caller: Caller = scope["llmrelay.caller"]
+        usage = facts.usage
+        record = UsageRecord(
+            id=uuid.uuid4().hex, request_id=rid, tenant=caller.tenant_id, key_id=caller.key_id, route=scope["path"],
+            model=facts.model, deployment=facts.deployment or None, status=status,
+            prompt_tokens=usage.prompt_tokens if usage else 0, completion_tokens=usage.completion_tokens if usage else 0,
+            cached_tokens=usage.cached_tokens if usage else 0, reasoning_tokens=usage.reasoning_tokens if usage else 0,
+            cost_usd=facts.cost_usd, latency_ms=round(elapsed * 1000, 3), upstream_ms=round(facts.upstream_s * 1000, 3),
+            error=facts.error or failure, created_at=time.time(),
+        )  # fmt: skip
+        try:
+            await self.ledger.record(record)
+        except Exception:
+            log.exception("the usage record of request %s could not be queued", rid)
+
+    async def ready(self) -> dict[str, Any]:
+        """What ``/health/ready`` reports: the store, the state and the deployments."""
+        checks: dict[str, Any] = {}
+        if self.store is not None:
+            try:
+                await asyncio.wait_for(asyncio.to_thread(self.store.ping), 5)
+                checks["store"] = "ok"
+            except Exception as exc:
+                checks["store"] = f"unavailable: {type(exc).__name__}"
+        try:
+            await asyncio.wait_for(self.client.router.state.get("ready-probe"), 5)
+            checks["state"] = "ok"
+        except Exception as exc:
+            checks["state"] = f"unavailable: {type(exc).__name__}"
+        report = await self.client.health()
+        serving = [h for h in report if h.status not in ("unhealthy", "disabled")]
+        checks["deployments"], checks["serving"] = len(report), len(serving)
+        ok = all(v == "ok" for k, v in checks.items() if k in ("store", "state")) and (not report or bool(serving))
+        return {"status": "ready" if ok else "unavailable", **checks}
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if self.ledger is not None:
+                    self.ledger.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if isinstance(self._access_log, JsonLines):
-                    self._access_log.flush()
-                await self.client.aclose()
+                await self.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def aclose(self) -> None:
+        """Write what the ledger holds, then close the client and the store."""
+        if isinstance(self._access_log, JsonLines):
+            self._access_log.flush()
+        if self.ledger is not None:
+            await self.ledger.aclose()
+        await self.client.aclose()
+        if self.store is not None:
+            self.store.close()
 
 
 def _access_fields(
@@ -235,12 +362,9 @@ async def _live(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None
 
 
 async def _ready(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    """Ready when the state backend answers and at least one deployment can serve."""
-    report = await gw.client.health()
-    serving = [h for h in report if h.status not in ("unhealthy", "disabled")]
-    ok = not report or bool(serving)
-    detail = {"status": "ready" if ok else "unavailable", "deployments": len(report), "serving": len(serving)}
-    await send_json(send, 200 if ok else 503, detail)
+    """Ready when the store and the state backend answer and at least one deployment can serve."""
+    detail = await gw.ready()
+    await send_json(send, 200 if detail["status"] == "ready" else 503, detail)
 
 
 def create_app() -> Gateway:
@@ -254,7 +378,18 @@ def create_app() -> Gateway:
     configure(level)
     client = AsyncClient(os.environ.get("LLMRELAY_CONFIG") or None)
     sink = JsonLines() if level in ("DEBUG", "INFO") else None
-    return Gateway(client, master_key=master_key(client), access_log=sink)
+    from ..store import default_store_url
+
+    store = Store.open(default_store_url(client.settings))
+    queue: RecordQueue | None = None
+    state = client.router.state
+    if client.settings.state_url:
+        from ..state.redis import RedisState
+        from .ledger import RedisQueue
+
+        assert isinstance(state, RedisState)
+        queue = RedisQueue(state.redis, state.prefix)
+    return Gateway(client, master_key=master_key(client), store=store, ledger_queue=queue, access_log=sink)
 
 
 def master_key(client: AsyncClient) -> str | None:

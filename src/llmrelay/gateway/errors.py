@@ -36,8 +36,11 @@ def status_of(exc: errors.LLMError) -> int:
     return status
 
 
-def openai_error(status: int, message: str, *, code: str | None = None, param: str | None = None) -> dict[str, Any]:
-    kind = _OPENAI_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+def openai_error(
+    status: int, message: str, *, code: str | None = None, param: str | None = None, kind: str | None = None
+) -> dict[str, Any]:
+    """The OpenAI error body; ``kind`` overrides the type the status implies (e.g. ``insufficient_quota``)."""
+    kind = kind or _OPENAI_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
     return {"error": {"message": message, "type": kind, "code": code, "param": param}}
 
 

@@ -22,12 +22,21 @@ _JSON = [(b"content-type", b"application/json")]
 class HTTPError(Exception):
     """An answer other than 2xx, already in the OpenAI error format."""
 
-    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        kind: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
-        self.body = openai_error(status, message, code=code, param=param)
-        self.headers: dict[str, str] = {}
+        self.body = openai_error(status, message, code=code, param=param, kind=kind)
+        self.headers: dict[str, str] = dict(headers or {})
 
 
 class ClientGone(Exception):

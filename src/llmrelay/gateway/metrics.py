@@ -35,6 +35,8 @@ class RequestFacts:
     cost_usd: float | None = None
     upstream_s: float = 0.0
     ttft_s: float | None = None
+    error: str | None = None
+    """The error class that ended the request (an in-stream one included)."""
 
 
 class Metrics:

@@ -12,6 +12,8 @@ import base64
 import struct
 import time
 import uuid
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -20,6 +22,7 @@ from .. import errors
 from ..client import check_request
 from ..providers.openai_inbound import chunk_to_wire, request_from_wire, response_to_wire, usage_to_wire
 from ..types import EmbeddingRequest, Finish, Route, StreamEvent, Usage
+from .conversations import conversation_of, history, remember
 from .http import HTTPError, Receive, Scope, Send, json_body, read_body, send_json
 from .metrics import RequestFacts
 from .streaming import relay
@@ -54,20 +57,46 @@ async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Se
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise HTTPError(400, "'stream_options' must be an object", param="stream_options")
+    conversation = conversation_of(scope, body)
+    asked = body.get("messages")
+    if conversation is not None and isinstance(asked, list):
+        body["messages"] = [*await history(gw, scope["llmrelay.caller"], conversation), *asked]
     request = request_from_wire(body)
     check_request(request)
     group = gw.group_for(request.model)
-    facts = scope["llmrelay.facts"]
+    facts: RequestFacts = scope["llmrelay.facts"]
     facts.model = request.model
-    if not stream:
-        response = await gw.client.router.chat(group, request)
-        note(facts, response.usage, response.cost_usd, response.latency_s, response.route)
-        payload = response_to_wire(response, int(time.time()))
-        await send_json(send, 200, payload, route_headers(response.route))
-        return
-    include_usage = bool((options or {}).get("include_usage"))
-    encoder = ChunkEncoder(request.model, include_usage)
-    await relay(gw.client.router.stream(group, request), encoder, receive, send, facts)
+    ticket = await gw.admit(scope, group, request, request.model)
+    try:
+        if not stream:
+            response = await gw.client.router.chat(group, request)
+            note(facts, response.usage, response.cost_usd, response.latency_s, response.route)
+            payload = response_to_wire(response, int(time.time()))
+            if conversation is not None:
+                reply = payload["choices"][0]["message"]
+                await remember(gw, scope["llmrelay.caller"], conversation, asked or [], reply)
+            await send_json(send, 200, payload, route_headers(response.route))
+            return
+        include_usage = bool((options or {}).get("include_usage"))
+        encoder = ChunkEncoder(request.model, include_usage)
+        events = gw.client.router.stream(group, request)
+        if conversation is not None:
+            events = _remembering(gw, scope["llmrelay.caller"], conversation, asked or [], events)
+        await relay(events, encoder, receive, send, facts)
+    finally:
+        await gw.settle(ticket, facts)
+
+
+async def _remembering(
+    gw: Gateway, caller: Any, conversation: str, asked: list[Any], events: AsyncGenerator[StreamEvent, None]
+) -> AsyncGenerator[StreamEvent, None]:
+    """``events``, storing the exchange in the conversation before the stream's last event goes out."""
+    async with aclosing(events):
+        async for event in events:
+            if type(event) is Finish:
+                reply = response_to_wire(event.response, 0)["choices"][0]["message"]
+                await remember(gw, caller, conversation, asked, reply)
+            yield event
 
 
 class ChunkEncoder:
@@ -125,11 +154,15 @@ async def embeddings(gw: Gateway, scope: Scope, receive: Receive, send: Send) ->
     if user is not None and not isinstance(user, str):
         raise HTTPError(400, "'user' must be a string", param="user")
     group = gw.group_for(model)
-    facts = scope["llmrelay.facts"]
+    facts: RequestFacts = scope["llmrelay.facts"]
     facts.model = model
     request = EmbeddingRequest("", texts, dimensions, user, {})
-    response = await gw.client.router.embed(group, request)
-    note(facts, response.usage, response.cost_usd, response.latency_s, response.route)
+    ticket = await gw.admit(scope, group, request, model)
+    try:
+        response = await gw.client.router.embed(group, request)
+        note(facts, response.usage, response.cost_usd, response.latency_s, response.route)
+    finally:
+        await gw.settle(ticket, facts)
     data = [
         {"object": "embedding", "index": i, "embedding": _b64(vector) if encoding == "base64" else vector}
         for i, vector in enumerate(response.vectors)
@@ -149,11 +182,14 @@ def _b64(vector: list[float]) -> str:
 
 
 async def list_models(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    data = [{"id": name, "object": "model", "created": 0, "owned_by": "llmrelay"} for name in gw.model_names()]
+    key = scope["llmrelay.caller"].key
+    names = [n for n in gw.model_names() if key is None or not key.models or n in key.models]
+    data = [{"id": name, "object": "model", "created": 0, "owned_by": "llmrelay"} for name in names]
     await send_json(send, 200, {"object": "list", "data": data})
 
 
 async def get_model(gw: Gateway, scope: Scope, receive: Receive, send: Send, model: str) -> None:
+    scope["llmrelay.caller"].check_model(model)
     if model not in gw.model_names():
         gw.group_for(model)  # a PROVIDER/MODEL the gateway can serve exists too; anything else is a 404
     await send_json(send, 200, {"id": model, "object": "model", "created": 0, "owned_by": "llmrelay"})

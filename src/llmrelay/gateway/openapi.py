@@ -116,16 +116,89 @@ def _post(summary: str, body: dict[str, Any], error: dict[str, Any], stream: boo
     }
 
 
-def _get(summary: str) -> dict[str, Any]:
-    return {
-        "get": {
-            "summary": summary,
-            "responses": {"200": {"description": "ok", "content": {"application/json": {"schema": _OBJ}}}},
-        }
+def _get(summary: str, query: tuple[tuple[str, dict[str, Any]], ...] = ()) -> dict[str, Any]:
+    return {"get": _op(summary, query=query)}
+
+
+def _op(
+    summary: str,
+    *,
+    body: dict[str, Any] | None = None,
+    query: tuple[tuple[str, dict[str, Any]], ...] = (),
+    path: tuple[str, ...] = (),
+    status: int = 200,
+) -> dict[str, Any]:
+    """One operation answering JSON (errors in the OpenAI format)."""
+    params = [{"name": n, "in": "path", "required": True, "schema": _STR} for n in path]
+    params += [{"name": n, "in": "query", "required": False, "schema": schema} for n, schema in query]
+    errors = {str(code): {"description": why, "content": {"application/json": {"schema": _OPENAI_ERROR}}} for code, why in (
+        (400, "bad input, naming the field"), (401, "missing or wrong key"), (403, "not allowed for this key"),
+        (404, "not found"), (409, "already exists"), (503, "no store"),
+    )}  # fmt: skip
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": {str(status): {"description": "ok", "content": {"application/json": {"schema": _OBJ}}}, **errors},
     }
+    if params:
+        op["parameters"] = params
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    return op
+
+
+def _model_schema(model: Any) -> dict[str, Any]:
+    schema: dict[str, Any] = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    _SCHEMAS.update(schema.pop("$defs", {}))
+    return schema
+
+
+_SCHEMAS: dict[str, Any] = {}
+_USAGE_QUERY = (
+    ("tenant", _STR), ("key_id", _STR), ("model", _STR), ("since", _NUM), ("until", _NUM),
+    ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}), ("offset", {"type": "integer", "minimum": 0}),
+    ("group_by", _STR),
+)  # fmt: skip
+
+
+def _admin_paths() -> dict[str, Any]:
+    from .admin_api import KeyBody, KeyPatch, TenantBody, TenantPatch
+
+    page = (("limit", {"type": "integer", "minimum": 1, "maximum": 1000}), ("offset", {"type": "integer", "minimum": 0}))
+    return {
+        "/v1/models/{model}": {"get": _op("One model", path=("model",))},
+        "/v1/conversations": _get("This tenant's conversations", (("tenant", _STR), *page)),
+        "/v1/conversations/{conversation_id}": {
+            "get": _op("A conversation's messages", path=("conversation_id",), query=(("tenant", _STR),)),
+            "delete": _op("Delete a conversation", path=("conversation_id",), query=(("tenant", _STR),)),
+        },
+        "/admin/tenants": {
+            "get": _op("Tenants (master key)"),
+            "post": _op("Create a tenant (master key)", body=_model_schema(TenantBody), status=201),
+        },
+        "/admin/tenants/{tenant_id}": {
+            "get": _op("A tenant (master key)", path=("tenant_id",)),
+            "patch": _op("Change a tenant's limits or budget (master key)", path=("tenant_id",),
+                         body=_model_schema(TenantPatch)),
+        },
+        "/admin/keys": {
+            "get": _op("Virtual keys (a virtual key sees its tenant's)",
+                       query=(("tenant", _STR), ("include_revoked", {"type": "boolean"}))),
+            "post": _op("Create a virtual key; the answer holds its secret, shown once", body=_model_schema(KeyBody),
+                        status=201),
+        },
+        "/admin/keys/{key_id}": {
+            "get": _op("A virtual key (never its secret)", path=("key_id",)),
+            "patch": _op("Change a key's models, limits, budget or expiry", path=("key_id",),
+                         body=_model_schema(KeyPatch)),
+        },
+        "/admin/keys/{key_id}/revoke": {"post": _op("Revoke a key", path=("key_id",))},
+        "/admin/keys/{key_id}/rotate": {"post": _op("A new secret for a key; the old one stops", path=("key_id",))},
+        "/admin/usage": _get("The usage ledger with totals (a virtual key sees its tenant's)", _USAGE_QUERY),
+    }  # fmt: skip
 
 
 def document() -> dict[str, Any]:
+    admin = _admin_paths()
     return {
         "openapi": "3.1.0",
         "info": {"title": "llmrelay gateway", "version": __version__},
@@ -133,7 +206,8 @@ def document() -> dict[str, Any]:
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
-            }
+            },
+            "schemas": dict(_SCHEMAS),
         },
         "security": [{"bearer": []}, {"apiKey": []}],
         "paths": {
@@ -142,8 +216,9 @@ def document() -> dict[str, Any]:
             "/v1/models": _get("Models this gateway serves"),
             "/v1/messages": _post("Anthropic Messages (JSON or SSE)", _MESSAGES, _ANTHROPIC_ERROR, stream=True),
             "/v1/messages/count_tokens": _post("Anthropic token count", _MESSAGES, _ANTHROPIC_ERROR),
+            **admin,
             "/health/live": _get("The process answers"),
-            "/health/ready": _get("At least one deployment can serve (503 otherwise)"),
+            "/health/ready": _get("The store and state answer and a deployment can serve (503 otherwise)"),
         },
     }
 

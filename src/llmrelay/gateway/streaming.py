@@ -71,7 +71,11 @@ async def relay(
                     await _write(send, encoder.feed(event))
                     _learn(facts, event)
             except errors.LLMError as exc:
+                if facts is not None:
+                    facts.error = type(exc).__name__
                 await _write(send, encoder.error(exc))
+            if facts is not None:
+                facts.upstream_s = time.perf_counter() - begun
             await send({"type": "http.response.body", "body": encoder.end(), "more_body": False})
     except asyncio.CancelledError:
         if not gone.is_set():
@@ -79,7 +83,7 @@ async def relay(
         task.uncancel()  # the client left: the upstream stream is closed, nothing more to do
     finally:
         watcher.cancel()
-        if facts is not None:
+        if facts is not None and not facts.upstream_s:
             facts.upstream_s = time.perf_counter() - begun
 
 

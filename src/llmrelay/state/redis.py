@@ -329,6 +329,15 @@ class RedisState:
         args = [_num(now), str(len(deltas)), entry or "", *map(_num, deltas)]
         await self._adjust(keys=self._window_keys(key), args=args)
 
+    @property
+    def redis(self) -> Redis:
+        """The client, for features built on other Redis types (the ledger's stream)."""
+        return self._redis
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
     async def aclose(self) -> None:
         await self._redis.aclose()
 

@@ -1,0 +1,275 @@
+"""The admin API: tenants, virtual keys and the usage ledger, under ``/admin/``.
+
+The master key may do everything. A virtual key may read its own tenant's keys
+(never their secrets) and usage, and nothing else: asking for another tenant's
+is a 403. A key's secret is in the answer that creates or rotates it, and
+nowhere else ever again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..store.records import ApiKey, Conflict, Limits, NotFoundError, StoreError, Tenant, UsageQuery
+from .http import HTTPError, Receive, Scope, Send, json_body, read_body, send_json
+from .tenancy import Caller
+
+if TYPE_CHECKING:
+    from .app import Gateway
+
+T = TypeVar("T")
+_GROUPS = ("tenant", "key", "model", "day")
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LimitsBody(_Body):
+    rpm: int | None = Field(None, gt=0)
+    tpm: int | None = Field(None, gt=0)
+
+
+class TenantBody(_Body):
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    rpm: int | None = Field(None, gt=0)
+    tpm: int | None = Field(None, gt=0)
+    budget_usd: float | None = Field(None, ge=0)
+    budget_period: Literal["day", "month", "total"] = "month"
+    model_limits: dict[str, LimitsBody] = {}
+
+
+class TenantPatch(_Body):
+    rpm: int | None = Field(None, gt=0)
+    tpm: int | None = Field(None, gt=0)
+    budget_usd: float | None = Field(None, ge=0)
+    budget_period: Literal["day", "month", "total"] | None = None
+    model_limits: dict[str, LimitsBody] | None = None
+
+
+class KeyPatch(_Body):
+    name: str | None = Field(None, max_length=200)
+    models: list[str] | None = None
+    expires_at: float | None = Field(None, gt=0)
+    rpm: int | None = Field(None, gt=0)
+    tpm: int | None = Field(None, gt=0)
+    budget_usd: float | None = Field(None, ge=0)
+    budget_period: Literal["day", "month", "total"] | None = None
+    model_limits: dict[str, LimitsBody] | None = None
+
+
+class KeyBody(KeyPatch):
+    tenant: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    expires_in_s: float | None = Field(None, gt=0)
+
+
+def _parse(model: type[T], raw: dict[str, Any]) -> T:
+    try:
+        return model.model_validate(raw)  # type: ignore[attr-defined, no-any-return]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or None
+        where = f"'{field}': " if field else ""
+        raise HTTPError(400, f"{where}{first['msg']}", param=field) from None
+
+
+def _limits(raw: dict[str, LimitsBody] | None) -> dict[str, Limits] | None:
+    return None if raw is None else {m: Limits(rpm=v.rpm, tpm=v.tpm) for m, v in raw.items()}
+
+
+def tenant_json(tenant: Tenant) -> dict[str, Any]:
+    return {
+        "id": tenant.id, "rpm": tenant.rpm, "tpm": tenant.tpm, "budget_usd": tenant.budget_usd,
+        "budget_period": tenant.budget_period, "created_at": tenant.created_at,
+        "model_limits": {m: {"rpm": v.rpm, "tpm": v.tpm} for m, v in tenant.model_limits.items()},
+    }  # fmt: skip
+
+
+def key_json(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id, "tenant": key.tenant, "name": key.name, "prefix": key.prefix, "models": list(key.models),
+        "expires_at": key.expires_at, "rpm": key.rpm, "tpm": key.tpm, "budget_usd": key.budget_usd,
+        "budget_period": key.budget_period, "created_at": key.created_at, "revoked_at": key.revoked_at,
+        "rotated_at": key.rotated_at, "status": key.usable(time.time()) or "active",
+        "model_limits": {m: {"rpm": v.rpm, "tpm": v.tpm} for m, v in key.model_limits.items()},
+    }  # fmt: skip
+
+
+async def _call(gw: Gateway, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    if gw.store is None:
+        raise HTTPError(503, "no store is configured")
+    try:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    except NotFoundError as exc:
+        raise HTTPError(404, str(exc)) from None
+    except Conflict as exc:
+        raise HTTPError(409, str(exc)) from None
+    except (StoreError, ValueError) as exc:
+        raise HTTPError(400, str(exc)) from None
+
+
+def _operator(caller: Caller) -> None:
+    if not caller.admin:
+        raise HTTPError(403, "this needs the master key", code="admin_only")
+
+
+def own_tenant(caller: Caller, asked: str | None) -> str | None:
+    """The tenant a request may see: a virtual key's own, whatever it asks for."""
+    if caller.admin:
+        return asked
+    if asked is not None and asked != caller.tenant_id:
+        raise HTTPError(403, f"this API key belongs to another tenant than {asked!r}", code="other_tenant")
+    return caller.tenant_id
+
+
+# ---- tenants ----------------------------------------------------------------------------
+
+
+async def create_tenant(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    _operator(scope["llmrelay.caller"])
+    body = _parse(TenantBody, json_body(await read_body(scope, receive, gw.max_body)))
+    made = Tenant(
+        id=body.id, rpm=body.rpm, tpm=body.tpm, budget_usd=body.budget_usd, budget_period=body.budget_period,
+        model_limits=_limits(body.model_limits) or {},
+    )  # fmt: skip
+    tenant = await _call(gw, gw.store_().create_tenant, made)
+    await send_json(send, 201, tenant_json(tenant))
+
+
+async def list_tenants(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    _operator(scope["llmrelay.caller"])
+    tenants = await _call(gw, gw.store_().list_tenants)
+    await send_json(send, 200, {"object": "list", "data": [tenant_json(t) for t in tenants]})
+
+
+async def tenant_item(gw: Gateway, scope: Scope, receive: Receive, send: Send, tenant_id: str) -> None:
+    _operator(scope["llmrelay.caller"])
+    store = gw.store_()
+    if scope["method"] == "GET":
+        tenant = await _call(gw, store.get_tenant, tenant_id)
+        if tenant is None:
+            raise HTTPError(404, f"no tenant {tenant_id!r}")
+    elif scope["method"] == "PATCH":
+        patch = _parse(TenantPatch, json_body(await read_body(scope, receive, gw.max_body)))
+        changes = patch.model_dump(exclude_unset=True)
+        if "model_limits" in changes:
+            changes["model_limits"] = _limits(patch.model_limits) or {}
+        tenant = await _call(gw, store.update_tenant, tenant_id, **changes)
+        gw.auth.forget(tenant=tenant_id)
+    else:
+        raise HTTPError(405, f"{scope['method']} is not allowed on /admin/tenants/{{id}}")
+    await send_json(send, 200, tenant_json(tenant))
+
+
+# ---- keys -------------------------------------------------------------------------------
+
+
+async def create_key(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    _operator(scope["llmrelay.caller"])
+    body = _parse(KeyBody, json_body(await read_body(scope, receive, gw.max_body)))
+    if body.expires_at is not None and body.expires_in_s is not None:
+        raise HTTPError(400, "give 'expires_at' or 'expires_in_s', not both", param="expires_in_s")
+    expires = body.expires_at if body.expires_in_s is None else time.time() + body.expires_in_s
+    key, secret = await _call(
+        gw, gw.store_().create_key, body.tenant, name=body.name or "", models=tuple(body.models or ()),
+        expires_at=expires, rpm=body.rpm, tpm=body.tpm, budget_usd=body.budget_usd,
+        budget_period=body.budget_period or "month", model_limits=_limits(body.model_limits),
+    )  # fmt: skip
+    await send_json(send, 201, {**key_json(key), "key": secret})
+
+
+async def list_keys(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    caller: Caller = scope["llmrelay.caller"]
+    query = query_params(scope)
+    tenant = own_tenant(caller, query.get("tenant"))
+    revoked = query.get("include_revoked", "false").lower() in ("1", "true", "yes")
+    keys = await _call(gw, gw.store_().list_keys, tenant, include_revoked=revoked)
+    await send_json(send, 200, {"object": "list", "data": [key_json(k) for k in keys]})
+
+
+async def key_item(gw: Gateway, scope: Scope, receive: Receive, send: Send, key_id: str, action: str) -> None:
+    caller: Caller = scope["llmrelay.caller"]
+    store = gw.store_()
+    method = scope["method"]
+    if action == "" and method == "GET":
+        key = await _call(gw, store.get_key, key_id)
+        if key is None or (not caller.admin and key.tenant != caller.tenant_id):
+            raise HTTPError(404, f"no key {key_id!r}")
+        await send_json(send, 200, key_json(key))
+        return
+    _operator(caller)
+    secret: str | None = None
+    if action == "" and method == "PATCH":
+        patch = _parse(KeyPatch, json_body(await read_body(scope, receive, gw.max_body)))
+        changes = patch.model_dump(exclude_unset=True)
+        if "models" in changes:
+            changes["models"] = tuple(patch.models or ())
+        if "model_limits" in changes:
+            changes["model_limits"] = _limits(patch.model_limits) or {}
+        key = await _call(gw, store.update_key, key_id, **changes)
+    elif action == "revoke" and method == "POST":
+        key = await _call(gw, store.revoke_key, key_id)
+    elif action == "rotate" and method == "POST":
+        key, secret = await _call(gw, store.rotate_key, key_id)
+    else:
+        raise HTTPError(405, f"{method} is not allowed on {scope['path']}")
+    gw.auth.forget(key_id=key_id)
+    await send_json(send, 200, key_json(key) if secret is None else {**key_json(key), "key": secret})
+
+
+# ---- usage ------------------------------------------------------------------------------
+
+
+async def usage(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    """``GET /admin/usage?tenant=&key_id=&model=&since=&until=&limit=&offset=&group_by=tenant,key,model,day``."""
+    caller: Caller = scope["llmrelay.caller"]
+    query = query_params(scope)
+    unknown = set(query) - {"tenant", "key_id", "model", "since", "until", "limit", "offset", "group_by"}
+    if unknown:
+        raise HTTPError(400, f"unknown query parameter {sorted(unknown)[0]!r}", param=sorted(unknown)[0])
+    group_by = [g for g in query.get("group_by", "").split(",") if g]
+    for g in group_by:
+        if g not in _GROUPS:
+            raise HTTPError(400, f"group_by: {g!r} is not one of {', '.join(_GROUPS)}", param="group_by")
+    asked = UsageQuery(
+        tenant=own_tenant(caller, query.get("tenant")), key_id=query.get("key_id"), model=query.get("model"),
+        since=_number(query, "since"), until=_number(query, "until"),
+        limit=int(_number(query, "limit", 100, 1, 1000)), offset=int(_number(query, "offset", 0, 0)),
+    )  # fmt: skip
+    store = gw.store_()
+    rows = await _call(gw, store.usage, asked)
+    totals = await _call(gw, store.usage_totals, asked, group_by)
+    count = await _call(gw, store.count_usage, asked)
+    payload = {"object": "list", "data": [r.to_json() for r in rows], "totals": totals, "total_count": count}
+    await send_json(send, 200, payload)
+
+
+def _number(query: dict[str, str], name: str, default: float | None = None, low: float = 0, high: float = 1e15) -> Any:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise HTTPError(400, f"{name!r} must be a number, not {raw!r}", param=name) from None
+    if not low <= value <= high:
+        raise HTTPError(400, f"{name!r} must be between {low:g} and {high:g}", param=name)
+    return value
+
+
+def query_params(scope: Scope) -> dict[str, str]:
+    from urllib.parse import parse_qsl
+
+    raw = scope.get("query_string", b"").decode("latin-1")
+    return dict(parse_qsl(raw, keep_blank_values=True))
+
+
+__all__ = [
+    "create_key", "create_tenant", "key_item", "key_json", "list_keys", "list_tenants", "own_tenant", "query_params",
+    "tenant_item", "usage",
+]  # fmt: skip

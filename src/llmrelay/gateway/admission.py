@@ -1,0 +1,247 @@
+"""Admission of a model request: rate limits and budgets of the caller's key and tenant.
+
+**Rate limits** (requests and tokens per minute) apply per key, per tenant, and
+per model for either (``model_limits``). Each is a sliding window in the state
+backend, acquired atomically, so N processes sharing one Redis admit exactly the
+limit between them. A request holds its estimated tokens (prompt estimate plus
+``max_tokens``) until it ends, when the window is corrected to the real usage.
+
+**Budgets** (USD per day, month or in total) apply per key and per tenant. The
+request's worst-case cost (estimated tokens at the dearest price among the
+deployments that may serve it) is reserved before the upstream call and settled
+with the real cost after, so concurrent requests against a nearly spent budget
+overshoot it by at most what one request spends beyond its estimate. Over
+budget is a 429 of type ``insufficient_quota`` that the SDKs do not retry.
+Spend counters live in the state backend; a counter that is not there yet
+(first use in a period, or in-memory state after a restart) starts from the
+ledger's sum for the period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from datetime import UTC, datetime
+
+from .. import errors
+from ..router.groups import fallback_chain
+from ..state.base import StateBackend
+from ..store.records import Limits, Period
+from ..store.store import Store
+from .http import HTTPError
+from .tenancy import Caller
+
+if TYPE_CHECKING:
+    from ..client import AsyncClient
+
+WINDOW_S = 60.0
+_UNLIMITED = 1e18  # a finite "no limit" (Redis scripts compare numbers)
+
+
+@dataclass(slots=True)
+class Ticket:
+    """What an admitted request holds until it ends (``Admission.settle``)."""
+
+    windows: list[tuple[str, str | None, float]] = field(default_factory=list)
+    """(window key, entry, tokens held)."""
+    budgets: list[tuple[str, float]] = field(default_factory=list)
+    """(spend counter key, USD reserved)."""
+    headers: dict[str, str] = field(default_factory=dict)
+    settled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    name: str  # "key", "tenant"
+    ident: str
+    rpm: int | None
+    tpm: int | None
+
+
+class Admission:
+    def __init__(self, state: StateBackend, store: Store | None, clock: Callable[[], float] = time.time) -> None:
+        self.state = state
+        self.store = store
+        self._clock = clock
+        self._seeded: set[str] = set()
+
+    async def admit(self, caller: Caller, model: str, tokens: float, cost_usd: float) -> Ticket:
+        """Acquire every limit and reserve every budget, or none of them (429)."""
+        ticket = Ticket()
+        if caller.key is None:
+            return ticket
+        try:
+            await self._limits(ticket, _scopes(caller, model), tokens)
+            await self._budgets(ticket, caller, cost_usd)
+        except BaseException:
+            await self.settle(ticket, 0.0, 0.0)
+            raise
+        return ticket
+
+    async def settle(self, ticket: Ticket, tokens: float, cost_usd: float) -> None:
+        """Replace the estimates by the real tokens and cost (0, 0 for a request that failed)."""
+        if ticket.settled:
+            return
+        ticket.settled = True
+        now = self._clock()
+        for key, entry, held in ticket.windows:
+            if tokens != held:
+                await self.state.window_adjust(key, now, (0.0, tokens - held), entry=entry)
+        for key, reserved in ticket.budgets:
+            await self.state.settle(key, reserved, cost_usd)
+
+    async def _limits(self, ticket: Ticket, scopes: list[_Scope], tokens: float) -> None:
+        now = self._clock()
+        tightest: tuple[float, _Scope, tuple[float, ...], float] | None = None
+        for scope in scopes:
+            limits = (float(scope.rpm or _UNLIMITED), float(scope.tpm or _UNLIMITED))
+            key = f"rl:{scope.name}:{scope.ident}"
+            got = await self.state.window_acquire(key, now, WINDOW_S, limits, (1.0, tokens))
+            if not got.allowed:
+                raise _too_many(scope, limits, got.used, got.retry_after_s, tokens)
+            ticket.windows.append((key, got.entry, tokens))
+            room = min((lim - used) / lim for lim, used in zip(limits, got.used, strict=True))
+            if tightest is None or room < tightest[0]:
+                tightest = (room, scope, got.used, got.reset_s)
+        if tightest is not None:
+            ticket.headers = _headers(tightest[1], tightest[2], tightest[3])
+
+    async def _budgets(self, ticket: Ticket, caller: Caller, cost_usd: float) -> None:
+        key, tenant = caller.key, caller.tenant
+        budgets: list[tuple[str, str, float | None, Period]] = []
+        if key is not None:
+            budgets.append(("key", key.id, key.budget_usd, key.budget_period))
+        if tenant is not None:
+            budgets.append(("tenant", tenant.id, tenant.budget_usd, tenant.budget_period))
+        now = self._clock()
+        for scope, ident, cap, period in budgets:
+            if cap is None:
+                continue
+            start, end, label = period_bounds(period, now)
+            counter = f"spend:{scope}:{ident}:{label}"
+            ttl = None if end is None else end - now + 3600
+            await self._seed(counter, scope, ident, start, ttl)
+            if not await self.state.reserve(counter, cost_usd, cap, ttl):
+                spent = await self.state.counter(counter)
+                raise HTTPError(
+                    429,
+                    f"the {scope} {ident!r} is over its budget: ${spent:.4f} of ${cap:.4f} spent or reserved "
+                    f"this {'period' if period == 'total' else period}, and this request may cost up to ${cost_usd:.4f}",
+                    code="insufficient_quota", kind="insufficient_quota", headers={"x-should-retry": "false"},
+                )  # fmt: skip
+            ticket.budgets.append((counter, cost_usd))
+
+    async def _seed(self, counter: str, scope: str, ident: str, since: float | None, ttl: float | None) -> None:
+        """Start a period's spend counter from the ledger, once (across processes, too)."""
+        if counter in self._seeded or self.store is None:
+            return
+        if await self.state.compare_and_set(counter + ":seeded", None, "1", ttl):
+            store = self.store
+            if scope == "key":
+                spent = await asyncio.to_thread(store.spend, key_id=ident, since=since)
+            else:
+                spent = await asyncio.to_thread(store.spend, tenant=ident, since=since)
+            if spent:
+                await self.state.incr(counter, spent, ttl)
+        self._seeded.add(counter)
+
+
+class PriceCeiling:
+    """The dearest per-token rates (input, output) among the deployments a group
+    may use, its fallbacks' included; remembered per group. Unpriced models count 0."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+        self._rates: dict[str, tuple[float, float]] = {}
+
+    def cost(self, group: str, prompt_tokens: float, output_tokens: float) -> float:
+        rates = self._rates.get(group)
+        if rates is None:
+            rates = self._rates[group] = self._find(group)
+        return prompt_tokens * rates[0] + output_tokens * rates[1]
+
+    def _find(self, group: str) -> tuple[float, float]:
+        from ..cost import chat_cost
+        from ..types import Usage
+
+        router = self._client.router
+        worst_in = worst_out = 0.0
+        try:
+            chain = fallback_chain(group, router.groups)
+        except KeyError:
+            return 0.0, 0.0
+        for each in chain:
+            for dep in each.members:
+                try:
+                    price_provider = self._client.provider(dep.provider).price_provider
+                except errors.LLMError:
+                    continue
+                worst_in = max(worst_in, (chat_cost(price_provider, dep.model, Usage(1_000_000, 0)) or 0) / 1e6)
+                worst_out = max(worst_out, (chat_cost(price_provider, dep.model, Usage(0, 1_000_000)) or 0) / 1e6)
+        return worst_in, worst_out
+
+
+def period_bounds(period: Period, now: float) -> tuple[float | None, float | None, str]:
+    """(start, end, label) of the budget period holding ``now`` (UTC)."""
+    if period == "total":
+        return None, None, "total"
+    day = datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "day":
+        return day.timestamp(), day.timestamp() + 86400, day.strftime("%Y-%m-%d")
+    first = day.replace(day=1)
+    following = first.replace(year=first.year + 1, month=1) if first.month == 12 else first.replace(month=first.month + 1)
+    return first.timestamp(), following.timestamp(), first.strftime("%Y-%m")
+
+
+def _scopes(caller: Caller, model: str) -> list[_Scope]:
+    out: list[_Scope] = []
+    key, tenant = caller.key, caller.tenant
+    for name, ident, rpm, tpm, per_model in (
+        ("key", key.id if key else "", key.rpm if key else None, key.tpm if key else None, key.model_limits if key else {}),
+        ("tenant", tenant.id if tenant else "", tenant.rpm if tenant else None, tenant.tpm if tenant else None,
+         tenant.model_limits if tenant else {}),
+    ):  # fmt: skip
+        if not ident:
+            continue
+        if rpm or tpm:
+            out.append(_Scope(name, ident, rpm, tpm))
+        limits: Limits | None = per_model.get(model)
+        if limits is not None and (limits.rpm or limits.tpm):
+            out.append(_Scope(name, f"{ident}:model:{model}", limits.rpm, limits.tpm))
+    return out
+
+
+def _too_many(scope: _Scope, limits: tuple[float, float], used: tuple[float, ...], wait: float, tokens: float) -> HTTPError:
+    what = scope.name if ":model:" not in scope.ident else f"{scope.name} for model {scope.ident.split(':model:', 1)[1]!r}"
+    who = scope.ident.split(":model:", 1)[0]
+    if math.isinf(wait):
+        message = f"this request's ~{int(tokens)} tokens exceed the {what} {who!r} limit of {scope.tpm} tokens per minute"
+        return HTTPError(429, message, code="rate_limit_exceeded", headers={"x-should-retry": "false"})
+    reqs = scope.rpm is not None and used[0] + 1 > limits[0]
+    limit = f"{scope.rpm} requests per minute" if reqs else f"{scope.tpm} tokens per minute"
+    headers = _headers(scope, used, wait)
+    headers["retry-after"] = str(max(math.ceil(wait), 1))
+    headers["retry-after-ms"] = str(max(int(wait * 1000), 1))
+    message = f"rate limit of the {what} {who!r} reached ({limit}); retry in {wait:.2f}s"
+    return HTTPError(429, message, code="rate_limit_exceeded", headers=headers)
+
+
+def _headers(scope: _Scope, used: tuple[float, ...], reset_s: float) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    reset = f"{max(reset_s, 0.0):.3f}s"
+    if scope.rpm:
+        headers["x-ratelimit-limit-requests"] = str(scope.rpm)
+        headers["x-ratelimit-remaining-requests"] = str(max(int(scope.rpm - used[0]), 0))
+        headers["x-ratelimit-reset-requests"] = reset
+    if scope.tpm:
+        headers["x-ratelimit-limit-tokens"] = str(scope.tpm)
+        headers["x-ratelimit-remaining-tokens"] = str(max(int(scope.tpm - used[1]), 0))
+        headers["x-ratelimit-reset-tokens"] = reset
+    return headers
+
+
+__all__ = ["WINDOW_S", "Admission", "PriceCeiling", "Ticket", "period_bounds"]

@@ -1,0 +1,125 @@
+"""Who is calling: the master key (the operator), a virtual key (one tenant), or
+nobody at all in open mode.
+
+Virtual keys are looked up by the hash of the secret (the store never holds a
+secret) and remembered for ``cache_s`` seconds, so a busy key costs one database
+read per interval, not per request. A key revoked, rotated or changed through
+this process is forgotten at once; other processes see the change within
+``cache_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from ..store.records import ApiKey, Tenant, hash_secret
+from ..store.store import Store
+from .http import HTTPError, Scope, header
+
+KEY_CACHE_S = 5.0
+_MAX_CACHED = 10_000
+_MISSING = "missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The authenticated caller. ``admin`` is the operator (master key, or anyone
+    in open mode); a virtual key's caller is its tenant's and nothing more."""
+
+    admin: bool
+    key: ApiKey | None = None
+    tenant: Tenant | None = None
+
+    @property
+    def tenant_id(self) -> str | None:
+        return self.key.tenant if self.key is not None else None
+
+    @property
+    def key_id(self) -> str | None:
+        return self.key.id if self.key is not None else None
+
+    def check_model(self, model: str) -> None:
+        """A key limited to some models may not ask for others (403)."""
+        key = self.key
+        if key is not None and key.models and model not in key.models:
+            raise HTTPError(
+                403, f"this API key may not use the model {model!r}; it may use: {', '.join(key.models)}",
+                param="model", code="model_not_allowed",
+            )  # fmt: skip
+
+
+OPERATOR = Caller(admin=True)
+
+
+def presented_key(scope: Scope) -> str | None:
+    """The key as the OpenAI SDKs (``Authorization: Bearer``) or the Anthropic SDKs (``x-api-key``) send it."""
+    given = header(scope, b"authorization")
+    if given and given[:7].lower() == "bearer ":
+        return given[7:].strip() or None
+    return header(scope, b"x-api-key") or None
+
+
+class Authenticator:
+    """Master key and virtual keys -> ``Caller``."""
+
+    def __init__(self, store: Store | None, master_key: str | None, *, cache_s: float = KEY_CACHE_S) -> None:
+        self.store = store
+        self._master = master_key.encode() if master_key else None
+        self._cache_s = cache_s
+        self._keys: OrderedDict[str, tuple[float, ApiKey | None, Tenant | None]] = OrderedDict()
+
+    @property
+    def open(self) -> bool:
+        return self._master is None
+
+    async def caller(self, scope: Scope) -> Caller:
+        """The caller of a request; 401 for a missing, unknown, revoked or expired key."""
+        secret = presented_key(scope)
+        if secret is None:
+            if self._master is None:
+                return OPERATOR
+            raise HTTPError(401, _MISSING, code="missing_api_key")
+        if self._master is not None and hmac.compare_digest(secret.encode(), self._master):
+            return OPERATOR
+        key, tenant = await self._lookup(secret)
+        if key is None:
+            if self._master is None and not secret.startswith("sk-relay-"):
+                return OPERATOR  # open mode: SDKs insist on sending some key; only a virtual key means a tenant
+            raise HTTPError(401, "invalid API key", code="invalid_api_key")
+        reason = key.usable(time.time())
+        if reason is not None:
+            raise HTTPError(401, f"this API key is {reason} (key id {key.id})", code=f"{reason}_api_key")
+        return Caller(admin=False, key=key, tenant=tenant)
+
+    async def _lookup(self, secret: str) -> tuple[ApiKey | None, Tenant | None]:
+        if self.store is None:
+            return None, None
+        digest = hash_secret(secret)
+        now = time.monotonic()
+        hit = self._keys.get(digest)
+        if hit is not None and hit[0] > now:
+            return hit[1], hit[2]
+        key, tenant = await asyncio.to_thread(self._read, digest, secret)
+        self._keys[digest] = (now + self._cache_s, key, tenant)
+        self._keys.move_to_end(digest)
+        while len(self._keys) > _MAX_CACHED:
+            self._keys.popitem(last=False)
+        return key, tenant
+
+    def _read(self, digest: str, secret: str) -> tuple[ApiKey | None, Tenant | None]:
+        assert self.store is not None
+        key = self.store.key_by_secret(secret)
+        return key, (self.store.get_tenant(key.tenant) if key is not None else None)
+
+    def forget(self, key_id: str | None = None, tenant: str | None = None) -> None:
+        """Drop cached keys (of ``key_id``, of ``tenant``, or all) after a change."""
+        for digest, (_, key, _tenant) in list(self._keys.items()):
+            if key is None or (key_id is None and tenant is None) or key.id == key_id or key.tenant == tenant:
+                del self._keys[digest]
+
+
+__all__ = ["OPERATOR", "Authenticator", "Caller", "presented_key"]

@@ -201,7 +201,7 @@ async def test_serve_refuses_a_public_address_without_a_master_key() -> None:
     assert result.code == 1 and "without a master key" in result.err and "Traceback" not in result.err
 
 
-async def test_serve_answers_the_openai_sdk(fake: FakeServer) -> None:
+async def test_serve_answers_the_openai_sdk(fake: FakeServer, tmp_path: Path) -> None:
     import socket
 
     import openai
@@ -210,7 +210,8 @@ async def test_serve_answers_the_openai_sdk(fake: FakeServer) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**openai_env(fake), "LLMRELAY_DEFAULT_MODEL": "openai/gpt-4o-mini"}
+    store = tmp_path / "gateway.db"
+    env = {**openai_env(fake), "LLMRELAY_DEFAULT_MODEL": "openai/gpt-4o-mini", "LLMRELAY_STORE_URL": f"sqlite:///{store}"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "llmrelay", "serve", "--port", str(port),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
@@ -233,3 +234,4 @@ async def test_serve_answers_the_openai_sdk(fake: FakeServer) -> None:
         proc.send_signal(signal.SIGINT)
         _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert "open mode" in err.decode() and "sk-cli-test" not in err.decode()
+    assert f":///{store}" in err.decode() and store.exists()

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from typing import Annotated
+import shutil
+import tempfile
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from . import app
 from .common import fail, state, stderr
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 
 def is_loopback(host: str) -> bool:
@@ -43,6 +48,7 @@ def serve(
     try:
         client = st.client()
         key = master_key(client.aio)
+        store = _open_store(client.settings)  # migrated once here, before any worker starts
         st.close()
     except LLMError as exc:
         fail(str(exc))
@@ -51,6 +57,19 @@ def serve(
             fail(f"refusing to serve {host} without a master key: set auth.master_key or LLMRELAY_MASTER_KEY")
         stderr().print(f"[yellow]open mode[/]: no master key, so anyone on this machine can use http://{host}:{port}")
     stderr().print(f"llmrelay gateway on http://{host}:{port}/v1 ({workers} worker{'s' if workers > 1 else ''})")
+    stderr().print(f"store: {store}", soft_wrap=True, highlight=False)
+    shared_metrics = None
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        shared_metrics = tempfile.mkdtemp(prefix="llmrelay-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared_metrics  # the workers add up their metrics there
+    try:
+        _run(uvicorn, host, port, workers, st.debug)
+    finally:
+        if shared_metrics is not None:
+            shutil.rmtree(shared_metrics, ignore_errors=True)
+
+
+def _run(uvicorn: Any, host: str, port: int, workers: int, debug: bool) -> None:
     uvicorn.run(
         "llmrelay.gateway.app:create_app",
         factory=True,
@@ -61,6 +80,21 @@ def serve(
         http="httptools",
         lifespan="on",
         access_log=False,
-        log_level="debug" if st.debug else "warning",
+        log_level="debug" if debug else "warning",
         timeout_graceful_shutdown=30,
     )
+
+
+def _open_store(settings: Settings) -> str:
+    """Open (and migrate) the store; its URL with any password hidden, for the banner."""
+    try:
+        from ..store import Store, StoreError, default_store_url
+    except ImportError:
+        fail("the gateway needs SQLAlchemy: pip install 'llmrelay[gateway]'")
+    try:
+        store = Store.open(default_store_url(settings))
+    except StoreError as exc:
+        fail(f"the store cannot be opened: {exc}")
+    shown = str(store.url)
+    store.close()
+    return shown

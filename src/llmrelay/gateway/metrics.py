@@ -6,16 +6,18 @@ overhead (request time minus the time spent waiting on upstream attempts). Per
 attempt (a router hook): outcome and latency by deployment. At each scrape:
 each deployment's health (1 healthy or degraded, 0 otherwise).
 
-Each worker process keeps its own registry, so with ``--workers N`` a scrape
-sees the worker that answered it.
+With several worker processes (``llmrelay serve --workers N`` sets
+``PROMETHEUS_MULTIPROC_DIR``), every worker writes its figures to files in that
+directory and a scrape, whichever worker answers it, adds up all of them.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 from ..router.health import DeploymentHealth
 from ..router.records import AttemptRecord
@@ -65,7 +67,7 @@ class Metrics:
         )
         self.healthy = Gauge(
             "llmrelay_deployment_healthy", "1 when the deployment can serve.", ["group", "deployment"],
-            registry=registry,
+            registry=registry, multiprocess_mode="livemostrecent",
         )  # fmt: skip
 
         self._children: dict[tuple[Any, ...], Any] = {}
@@ -106,6 +108,10 @@ class Metrics:
     def render(self, health: list[DeploymentHealth]) -> bytes:
         for h in health:
             self.healthy.labels(h.group, h.deployment).set(1 if h.status in ("healthy", "degraded") else 0)
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            every_worker = CollectorRegistry()
+            multiprocess.MultiProcessCollector(every_worker)  # type: ignore[no-untyped-call]
+            return generate_latest(every_worker)
         return generate_latest(self.registry)
 
 

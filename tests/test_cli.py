@@ -211,7 +211,11 @@ async def test_serve_answers_the_openai_sdk(fake: FakeServer, tmp_path: Path) ->
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     store = tmp_path / "gateway.db"
-    env = {**openai_env(fake), "LLMRELAY_DEFAULT_MODEL": "openai/gpt-4o-mini", "LLMRELAY_STORE_URL": f"sqlite:///{store}"}
+    env = {
+        **openai_env(fake),
+        "LLMRELAY_DEFAULT_MODEL": "openai/gpt-4o-mini",
+        "LLMRELAY_STORE_URL": f"sqlite:///{store}",
+    }
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "llmrelay", "serve", "--port", str(port),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,

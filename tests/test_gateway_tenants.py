@@ -98,7 +98,9 @@ async def test_tenants_never_see_each_other(gw: Served) -> None:
     b_id, b = await new_key(gw, "tenant-b")
     for secret, conv in ((a, "shared-name"), (b, "shared-name")):
         await gw.sdk(secret).chat.completions.create(
-            model="smart", messages=HI, extra_body={"conversation_id": conv}  # type: ignore[arg-type]
+            model="smart",
+            messages=HI,
+            extra_body={"conversation_id": conv},  # type: ignore[arg-type]
         )
     await gw.app.ledger.flush()  # type: ignore[union-attr]
 
@@ -146,7 +148,10 @@ async def test_conversation_history_is_sent_upstream(gw: Served) -> None:
     await sdk.chat.completions.create(model="smart", messages=first, extra_body={"conversation_id": "trip"})  # type: ignore[arg-type]
     follow = [{"role": "user", "content": "How big is it?"}]
     stream = await sdk.chat.completions.create(
-        model="smart", messages=follow, stream=True, extra_headers={"x-llmrelay-conversation-id": "trip"}  # type: ignore[arg-type]
+        model="smart",
+        messages=follow,
+        stream=True,
+        extra_headers={"x-llmrelay-conversation-id": "trip"},  # type: ignore[arg-type]
     )
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert text == "It is big."
@@ -178,7 +183,9 @@ async def test_rpm_limit_is_a_429_with_ratelimit_headers(gw: Served) -> None:
 
 async def test_tenant_and_per_model_limits(gw: Served) -> None:
     gw.upstream.on("POST", CHAT, Reply(json=answer("ok")))
-    status, _, _ = await call(gw, "POST", "/admin/tenants", {"id": "small", "rpm": 2, "model_limits": {"smart": {"tpm": 100_000}}})
+    status, _, _ = await call(
+        gw, "POST", "/admin/tenants", {"id": "small", "rpm": 2, "model_limits": {"smart": {"tpm": 100_000}}}
+    )
     assert status == 201
     _, one = await new_key(gw, "small")
     _, two = await new_key(gw, "small")
@@ -225,7 +232,10 @@ async def test_ledger_records_streams_errors_and_totals(gw: Served) -> None:
     gw.upstream.on("POST", CHAT, Reply(chunks=sse("a", "b")), Reply(status=400, json={"error": {"message": "bad"}}))
     key_id, secret = await new_key(gw, "acme")
     stream = await gw.sdk(secret).chat.completions.create(
-        model="smart", messages=HI, stream=True, stream_options={"include_usage": True}  # type: ignore[arg-type]
+        model="smart",
+        messages=HI,
+        stream=True,
+        stream_options={"include_usage": True},  # type: ignore[arg-type]
     )
     rid = stream.response.headers["x-request-id"]
     assert [c async for c in stream]

@@ -16,7 +16,7 @@ from .common import State, fail
 
 app = typer.Typer(
     name="llmrelay",
-    help="One API for every LLM provider: chat, models, tokens, connection and health checks.",
+    help="One API for every LLM provider: chat, models, tokens, health checks, the gateway, virtual keys and tenants.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -49,7 +49,7 @@ def root(
 
 
 def _register() -> None:
-    from . import chat, health, info, serve  # noqa: F401  (commands register themselves on ``app``)
+    from . import chat, health, info, keys, serve, tenants  # noqa: F401  (commands register themselves on ``app``)
 
 
 _register()

@@ -197,10 +197,10 @@ async def key_item(gw: Gateway, scope: Scope, receive: Receive, send: Send, key_
     store = gw.store_()
     method = scope["method"]
     if action == "" and method == "GET":
-        key = await _call(gw, store.get_key, key_id)
-        if key is None or (not caller.admin and key.tenant != caller.tenant_id):
+        found = await _call(gw, store.get_key, key_id)
+        if found is None or (not caller.admin and found.tenant != caller.tenant_id):
             raise HTTPError(404, f"no key {key_id!r}")
-        await send_json(send, 200, key_json(key))
+        await send_json(send, 200, key_json(found))
         return
     _operator(caller)
     secret: str | None = None

@@ -24,13 +24,13 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from .. import errors
 from ..router.groups import fallback_chain
 from ..state.base import StateBackend
-from ..store.records import Limits, Period
+from ..store.records import ApiKey, Limits, Period, Tenant
 from ..store.store import Store
 from .http import HTTPError
 from .tenancy import Caller
@@ -130,7 +130,8 @@ class Admission:
                 raise HTTPError(
                     429,
                     f"the {scope} {ident!r} is over its budget: ${spent:.4f} of ${cap:.4f} spent or reserved "
-                    f"this {'period' if period == 'total' else period}, and this request may cost up to ${cost_usd:.4f}",
+                    f"this {'period' if period == 'total' else period}, "
+                    f"and this request may cost up to ${cost_usd:.4f}",
                     code="insufficient_quota", kind="insufficient_quota", headers={"x-should-retry": "false"},
                 )  # fmt: skip
             ticket.budgets.append((counter, cost_usd))
@@ -193,20 +194,22 @@ def period_bounds(period: Period, now: float) -> tuple[float | None, float | Non
     if period == "day":
         return day.timestamp(), day.timestamp() + 86400, day.strftime("%Y-%m-%d")
     first = day.replace(day=1)
-    following = first.replace(year=first.year + 1, month=1) if first.month == 12 else first.replace(month=first.month + 1)
+    following = (
+        first.replace(year=first.year + 1, month=1) if first.month == 12 else first.replace(month=first.month + 1)
+    )
     return first.timestamp(), following.timestamp(), first.strftime("%Y-%m")
 
 
 def _scopes(caller: Caller, model: str) -> list[_Scope]:
     out: list[_Scope] = []
     key, tenant = caller.key, caller.tenant
-    for name, ident, rpm, tpm, per_model in (
-        ("key", key.id if key else "", key.rpm if key else None, key.tpm if key else None, key.model_limits if key else {}),
-        ("tenant", tenant.id if tenant else "", tenant.rpm if tenant else None, tenant.tpm if tenant else None,
-         tenant.model_limits if tenant else {}),
-    ):  # fmt: skip
-        if not ident:
-            continue
+    owners: list[tuple[str, ApiKey | Tenant]] = []
+    if key is not None:
+        owners.append(("key", key))
+    if tenant is not None:
+        owners.append(("tenant", tenant))
+    for name, owner in owners:
+        ident, rpm, tpm, per_model = owner.id, owner.rpm, owner.tpm, owner.model_limits
         if rpm or tpm:
             out.append(_Scope(name, ident, rpm, tpm))
         limits: Limits | None = per_model.get(model)
@@ -215,11 +218,17 @@ def _scopes(caller: Caller, model: str) -> list[_Scope]:
     return out
 
 
-def _too_many(scope: _Scope, limits: tuple[float, float], used: tuple[float, ...], wait: float, tokens: float) -> HTTPError:
-    what = scope.name if ":model:" not in scope.ident else f"{scope.name} for model {scope.ident.split(':model:', 1)[1]!r}"
+def _too_many(
+    scope: _Scope, limits: tuple[float, float], used: tuple[float, ...], wait: float, tokens: float
+) -> HTTPError:
+    what = (
+        scope.name if ":model:" not in scope.ident else f"{scope.name} for model {scope.ident.split(':model:', 1)[1]!r}"
+    )
     who = scope.ident.split(":model:", 1)[0]
     if math.isinf(wait):
-        message = f"this request's ~{int(tokens)} tokens exceed the {what} {who!r} limit of {scope.tpm} tokens per minute"
+        message = (
+            f"this request's ~{int(tokens)} tokens exceed the {what} {who!r} limit of {scope.tpm} tokens per minute"
+        )
         return HTTPError(429, message, code="rate_limit_exceeded", headers={"x-should-retry": "false"})
     reqs = scope.rpm is not None and used[0] + 1 > limits[0]
     limit = f"{scope.rpm} requests per minute" if reqs else f"{scope.tpm} tokens per minute"

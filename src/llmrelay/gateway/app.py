@@ -34,7 +34,7 @@ from ..providers.anthropic_inbound import error_body as anthropic_error
 from ..router.calls import estimate_tokens
 from ..store.records import UsageRecord
 from ..store.store import Store
-from ..types import ChatRequest, EmbeddingRequest
+from ..types import ChatRequest, EmbeddingRequest, Usage
 from . import admin_api
 from .admission import Admission, PriceCeiling, Ticket
 from .anthropic_api import count_tokens, messages
@@ -51,6 +51,7 @@ log = logging.getLogger("llmrelay.gateway")
 Handler = Callable[["Gateway", Scope, Receive, Send], Awaitable[None]]
 MAX_BODY = 16 * 1024 * 1024
 _LOCAL_MODELS = (LOCAL_DEFAULT, "local/all-minilm-l6-v2")
+_NO_USAGE = Usage(0, 0)
 MODEL_ROUTES = frozenset(("/v1/chat/completions", "/v1/embeddings", "/v1/messages"))
 """Routes whose requests are admitted (limits, budgets) and recorded in the ledger."""
 
@@ -252,12 +253,12 @@ class Gateway:
         del scope["llmrelay.ledger"]  # once per request
         facts: RequestFacts = scope["llmrelay.facts"]
         caller: Caller = scope["llmrelay.caller"]
-        usage = facts.usage
+        usage = facts.usage or _NO_USAGE
         record = UsageRecord(
             id=uuid.uuid4().hex, request_id=rid, tenant=caller.tenant_id, key_id=caller.key_id, route=scope["path"],
             model=facts.model, deployment=facts.deployment or None, status=status,
-            prompt_tokens=usage.prompt_tokens if usage else 0, completion_tokens=usage.completion_tokens if usage else 0,
-            cached_tokens=usage.cached_tokens if usage else 0, reasoning_tokens=usage.reasoning_tokens if usage else 0,
+            prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens, reasoning_tokens=usage.reasoning_tokens,
             cost_usd=facts.cost_usd, latency_ms=round(elapsed * 1000, 3), upstream_ms=round(facts.upstream_s * 1000, 3),
             error=facts.error or failure, created_at=time.time(),
         )  # fmt: skip

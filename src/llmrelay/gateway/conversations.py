@@ -36,9 +36,10 @@ def conversation_of(scope: Scope, body: dict[str, Any]) -> str | None:
         return None
     if not isinstance(raw, str) or not _ID.match(raw):
         raise HTTPError(
-            400, "'conversation_id' must be 1-128 letters, digits, '_', '.', ':' or '-', starting with a letter or digit",
+            400,
+            "'conversation_id' must be 1-128 letters, digits, '_', '.', ':' or '-', starting with a letter or digit",
             param="conversation_id",
-        )  # fmt: skip
+        )
     return raw
 
 

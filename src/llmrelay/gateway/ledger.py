@@ -115,13 +115,9 @@ class RedisQueue:
         entries.extend(claimed[1])
         # then: this consumer's own unacknowledged (after a failed write), and new ones
         if len(entries) < limit:
-            mine = await self._redis.xreadgroup(self.GROUP, self._consumer, {self.stream: "0"}, count=limit)
-            for _, items in mine or []:
-                entries.extend(item for item in items if item[1])
+            entries.extend(await self._read("0", limit))
         if len(entries) < limit:
-            fresh = await self._redis.xreadgroup(self.GROUP, self._consumer, {self.stream: ">"}, count=limit - len(entries))
-            for _, items in fresh or []:
-                entries.extend(items)
+            entries.extend(await self._read(">", limit - len(entries)))
         out: list[tuple[str, UsageRecord]] = []
         seen: set[str] = set()
         for entry_id, fields in entries:
@@ -129,9 +125,14 @@ class RedisQueue:
             if receipt in seen or not fields:
                 continue
             seen.add(receipt)
-            raw = fields.get(b"r") or fields.get("r")
+            raw = fields.get(b"r") or fields.get("r") or b"{}"
             out.append((receipt, UsageRecord.from_json(orjson.loads(raw))))
         return out
+
+    async def _read(self, start: str, count: int) -> list[tuple[Any, dict[Any, Any]]]:
+        """Entries from ``start`` (``0``: this consumer's unacknowledged; ``>``: new ones)."""
+        answer: Any = await self._redis.xreadgroup(self.GROUP, self._consumer, {self.stream: start}, count=count)
+        return [item for _, items in answer or [] for item in items if item[1]]
 
     async def done(self, receipts: Sequence[str]) -> None:
         if receipts:

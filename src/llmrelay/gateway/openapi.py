@@ -131,10 +131,14 @@ def _op(
     """One operation answering JSON (errors in the OpenAI format)."""
     params = [{"name": n, "in": "path", "required": True, "schema": _STR} for n in path]
     params += [{"name": n, "in": "query", "required": False, "schema": schema} for n, schema in query]
-    errors = {str(code): {"description": why, "content": {"application/json": {"schema": _OPENAI_ERROR}}} for code, why in (
+    answers = (
         (400, "bad input, naming the field"), (401, "missing or wrong key"), (403, "not allowed for this key"),
         (404, "not found"), (409, "already exists"), (503, "no store"),
-    )}  # fmt: skip
+    )  # fmt: skip
+    errors = {
+        str(code): {"description": why, "content": {"application/json": {"schema": _OPENAI_ERROR}}}
+        for code, why in answers
+    }
     op: dict[str, Any] = {
         "summary": summary,
         "responses": {str(status): {"description": "ok", "content": {"application/json": {"schema": _OBJ}}}, **errors},
@@ -163,7 +167,10 @@ _USAGE_QUERY = (
 def _admin_paths() -> dict[str, Any]:
     from .admin_api import KeyBody, KeyPatch, TenantBody, TenantPatch
 
-    page = (("limit", {"type": "integer", "minimum": 1, "maximum": 1000}), ("offset", {"type": "integer", "minimum": 0}))
+    page = (
+        ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+        ("offset", {"type": "integer", "minimum": 0}),
+    )
     return {
         "/v1/models/{model}": {"get": _op("One model", path=("model",))},
         "/v1/conversations": _get("This tenant's conversations", (("tenant", _STR), *page)),

@@ -35,6 +35,10 @@ class Settings:
     state_url: str | None = field(default=None, repr=False)  # a Redis URL may carry a password
     """Redis URL of the shared state (``state: {backend: redis}``); ``None``: in memory."""
     state_prefix: str = "llmrelay:"
+    store_url: str | None = field(default=None, repr=False)  # a database URL may carry a password
+    """Database URL of the store (``store: {url: ...}``, relative SQLite paths made
+    absolute against the config file's directory); ``None``: the default, see
+    ``llmrelay.store.default_store_url``."""
     file: ConfigFile | None = field(default=None, repr=False)
     path: Path | None = None
     default_model: str | None = None
@@ -96,6 +100,10 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
     settings.routing = routing_settings(file.routing, f"{path}:{_line_for(('routing',), file.lines) or 1}")
     if file.state.backend == "redis":
         settings.state_url, settings.state_prefix = file.state.url, file.state.prefix
+    if file.store.url:
+        from .store.location import resolve_sqlite_path
+
+        settings.store_url = resolve_sqlite_path(file.store.url, Path(path).resolve().parent)
     settings.file = file
     settings.path = Path(path)
     settings.default_model = settings.default_model or file.default_model

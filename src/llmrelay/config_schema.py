@@ -87,13 +87,18 @@ class StateEntry(_Strict):
     prefix: str = "llmrelay:"
 
 
+class StoreEntry(_Strict):
+    url: str | None = Field(default=None, repr=False)  # may carry a password
+    """Database URL (``sqlite:///path`` or ``postgresql://...``); ``None``: SQLite next to the config file."""
+
+
 class ConfigFile(_Strict):
     providers: list[ProviderEntry] = []
     models: list[ModelGroupEntry] = []
     routing: RoutingEntry = RoutingEntry()
     cache: dict[str, Any] = {}
     state: StateEntry = StateEntry()
-    store: dict[str, Any] = {}
+    store: StoreEntry = StoreEntry()
     auth: dict[str, Any] = {}
     default_model: str | None = None
     _lines: dict[tuple[Any, ...], int] = PrivateAttr(default_factory=dict)

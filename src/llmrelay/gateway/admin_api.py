@@ -133,10 +133,13 @@ def own_tenant(caller: Caller, asked: str | None) -> str | None:
 async def create_tenant(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     _operator(scope["llmrelay.caller"])
     body = _parse(TenantBody, json_body(await read_body(scope, receive, gw.max_body)))
-    made = Tenant(
-        id=body.id, rpm=body.rpm, tpm=body.tpm, budget_usd=body.budget_usd, budget_period=body.budget_period,
-        model_limits=_limits(body.model_limits) or {},
-    )  # fmt: skip
+    try:
+        made = Tenant(
+            id=body.id, rpm=body.rpm, tpm=body.tpm, budget_usd=body.budget_usd, budget_period=body.budget_period,
+            model_limits=_limits(body.model_limits) or {},
+        )  # fmt: skip
+    except ValueError as exc:
+        raise HTTPError(400, str(exc)) from None
     tenant = await _call(gw, gw.store_().create_tenant, made)
     await send_json(send, 201, tenant_json(tenant))
 
@@ -239,7 +242,7 @@ async def usage(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None
     asked = UsageQuery(
         tenant=own_tenant(caller, query.get("tenant")), key_id=query.get("key_id"), model=query.get("model"),
         since=_number(query, "since"), until=_number(query, "until"),
-        limit=int(_number(query, "limit", 100, 1, 1000)), offset=int(_number(query, "offset", 0, 0)),
+        limit=int(_number(query, "limit", 100, 1, 1000)), offset=int(_number(query, "offset", 0, 0, 1e12)),
     )  # fmt: skip
     store = gw.store_()
     rows = await _call(gw, store.usage, asked)

@@ -68,8 +68,8 @@ async def list_conversations(gw: Gateway, scope: Scope, receive: Receive, send: 
         limit, offset = int(query.get("limit", "100")), int(query.get("offset", "0"))
     except ValueError:
         raise HTTPError(400, "'limit' and 'offset' must be integers", param="limit") from None
-    if not (1 <= limit <= 1000 and offset >= 0):
-        raise HTTPError(400, "'limit' must be 1-1000 and 'offset' >= 0", param="limit")
+    if not (1 <= limit <= 1000 and 0 <= offset <= 10**12):
+        raise HTTPError(400, "'limit' must be 1-1000 and 'offset' 0-10^12", param="limit")
     found = await asyncio.to_thread(gw.store_().list_conversations, tenant, limit, offset)
     data = [
         {"id": c.id, "object": "conversation", "tenant": c.tenant, "created_at": c.created_at,

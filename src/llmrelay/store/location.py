@@ -1,0 +1,52 @@
+"""Where the store lives when nobody says: the URL rules, without a database driver.
+
+Precedence: ``LLMRELAY_STORE_URL``, then ``store: {url: ...}`` in the config
+file, then ``llmrelay.db`` next to the config file, then ``llmrelay.db`` in the
+current directory. A relative SQLite path is relative to the config file's
+directory when it comes from the config file, else to the current directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+ENV_VAR = "LLMRELAY_STORE_URL"
+DEFAULT_FILE = "llmrelay.db"
+
+_SQLITE = re.compile(r"(sqlite(?:\+[A-Za-z0-9_]+)?):///(.*)", re.DOTALL)
+
+
+def resolve_sqlite_path(url: str, base: str | os.PathLike[str]) -> str:
+    """``url`` with a relative SQLite file path made absolute against ``base``
+    (and ``~`` expanded); any other URL as it is."""
+    match = _SQLITE.fullmatch(url)
+    if match is None:
+        return url
+    path, sep, query = match.group(2).partition("?")
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return url
+    resolved = Path(path).expanduser()
+    if not resolved.is_absolute():
+        resolved = Path(base).resolve() / resolved
+    return f"{match.group(1)}:///{resolved}{sep}{query}"
+
+
+def default_store_url(settings: Settings, env: Mapping[str, str] | None = None) -> str:
+    """The store URL for ``settings``: ``LLMRELAY_STORE_URL`` (from ``env``,
+    default ``os.environ``), else the config's ``store.url``, else
+    ``sqlite:///<config dir>/llmrelay.db``, else ``sqlite:///<cwd>/llmrelay.db``."""
+    env = os.environ if env is None else env
+    from_env = env.get(ENV_VAR)
+    if from_env:
+        return resolve_sqlite_path(from_env, Path.cwd())
+    if settings.store_url:
+        return settings.store_url
+    base = Path(settings.path).resolve().parent if settings.path is not None else Path.cwd()
+    return f"sqlite:///{base / DEFAULT_FILE}"

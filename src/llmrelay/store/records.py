@@ -1,0 +1,261 @@
+"""What the store keeps, as plain values: tenants, virtual keys, usage records,
+conversations, and the store's errors.
+
+These are frozen dataclasses that check themselves on construction, so a bad
+value is a ``ValueError`` naming the field before it reaches the database. This
+module needs no database driver.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, get_args
+
+Period = Literal["day", "month", "total"]
+PERIODS: tuple[str, ...] = get_args(Period)
+
+SECRET_PREFIX = "sk-relay-"
+PREFIX_CHARS = 14
+"""How much of a secret is kept for display (``sk-relay-`` and five random characters)."""
+
+_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_KEY_ID = re.compile(r"key_[0-9a-f]{16}")
+
+
+class StoreError(Exception):
+    """The store could not do what was asked (database unreachable, schema too new, ...)."""
+
+
+class Conflict(StoreError):
+    """The record already exists."""
+
+
+class NotFoundError(StoreError):
+    """The record does not exist."""
+
+
+def new_secret() -> str:
+    """A fresh virtual-key secret: ``sk-relay-`` and 32 random bytes, URL-safe base64."""
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_secret(secret: str) -> str:
+    """The SHA-256 of ``secret``, hex: what the store keeps instead of the secret.
+
+    A fast hash is the right tool here, unlike for passwords: secrets come from
+    ``new_secret`` (256 random bits), so there is no dictionary to try and no
+    brute force within reach, salted or not. A slow hash (bcrypt, scrypt) would
+    only add its cost to every authenticated request, and an unsalted digest lets
+    the store find a key by its hash with one indexed lookup.
+    """
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def check_slug(value: object, what: str = "tenant id") -> str:
+    """``value`` when it is a valid id (``^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$``), else ``ValueError``."""
+    if not isinstance(value, str) or not _SLUG.fullmatch(value):
+        raise ValueError(
+            f"{what} {value!r} is not valid: use 1 to 64 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def _check_positive_int(owner: str, name: str, value: object) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+        raise ValueError(f"{owner}: {name} must be a positive integer or None, not {value!r}")
+
+
+def _check_limits(owner: str, obj: Any) -> None:
+    _check_positive_int(owner, "rpm", obj.rpm)
+    _check_positive_int(owner, "tpm", obj.tpm)
+    budget = obj.budget_usd
+    if budget is not None and (
+        not isinstance(budget, int | float) or isinstance(budget, bool) or not math.isfinite(budget) or budget < 0
+    ):
+        raise ValueError(f"{owner}: budget_usd must be a non-negative number or None, not {budget!r}")
+    if obj.budget_period not in PERIODS:
+        raise ValueError(f"{owner}: budget_period must be one of {', '.join(PERIODS)}, not {obj.budget_period!r}")
+    if not isinstance(obj.model_limits, Mapping):
+        raise ValueError(f"{owner}: model_limits must be a mapping of model name to Limits")
+    for model, limits in obj.model_limits.items():
+        if not isinstance(model, str) or not model:
+            raise ValueError(f"{owner}: model_limits keys must be model names, not {model!r}")
+        if not isinstance(limits, Limits):
+            raise ValueError(f"{owner}: model_limits[{model!r}] must be a Limits, not {type(limits).__name__}")
+    # a private copy: the record stays frozen even if the caller's dict changes
+    object.__setattr__(obj, "model_limits", dict(obj.model_limits))
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Requests and tokens per minute (``None``: no limit)."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_positive_int("limits", "rpm", self.rpm)
+        _check_positive_int("limits", "tpm", self.tpm)
+
+
+def limits_to_json(limits: Mapping[str, Limits]) -> dict[str, dict[str, int | None]]:
+    """``model_limits`` as JSON-safe data."""
+    return {model: {"rpm": lim.rpm, "tpm": lim.tpm} for model, lim in limits.items()}
+
+
+def limits_from_json(data: Mapping[str, Any]) -> dict[str, Limits]:
+    """The inverse of ``limits_to_json``."""
+    return {model: Limits(rpm=value.get("rpm"), tpm=value.get("tpm")) for model, value in data.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """Who a key belongs to, with the tenant-wide limits and budget."""
+
+    id: str
+    rpm: int | None = None
+    tpm: int | None = None
+    budget_usd: float | None = None
+    budget_period: Period = "month"
+    model_limits: Mapping[str, Limits] = field(default_factory=dict)
+    created_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_slug(self.id)
+        _check_limits(f"tenant {self.id!r}", self)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A virtual key. The secret itself is never kept: only its hash, and its
+    first ``PREFIX_CHARS`` characters so people can tell keys apart."""
+
+    id: str
+    tenant: str
+    name: str = ""
+    prefix: str = ""
+    models: tuple[str, ...] = ()
+    expires_at: float | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    budget_usd: float | None = None
+    budget_period: Period = "month"
+    model_limits: Mapping[str, Limits] = field(default_factory=dict)
+    created_at: float = 0.0
+    revoked_at: float | None = None
+    rotated_at: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not _KEY_ID.fullmatch(self.id):
+            raise ValueError(f"key id {self.id!r} is not valid: expected 'key_' and 16 hex digits")
+        check_slug(self.tenant)
+        owner = f"key {self.id}"
+        if not isinstance(self.name, str):
+            raise ValueError(f"{owner}: name must be a string, not {type(self.name).__name__}")
+        if isinstance(self.models, str) or not all(isinstance(m, str) and m for m in self.models):
+            raise ValueError(f"{owner}: models must be a list of model names, not {self.models!r}")
+        object.__setattr__(self, "models", tuple(self.models))
+        if self.expires_at is not None and (
+            not isinstance(self.expires_at, int | float) or not math.isfinite(self.expires_at)
+        ):
+            raise ValueError(f"{owner}: expires_at must be epoch seconds or None, not {self.expires_at!r}")
+        _check_limits(owner, self)
+
+    def usable(self, now: float) -> str | None:
+        """``None`` when the key may be used at ``now``, else why not: ``'revoked'`` or ``'expired'``."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and now >= self.expires_at:
+            return "expired"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """One request in the usage ledger. ``id`` makes writing it idempotent: the
+    store keeps one row per id however often the record is sent."""
+
+    id: str
+    request_id: str
+    tenant: str | None
+    key_id: str | None
+    route: str
+    model: str
+    deployment: str | None = None
+    status: int = 200
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float | None = None
+    latency_ms: float = 0.0
+    upstream_ms: float = 0.0
+    cache_hit: bool = False
+    error: str | None = None
+    created_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not self.id or len(self.id) > 64:
+            raise ValueError(f"usage record id must be 1 to 64 characters, not {self.id!r}")
+        for name in ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"usage record {self.id}: {name} must be a non-negative integer, not {value!r}")
+        if self.cost_usd is not None and not math.isfinite(self.cost_usd):
+            raise ValueError(f"usage record {self.id}: cost_usd must be finite, not {self.cost_usd!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as JSON-safe data (``from_json`` reads it back)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> UsageRecord:
+        """The record ``to_json`` wrote; unknown keys are ignored (written by a newer version)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True, slots=True)
+class UsageQuery:
+    """Which usage records: every filter left ``None`` matches all;
+    ``created_at`` in ``[since, until)``; ``limit``/``offset`` page ``Store.usage``."""
+
+    tenant: str | None = None
+    key_id: str | None = None
+    model: str | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int = 100
+    offset: int = 0
+
+    def __post_init__(self) -> None:
+        if self.limit < 0 or self.offset < 0:
+            raise ValueError(f"usage query: limit and offset must be >= 0, not {self.limit} and {self.offset}")
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationInfo:
+    """A conversation without its messages (for listings)."""
+
+    id: str
+    tenant: str
+    created_at: float
+    updated_at: float
+    messages: int
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """A conversation and its messages (OpenAI-wire message dicts), in order."""
+
+    id: str
+    tenant: str
+    created_at: float
+    updated_at: float
+    messages: list[dict[str, Any]]

@@ -23,6 +23,7 @@ from llmrelay.gateway.ledger import Ledger, RedisQueue
 from llmrelay.store import Store
 from test_gateway_openai import CHAT, answer, sse
 from test_state_contract import REDIS_URL, redis_reason
+from test_store import db_url  # noqa: F401  (the fixture: a fresh SQLite file or PostgreSQL schema)
 
 needs_redis = pytest.mark.skipif(redis_reason() is not None, reason=redis_reason() or "")
 MASTER = "sk-master-processes-1"
@@ -34,8 +35,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(folder: Path, upstream: str, prefix: str | None) -> Path:
+def write_config(folder: Path, upstream: str, prefix: str | None, store_url: str | None = None) -> Path:
     config = folder / "llmrelay.yaml"
+    default_store = f"sqlite:///{folder / 'gateway.db'}"
     config.write_text(
         "providers:\n"
         f"  - {{name: up, kind: openai, base_url: '{upstream}/v1', api_key: sk-upstream-processes}}\n"
@@ -43,7 +45,7 @@ def write_config(folder: Path, upstream: str, prefix: str | None) -> Path:
         "  - {name: smart, deployments: [{provider: up, model: gpt-4o-mini}]}\n"
         "routing: {retries: 0, cooldowns: false}\n"
         + (f"state: {{backend: redis, url: '{REDIS_URL}', prefix: '{prefix}'}}\n" if prefix else "")
-        + f"store: {{url: 'sqlite:///{folder / 'gateway.db'}'}}\n"
+        + f"store: {{url: '{store_url or default_store}'}}\n"
         f"auth: {{master_key: {MASTER}}}\n"
     )
     return config
@@ -113,12 +115,14 @@ async def gateways(tmp_path: Path) -> AsyncIterator[tuple[Gateways, FakeServer, 
 
 @needs_redis
 async def test_three_gateways_on_one_redis_admit_exactly_the_rpm_limit(
-    gateways: tuple[Gateways, FakeServer, str],
+    gateways: tuple[Gateways, FakeServer, str], db_url: str
 ) -> None:
-    running, upstream, _ = gateways
+    """With the store in SQLite and in PostgreSQL (the scale-out set-up: PostgreSQL + Redis)."""
+    running, upstream, prefix = gateways
+    running.config = write_config(running.folder, upstream.url, prefix, db_url)
     upstream.on("POST", CHAT, Reply(json=answer("ok"), delay_s=0.01))
     limit = 25
-    store = Store.open(f"sqlite:///{running.folder / 'gateway.db'}")
+    store = Store.open(db_url)
     _, secret = store.create_key("acme", rpm=limit)
     store.close()
     await running.start(3)

@@ -115,7 +115,8 @@ async def gateways(tmp_path: Path) -> AsyncIterator[tuple[Gateways, FakeServer, 
 
 @needs_redis
 async def test_three_gateways_on_one_redis_admit_exactly_the_rpm_limit(
-    gateways: tuple[Gateways, FakeServer, str], db_url: str
+    gateways: tuple[Gateways, FakeServer, str],
+    db_url: str,  # noqa: F811
 ) -> None:
     """With the store in SQLite and in PostgreSQL (the scale-out set-up: PostgreSQL + Redis)."""
     running, upstream, prefix = gateways

@@ -105,6 +105,9 @@ class _AiohttpStream:
         return await self._resp.read()
 
 
+_TIMEOUTS: dict[tuple[float | None, float | None, float | None], Any] = {}
+
+
 class AiohttpTransport:
     """The default transport. Sessions are per event loop, created lazily and
     reused for every request (keep-alive), closed by ``aclose``."""
@@ -142,14 +145,18 @@ class AiohttpTransport:
 
     @staticmethod
     def _timeout(timeouts: Timeouts, streaming: bool) -> Any:
-        import aiohttp
-
         # A non-streamed answer may take long to start (reasoning models think before the first
         # byte): only ``total`` bounds it. A stream's gaps are bounded by the idle (read) timeout.
-        if not streaming:
-            return aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect)
-        read = timeouts.stream_idle if timeouts.stream_idle is not None else timeouts.read
-        return aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect, sock_read=read)
+        read = None
+        if streaming:
+            read = timeouts.stream_idle if timeouts.stream_idle is not None else timeouts.read
+        key = (timeouts.total, timeouts.connect, read)
+        found = _TIMEOUTS.get(key)
+        if found is None:  # made once per distinct value: building one costs more than it seems
+            import aiohttp
+
+            found = _TIMEOUTS[key] = aiohttp.ClientTimeout(total=key[0], sock_connect=key[1], sock_read=key[2])
+        return found
 
     async def send(
         self, method: str, url: str, *, headers: Mapping[str, str], body: bytes | None, timeouts: Timeouts

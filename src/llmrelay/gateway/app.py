@@ -24,11 +24,11 @@ import asyncio
 import logging
 import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .. import errors
+from .._ids import new_id
 from ..client import LOCAL_DEFAULT, AsyncClient
 from ..providers.anthropic_inbound import error_body as anthropic_error
 from ..router.calls import estimate_tokens
@@ -255,7 +255,7 @@ class Gateway:
         caller: Caller = scope["llmrelay.caller"]
         usage = facts.usage or _NO_USAGE
         record = UsageRecord(
-            id=uuid.uuid4().hex, request_id=rid, tenant=caller.tenant_id, key_id=caller.key_id, route=scope["path"],
+            id=new_id(), request_id=rid, tenant=caller.tenant_id, key_id=caller.key_id, route=scope["path"],
             model=facts.model, deployment=facts.deployment or None, status=status,
             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
             cached_tokens=usage.cached_tokens, reasoning_tokens=usage.reasoning_tokens,

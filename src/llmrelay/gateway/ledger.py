@@ -25,6 +25,7 @@ import os
 import socket
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -159,6 +160,9 @@ class Ledger:
         self._interval = interval_s
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        # one thread of its own: writes never wait behind other work, and one thread's
+        # allocations stay in one malloc arena
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmrelay-ledger")
         self.written = 0
 
     async def record(self, record: UsageRecord) -> None:
@@ -176,7 +180,8 @@ class Ledger:
             if not items:
                 return total
             records = [record for _, record in items]
-            await asyncio.to_thread(self.store.add_usage, records)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._writer, self.store.add_usage, records)
             await self.queue.done([receipt for receipt, _ in items])
             total += len(items)
             self.written += len(items)
@@ -206,6 +211,7 @@ class Ledger:
             await self.flush()
         except Exception:
             log.exception("the usage ledger could not be written at shutdown")
+        self._writer.shutdown(wait=False)
         await self.queue.aclose()
 
 

@@ -8,11 +8,12 @@ import logging
 import re
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from typing import IO, Any
 
 import orjson
+
+from .._ids import new_id
 
 access = logging.getLogger("llmrelay.gateway.access")
 _GOOD_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -22,7 +23,7 @@ def request_id(given: str | None) -> str:
     """The caller's ``x-request-id`` when it is a sane token, else a new one."""
     if given and _GOOD_ID.fullmatch(given):
         return given
-    return f"req_{uuid.uuid4().hex[:24]}"
+    return f"req_{new_id()}"
 
 
 class JsonFormatter(logging.Formatter):

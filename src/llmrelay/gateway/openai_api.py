@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import struct
 import time
-import uuid
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .. import errors
+from .._ids import new_id
 from ..client import check_request
 from ..providers.openai_inbound import chunk_to_wire, request_from_wire, response_to_wire, usage_to_wire
 from ..types import EmbeddingRequest, Finish, Route, StreamEvent, Usage
@@ -103,7 +103,7 @@ class ChunkEncoder:
     """Canonical stream events -> OpenAI ``chat.completion.chunk`` server-sent events."""
 
     def __init__(self, model: str, include_usage: bool) -> None:
-        self._id, self._created, self._model = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), model
+        self._id, self._created, self._model = f"chatcmpl-{new_id()}", int(time.time()), model
         self._head: dict[str, Any] = {
             "id": self._id, "object": "chat.completion.chunk", "created": self._created, "model": model,
         }  # fmt: skip

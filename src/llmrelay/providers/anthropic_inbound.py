@@ -6,10 +6,10 @@ provider serves the call.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from .. import errors
+from .._ids import new_id
 from .._json import dumps_str
 from ..tools import to_tools
 from ..types import (
@@ -122,7 +122,7 @@ def usage_to_wire(usage: Usage) -> dict[str, int]:
 
 
 def message_id() -> str:
-    return f"msg_{uuid.uuid4().hex[:24]}"
+    return f"msg_{new_id()}"
 
 
 def response_to_wire(response: ChatResponse) -> dict[str, Any]:

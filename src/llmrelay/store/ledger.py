@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Row, Select, case, func, select
@@ -30,18 +31,40 @@ TOTALS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cached_to
 _FIELDS = tuple(c.name for c in usage.columns if c.name != "day")
 
 
+_DAYS: dict[int, str] = {}
+
+
 def utc_day(ts: float) -> str:
-    """``YYYY-MM-DD`` of epoch seconds ``ts``, in UTC."""
-    return time.strftime("%Y-%m-%d", time.gmtime(ts))
+    """``YYYY-MM-DD`` of epoch seconds ``ts``, in UTC (remembered per day: the ledger asks per row)."""
+    number = int(ts // 86400)
+    day = _DAYS.get(number)
+    if day is None:
+        if len(_DAYS) > 4096:
+            _DAYS.clear()
+        day = _DAYS[number] = time.strftime("%Y-%m-%d", time.gmtime(number * 86400))
+    return day
 
 
-def usage_row(record: UsageRecord, now: float) -> dict[str, Any]:
-    """The row for ``record``; a record without ``created_at`` (0) is stamped ``now``."""
-    row = {name: getattr(record, name) for name in _FIELDS}
-    if not row["created_at"]:
-        row["created_at"] = now
-    row["day"] = utc_day(row["created_at"])
-    return row
+_VALUES = attrgetter(*_FIELDS)
+_CREATED = _FIELDS.index("created_at")
+COLUMNS = (*_FIELDS, "day")
+"""The order of ``usage_params``' values."""
+
+
+def usage_params(records: Sequence[UsageRecord], now: float) -> list[tuple[Any, ...]]:
+    """Rows for ``records`` as value tuples in ``COLUMNS`` order, one per id (the first
+    record of an id wins, as a stored one does); a record without ``created_at`` (0) is stamped ``now``.
+    Tuples straight from the records' attributes: the ledger's hot path."""
+    unique = {record.id: record for record in reversed(records)}
+    out: list[tuple[Any, ...]] = []
+    for record in unique.values():
+        values = _VALUES(record)
+        created = values[_CREATED]
+        if not created:
+            created = now
+            values = (*values[:_CREATED], now, *values[_CREATED + 1 :])
+        out.append((*values, utc_day(created)))
+    return out
 
 
 def usage_record(row: Row[Any]) -> UsageRecord:

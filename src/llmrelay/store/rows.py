@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Insert, Row, Table, select
@@ -23,6 +23,18 @@ def insert_ignore(conn: Connection, table: Table) -> Insert:
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     return sqlite_insert(table).on_conflict_do_nothing()
+
+
+def bulk_insert_ignore(conn: Connection, table: str, columns: Sequence[str], rows: int) -> str:
+    """One DB-API ``INSERT`` of ``rows`` rows of ``columns`` (multi-row ``VALUES``, in
+    the driver's parameter style) that skips rows whose key exists."""
+    mark = "%s" if conn.dialect.name == "postgresql" else "?"
+    one = f"({', '.join([mark] * len(columns))})"
+    values = ", ".join([one] * rows)
+    names = ", ".join(columns)
+    if conn.dialect.name == "postgresql":
+        return f"INSERT INTO {table} ({names}) VALUES {values} ON CONFLICT DO NOTHING"
+    return f"INSERT OR IGNORE INTO {table} ({names}) VALUES {values}"
 
 
 def check_changes(what: str, changes: Mapping[str, Any], allowed: frozenset[str]) -> None:

@@ -22,7 +22,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .. import _json
 from .engine import db_reason, is_memory, make_engine, redact, write_transaction
-from .ledger import check_group_by, records_statement, totals_rows, totals_statement, usage_record, usage_row
+from .ledger import COLUMNS as USAGE_COLUMNS
+from .ledger import check_group_by, records_statement, totals_rows, totals_statement, usage_params, usage_record
 from .ledger import conditions as usage_conditions
 from .migrations import migrate
 from .records import (
@@ -43,6 +44,7 @@ from .records import (
     new_secret,
 )
 from .rows import (
+    bulk_insert_ignore,
     check_changes,
     check_conversation_id,
     encode_message,
@@ -57,6 +59,10 @@ from .schema import api_keys, conversation_messages, conversations, tenants, usa
 
 TENANT_CHANGES = frozenset(("rpm", "tpm", "budget_usd", "budget_period", "model_limits"))
 KEY_CHANGES = frozenset(("name", "models", "expires_at", "rpm", "tpm", "budget_usd", "budget_period", "model_limits"))
+
+
+_ROWS_PER_INSERT = 100
+"""Rows per multi-row ``INSERT`` of the ledger (2,000 parameters)."""
 
 
 class Store:
@@ -278,13 +284,29 @@ class Store:
     def add_usage(self, records: Sequence[UsageRecord]) -> int:
         """Write ``records`` in one transaction; a record whose id is already
         stored is skipped. Returns how many rows were added."""
-        now = self._clock()
-        rows = list({record.id: usage_row(record, now) for record in reversed(records)}.values())
-        if not rows:
+        params = usage_params(records, self._clock())
+        if not params:
             return 0
         with self._write() as conn:
-            result = conn.execute(insert_ignore(conn, usage).returning(usage.c.id), rows)
-            return len(result.all())
+            # straight to the driver, in multi-row INSERTs of a fixed size (one prepared
+            # statement, reused) and the rest one row at a time: the database works in few
+            # long steps without the GIL, not one per row
+            full = len(params) - len(params) % _ROWS_PER_INSERT
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            added = 0
+            try:
+                if full:
+                    many = bulk_insert_ignore(conn, usage.name, USAGE_COLUMNS, _ROWS_PER_INSERT)
+                    for start in range(0, full, _ROWS_PER_INSERT):
+                        chunk = params[start : start + _ROWS_PER_INSERT]
+                        cursor.execute(many, [value for row in chunk for value in row])
+                        added += max(int(cursor.rowcount), 0)
+                if full < len(params):
+                    cursor.executemany(bulk_insert_ignore(conn, usage.name, USAGE_COLUMNS, 1), params[full:])
+                    added += max(int(cursor.rowcount), 0)
+            finally:
+                cursor.close()
+            return added
 
     def usage(self, query: UsageQuery) -> list[UsageRecord]:
         """The records ``query`` matches, newest first, ``query.limit`` from ``query.offset``."""

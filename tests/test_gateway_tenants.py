@@ -163,6 +163,13 @@ async def test_conversation_history_is_sent_upstream(gw: Served) -> None:
     ]  # fmt: skip
     status, err, _ = await call(gw, "POST", CHAT, {"model": "smart", "messages": HI, "conversation_id": "no spaces"})
     assert status == 400 and err["error"]["param"] == "conversation_id"
+    with pytest.raises(anthropic.BadRequestError, match="conversation_id"):
+        await gw.claude(secret).messages.create(
+            model="claude",
+            max_tokens=5,
+            messages=HI,
+            extra_body={"conversation_id": "trip"},  # type: ignore[arg-type]
+        )
 
 
 async def test_rpm_limit_is_a_429_with_ratelimit_headers(gw: Served) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..client import check_request
 from ..providers.anthropic_inbound import StreamEncoder, request_from_wire, response_to_wire
-from .http import HTTPError, Receive, Scope, Send, json_body, read_body, send_json
+from .http import HTTPError, Receive, Scope, Send, header, json_body, read_body, send_json
 from .metrics import RequestFacts
 from .openai_api import note, route_headers
 from .streaming import relay
@@ -22,6 +22,8 @@ async def messages(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> N
     stream = body.get("stream", False)
     if stream is not None and not isinstance(stream, bool):
         raise HTTPError(400, "stream: must be true or false")
+    if "conversation_id" in body or header(scope, b"x-llmrelay-conversation-id") is not None:
+        raise HTTPError(400, "conversation_id: server-side conversations work on /v1/chat/completions only")
     request = request_from_wire(body)
     check_request(request)
     group = gw.group_for(request.model)

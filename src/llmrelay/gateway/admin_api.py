@@ -35,16 +35,9 @@ class LimitsBody(_Body):
     tpm: int | None = Field(None, gt=0)
 
 
-class TenantBody(_Body):
-    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-    rpm: int | None = Field(None, gt=0)
-    tpm: int | None = Field(None, gt=0)
-    budget_usd: float | None = Field(None, ge=0)
-    budget_period: Literal["day", "month", "total"] = "month"
-    model_limits: dict[str, LimitsBody] = {}
+class LimitsPatch(_Body):
+    """What tenants and keys share: rate limits and a budget."""
 
-
-class TenantPatch(_Body):
     rpm: int | None = Field(None, gt=0)
     tpm: int | None = Field(None, gt=0)
     budget_usd: float | None = Field(None, ge=0)
@@ -52,15 +45,19 @@ class TenantPatch(_Body):
     model_limits: dict[str, LimitsBody] | None = None
 
 
-class KeyPatch(_Body):
+class TenantBody(LimitsPatch):
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    budget_period: Literal["day", "month", "total"] | None = "month"
+
+
+class TenantPatch(LimitsPatch):
+    pass
+
+
+class KeyPatch(LimitsPatch):
     name: str | None = Field(None, max_length=200)
     models: list[str] | None = None
     expires_at: float | None = Field(None, gt=0)
-    rpm: int | None = Field(None, gt=0)
-    tpm: int | None = Field(None, gt=0)
-    budget_usd: float | None = Field(None, ge=0)
-    budget_period: Literal["day", "month", "total"] | None = None
-    model_limits: dict[str, LimitsBody] | None = None
 
 
 class KeyBody(KeyPatch):
@@ -135,8 +132,8 @@ async def create_tenant(gw: Gateway, scope: Scope, receive: Receive, send: Send)
     body = _parse(TenantBody, json_body(await read_body(scope, receive, gw.max_body)))
     try:
         made = Tenant(
-            id=body.id, rpm=body.rpm, tpm=body.tpm, budget_usd=body.budget_usd, budget_period=body.budget_period,
-            model_limits=_limits(body.model_limits) or {},
+            id=body.id, rpm=body.rpm, tpm=body.tpm, budget_usd=body.budget_usd,
+            budget_period=body.budget_period or "month", model_limits=_limits(body.model_limits) or {},
         )  # fmt: skip
     except ValueError as exc:
         raise HTTPError(400, str(exc)) from None

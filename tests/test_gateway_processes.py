@@ -63,7 +63,7 @@ class Gateways:
         for _ in range(count):
             port = free_port()
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "llmrelay", "--config", str(self.config), "serve", "--port", str(port), *extra,
+                sys.executable, "-m", "llmrelay", "serve", "--config", str(self.config), "--port", str(port), *extra,
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
             )  # fmt: skip
             self.procs.append(proc)

@@ -32,6 +32,9 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.", min=1, max=65535)] = 4000,
     workers: Annotated[int, typer.Option("--workers", help="Worker processes.", min=1, max=64)] = 1,
+    config: Annotated[
+        str | None, typer.Option("--config", "-c", help="YAML config file (as the global --config).")
+    ] = None,
 ) -> None:
     """Serve the configured models over the OpenAI API (chat completions, embeddings,
     models) until Ctrl-C. Without a master key it serves loopback only."""
@@ -43,6 +46,8 @@ def serve(
     from ..gateway.app import master_key
 
     st = state(ctx)
+    if config:
+        st.config = config
     if st.config:
         os.environ["LLMRELAY_CONFIG"] = os.path.abspath(st.config)  # each worker reads it
     try:

@@ -108,6 +108,9 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     try:
         cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         cursor.execute("PRAGMA foreign_keys = ON")
+        # WAL's recommended level: a commit survives the process dying; only a power
+        # cut may lose the last commits (no fsync on every commit of the ledger)
+        cursor.execute("PRAGMA synchronous = NORMAL")
         if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             _switch_to_wal(cursor)
     finally:

@@ -52,6 +52,7 @@ Handler = Callable[["Gateway", Scope, Receive, Send], Awaitable[None]]
 MAX_BODY = 16 * 1024 * 1024
 _LOCAL_MODELS = (LOCAL_DEFAULT, "local/all-minilm-l6-v2")
 _NO_USAGE = Usage(0, 0)
+_NOTHING_HELD = Ticket()  # the operator's requests take no limits or budgets (never settled: nothing held)
 MODEL_ROUTES = frozenset(("/v1/chat/completions", "/v1/embeddings", "/v1/messages"))
 """Routes whose requests are admitted (limits, budgets) and recorded in the ledger."""
 
@@ -119,7 +120,7 @@ class Gateway:
         caller: Caller = scope["llmrelay.caller"]
         caller.check_model(model)
         if caller.key is None:
-            return Ticket()
+            return _NOTHING_HELD
         tokens = estimate_tokens(request)
         cost = self._worst_price(group, request, tokens)
         ticket = await self.admission.admit(caller, model, tokens, cost)

@@ -62,10 +62,14 @@ class JsonLines:
         self._interval_s = interval_s
         self._lines: list[bytes] = []
         self._handle: asyncio.TimerHandle | None = None
+        self._second, self._date = -1, ""
 
     def __call__(self, fields: dict[str, Any]) -> None:
         now = time.time()
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+        second = int(now)
+        if second != self._second:  # formatting the date once a second, not once a line
+            self._second, self._date = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        stamp = f"{self._date}.{int(now % 1 * 1000):03d}Z"
         line = {"ts": stamp, "level": "info", "logger": "llmrelay.gateway.access", "msg": "request", **fields}
         self._lines.append(orjson.dumps(line) + b"\n")
         if self._handle is None:

@@ -10,8 +10,9 @@ disconnects cancels the relay, which closes the upstream stream at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Generator
 from contextlib import aclosing
 from typing import Any, Protocol
 
@@ -66,14 +67,20 @@ async def relay(
             await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
             await _write(send, encoder.start() + encoder.feed(first))
             _learn(facts, first)
+            gathered: list[bytes] = []
             try:
-                async for event in events:
-                    await _write(send, encoder.feed(event))
+                while True:
+                    try:
+                        event = await _next_event(events, gathered, send)
+                    except StopAsyncIteration:
+                        break
+                    gathered.append(encoder.feed(event))
                     _learn(facts, event)
             except errors.LLMError as exc:
                 if facts is not None:
                     facts.error = type(exc).__name__
-                await _write(send, encoder.error(exc))
+                gathered.append(encoder.error(exc))
+            await _write(send, b"".join(gathered))
             if facts is not None:
                 facts.upstream_s = time.perf_counter() - begun
             await send({"type": "http.response.body", "body": encoder.end(), "more_body": False})
@@ -85,6 +92,54 @@ async def relay(
         watcher.cancel()
         if facts is not None and not facts.upstream_s:
             facts.upstream_s = time.perf_counter() - begun
+
+
+async def _next_event(events: AsyncGenerator[StreamEvent, None], gathered: list[bytes], send: Send) -> StreamEvent:
+    """The next event. Events that are ready at once (an upstream read often brings
+    several) are gathered into one write; before waiting for one that is not, the
+    gathered bytes go out, so nothing is held back while the upstream is quiet."""
+    step = events.__anext__()
+    try:
+        waiting_on = step.send(None)  # runs the generator until it finishes or must wait
+    except StopIteration as ready:
+        return ready.value  # type: ignore[no-any-return]
+    try:
+        if gathered:
+            await _write(send, b"".join(gathered))
+            gathered.clear()
+    except BaseException as exc:  # the client left while writing: unwind the waiting generator
+        if isinstance(waiting_on, asyncio.Future):
+            waiting_on.cancel()
+        with contextlib.suppress(BaseException):
+            step.throw(exc)
+        raise
+    return await _Resumed(step, waiting_on)
+
+
+class _Resumed:
+    """Awaiting the rest of a generator step that was started by hand: what it waits
+    on is handed to the running task, as ``await`` would have done."""
+
+    __slots__ = ("_first", "_step")
+
+    def __init__(self, step: Any, first: Any) -> None:
+        self._step, self._first = step, first
+
+    def __await__(self) -> Generator[Any, Any, StreamEvent]:
+        step, waiting_on = self._step, self._first
+        while True:
+            try:
+                sent = yield waiting_on
+            except BaseException as exc:  # cancellation (or anything thrown in) goes to the step
+                try:
+                    waiting_on = step.throw(exc)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
+                continue
+            try:
+                waiting_on = step.send(sent)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
 
 
 def _learn(facts: RequestFacts | None, event: StreamEvent) -> None:

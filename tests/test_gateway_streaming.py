@@ -67,22 +67,31 @@ async def test_an_error_after_ready_events_follows_them() -> None:
     assert await bodies(events()) == [b"<a|", b"b|!StreamInterrupted", b">"]
 
 
-async def test_a_client_leaving_unwinds_the_waiting_generator() -> None:
-    closed = asyncio.Event()
-    left = asyncio.Event()
+def upstream_then_quiet(texts: tuple[str, ...], closed: asyncio.Event) -> AsyncGenerator[StreamEvent, None]:
+    """``texts`` at once, then waiting on the upstream for ever; ``closed`` is set when unwound."""
 
     async def events() -> AsyncGenerator[StreamEvent, None]:
         try:
-            yield TextDelta("a")
-            yield TextDelta("b")
-            await asyncio.sleep(3600)  # waiting on the upstream when the client leaves
+            for text in texts:
+                yield TextDelta(text)
+            await asyncio.sleep(3600)
             yield TextDelta("never")
         finally:
             closed.set()
 
+    return events()
+
+
+def leaves_when(left: asyncio.Event) -> Any:
     async def receive() -> dict[str, Any]:
         await left.wait()
         return {"type": "http.disconnect"}
+
+    return receive
+
+
+async def test_a_client_leaving_unwinds_the_waiting_generator() -> None:
+    closed, left = asyncio.Event(), asyncio.Event()
 
     sent: list[bytes] = []
 
@@ -91,33 +100,19 @@ async def test_a_client_leaving_unwinds_the_waiting_generator() -> None:
         if message.get("body") == b"b|":
             left.set()
 
-    await asyncio.wait_for(relay(events(), Plain(), receive, send), 5)
+    await asyncio.wait_for(relay(upstream_then_quiet(("a", "b"), closed), Plain(), leaves_when(left), send), 5)
     assert closed.is_set() and sent[-1] == b"b|"
 
 
 async def test_a_client_leaving_while_gathered_bytes_go_out_unwinds_the_generator() -> None:
     """The generator is part-way through a step (waiting on the upstream) while the
     relay writes what it gathered; the client leaves during that write."""
-    closed = asyncio.Event()
-    left = asyncio.Event()
-
-    async def events() -> AsyncGenerator[StreamEvent, None]:
-        try:
-            for text in ("a", "b", "c"):
-                yield TextDelta(text)
-            await asyncio.sleep(3600)
-            yield TextDelta("never")
-        finally:
-            closed.set()
-
-    async def receive() -> dict[str, Any]:
-        await left.wait()
-        return {"type": "http.disconnect"}
+    closed, left = asyncio.Event(), asyncio.Event()
 
     async def send(message: dict[str, Any]) -> None:
         if message.get("body") == b"b|c|":
             left.set()
             await asyncio.sleep(3600)  # a slow client: the write is still going when it leaves
 
-    await asyncio.wait_for(relay(events(), Plain(), receive, send), 5)
+    await asyncio.wait_for(relay(upstream_then_quiet(("a", "b", "c"), closed), Plain(), leaves_when(left), send), 5)
     assert closed.is_set()

@@ -4,6 +4,7 @@ with the official SDKs as clients (the SDK must raise its own exception class)."
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from typing import Any
 
@@ -280,3 +281,49 @@ async def test_admin_input_errors_are_4xx_naming_the_field(gw: Served) -> None:
     assert (await call(gw, "POST", "/admin/tenants", {"id": "acme"}))[0] == 201
     assert (await call(gw, "POST", "/admin/tenants", {"id": "acme"}))[0] == 409
     assert (await call(gw, "GET", "/admin/keys", key=None))[0] == 401
+
+
+async def test_limits_that_cannot_be_checked_are_a_503_not_a_500(gw: Served) -> None:
+    """The state backend failing (Redis down) makes a keyed request a 503 the SDK retries, never a 500."""
+    gw.upstream.on("POST", CHAT, Reply(json=answer("ok")))
+    _, secret = await new_key(gw, "acme", rpm=10)
+
+    from llmrelay.state.redis import RedisState
+
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()  # nothing listens there: a Redis that is down
+    down = RedisState(f"redis://127.0.0.1:{port}/0")
+    gw.app.admission.state = down
+    try:
+        with pytest.raises(openai.InternalServerError) as caught:
+            await gw.sdk(secret).chat.completions.create(model="smart", messages=HI)  # type: ignore[arg-type]
+    finally:
+        await down.aclose()
+    assert caught.value.status_code == 503 and caught.value.code == "state_unavailable"
+    assert gw.upstream.count(CHAT) == 0
+
+
+async def test_keys_that_cannot_be_looked_up_are_a_503_not_a_500(gw: Served) -> None:
+    """The store's database gone (here: its file made unreadable as a database) is a 503."""
+    _, secret = await new_key(gw, "acme")
+    gw.app.auth.forget()
+    path = gw.store.url.split(":///", 1)[1]
+    gw.store.close()
+    with open(path, "r+b") as db:  # overwrite the header: SQLite will refuse the file
+        db.write(b"not a database at all, sorry.." * 4)
+    with pytest.raises(openai.InternalServerError) as caught:
+        await gw.sdk(secret).models.list()
+    assert caught.value.status_code == 503 and caught.value.code == "store_unavailable"
+
+
+async def test_admin_and_conversations_with_the_store_down_are_a_503(gw: Served) -> None:
+    path = gw.store.url.split(":///", 1)[1]
+    gw.store.close()
+    with open(path, "r+b") as db:
+        db.write(b"not a database at all, sorry.." * 4)
+    for method, path_ in (("GET", "/admin/keys"), ("GET", "/admin/usage"), ("GET", "/v1/conversations")):
+        status, err, headers = await call(gw, method, path_)
+        assert status == 503 and err["error"]["code"] == "store_unavailable", (path_, err)
+        assert {k.lower(): v for k, v in headers.items()}["retry-after"] == "1", headers

@@ -123,7 +123,18 @@ class Gateway:
             return _NOTHING_HELD
         tokens = estimate_tokens(request)
         cost = self._worst_price(group, request, tokens)
-        ticket = await self.admission.admit(caller, model, tokens, cost)
+        try:
+            ticket = await self.admission.admit(caller, model, tokens, cost)
+        except (HTTPError, errors.LLMError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # Redis (or the store, seeding a budget) is down: say so, not 500
+            log.warning("admission failed: %s: %s", type(exc).__name__, exc)
+            raise HTTPError(
+                503,
+                "rate limits and budgets cannot be checked right now (state backend unavailable); retry shortly",
+                code="state_unavailable",
+                headers={"retry-after": "1"},
+            ) from None
         scope["llmrelay.headers"] = ticket.headers
         return ticket
 

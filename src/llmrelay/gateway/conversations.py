@@ -11,12 +11,11 @@ and open mode use the tenant ``default`` unless ``?tenant=`` says otherwise).
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .admin_api import own_tenant, query_params
+from .admin_api import own_tenant, query_params, store_call
 from .http import HTTPError, Receive, Scope, Send, header, send_json
 from .tenancy import Caller
 
@@ -49,7 +48,7 @@ def tenant_of(caller: Caller) -> str:
 
 async def history(gw: Gateway, caller: Caller, conversation_id: str) -> list[dict[str, Any]]:
     store = gw.store_()
-    found = await asyncio.to_thread(store.conversation, tenant_of(caller), conversation_id)
+    found = await store_call(gw, store.conversation, tenant_of(caller), conversation_id)
     return [] if found is None else list(found.messages)
 
 
@@ -57,7 +56,7 @@ async def remember(
     gw: Gateway, caller: Caller, conversation_id: str, asked: Sequence[Mapping[str, Any]], reply: Mapping[str, Any]
 ) -> None:
     store = gw.store_()
-    await asyncio.to_thread(store.append_messages, tenant_of(caller), conversation_id, [*asked, reply])
+    await store_call(gw, store.append_messages, tenant_of(caller), conversation_id, [*asked, reply])
 
 
 async def list_conversations(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
@@ -70,7 +69,7 @@ async def list_conversations(gw: Gateway, scope: Scope, receive: Receive, send: 
         raise HTTPError(400, "'limit' and 'offset' must be integers", param="limit") from None
     if not (1 <= limit <= 1000 and 0 <= offset <= 10**12):
         raise HTTPError(400, "'limit' must be 1-1000 and 'offset' 0-10^12", param="limit")
-    found = await asyncio.to_thread(gw.store_().list_conversations, tenant, limit, offset)
+    found = await store_call(gw, gw.store_().list_conversations, tenant, limit, offset)
     data = [
         {"id": c.id, "object": "conversation", "tenant": c.tenant, "created_at": c.created_at,
          "updated_at": c.updated_at, "messages": c.messages}
@@ -84,7 +83,7 @@ async def conversation_item(gw: Gateway, scope: Scope, receive: Receive, send: S
     tenant = own_tenant(caller, query_params(scope).get("tenant")) or OPERATOR_TENANT
     store = gw.store_()
     if scope["method"] == "GET":
-        found = await asyncio.to_thread(store.conversation, tenant, conversation_id)
+        found = await store_call(gw, store.conversation, tenant, conversation_id)
         if found is None:
             raise HTTPError(404, f"no conversation {conversation_id!r}")
         payload = {
@@ -93,7 +92,7 @@ async def conversation_item(gw: Gateway, scope: Scope, receive: Receive, send: S
         }  # fmt: skip
         await send_json(send, 200, payload)
     elif scope["method"] == "DELETE":
-        if not await asyncio.to_thread(store.delete_conversation, tenant, conversation_id):
+        if not await store_call(gw, store.delete_conversation, tenant, conversation_id):
             raise HTTPError(404, f"no conversation {conversation_id!r}")
         await send_json(send, 200, {"id": conversation_id, "object": "conversation.deleted", "deleted": True})
     else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from ..store.records import ApiKey, Tenant, hash_secret
 from ..store.store import Store
 from .http import HTTPError, Scope, header
 
+log = logging.getLogger("llmrelay.gateway")
 KEY_CACHE_S = 5.0
 _MAX_CACHED = 10_000
 _MISSING = "missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
@@ -103,7 +105,16 @@ class Authenticator:
         hit = self._keys.get(digest)
         if hit is not None and hit[0] > now:
             return hit[1], hit[2]
-        key, tenant = await asyncio.to_thread(self._read, digest, secret)
+        try:
+            key, tenant = await asyncio.to_thread(self._read, digest, secret)
+        except Exception as exc:  # the database is down: a 503 to retry, never a 500
+            log.warning("looking up an API key failed: %s: %s", type(exc).__name__, exc)
+            raise HTTPError(
+                503,
+                "API keys cannot be checked right now (the store is unavailable); retry shortly",
+                code="store_unavailable",
+                headers={"retry-after": "1"},
+            ) from None
         self._keys[digest] = (now + self._cache_s, key, tenant)
         self._keys.move_to_end(digest)
         while len(self._keys) > _MAX_CACHED:

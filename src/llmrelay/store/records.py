@@ -31,6 +31,10 @@ class StoreError(Exception):
     """The store could not do what was asked (database unreachable, schema too new, ...)."""
 
 
+class StoreUnavailable(StoreError):
+    """The database did not answer or failed (down, unreachable, broken): worth a retry."""
+
+
 class Conflict(StoreError):
     """The record already exists."""
 

@@ -36,6 +36,7 @@ from .records import (
     NotFoundError,
     Period,
     StoreError,
+    StoreUnavailable,
     Tenant,
     UsageQuery,
     UsageRecord,
@@ -111,7 +112,7 @@ class Store:
             with self._guard(), self._engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
         except SQLAlchemyError as exc:
-            raise StoreError(f"the database at {self.url} does not answer: {db_reason(exc)}") from exc
+            raise StoreUnavailable(f"the database at {self.url} does not answer: {db_reason(exc)}") from exc
 
     # ------------------------------------------------------------ plumbing
 
@@ -125,7 +126,7 @@ class Store:
                 with self._engine.connect() as conn:
                     yield conn
             except SQLAlchemyError as exc:
-                raise StoreError(f"store read failed: {db_reason(exc)}") from exc
+                raise StoreUnavailable(f"store read failed: {db_reason(exc)}") from exc
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -134,7 +135,7 @@ class Store:
                 with write_transaction(self._engine) as conn:
                     yield conn
             except SQLAlchemyError as exc:
-                raise StoreError(f"store write failed: {db_reason(exc)}") from exc
+                raise StoreUnavailable(f"store write failed: {db_reason(exc)}") from exc
 
     # ------------------------------------------------------------ tenants
 

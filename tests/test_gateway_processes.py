@@ -244,6 +244,7 @@ async def test_metrics_of_several_workers_add_up(tmp_path: Path) -> None:
                         fresh.post(url + CHAT, json=body, headers=headers) as r,
                     ):
                         assert r.status == 200
+                await asyncio.sleep(1.0)  # each worker writes its figures out every 0.5 s
                 for _ in range(4):  # whichever worker answers the scrape, it counts all 30
                     async with aiohttp.ClientSession() as fresh, fresh.get(url + "/metrics") as r:
                         text = await r.text()

@@ -8,12 +8,16 @@ each deployment's health (1 healthy or degraded, 0 otherwise).
 
 With several worker processes (``llmrelay serve --workers N`` sets
 ``PROMETHEUS_MULTIPROC_DIR``), every worker writes its figures to files in that
-directory and a scrape, whichever worker answers it, adds up all of them.
+directory and a scrape, whichever worker answers it, adds up all of them
+(another worker's as of at most ``FOLD_S`` ago).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+from bisect import bisect_left
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +28,8 @@ from ..router.records import AttemptRecord
 from ..types import Usage
 
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+FOLD_S = 0.5
+"""How often noted requests reach the metrics (and, with several workers, the shared files)."""
 _OVERHEAD = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
 
 
@@ -71,6 +77,9 @@ class Metrics:
         )  # fmt: skip
 
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._requests: list[tuple[str, int, float, RequestFacts, str | None]] = []
+        self._attempts: list[tuple[str, str, float]] = []
+        self._timer: asyncio.TimerHandle | None = None
 
     def _child(self, metric: Any, *labels: str) -> Any:
         """``metric.labels(*labels)``, remembered (looking labels up costs more than counting)."""
@@ -80,32 +89,63 @@ class Metrics:
             found = self._children[key] = metric.labels(*labels)
         return found
 
+    # Requests and attempts are noted in plain lists (a list append per request) and
+    # folded into the Prometheus metrics at each scrape and every FOLD_S seconds: one
+    # counter increment per label set, and histogram buckets counted with bisect, cost
+    # far less than a locked prometheus-client update per value per request.
+
     def attempt(self, record: AttemptRecord) -> None:
         """The router hook."""
-        self._child(self.attempts, record.deployment, record.outcome).inc()
-        self._child(self.attempt_latency, record.deployment).observe(record.latency_s)
+        self._attempts.append((record.deployment, record.outcome, record.latency_s))
+        self._soon()
 
     def request(self, route: str, status: int, seconds: float, facts: RequestFacts, error: str | None) -> None:
-        self._child(self.requests, route, facts.model, str(status)).inc()
-        self._child(self.latency, route).observe(seconds)
-        if error is not None:
-            self._child(self.errors, error).inc()
-        if facts.upstream_s:
-            self.overhead.observe(max(seconds - facts.upstream_s, 0.0))
-        if facts.ttft_s is not None:
-            self.ttft.observe(facts.ttft_s)
-        usage = facts.usage
-        if usage is not None:
-            for kind, count in (
-                ("prompt", usage.prompt_tokens), ("completion", usage.completion_tokens),
-                ("cached", usage.cached_tokens), ("reasoning", usage.reasoning_tokens),
-            ):  # fmt: skip
-                if count:
-                    self._child(self.tokens, facts.model, kind).inc(count)
-        if facts.cost_usd:
-            self._child(self.cost, facts.model).inc(facts.cost_usd)
+        self._requests.append((route, status, seconds, facts, error))
+        self._soon()
+
+    def _soon(self) -> None:
+        if self._timer is None:
+            try:
+                self._timer = asyncio.get_running_loop().call_later(FOLD_S, self.fold)
+            except RuntimeError:  # no loop (a synchronous caller): fold at once
+                self.fold()
+
+    def fold(self) -> None:
+        """Move what was noted into the Prometheus metrics."""
+        self._timer = None
+        requests, self._requests = self._requests, []
+        attempts, self._attempts = self._attempts, []
+        counts: dict[tuple[Any, ...], float] = defaultdict(float)
+        values: dict[tuple[Any, ...], list[float]] = defaultdict(list)
+        for route, status, seconds, facts, error in requests:
+            counts[(self.requests, route, facts.model, str(status))] += 1
+            values[(self.latency, route)].append(seconds)
+            if error is not None:
+                counts[(self.errors, error)] += 1
+            if facts.upstream_s:
+                values[(self.overhead,)].append(max(seconds - facts.upstream_s, 0.0))
+            if facts.ttft_s is not None:
+                values[(self.ttft,)].append(facts.ttft_s)
+            usage = facts.usage
+            if usage is not None:
+                for kind, count in (
+                    ("prompt", usage.prompt_tokens), ("completion", usage.completion_tokens),
+                    ("cached", usage.cached_tokens), ("reasoning", usage.reasoning_tokens),
+                ):  # fmt: skip
+                    if count:
+                        counts[(self.tokens, facts.model, kind)] += count
+            if facts.cost_usd:
+                counts[(self.cost, facts.model)] += facts.cost_usd
+        for deployment, outcome, latency in attempts:
+            counts[(self.attempts, deployment, outcome)] += 1
+            values[(self.attempt_latency, deployment)].append(latency)
+        for (metric, *labels), amount in counts.items():
+            self._child(metric, *labels).inc(amount)
+        for (metric, *labels), observed in values.items():
+            _observe_all(self._child(metric, *labels) if labels else metric, observed)
 
     def render(self, health: list[DeploymentHealth]) -> bytes:
+        self.fold()
         for h in health:
             self.healthy.labels(h.group, h.deployment).set(1 if h.status in ("healthy", "degraded") else 0)
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -113,6 +153,25 @@ class Metrics:
             multiprocess.MultiProcessCollector(every_worker)  # type: ignore[no-untyped-call]
             return generate_latest(every_worker)
         return generate_latest(self.registry)
+
+
+def _observe_all(histogram: Any, observed: list[float]) -> None:
+    """``histogram.observe(v)`` for every value: per bucket at once where the
+    histogram's parts are as prometheus-client lays them out, else one by one."""
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for value in observed:
+            histogram.observe(value)
+        return
+    per_bucket = [0] * len(bounds)
+    for value in observed:
+        per_bucket[bisect_left(bounds, value)] += 1  # the first bound >= value, as observe() does
+    for index, count in enumerate(per_bucket):
+        if count:
+            buckets[index].inc(count)
+    total.inc(sum(observed))
 
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -8,23 +8,20 @@ nowhere else ever again.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..store.records import ApiKey, Conflict, Limits, NotFoundError, StoreError, StoreUnavailable, Tenant, UsageQuery
+from ..store.records import ApiKey, Limits, Tenant, UsageQuery
 from .http import HTTPError, Receive, Scope, Send, json_body, read_body, send_json
+from .storage import store_call
 from .tenancy import Caller
 
 if TYPE_CHECKING:
     from .app import Gateway
 
 T = TypeVar("T")
-log = logging.getLogger("llmrelay.gateway")
 _GROUPS = ("tenant", "key", "model", "day")
 
 
@@ -99,35 +96,6 @@ def key_json(key: ApiKey) -> dict[str, Any]:
     }  # fmt: skip
 
 
-async def store_call(gw: Gateway, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    if gw.store is None:
-        raise HTTPError(503, "no store is configured")
-    try:
-        return await asyncio.to_thread(fn, *args, **kwargs)
-    except NotFoundError as exc:
-        raise HTTPError(404, str(exc)) from None
-    except StoreUnavailable as exc:
-        log.warning("the store failed: %s", exc)
-        raise HTTPError(
-            503,
-            "the store is unavailable right now; retry shortly",
-            code="store_unavailable",
-            headers={"retry-after": "1"},
-        ) from None
-    except Conflict as exc:
-        raise HTTPError(409, str(exc)) from None
-    except (StoreError, ValueError) as exc:
-        raise HTTPError(400, str(exc)) from None
-    except Exception as exc:  # the database is down or broken: a 503 to retry, never a 500
-        log.warning("the store failed: %s: %s", type(exc).__name__, exc)
-        raise HTTPError(
-            503,
-            "the store is unavailable right now; retry shortly",
-            code="store_unavailable",
-            headers={"retry-after": "1"},
-        ) from None
-
-
 def _operator(caller: Caller) -> None:
     if not caller.admin:
         raise HTTPError(403, "this needs the master key", code="admin_only")
@@ -155,13 +123,13 @@ async def create_tenant(gw: Gateway, scope: Scope, receive: Receive, send: Send)
         )  # fmt: skip
     except ValueError as exc:
         raise HTTPError(400, str(exc)) from None
-    tenant = await store_call(gw, gw.store_().create_tenant, made)
+    tenant = await store_call(gw.store_().create_tenant, made)
     await send_json(send, 201, tenant_json(tenant))
 
 
 async def list_tenants(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     _operator(scope["llmrelay.caller"])
-    tenants = await store_call(gw, gw.store_().list_tenants)
+    tenants = await store_call(gw.store_().list_tenants)
     await send_json(send, 200, {"object": "list", "data": [tenant_json(t) for t in tenants]})
 
 
@@ -169,7 +137,7 @@ async def tenant_item(gw: Gateway, scope: Scope, receive: Receive, send: Send, t
     _operator(scope["llmrelay.caller"])
     store = gw.store_()
     if scope["method"] == "GET":
-        tenant = await store_call(gw, store.get_tenant, tenant_id)
+        tenant = await store_call(store.get_tenant, tenant_id)
         if tenant is None:
             raise HTTPError(404, f"no tenant {tenant_id!r}")
     elif scope["method"] == "PATCH":
@@ -177,7 +145,7 @@ async def tenant_item(gw: Gateway, scope: Scope, receive: Receive, send: Send, t
         changes = patch.model_dump(exclude_unset=True)
         if "model_limits" in changes:
             changes["model_limits"] = _limits(patch.model_limits) or {}
-        tenant = await store_call(gw, store.update_tenant, tenant_id, **changes)
+        tenant = await store_call(store.update_tenant, tenant_id, **changes)
         gw.auth.forget(tenant=tenant_id)
     else:
         raise HTTPError(405, f"{scope['method']} is not allowed on /admin/tenants/{{id}}")
@@ -194,7 +162,7 @@ async def create_key(gw: Gateway, scope: Scope, receive: Receive, send: Send) ->
         raise HTTPError(400, "give 'expires_at' or 'expires_in_s', not both", param="expires_in_s")
     expires = body.expires_at if body.expires_in_s is None else time.time() + body.expires_in_s
     key, secret = await store_call(
-        gw, gw.store_().create_key, body.tenant, name=body.name or "", models=tuple(body.models or ()),
+        gw.store_().create_key, body.tenant, name=body.name or "", models=tuple(body.models or ()),
         expires_at=expires, rpm=body.rpm, tpm=body.tpm, budget_usd=body.budget_usd,
         budget_period=body.budget_period or "month", model_limits=_limits(body.model_limits),
     )  # fmt: skip
@@ -206,7 +174,7 @@ async def list_keys(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> 
     query = query_params(scope)
     tenant = own_tenant(caller, query.get("tenant"))
     revoked = query.get("include_revoked", "false").lower() in ("1", "true", "yes")
-    keys = await store_call(gw, gw.store_().list_keys, tenant, include_revoked=revoked)
+    keys = await store_call(gw.store_().list_keys, tenant, include_revoked=revoked)
     await send_json(send, 200, {"object": "list", "data": [key_json(k) for k in keys]})
 
 
@@ -215,7 +183,7 @@ async def key_item(gw: Gateway, scope: Scope, receive: Receive, send: Send, key_
     store = gw.store_()
     method = scope["method"]
     if action == "" and method == "GET":
-        found = await store_call(gw, store.get_key, key_id)
+        found = await store_call(store.get_key, key_id)
         if found is None or (not caller.admin and found.tenant != caller.tenant_id):
             raise HTTPError(404, f"no key {key_id!r}")
         await send_json(send, 200, key_json(found))
@@ -229,11 +197,11 @@ async def key_item(gw: Gateway, scope: Scope, receive: Receive, send: Send, key_
             changes["models"] = tuple(patch.models or ())
         if "model_limits" in changes:
             changes["model_limits"] = _limits(patch.model_limits) or {}
-        key = await store_call(gw, store.update_key, key_id, **changes)
+        key = await store_call(store.update_key, key_id, **changes)
     elif action == "revoke" and method == "POST":
-        key = await store_call(gw, store.revoke_key, key_id)
+        key = await store_call(store.revoke_key, key_id)
     elif action == "rotate" and method == "POST":
-        key, secret = await store_call(gw, store.rotate_key, key_id)
+        key, secret = await store_call(store.rotate_key, key_id)
     else:
         raise HTTPError(405, f"{method} is not allowed on {scope['path']}")
     gw.auth.forget(key_id=key_id)
@@ -260,9 +228,9 @@ async def usage(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None
         limit=int(_number(query, "limit", 100, 1, 1000)), offset=int(_number(query, "offset", 0, 0, 1e12)),
     )  # fmt: skip
     store = gw.store_()
-    rows = await store_call(gw, store.usage, asked)
-    totals = await store_call(gw, store.usage_totals, asked, group_by)
-    count = await store_call(gw, store.count_usage, asked)
+    rows = await store_call(store.usage, asked)
+    totals = await store_call(store.usage_totals, asked, group_by)
+    count = await store_call(store.count_usage, asked)
     payload = {"object": "list", "data": [r.to_json() for r in rows], "totals": totals, "total_count": count}
     await send_json(send, 200, payload)
 
@@ -289,5 +257,5 @@ def query_params(scope: Scope) -> dict[str, str]:
 
 __all__ = [
     "create_key", "create_tenant", "key_item", "key_json", "list_keys", "list_tenants", "own_tenant", "query_params",
-    "store_call", "tenant_item", "usage",
+    "tenant_item", "usage",
 ]  # fmt: skip

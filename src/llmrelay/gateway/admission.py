@@ -19,7 +19,6 @@ ledger's sum for the period.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from ..state.base import StateBackend
 from ..store.records import ApiKey, Limits, Period, Tenant
 from ..store.store import Store
 from .http import HTTPError
+from .storage import store_call
 from .tenancy import Caller
 
 if TYPE_CHECKING:
@@ -56,10 +56,19 @@ class Ticket:
 
 @dataclass(frozen=True, slots=True)
 class _Scope:
+    """One limit: of a key or a tenant (``name``) called ``owner``, for one ``model`` or all."""
+
     name: str  # "key", "tenant"
-    ident: str
+    owner: str
+    model: str | None
     rpm: int | None
     tpm: int | None
+
+    @property
+    def window(self) -> str:
+        """The state key of its sliding window."""
+        suffix = "" if self.model is None else f":model:{self.model}"
+        return f"rl:{self.name}:{self.owner}{suffix}"
 
 
 class Admission:
@@ -99,7 +108,7 @@ class Admission:
         tightest: tuple[float, _Scope, tuple[float, ...], float] | None = None
         for scope in scopes:
             limits = (float(scope.rpm or _UNLIMITED), float(scope.tpm or _UNLIMITED))
-            key = f"rl:{scope.name}:{scope.ident}"
+            key = scope.window
             got = await self.state.window_acquire(key, now, WINDOW_S, limits, (1.0, tokens))
             if not got.allowed:
                 raise _too_many(scope, limits, got.used, got.retry_after_s, tokens)
@@ -143,9 +152,9 @@ class Admission:
         if await self.state.compare_and_set(counter + ":seeded", None, "1", ttl):
             store = self.store
             if scope == "key":
-                spent = await asyncio.to_thread(store.spend, key_id=ident, since=since)
+                spent = await store_call(store.spend, key_id=ident, since=since)
             else:
-                spent = await asyncio.to_thread(store.spend, tenant=ident, since=since)
+                spent = await store_call(store.spend, tenant=ident, since=since)
             if spent:
                 await self.state.incr(counter, spent, ttl)
         self._seeded.add(counter)
@@ -211,20 +220,18 @@ def _scopes(caller: Caller, model: str) -> list[_Scope]:
     for name, owner in owners:
         ident, rpm, tpm, per_model = owner.id, owner.rpm, owner.tpm, owner.model_limits
         if rpm or tpm:
-            out.append(_Scope(name, ident, rpm, tpm))
+            out.append(_Scope(name, ident, None, rpm, tpm))
         limits: Limits | None = per_model.get(model)
         if limits is not None and (limits.rpm or limits.tpm):
-            out.append(_Scope(name, f"{ident}:model:{model}", limits.rpm, limits.tpm))
+            out.append(_Scope(name, ident, model, limits.rpm, limits.tpm))
     return out
 
 
 def _too_many(
     scope: _Scope, limits: tuple[float, float], used: tuple[float, ...], wait: float, tokens: float
 ) -> HTTPError:
-    what = (
-        scope.name if ":model:" not in scope.ident else f"{scope.name} for model {scope.ident.split(':model:', 1)[1]!r}"
-    )
-    who = scope.ident.split(":model:", 1)[0]
+    what = scope.name if scope.model is None else f"{scope.name} for model {scope.model!r}"
+    who = scope.owner
     if math.isinf(wait):
         message = (
             f"this request's ~{int(tokens)} tokens exceed the {what} {who!r} limit of {scope.tpm} tokens per minute"

@@ -31,7 +31,7 @@ from .. import errors
 from .._ids import new_id
 from ..client import LOCAL_DEFAULT, AsyncClient
 from ..providers.anthropic_inbound import error_body as anthropic_error
-from ..router.calls import estimate_tokens
+from ..router.calls import OUTPUT_ESTIMATE, estimate_tokens
 from ..store.records import UsageRecord
 from ..store.store import Store
 from ..types import ChatRequest, EmbeddingRequest, Usage
@@ -40,7 +40,7 @@ from .admission import Admission, PriceCeiling, Ticket
 from .anthropic_api import count_tokens, messages
 from .conversations import conversation_item, list_conversations
 from .errors import from_llm_error, openai_error
-from .http import ClientGone, HTTPError, Message, Receive, Scope, Send, header, send_json
+from .http import ClientGone, HTTPError, Message, Receive, Scope, Send, header, send_json, unavailable
 from .ledger import Ledger, MemoryQueue, RecordQueue
 from .logs import AccessSink, JsonLines, log_access, request_id
 from .metrics import CONTENT_TYPE, Metrics, RequestFacts
@@ -129,11 +129,9 @@ class Gateway:
             raise
         except Exception as exc:  # Redis (or the store, seeding a budget) is down: say so, not 500
             log.warning("admission failed: %s: %s", type(exc).__name__, exc)
-            raise HTTPError(
-                503,
+            raise unavailable(
                 "rate limits and budgets cannot be checked right now (state backend unavailable); retry shortly",
-                code="state_unavailable",
-                headers={"retry-after": "1"},
+                "state_unavailable",
             ) from None
         scope["llmrelay.headers"] = ticket.headers
         return ticket
@@ -146,7 +144,7 @@ class Gateway:
 
     def _worst_price(self, group: str, request: ChatRequest | EmbeddingRequest, tokens: float) -> float:
         """The most this request may cost: its estimated tokens at the dearest deployment's rates."""
-        output = float(request.max_tokens or 256) if isinstance(request, ChatRequest) else 0.0
+        output = float(request.max_tokens or OUTPUT_ESTIMATE) if isinstance(request, ChatRequest) else 0.0
         prompt = max(tokens - output, 0.0)
         return self.prices.cost(group, prompt, output)
 

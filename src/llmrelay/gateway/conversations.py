@@ -15,8 +15,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .admin_api import own_tenant, query_params, store_call
+from .admin_api import own_tenant, query_params
 from .http import HTTPError, Receive, Scope, Send, header, send_json
+from .storage import store_call
 from .tenancy import Caller
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ def tenant_of(caller: Caller) -> str:
 
 async def history(gw: Gateway, caller: Caller, conversation_id: str) -> list[dict[str, Any]]:
     store = gw.store_()
-    found = await store_call(gw, store.conversation, tenant_of(caller), conversation_id)
+    found = await store_call(store.conversation, tenant_of(caller), conversation_id)
     return [] if found is None else list(found.messages)
 
 
@@ -56,7 +57,7 @@ async def remember(
     gw: Gateway, caller: Caller, conversation_id: str, asked: Sequence[Mapping[str, Any]], reply: Mapping[str, Any]
 ) -> None:
     store = gw.store_()
-    await store_call(gw, store.append_messages, tenant_of(caller), conversation_id, [*asked, reply])
+    await store_call(store.append_messages, tenant_of(caller), conversation_id, [*asked, reply])
 
 
 async def list_conversations(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
@@ -69,7 +70,7 @@ async def list_conversations(gw: Gateway, scope: Scope, receive: Receive, send: 
         raise HTTPError(400, "'limit' and 'offset' must be integers", param="limit") from None
     if not (1 <= limit <= 1000 and 0 <= offset <= 10**12):
         raise HTTPError(400, "'limit' must be 1-1000 and 'offset' 0-10^12", param="limit")
-    found = await store_call(gw, gw.store_().list_conversations, tenant, limit, offset)
+    found = await store_call(gw.store_().list_conversations, tenant, limit, offset)
     data = [
         {"id": c.id, "object": "conversation", "tenant": c.tenant, "created_at": c.created_at,
          "updated_at": c.updated_at, "messages": c.messages}
@@ -83,7 +84,7 @@ async def conversation_item(gw: Gateway, scope: Scope, receive: Receive, send: S
     tenant = own_tenant(caller, query_params(scope).get("tenant")) or OPERATOR_TENANT
     store = gw.store_()
     if scope["method"] == "GET":
-        found = await store_call(gw, store.conversation, tenant, conversation_id)
+        found = await store_call(store.conversation, tenant, conversation_id)
         if found is None:
             raise HTTPError(404, f"no conversation {conversation_id!r}")
         payload = {
@@ -92,7 +93,7 @@ async def conversation_item(gw: Gateway, scope: Scope, receive: Receive, send: S
         }  # fmt: skip
         await send_json(send, 200, payload)
     elif scope["method"] == "DELETE":
-        if not await store_call(gw, store.delete_conversation, tenant, conversation_id):
+        if not await store_call(store.delete_conversation, tenant, conversation_id):
             raise HTTPError(404, f"no conversation {conversation_id!r}")
         await send_json(send, 200, {"id": conversation_id, "object": "conversation.deleted", "deleted": True})
     else:

@@ -39,6 +39,11 @@ class HTTPError(Exception):
         self.headers: dict[str, str] = dict(headers or {})
 
 
+def unavailable(message: str, code: str) -> HTTPError:
+    """A 503 for a backend that is down (store, state): the SDKs retry it after a second."""
+    return HTTPError(503, message, code=code, headers={"retry-after": "1"})
+
+
 class ClientGone(Exception):
     """The client closed the connection."""
 
@@ -88,4 +93,7 @@ async def send_json(send: Send, status: int, payload: Any, headers: Mapping[str,
     await send({"type": "http.response.body", "body": body})
 
 
-__all__ = ["ClientGone", "HTTPError", "Receive", "Scope", "Send", "header", "json_body", "read_body", "send_json"]
+__all__ = [
+    "ClientGone", "HTTPError", "Receive", "Scope", "Send", "header", "json_body", "read_body", "send_json",
+    "unavailable",
+]  # fmt: skip

@@ -182,8 +182,8 @@ def _b64(vector: list[float]) -> str:
 
 
 async def list_models(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    key = scope["llmrelay.caller"].key
-    names = [n for n in gw.model_names() if key is None or not key.models or n in key.models]
+    caller = scope["llmrelay.caller"]
+    names = [n for n in gw.model_names() if caller.may_use(n)]
     data = [{"id": name, "object": "model", "created": 0, "owned_by": "llmrelay"} for name in names]
     await send_json(send, 200, {"object": "list", "data": data})
 

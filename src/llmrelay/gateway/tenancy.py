@@ -10,9 +10,7 @@ this process is forgotten at once; other processes see the change within
 
 from __future__ import annotations
 
-import asyncio
 import hmac
-import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -20,8 +18,8 @@ from dataclasses import dataclass
 from ..store.records import ApiKey, Tenant, hash_secret
 from ..store.store import Store
 from .http import HTTPError, Scope, header
+from .storage import store_call
 
-log = logging.getLogger("llmrelay.gateway")
 KEY_CACHE_S = 5.0
 _MAX_CACHED = 10_000
 _MISSING = "missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
@@ -44,10 +42,15 @@ class Caller:
     def key_id(self) -> str | None:
         return self.key.id if self.key is not None else None
 
+    def may_use(self, model: str) -> bool:
+        """Whether the key's allow-list (if any) has ``model``."""
+        key = self.key
+        return key is None or not key.models or model in key.models
+
     def check_model(self, model: str) -> None:
         """A key limited to some models may not ask for others (403)."""
         key = self.key
-        if key is not None and key.models and model not in key.models:
+        if key is not None and not self.may_use(model):
             raise HTTPError(
                 403, f"this API key may not use the model {model!r}; it may use: {', '.join(key.models)}",
                 param="model", code="model_not_allowed",
@@ -105,16 +108,7 @@ class Authenticator:
         hit = self._keys.get(digest)
         if hit is not None and hit[0] > now:
             return hit[1], hit[2]
-        try:
-            key, tenant = await asyncio.to_thread(self._read, digest, secret)
-        except Exception as exc:  # the database is down: a 503 to retry, never a 500
-            log.warning("looking up an API key failed: %s: %s", type(exc).__name__, exc)
-            raise HTTPError(
-                503,
-                "API keys cannot be checked right now (the store is unavailable); retry shortly",
-                code="store_unavailable",
-                headers={"retry-after": "1"},
-            ) from None
+        key, tenant = await store_call(self._read, digest, secret)
         self._keys[digest] = (now + self._cache_s, key, tenant)
         self._keys.move_to_end(digest)
         while len(self._keys) > _MAX_CACHED:

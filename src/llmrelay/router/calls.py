@@ -140,9 +140,13 @@ def as_llm_error(exc: Exception, dep: Deployment) -> errors.LLMError:
     return errors.ProviderError(f"{dep.id} failed: {type(exc).__name__}: {str(exc)[:200]}", provider=dep.provider)
 
 
+OUTPUT_ESTIMATE = 256
+"""Completion tokens assumed for a request that sets no ``max_tokens``."""
+
+
 def estimate_tokens(request: ChatRequest | EmbeddingRequest) -> float:
     """A quick upper-ish estimate for rate limiting (settled with the real usage)."""
     if isinstance(request, EmbeddingRequest):
         return sum(len(t) for t in request.inputs) / 4 + 1
     chars = sum(len(m.text) for m in request.messages)
-    return chars / 4 + (request.max_tokens or 256)
+    return chars / 4 + (request.max_tokens or OUTPUT_ESTIMATE)

@@ -239,3 +239,9 @@ async def test_serve_answers_the_openai_sdk(fake: FakeServer, tmp_path: Path) ->
         _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert "open mode" in err.decode() and "sk-cli-test" not in err.decode()
     assert f":///{store}" in err.decode() and store.exists()
+
+
+async def test_serve_refuses_a_bad_gc_threshold() -> None:
+    result = await run("serve", env={**base_env(), "LLMRELAY_GC_THRESHOLD": "lots"})
+    assert result.code == 1 and "LLMRELAY_GC_THRESHOLD" in result.err and "'lots'" in result.err
+    assert "Traceback" not in result.err

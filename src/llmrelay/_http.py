@@ -121,9 +121,15 @@ class AiohttpTransport:
         self._sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
             weakref.WeakKeyDictionary()
         )
+        # the session of the loop asked last: found without a WeakKeyDictionary lookup (which
+        # costs more than it seems, per request); the loop only weakly held, as in _sessions
+        self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], aiohttp.ClientSession] | None = None
 
     def _session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
+        last = self._last
+        if last is not None and last[0]() is loop and not last[1].closed:
+            return last[1]
         session = self._sessions.get(loop)
         if session is None or session.closed:
             import aiohttp
@@ -133,6 +139,7 @@ class AiohttpTransport:
             )
             session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
             self._sessions[loop] = session
+        self._last = (weakref.ref(loop), session)
         return session
 
     def _proxy(self, url: str) -> str | None:
@@ -199,6 +206,7 @@ class AiohttpTransport:
     async def aclose(self) -> None:
         sessions = list(self._sessions.items())
         self._sessions.clear()
+        self._last = None
         current = asyncio.get_running_loop()
         for loop, session in sessions:
             if loop is current and not session.closed:

@@ -44,6 +44,7 @@ def serve(
         fail("the gateway needs uvicorn: pip install 'llmrelay[gateway]'")
     from ..errors import LLMError
     from ..gateway.app import master_key
+    from ..gateway.gc_tuning import threshold_from_env
 
     st = state(ctx)
     if config:
@@ -51,6 +52,7 @@ def serve(
     if st.config:
         os.environ["LLMRELAY_CONFIG"] = os.path.abspath(st.config)  # each worker reads it
     try:
+        threshold_from_env()  # a bad value stops here, not in each worker
         client = st.client()
         key = master_key(client.aio)
         store = _open_store(client.settings)  # migrated once here, before any worker starts

@@ -35,7 +35,7 @@ from ..router.calls import OUTPUT_ESTIMATE, estimate_tokens
 from ..store.records import UsageRecord
 from ..store.store import Store
 from ..types import ChatRequest, EmbeddingRequest, Usage
-from . import admin_api
+from . import admin_api, gc_tuning
 from .admission import Admission, PriceCeiling, Ticket
 from .anthropic_api import count_tokens, messages
 from .conversations import conversation_item, list_conversations
@@ -69,11 +69,15 @@ class Gateway:
         ledger_queue: RecordQueue | None = None,
         max_body: int = MAX_BODY,
         access_log: AccessSink | None = log_access,
+        gc_threshold: int | None = None,
     ) -> None:
         """``store`` keeps keys, tenants, the ledger and conversations (``None``: none of them);
         ``ledger_queue`` defaults to one in memory. ``access_log`` receives one dict per
-        request (``None``: no access log). The gateway closes ``client`` and ``store``."""
+        request (``None``: no access log). ``gc_threshold``: tune the process's garbage
+        collector at start-up (gc_tuning.py; ``None``: leave it alone, as a library should).
+        The gateway closes ``client`` and ``store``."""
         self.client = client
+        self._gc_threshold = gc_threshold
         self.store = store
         self._access_log = access_log
         self.max_body = max_body
@@ -303,6 +307,8 @@ class Gateway:
             if message["type"] == "lifespan.startup":
                 if self.ledger is not None:
                     self.ledger.start()
+                if self._gc_threshold is not None:
+                    gc_tuning.tune(self._gc_threshold)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
@@ -400,7 +406,14 @@ def create_app() -> Gateway:
 
         assert isinstance(state, RedisState)
         queue = RedisQueue(state.redis, state.prefix)
-    return Gateway(client, master_key=master_key(client), store=store, ledger_queue=queue, access_log=sink)
+    return Gateway(
+        client,
+        master_key=master_key(client),
+        store=store,
+        ledger_queue=queue,
+        access_log=sink,
+        gc_threshold=gc_tuning.threshold_from_env(),
+    )
 
 
 def master_key(client: AsyncClient) -> str | None:

@@ -22,6 +22,7 @@ from .._http import StreamResponse, Timeouts, Transport, default_transport
 from .._json import JSONDecodeError, dumps, loads
 from .._secret import Secret, redact
 from .._sse import SSEDecoder
+from ..cost import chat_cost, embedding_cost
 from ..types import (
     ChatRequest,
     ChatResponse,
@@ -326,8 +327,6 @@ class HTTPProvider(Provider):
             raise errors.ProviderError(
                 f"asked for {len(request.inputs)} embeddings, got {len(response.vectors)}", provider=self.name
             )
-        from ..cost import embedding_cost
-
         response.cost_usd = embedding_cost(self.price_provider, request.model, response.usage)
         return response
 
@@ -359,8 +358,6 @@ def finish_response(
 ) -> None:
     """Attach cost (of ``billed`` usage when the provider bills other counts than it
     reports) and, for structured output, the parsed value."""
-    from ..cost import chat_cost
-
     usage = billed or response.usage
     if usage.prompt_tokens or usage.completion_tokens:  # no usage reported: the cost is unknown, not 0
         response.cost_usd = chat_cost(price_provider, response.model or request.model, usage)

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from . import errors
 from ._http import AiohttpTransport, Transport
 from ._messages import to_messages
+from .cache import CacheBackend, CacheLayer, CacheOptions, cache_options
 from .config import Settings, implicit_provider, load_settings
 from .providers import provider_class
 from .providers.base import Provider
@@ -72,6 +73,7 @@ class AsyncClient:
         routing: RoutingSettings | None = None,
         state: StateBackend | None = None,
         hooks: Iterable[Callable[[AttemptRecord], None]] = (),
+        cache: CacheBackend | None = None,
     ) -> None:
         self._env = os.environ if env is None else env
         self.settings = config if isinstance(config, Settings) else load_settings(config, self._env)
@@ -96,6 +98,8 @@ class AsyncClient:
             hooks=hooks,
             check_fits=self._fits,
         )
+        self.cache = CacheLayer(self.router, self.settings.cache, backend=cache)
+        """The response cache and in-flight coalescing in front of the router."""
         self._implicit: dict[str, None] = {}
 
     def _fits(self, provider: Provider, request: ChatRequest) -> None:
@@ -213,27 +217,46 @@ class AsyncClient:
             extra=dict(extra) if extra else {},
         )
 
-    async def chat(self, model: str | None, messages: MessagesIn, **params: Any) -> ChatResponse:
+    async def chat(
+        self,
+        model: str | None,
+        messages: MessagesIn,
+        *,
+        cache: bool | dict[str, Any] | CacheOptions | None = None,
+        **params: Any,
+    ) -> ChatResponse:
         """One answer. ``params``: temperature, top_p, max_tokens, stop, seed, user,
         tools, tool_choice, response_format (a pydantic model -> ``r.parsed``), extra.
-        ``r.route`` says which deployment answered."""
+        ``r.route`` says which deployment answered. ``cache``: ``True``, or a dict
+        (``ttl``, ``no_cache``, ``no_store``, ``semantic``, ``tenant``), caches this call
+        even when its model group does not; ``False`` never caches it; ``r.cache``
+        says what the cache did (docs/caching.md)."""
         group = self.route(model)
-        return await self.router.chat(group, self.build_request(messages, **params))
+        options = cache_options(cache)
+        return await self.cache.chat(group, self.build_request(messages, **params), options)
 
     def stream(
-        self, model: str | None, messages: MessagesIn, *, raise_errors: bool = True, **params: Any
+        self,
+        model: str | None,
+        messages: MessagesIn,
+        *,
+        raise_errors: bool = True,
+        cache: bool | dict[str, Any] | CacheOptions | None = None,
+        **params: Any,
     ) -> AsyncGenerator[StreamEvent, None]:
         """Events as they arrive; the last is ``Finish`` with the whole response.
 
         A failure raises an ``LLMError`` (``StreamInterrupted`` once text has been
         given, with ``.partial``); with ``raise_errors=False`` it ends the stream
-        with an ``ErrorEvent`` instead. Nothing is sent before the first iteration."""
+        with an ``ErrorEvent`` instead. Nothing is sent before the first iteration.
+        ``cache`` as for ``chat``: a cached stream is replayed with the same events."""
         try:
             group = self.route(model)
             request = self.build_request(messages, **params)
+            options = cache_options(cache)
         except errors.LLMError as exc:
             return _raising(exc)
-        events = self.router.stream(group, request)  # handed out as it is: no extra step per event
+        events = self.cache.stream(group, request, options)  # uncached: the router's own, no extra step per event
         return events if raise_errors else _errors_as_events(events)
 
     async def embed(
@@ -269,7 +292,7 @@ class AsyncClient:
         specs = [t.spec for t in runnable.values()]
 
         async def ask(history: list[Message]) -> ChatResponse:
-            return await self.router.chat(group, self.build_request(history, tools=specs, **params))
+            return await self.cache.chat(group, self.build_request(history, tools=specs, **params))
 
         return await tool_loop(ask, to_messages(messages), runnable, max_rounds)
 
@@ -323,6 +346,7 @@ class AsyncClient:
 
     async def aclose(self) -> None:
         await self.router.aclose()
+        await self.cache.aclose()
         if self._own_state is not None:
             await self._own_state.aclose()
         for provider in self._providers.values():

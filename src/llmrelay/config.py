@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from . import errors
 from ._http import Timeouts
 from ._secret import Secret
+from .cache.options import CacheSettings
 from .providers.base import ProviderConfig
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ class Settings:
     file: ConfigFile | None = field(default=None, repr=False)
     path: Path | None = None
     default_model: str | None = None
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    """The config's ``cache:`` section (backend, ttl_s, max_bytes, semantic)."""
 
 
 SECRET_OPTIONS = frozenset(("aws_secret_access_key", "aws_session_token", "azure_ad_token"))
@@ -100,6 +103,10 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
     settings.routing = routing_settings(file.routing, f"{path}:{_line_for(('routing',), file.lines) or 1}")
     if file.state.backend == "redis":
         settings.state_url, settings.state_prefix = file.state.url, file.state.prefix
+    c = file.cache
+    settings.cache = CacheSettings(
+        c.backend, c.url, c.prefix, c.ttl_s, c.max_bytes, c.semantic.threshold, c.semantic.max_entries
+    )
     if file.store.url:
         from .store.location import resolve_sqlite_path
 

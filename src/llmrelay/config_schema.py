@@ -87,6 +87,23 @@ class StateEntry(_Strict):
     prefix: str = "llmrelay:"
 
 
+class SemanticEntry(_Strict):
+    threshold: float = Field(default=0.95, gt=0, le=1)
+    """Cosine similarity (of local MiniLM embeddings) at or above which a cached answer is reused."""
+    max_entries: int = Field(default=1000, ge=1)
+    """Entries kept per namespace (tenant, group, conversation so far, parameters)."""
+
+
+class CacheEntry(_Strict):
+    backend: Literal["memory", "redis"] = "memory"
+    url: str = Field(default="redis://127.0.0.1:6379/0", repr=False)  # may carry a password
+    prefix: str = "llmrelay:cache:"
+    ttl_s: float = Field(default=300, gt=0)
+    max_bytes: int = Field(default=64_000_000, ge=1)
+    """Size cap of the in-memory backend (LRU); Redis bounds itself (maxmemory)."""
+    semantic: SemanticEntry = SemanticEntry()
+
+
 class StoreEntry(_Strict):
     url: str | None = Field(default=None, repr=False)  # may carry a password
     """Database URL (``sqlite:///path`` or ``postgresql://...``); ``None``: SQLite next to the config file."""
@@ -96,7 +113,7 @@ class ConfigFile(_Strict):
     providers: list[ProviderEntry] = []
     models: list[ModelGroupEntry] = []
     routing: RoutingEntry = RoutingEntry()
-    cache: dict[str, Any] = {}
+    cache: CacheEntry = CacheEntry()
     state: StateEntry = StateEntry()
     store: StoreEntry = StoreEntry()
     auth: dict[str, Any] = {}

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 if TYPE_CHECKING:
+    from .cache.options import CacheInfo
     from .errors import LLMError
 
 Role: TypeAlias = Literal["system", "user", "assistant", "tool"]
@@ -235,6 +236,9 @@ class ChatResponse:
     parsed: Any = None
     raw: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    cache: CacheInfo | None = None
+    """What the response cache did (``None``: not used): ``cache.status`` is
+    ``hit`` or ``miss``; ``cache.free`` says nothing was spent upstream."""
 
     @property
     def message(self) -> Message:

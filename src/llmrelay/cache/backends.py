@@ -1,0 +1,230 @@
+"""Where cache entries live: in this process (``MemoryCache``: LRU with TTL and a
+byte cap) or in Redis (``RedisCache``: shared by every gateway instance).
+
+A cache may fail; a request must not. ``RedisCache`` turns every Redis error into
+a miss (or a store not made), logs the outage once, skips Redis for a few seconds
+so requests don't each wait on a dead server, and logs again when it is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+log = logging.getLogger("llmrelay.cache")
+Clock = Callable[[], float]
+
+
+class CacheBackend(Protocol):
+    """Bytes by key, with a time to live. Vectors (the semantic cache) are kept per
+    namespace: ``add_vector`` keeps at most ``max_entries`` per namespace (the oldest go)."""
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def set(self, key: str, value: bytes, ttl_s: float) -> None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def add_vector(self, namespace: str, key: str, vector: bytes, ttl_s: float, max_entries: int) -> None: ...
+
+    async def vectors(self, namespace: str) -> list[tuple[str, bytes]]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class MemoryCache:
+    """An LRU of entries, each with an expiry; the values' bytes (plus keys) never
+    pass ``max_bytes``: the least recently used go first, and a value larger than
+    the whole cap is not kept at all."""
+
+    def __init__(self, max_bytes: int = 64_000_000, *, clock: Clock = time.monotonic) -> None:
+        self.max_bytes = max_bytes
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._vectors: dict[str, OrderedDict[str, tuple[float, bytes]]] = {}
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def get(self, key: str) -> bytes | None:
+        found = self._entries.get(key)
+        if found is None:
+            return None
+        if found[0] <= self._clock():
+            self._remove(key)
+            return None
+        self._entries.move_to_end(key)
+        return found[1]
+
+    async def set(self, key: str, value: bytes, ttl_s: float) -> None:
+        size = len(key) + len(value)
+        self._remove(key)
+        if size > self.max_bytes:
+            return
+        self._entries[key] = (self._clock() + ttl_s, value)
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            oldest = next(iter(self._entries))
+            self._remove(oldest)
+
+    async def delete(self, key: str) -> None:
+        self._remove(key)
+
+    def _remove(self, key: str) -> None:
+        found = self._entries.pop(key, None)
+        if found is not None:
+            self.bytes -= len(key) + len(found[1])
+
+    async def add_vector(self, namespace: str, key: str, vector: bytes, ttl_s: float, max_entries: int) -> None:
+        kept = self._vectors.setdefault(namespace, OrderedDict())
+        kept.pop(key, None)
+        kept[key] = (self._clock() + ttl_s, vector)
+        while len(kept) > max_entries:
+            kept.popitem(last=False)
+
+    async def vectors(self, namespace: str) -> list[tuple[str, bytes]]:
+        kept = self._vectors.get(namespace)
+        if not kept:
+            return []
+        now = self._clock()
+        for key in [k for k, (expires, _) in kept.items() if expires <= now]:
+            del kept[key]
+        return [(k, v) for k, (_, v) in kept.items()]
+
+    async def aclose(self) -> None:
+        self._entries.clear()
+        self._vectors.clear()
+        self.bytes = 0
+
+
+class RedisCache:
+    """Entries in Redis under ``prefix``; vectors of a namespace in one hash (the
+    member's score in a companion sorted set orders them, to drop the oldest)."""
+
+    RETRY_S = 5.0
+    """After a Redis error, how long to serve without the cache before trying again."""
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str = "llmrelay:cache:",
+        client: Redis | None = None,
+        timeout_s: float = 0.5,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        if client is None:
+            from redis.asyncio import Redis
+
+            client = Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        self._redis = client
+        self._prefix = prefix
+        self._clock = clock
+        self._down_until = 0.0
+        self._down = False
+
+    @property
+    def available(self) -> bool:
+        """False while the cache is skipped after a Redis failure."""
+        return not self._down or self._clock() >= self._down_until
+
+    def _failed(self, exc: Exception) -> None:
+        if not self._down:
+            log.warning("cache: Redis unavailable (%s: %s); serving without the cache", type(exc).__name__, exc)
+        self._down = True
+        self._down_until = self._clock() + self.RETRY_S
+
+    def _ok(self) -> None:
+        if self._down:
+            self._down = False
+            log.warning("cache: Redis is back; the cache is on again")
+
+    async def get(self, key: str) -> bytes | None:
+        if not self.available:
+            return None
+        try:
+            value = await self._redis.get(self._prefix + key)
+        except Exception as exc:
+            self._failed(exc)
+            return None
+        self._ok()
+        return value if isinstance(value, bytes) or value is None else str(value).encode()
+
+    async def set(self, key: str, value: bytes, ttl_s: float) -> None:
+        if not self.available:
+            return
+        try:
+            await self._redis.set(self._prefix + key, value, px=max(int(ttl_s * 1000), 1))
+        except Exception as exc:
+            self._failed(exc)
+            return
+        self._ok()
+
+    async def delete(self, key: str) -> None:
+        if not self.available:
+            return
+        try:
+            await self._redis.delete(self._prefix + key)
+        except Exception as exc:
+            self._failed(exc)
+
+    async def add_vector(self, namespace: str, key: str, vector: bytes, ttl_s: float, max_entries: int) -> None:
+        if not self.available:
+            return
+        vectors, order = f"{self._prefix}vec:{namespace}", f"{self._prefix}vecorder:{namespace}"
+        ttl_ms = max(int(ttl_s * 1000), 1)
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hset(vectors, key, vector)
+                pipe.zadd(order, {key: time.time()})
+                pipe.pexpire(vectors, ttl_ms)
+                pipe.pexpire(order, ttl_ms)
+                await pipe.execute()
+            excess = await self._redis.zcard(order) - max_entries
+            if excess > 0:
+                oldest = await self._redis.zrange(order, 0, excess - 1)
+                if oldest:
+                    await self._redis.hdel(vectors, *oldest)
+                    await self._redis.zrem(order, *oldest)
+        except Exception as exc:
+            self._failed(exc)
+            return
+        self._ok()
+
+    async def vectors(self, namespace: str) -> list[tuple[str, bytes]]:
+        if not self.available:
+            return []
+        try:
+            found = await self._redis.hgetall(f"{self._prefix}vec:{namespace}")
+        except Exception as exc:
+            self._failed(exc)
+            return []
+        self._ok()
+        return [(_text(k), v if isinstance(v, bytes) else str(v).encode()) for k, v in found.items()]
+
+    async def aclose(self) -> None:
+        try:
+            await self._redis.aclose()
+        except Exception:  # closing a connection to a dead server: nothing to save
+            pass
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def make_backend(backend: str, *, url: str, prefix: str, max_bytes: int) -> CacheBackend:
+    """The backend the config names."""
+    if backend == "redis":
+        return RedisCache(url, prefix=prefix)
+    return MemoryCache(max_bytes)
+
+
+__all__ = ["CacheBackend", "MemoryCache", "RedisCache", "make_backend"]

@@ -1,0 +1,123 @@
+"""In-flight coalescing: identical requests share one upstream call.
+
+The first request of a key starts the call in a task of its own; identical
+requests arriving while it runs wait for that task instead of sending their
+own. The task belongs to no caller: one caller leaving (cancelled, disconnected)
+never cancels it for the others; when every caller has left, it is cancelled.
+A failure reaches every waiter, and nothing is kept after the call ends (the
+cache, when on, keeps successes). A stream fans out: each waiter gets every
+event from the first one, late joiners replaying what was already given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
+from typing import Generic, TypeVar
+
+from ..types import ChatResponse, StreamEvent
+
+T = TypeVar("T")
+
+
+class _Call(Generic[T]):
+    __slots__ = ("task", "waiters")
+
+    def __init__(self, task: asyncio.Task[T]) -> None:
+        self.task = task
+        self.waiters = 0
+
+
+class _Stream:
+    __slots__ = ("changed", "done", "error", "events", "task", "waiters")
+
+    def __init__(self) -> None:
+        self.events: list[StreamEvent] = []
+        self.done = False
+        self.error: BaseException | None = None
+        self.changed = asyncio.Event()
+        self.waiters = 0
+        self.task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        self.changed.set()  # wakes every waiter now waiting...
+        self.changed.clear()  # ...and later waits block again
+
+
+class Flights:
+    """The calls in flight, by key."""
+
+    def __init__(self) -> None:
+        self._calls: dict[str, _Call[ChatResponse]] = {}
+        self._streams: dict[str, _Stream] = {}
+
+    def busy(self, key: str) -> bool:
+        return key in self._calls or key in self._streams
+
+    async def call(self, key: str, start: Callable[[], Awaitable[ChatResponse]]) -> tuple[ChatResponse, bool]:
+        """``(answer, shared)``: ``shared`` is False for the caller whose request went upstream."""
+        flight = self._calls.get(key)
+        shared = flight is not None
+        if flight is None:
+            flight = _Call(asyncio.ensure_future(start()))
+            self._calls[key] = flight
+            flight.task.add_done_callback(lambda _: self._forget(self._calls, key, flight))
+        flight.waiters += 1
+        try:
+            return await asyncio.shield(flight.task), shared
+        finally:
+            flight.waiters -= 1
+            if flight.waiters == 0 and not flight.task.done():
+                flight.task.cancel()  # every caller has gone
+
+    async def stream(
+        self, key: str, start: Callable[[], AsyncGenerator[StreamEvent, None]]
+    ) -> AsyncGenerator[tuple[StreamEvent, bool], None]:
+        """``(event, shared)`` pairs of the one upstream stream for ``key``."""
+        flight = self._streams.get(key)
+        shared = flight is not None
+        if flight is None:
+            flight = self._streams[key] = _Stream()
+            flight.task = asyncio.ensure_future(self._pump(key, flight, start()))
+        flight.waiters += 1
+        given = 0
+        try:
+            while True:
+                while given < len(flight.events):
+                    event = flight.events[given]
+                    given += 1
+                    yield event, shared
+                if flight.done:
+                    if flight.error is not None:
+                        raise flight.error
+                    return
+                await flight.changed.wait()
+        finally:
+            flight.waiters -= 1
+            if flight.waiters == 0 and not flight.done and flight.task is not None:
+                flight.task.cancel()
+
+    async def _pump(self, key: str, flight: _Stream, events: AsyncGenerator[StreamEvent, None]) -> None:
+        try:
+            async with aclosing(events):
+                async for event in events:
+                    flight.events.append(event)
+                    flight.wake()
+        except asyncio.CancelledError:
+            flight.error = asyncio.CancelledError()
+            raise
+        except BaseException as exc:  # every waiter gets it
+            flight.error = exc
+        finally:
+            flight.done = True
+            self._forget(self._streams, key, flight)
+            flight.wake()
+
+    @staticmethod
+    def _forget(table: dict[str, T], key: str, flight: T) -> None:
+        if table.get(key) is flight:
+            del table[key]
+
+
+__all__ = ["Flights"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import anthropic
@@ -59,8 +59,9 @@ async def serve(app: Gateway) -> AsyncIterator[str]:
         await asyncio.wait_for(task, 10)
 
 
-async def served_gateway() -> AsyncIterator[Served]:
-    """A gateway with groups ``smart`` (OpenAI) and ``claude`` (Anthropic) over two fake upstreams."""
+async def served_gateway(extra: Sequence[ModelGroup] = ()) -> AsyncIterator[Served]:
+    """A gateway with groups ``smart`` (OpenAI) and ``claude`` (Anthropic) over two fake
+    upstreams, and the ``extra`` groups (whose deployments name those providers)."""
     async with FakeServer() as upstream, FakeServer() as anthropic:
         env = {
             "OPENAI_API_KEY": "sk-upstream-key-123456", "OPENAI_BASE_URL": upstream.url + "/v1",
@@ -69,6 +70,7 @@ async def served_gateway() -> AsyncIterator[Served]:
         groups = [
             ModelGroup("smart", ["openai/gpt-4o-mini"]),
             ModelGroup("claude", ["anthropic/claude-sonnet-4-5"]),
+            *extra,
         ]
         routing = RoutingSettings(retries=0, cooldowns=False)
         client = AsyncClient(env=env, models=groups, routing=routing)

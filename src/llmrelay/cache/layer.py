@@ -139,10 +139,13 @@ class CacheLayer:
             if hit is None and semantic:
                 hit, near = await self._nearest("stream", group, request, options)
             if hit is not None and hit[1] is not None:
+                if options.report is not None and hit[0].cache is not None:
+                    options.report(hit[0].cache)
                 for event in hit[1]:
                     yield event
                 return
         store = caching and not options.no_store
+        report = options.report
 
         async def upstream() -> AsyncGenerator[StreamEvent, None]:
             given: list[StreamEvent] = []
@@ -157,6 +160,8 @@ class CacheLayer:
 
         if not coalescing:
             self.stats["miss"] += 1
+            if report is not None:
+                report(CacheInfo("miss", key, time.time()))
             async with aclosing(upstream()) as events:
                 async for event in events:
                     yield event
@@ -167,6 +172,8 @@ class CacheLayer:
                 if not counted:
                     counted = True
                     self.stats["coalesced" if shared else "miss"] += 1
+                    if report is not None:
+                        report(CacheInfo("miss", key, time.time(), coalesced=shared))
                 if shared and type(event) is Finish:
                     event = Finish(event.reason, _shared_copy(event.response))
                 yield event
@@ -187,7 +194,7 @@ class CacheLayer:
             await self.backend.delete(key)
             return None
         response.cache = CacheInfo("hit", key, stored_at, similarity)
-        response.cost_usd = 0.0
+        response.cost_usd, response.latency_s = 0.0, 0.0  # nothing was asked upstream
         if response.route is not None:
             response.route = replace(response.route, attempts=0)
         fmt = request.response_format

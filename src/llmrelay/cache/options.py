@@ -3,6 +3,7 @@ options of one call, and what an answer says about the cache (``CacheInfo``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -34,7 +35,8 @@ class CacheOptions:
     ``ttl_s``: how long to keep it (``None``: the configured ``ttl_s``);
     ``semantic``: also look for a similar earlier question (the group must have
     ``semantic_cache: true``); ``tenant``: the namespace entries are kept in
-    (the gateway sets the caller's tenant; tenants never share entries)."""
+    (the gateway sets the caller's tenant; tenants never share entries);
+    ``report``: told the cache's verdict of a stream before its first event."""
 
     enabled: bool | None = None
     no_cache: bool = False
@@ -42,6 +44,7 @@ class CacheOptions:
     ttl_s: float | None = None
     semantic: bool = False
     tenant: str | None = None
+    report: Callable[[CacheInfo], None] | None = field(default=None, compare=False)
 
 
 DEFAULT_OPTIONS = CacheOptions()

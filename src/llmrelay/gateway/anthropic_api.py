@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING
 
 from ..client import check_request
 from ..providers.anthropic_inbound import StreamEncoder, request_from_wire, response_to_wire
+from .caching import announce, note_answer, options_for
 from .http import HTTPError, Receive, Scope, Send, header, json_body, read_body, send_json
 from .metrics import RequestFacts
-from .openai_api import note, route_headers
+from .openai_api import route_headers
 from .streaming import relay
 
 if TYPE_CHECKING:
@@ -30,13 +31,16 @@ async def messages(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> N
     facts: RequestFacts = scope["llmrelay.facts"]
     facts.model = request.model
     ticket = await gw.admit(scope, group, request, request.model)
+    cache = options_for(scope)
     try:
         if not stream:
-            response = await gw.client.router.chat(group, request)
-            note(facts, response.usage, response.cost_usd, response.latency_s, response.route)
+            response = await gw.client.cache.chat(group, request, cache)
+            note_answer(facts, response)
+            if response.cache is not None:
+                announce(scope, response.cache)
             await send_json(send, 200, response_to_wire(response), route_headers(response.route))
             return
-        await relay(gw.client.router.stream(group, request), StreamEncoder(request.model), receive, send, facts)
+        await relay(gw.client.cache.stream(group, request, cache), StreamEncoder(request.model), receive, send, facts)
     finally:
         await gw.settle(ticket, facts)
 

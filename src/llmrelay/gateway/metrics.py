@@ -1,7 +1,8 @@
 """Prometheus metrics of the gateway (``GET /metrics``), with prometheus-client.
 
 Per request: count and latency by route, model and status; time to first token
-of streams; tokens by kind and cost by model; errors by class; the gateway's own
+of streams; tokens by kind and cost by model; what the response cache did;
+errors by class; the gateway's own
 overhead (request time minus the time spent waiting on upstream attempts). Per
 attempt (a router hook): outcome and latency by deployment. At each scrape:
 each deployment's health (1 healthy or degraded, 0 otherwise).
@@ -45,6 +46,8 @@ class RequestFacts:
     ttft_s: float | None = None
     error: str | None = None
     """The error class that ended the request (an in-stream one included)."""
+    cache: str | None = None
+    """``hit``, ``semantic_hit``, ``coalesced`` or ``miss`` when the response cache was asked."""
 
 
 class Metrics:
@@ -66,6 +69,10 @@ class Metrics:
         )  # fmt: skip
         self.tokens = Counter("llmrelay_tokens", "Tokens by kind.", ["model", "kind"], registry=registry)
         self.cost = Counter("llmrelay_cost_usd", "Cost in USD.", ["model"], registry=registry)
+        self.cache = Counter(
+            "llmrelay_cache", "Answers by what the response cache did (hit, semantic_hit, coalesced, miss).",
+            ["model", "result"], registry=registry,
+        )  # fmt: skip
         self.errors = Counter("llmrelay_errors", "Failed requests by error class.", ["error"], registry=registry)
         self.attempts = Counter("llmrelay_attempts", "Upstream attempts.", ["deployment", "outcome"], registry=registry)
         self.attempt_latency = Histogram(
@@ -136,6 +143,8 @@ class Metrics:
                         counts[(self.tokens, facts.model, kind)] += count
             if facts.cost_usd:
                 counts[(self.cost, facts.model)] += facts.cost_usd
+            if facts.cache is not None:
+                counts[(self.cache, facts.model, facts.cache)] += 1
         for deployment, outcome, latency in attempts:
             counts[(self.attempts, deployment, outcome)] += 1
             values[(self.attempt_latency, deployment)].append(latency)

@@ -22,6 +22,7 @@ from .._ids import new_id
 from ..client import check_request
 from ..providers.openai_inbound import chunk_to_wire, request_from_wire, response_to_wire, usage_to_wire
 from ..types import EmbeddingRequest, Finish, Route, StreamEvent, Usage
+from .caching import announce, created_at, note_answer, options_for
 from .conversations import conversation_of, history, remember
 from .http import HTTPError, Receive, Scope, Send, json_body, read_body, send_json
 from .metrics import RequestFacts
@@ -67,19 +68,22 @@ async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Se
     facts: RequestFacts = scope["llmrelay.facts"]
     facts.model = request.model
     ticket = await gw.admit(scope, group, request, request.model)
+    cache = options_for(scope)
     try:
         if not stream:
-            response = await gw.client.router.chat(group, request)
-            note(facts, response.usage, response.cost_usd, response.latency_s, response.route)
-            payload = response_to_wire(response, int(time.time()))
+            response = await gw.client.cache.chat(group, request, cache)
+            note_answer(facts, response)
+            payload = response_to_wire(response, created_at(response, time.time()))
             if conversation is not None:
                 reply = payload["choices"][0]["message"]
                 await remember(gw, scope["llmrelay.caller"], conversation, asked or [], reply)
+            if response.cache is not None:
+                announce(scope, response.cache)
             await send_json(send, 200, payload, route_headers(response.route))
             return
         include_usage = bool((options or {}).get("include_usage"))
         encoder = ChunkEncoder(request.model, include_usage)
-        events = gw.client.router.stream(group, request)
+        events = gw.client.cache.stream(group, request, cache)
         if conversation is not None:
             events = _remembering(gw, scope["llmrelay.caller"], conversation, asked or [], events)
         await relay(events, encoder, receive, send, facts)

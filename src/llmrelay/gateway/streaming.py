@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from .. import errors
 from ..types import Finish, StreamEvent
+from .caching import note_answer
 from .http import Receive, Send
 from .metrics import RequestFacts
 
@@ -144,9 +145,9 @@ class _Resumed:
 
 def _learn(facts: RequestFacts | None, event: StreamEvent) -> None:
     if facts is not None and type(event) is Finish:
-        facts.usage, facts.cost_usd = event.response.usage, event.response.cost_usd
-        if event.response.route is not None:
-            facts.deployment = event.response.route.deployment
+        upstream_s = facts.upstream_s
+        note_answer(facts, event.response)
+        facts.upstream_s = upstream_s  # the relay measures a stream's upstream time itself
 
 
 async def _write(send: Send, chunk: bytes) -> None:

@@ -6,6 +6,7 @@ provider serves the call.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from .. import errors
@@ -121,7 +122,11 @@ def usage_to_wire(usage: Usage) -> dict[str, int]:
     }
 
 
-def message_id() -> str:
+def message_id(response: ChatResponse | None = None) -> str:
+    """A new message id; for a cached answer, one that stays the same on every hit."""
+    info = response.cache if response is not None else None
+    if info is not None:
+        return "msg_" + hashlib.sha256(f"{info.key}@{info.stored_at!r}".encode()).hexdigest()[:24]
     return f"msg_{new_id()}"
 
 
@@ -136,7 +141,7 @@ def response_to_wire(response: ChatResponse) -> dict[str, Any]:
     for call in response.tool_calls:
         content.append({"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments})
     return {
-        "id": message_id(),
+        "id": message_id(response),
         "type": "message",
         "role": "assistant",
         "model": response.model,

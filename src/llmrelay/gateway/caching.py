@@ -1,0 +1,75 @@
+"""The response cache at the gateway: what a request asks of it (headers) and
+what an answer tells about it (headers, metrics, ledger).
+
+Request headers: ``Cache-Control: no-cache`` (do not answer from the cache; the
+answer is still stored), ``Cache-Control: no-store`` (do not store the answer),
+``x-llmrelay-semantic-cache: true`` (also reuse the answer to a similar earlier
+question, where the model group has ``semantic_cache: true``). Entries are
+always kept per tenant: a key of tenant A never reads tenant B's.
+
+Answer headers: ``x-llmrelay-cache: hit|miss`` (where the group caches),
+``x-llmrelay-coalesced: true`` (shared with an identical request in flight).
+An answer that cost nothing upstream (a hit, or a shared one) is recorded in
+the ledger with no tokens and no cost, and counted in ``llmrelay_cache``.
+"""
+
+from __future__ import annotations
+
+from ..cache import CacheInfo, CacheOptions
+from ..types import ChatResponse, Usage
+from .http import Scope, header
+from .metrics import RequestFacts
+from .tenancy import Caller
+
+_FREE = Usage(0, 0)
+_YES = ("1", "true", "yes", "on")
+
+
+def options_for(scope: Scope) -> CacheOptions:
+    """The cache options of this request (its headers, its caller's tenant)."""
+    caller: Caller = scope["llmrelay.caller"]
+    control = (header(scope, b"cache-control") or "").lower()
+    directives = {d.strip().split("=", 1)[0] for d in control.split(",")}
+    semantic = (header(scope, b"x-llmrelay-semantic-cache") or "").strip().lower() in _YES
+    return CacheOptions(
+        no_cache="no-cache" in directives,
+        no_store="no-store" in directives,
+        semantic=semantic,
+        tenant=caller.tenant_id,
+        report=lambda info: announce(scope, info),
+    )
+
+
+def announce(scope: Scope, info: CacheInfo) -> None:
+    """Put the cache's verdict in the answer's headers (before the status line goes)."""
+    headers = dict(scope.get("llmrelay.headers") or {})
+    headers["x-llmrelay-cache"] = info.status
+    if info.coalesced:
+        headers["x-llmrelay-coalesced"] = "true"
+    scope["llmrelay.headers"] = headers
+
+
+def note_answer(facts: RequestFacts, response: ChatResponse) -> None:
+    """What the metrics and the ledger learn from a chat answer."""
+    facts.usage, facts.cost_usd, facts.upstream_s = response.usage, response.cost_usd, response.latency_s
+    if response.route is not None:
+        facts.deployment = response.route.deployment
+    info = response.cache
+    if info is None:
+        return
+    if info.status == "hit":
+        facts.cache = "semantic_hit" if info.similarity is not None else "hit"
+        facts.deployment = "cache"
+    else:
+        facts.cache = "coalesced" if info.coalesced else "miss"
+    if info.free:
+        facts.usage, facts.cost_usd = _FREE, 0.0
+
+
+def created_at(response: ChatResponse, now: float) -> int:
+    """The answer's ``created``: when it was first made, for a cached one (so a hit's
+    body is the same as the miss's)."""
+    return int(response.cache.stored_at) if response.cache is not None else int(now)
+
+
+__all__ = ["announce", "created_at", "note_answer", "options_for"]

@@ -49,7 +49,7 @@ def root(
 
 
 def _register() -> None:
-    from . import chat, health, info, keys, serve, tenants  # noqa: F401  (commands register themselves on ``app``)
+    from . import batch, chat, health, info, keys, serve, tenants  # noqa: F401  (commands register themselves on ``app``)
 
 
 _register()

@@ -8,13 +8,24 @@ round trips (canonical -> wire -> canonical).
 
 from __future__ import annotations
 
+import base64
+import struct
 from typing import Any
 
 from .. import errors
 from .._messages import to_messages
 from ..structured import to_response_format
 from ..tools import to_tools
-from ..types import ChatRequest, ChatResponse, StreamEvent, TextDelta, ToolCallDelta, Usage
+from ..types import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
 from .openai_codec import tool_call_to_wire
 
 _KNOWN = frozenset(
@@ -123,3 +134,48 @@ def chunk_to_wire(event: StreamEvent, chunk_id: str, created: int, model: str) -
         "model": model,
         "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
     }
+
+
+def embedding_request_from_wire(body: Any) -> tuple[EmbeddingRequest, str]:
+    """``(request, encoding_format)`` from an OpenAI embeddings body, checked as the
+    gateway checks it; the request's model is the body's (the router sets each
+    deployment's own). Raises ``InvalidRequest`` naming the faulty field."""
+    if not isinstance(body, dict):
+        raise errors.InvalidRequest("the request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise errors.InvalidRequest("'model' is required and must be a string")
+    raw = body.get("input")
+    texts = [raw] if isinstance(raw, str) else raw
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise errors.InvalidRequest("'input' must be a string or a non-empty list of strings")
+    encoding = body.get("encoding_format", "float")
+    if encoding not in ("float", "base64"):
+        raise errors.InvalidRequest("'encoding_format' must be 'float' or 'base64'")
+    dimensions = body.get("dimensions")
+    if dimensions is not None and (type(dimensions) is not int or dimensions < 1):
+        raise errors.InvalidRequest("'dimensions' must be a positive integer")
+    user = body.get("user")
+    if user is not None and not isinstance(user, str):
+        raise errors.InvalidRequest("'user' must be a string")
+    return EmbeddingRequest(model, texts, dimensions, user, {}), encoding
+
+
+def embedding_response_to_wire(response: EmbeddingResponse, encoding: str = "float") -> dict[str, Any]:
+    """The OpenAI embeddings answer (``object: list``); ``base64`` packs each vector
+    as little-endian float32, as OpenAI does."""
+    data = [
+        {"object": "embedding", "index": i, "embedding": _b64(vector) if encoding == "base64" else vector}
+        for i, vector in enumerate(response.vectors)
+    ]
+    usage = response.usage
+    return {
+        "object": "list",
+        "data": data,
+        "model": response.model,
+        "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.total_tokens},
+    }
+
+
+def _b64(vector: list[float]) -> str:
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")

@@ -8,8 +8,6 @@ group did it (``x-llmrelay-deployment``, ``x-llmrelay-group``, ``x-llmrelay-atte
 
 from __future__ import annotations
 
-import base64
-import struct
 import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
@@ -20,8 +18,15 @@ import orjson
 from .. import errors
 from .._ids import new_id
 from ..client import check_request
-from ..providers.openai_inbound import chunk_to_wire, request_from_wire, response_to_wire, usage_to_wire
-from ..types import EmbeddingRequest, Finish, Route, StreamEvent, Usage
+from ..providers.openai_inbound import (
+    chunk_to_wire,
+    embedding_request_from_wire,
+    embedding_response_to_wire,
+    request_from_wire,
+    response_to_wire,
+    usage_to_wire,
+)
+from ..types import Finish, Route, StreamEvent, Usage
 from .caching import announce, created_at, note_answer, options_for
 from .conversations import conversation_of, history, remember
 from .http import HTTPError, Receive, Scope, Send, json_body, read_body, send_json
@@ -141,48 +146,19 @@ def _data(payload: dict[str, Any]) -> bytes:
 
 async def embeddings(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     body = json_body(await read_body(scope, receive, gw.max_body))
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise HTTPError(400, "'model' is required and must be a string", param="model")
-    raw = body.get("input")
-    texts = [raw] if isinstance(raw, str) else raw
-    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-        raise HTTPError(400, "'input' must be a string or a non-empty list of strings", param="input")
-    encoding = body.get("encoding_format", "float")
-    if encoding not in ("float", "base64"):
-        raise HTTPError(400, "'encoding_format' must be 'float' or 'base64'", param="encoding_format")
-    dimensions = body.get("dimensions")
-    if dimensions is not None and (type(dimensions) is not int or dimensions < 1):
-        raise HTTPError(400, "'dimensions' must be a positive integer", param="dimensions")
-    user = body.get("user")
-    if user is not None and not isinstance(user, str):
-        raise HTTPError(400, "'user' must be a string", param="user")
+    request, encoding = embedding_request_from_wire(body)  # a bad field is a 400 naming it
+    model = request.model
     group = gw.group_for(model)
     facts: RequestFacts = scope["llmrelay.facts"]
     facts.model = model
-    request = EmbeddingRequest("", texts, dimensions, user, {})
+    request.model = ""
     ticket = await gw.admit(scope, group, request, model)
     try:
         response = await gw.client.router.embed(group, request)
         note(facts, response.usage, response.cost_usd, response.latency_s, response.route)
     finally:
         await gw.settle(ticket, facts)
-    data = [
-        {"object": "embedding", "index": i, "embedding": _b64(vector) if encoding == "base64" else vector}
-        for i, vector in enumerate(response.vectors)
-    ]
-    usage: Usage = response.usage
-    payload = {
-        "object": "list",
-        "data": data,
-        "model": response.model,
-        "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.total_tokens},
-    }
-    await send_json(send, 200, payload, route_headers(response.route))
-
-
-def _b64(vector: list[float]) -> str:
-    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+    await send_json(send, 200, embedding_response_to_wire(response, encoding), route_headers(response.route))
 
 
 async def list_models(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:

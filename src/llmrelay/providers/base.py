@@ -88,6 +88,14 @@ class Provider(ABC):
     supports_embeddings: ClassVar[bool] = False
     window_includes_output: ClassVar[bool] = True
     """Whether the context window bounds prompt + output (False: input only, as Gemini's)."""
+    max_embed_inputs: int = 1
+    """The most texts one embeddings request may carry (the API's documented limit).
+    The router's micro-batcher (``embed_batch_ms``) never joins callers past it. A plain
+    attribute, not a ``ClassVar``: OpenAI-compatible kinds share one class and differ
+    (set from their quirks row). 1, for kinds that do not say: no batching at all."""
+    max_embed_tokens: int | None = None
+    """The most tokens all texts of one embeddings request may add up to, when the API caps
+    the sum (OpenAI: 300,000); ``None``: no cap beyond ``max_embed_inputs``."""
 
     def __init__(self, config: ProviderConfig, transport: Transport | None = None) -> None:
         self.config = config

@@ -165,6 +165,7 @@ def _region(config: ProviderConfig) -> str | None:
 
 class BedrockProvider(HTTPProvider):
     kind = "bedrock"
+    max_embed_inputs = 1  # Converse is chat only: this provider has no embeddings API to batch
 
     def __init__(self, config: ProviderConfig, transport: Transport | None = None) -> None:
         super().__init__(config, transport)

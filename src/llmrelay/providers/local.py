@@ -47,6 +47,9 @@ EMBEDDING_DIMENSIONS = 384
 class LocalProvider(Provider):
     kind = "local"
     supports_embeddings = True
+    # No API limit: MiniLM encodes any list, 32 texts at a time (minilm.py). 128 keeps one
+    # batch to a few ms of CPU in its worker thread, so a batch never holds callers for long.
+    max_embed_inputs = 128
 
     def __init__(self, config: ProviderConfig, transport: Transport | None = None) -> None:
         super().__init__(config, transport)

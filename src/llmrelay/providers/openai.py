@@ -32,6 +32,8 @@ class OpenAIProvider(HTTPProvider):
         super().__init__(config, transport)
         self.quirks = quirks_for(str(config.options.get("quirks", config.kind)))
         self.base_url = (config.base_url or self.quirks.base_url).rstrip("/")
+        self.max_embed_inputs = self.quirks.max_embed_inputs
+        self.max_embed_tokens = self.quirks.max_embed_tokens
         self.headers = self.auth_headers()
 
     def auth_headers(self) -> dict[str, str]:

@@ -26,6 +26,11 @@ class Quirks:
     embed_base64: bool = False
     """Ask embeddings as base64 float32 (smaller, faster to decode)."""
     send_user: bool = True
+    max_embed_inputs: int = 32
+    """Texts per embeddings request. Undocumented for most compatible servers (Ollama,
+    vLLM, llama.cpp, LM Studio, Together...): 32, a conservative guess."""
+    max_embed_tokens: int | None = None
+    """Tokens summed over one embeddings request's texts, when the service caps the sum."""
 
 
 COMPAT_KINDS: dict[str, Quirks] = {
@@ -35,6 +40,8 @@ COMPAT_KINDS: dict[str, Quirks] = {
         base_url_env="OPENAI_BASE_URL",
         max_tokens_field="max_completion_tokens",
         embed_base64=True,
+        max_embed_inputs=2048,  # API reference: an input array holds at most 2048 items (Azure: the same)
+        max_embed_tokens=300_000,  # ... and at most 300,000 tokens summed across them
     ),
     "mistral": Quirks(
         base_url="https://api.mistral.ai/v1",
@@ -44,6 +51,11 @@ COMPAT_KINDS: dict[str, Quirks] = {
         stream_usage_option=False,  # usage always comes in the last chunk
         required_tool_choice="any",
         send_user=False,
+        # Undocumented. Past 256 texts the API answers "Too many inputs in request, split into
+        # more batches" (reported, not documented): half of that. LangChain keeps a request's
+        # texts under 16,000 tokens in all: the same here.
+        max_embed_inputs=128,
+        max_embed_tokens=16_000,
     ),
     "groq": Quirks(
         base_url="https://api.groq.com/openai/v1",

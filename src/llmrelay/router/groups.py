@@ -78,11 +78,18 @@ def to_deployment(spec: DeploymentLike) -> Deployment:
     raise errors.ConfigError(f"a deployment is a Deployment, 'provider/model' or a mapping, not {spec!r}")
 
 
+MAX_EMBED_BATCH_MS = 1000.0
+"""The longest embedding micro-batching window: a few ms is the point; a second already
+costs every caller more than it could save."""
+
+
 @dataclass(slots=True)
 class ModelGroup:
     """A model name served by ``deployments``; ``fallbacks`` are tried, in order,
     when no deployment here can answer. ``strategy`` is a registered name or a
-    ``Strategy`` object (``None``: the routing default)."""
+    ``Strategy`` object (``None``: the routing default). ``embed_batch_ms``: how long
+    an embeddings call waits for others to the same deployment to go upstream with
+    (``embed_batch.py``); 0, the default, sends each call on its own."""
 
     name: str
     deployments: Sequence[DeploymentLike]
@@ -109,6 +116,11 @@ class ModelGroup:
         self.fallbacks = tuple(self.fallbacks)
         if self.name in self.fallbacks:
             raise errors.ConfigError(f"model group {self.name!r} lists itself as a fallback")
+        if not (isinstance(self.embed_batch_ms, int | float) and 0 <= self.embed_batch_ms <= MAX_EMBED_BATCH_MS):
+            window = self.embed_batch_ms
+            raise errors.ConfigError(
+                f"model group {self.name!r}: embed_batch_ms must be 0 to {MAX_EMBED_BATCH_MS:g}, not {window!r}"
+            )
 
 
 def _with_id(dep: Deployment, new_id: str) -> Deployment:

@@ -61,6 +61,7 @@ from .calls import (
     verdict,
 )
 from .checks import HealthChecks, describe
+from .embed_batch import EmbedBatcher
 from .groups import Deployment, ModelGroup, RoutingSettings, check_groups, fallback_chain
 from .health import HealthMonitor
 from .records import AttemptRecord, Hook, Operation, Outcome
@@ -120,6 +121,7 @@ class Router(HealthChecks):
         self._prices: dict[str, float | None] = {}
         self._hooks: list[Hook] = list(hooks)
         self._checker: asyncio.Task[None] | None = None
+        self._embed_batches = EmbedBatcher()
 
     # ---- groups and hooks -------------------------------------------------------------------
 
@@ -169,13 +171,14 @@ class Router(HealthChecks):
         call = Call(op, name, self._deadline(), chain)
         for group in chain:
             used = 0
+            group_send = self._embed_batches.sender(group, send) if op == "embed" else send
             while used <= self.settings.retries:
                 pick = await self._pick(group, call, request, may_wait=group is chain[-1])
                 if pick is None:
                     break
                 used += 1
                 try:
-                    result = await self._attempt(group, pick, call, send)
+                    result = await self._attempt(group, pick, call, group_send)
                 except errors.LLMError as exc:
                     step = await self._after_failure(group, call, pick, exc, used)
                     if step is None:

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,8 +29,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_client import Upstream  # noqa: E402
-from bench_gateway import body_for  # noqa: E402
-from bench_http_servers import JSON_BODY, lua_script, port_open, run_wrk  # noqa: E402
+from bench_gateway import body_for, serving  # noqa: E402
+from bench_http_servers import JSON_BODY, lua_script, run_wrk  # noqa: E402
 
 PORT = 18210
 CONFIG = """\
@@ -57,16 +55,8 @@ def gateway_hits(duration: int, runs: int) -> None:
             "uncached": lua_script(folder, "uncached", body_for(JSON_BODY, "json")),
             "direct": lua_script(folder, "direct", JSON_BODY),
         }
-        env = {**os.environ, "LLMRELAY_LOG_LEVEL": "INFO", "LLMRELAY_STORE_URL": f"sqlite:///{folder / 'b.db'}"}
-        command = [sys.executable, "-m", "llmrelay", "--config", str(config), "serve", "--port", str(PORT)]
-        server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            for _ in range(300):
-                if port_open(PORT):
-                    break
-                time.sleep(0.05)
-            else:
-                raise SystemExit("the gateway did not start")
+        env = {"LLMRELAY_LOG_LEVEL": "INFO", "LLMRELAY_STORE_URL": f"sqlite:///{folder / 'b.db'}"}
+        with serving(config, PORT, env):
             via = f"http://127.0.0.1:{PORT}/v1/chat/completions"
             urls = {"hit": via, "uncached": via, "direct": "http://127.0.0.1:18080/v1/chat/completions"}
             rps: dict[str, list[float]] = {k: [] for k in urls}
@@ -80,9 +70,6 @@ def gateway_hits(duration: int, runs: int) -> None:
                     rps[kind].append(many.rps)
                     p50[kind].append(one.p50_ms)
                     bad += many.non2xx + many.socket_errors + one.non2xx + one.socket_errors
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
     print(f"gateway cache hits: 1 worker, median of {runs} runs of {duration} s; wrk errors/non-2xx: {bad}")
     for kind, label in (("hit", "cache hit"), ("uncached", "uncached, via nginx"), ("direct", "nginx direct")):
         r, p = statistics.median(rps[kind]), statistics.median(p50[kind])

@@ -29,6 +29,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -58,6 +60,24 @@ def body_for(raw: bytes, model: str) -> bytes:
     return orjson.dumps(data)
 
 
+@contextmanager
+def serving(config: Path, port: int, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """``llmrelay serve`` (one worker) on ``port`` with ``config``, until the block ends."""
+    command = [sys.executable, "-m", "llmrelay", "--config", str(config), "serve", "--port", str(port)]
+    server = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            if port_open(port):
+                break
+            time.sleep(0.05)
+        else:
+            raise SystemExit("the gateway did not start")
+        yield server
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=5)
@@ -74,16 +94,8 @@ def main() -> None:
             "stream": lua_script(directory, "stream", body_for(STREAM_BODY, "stream")),
             "direct": lua_script(directory, "direct", JSON_BODY),
         }
-        env = {**os.environ, "LLMRELAY_LOG_LEVEL": os.environ.get("LLMRELAY_LOG_LEVEL", "INFO")}  # access log on
-        command = [sys.executable, "-m", "llmrelay", "--config", str(config), "serve", "--port", str(PORT)]
-        server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            for _ in range(300):
-                if port_open(PORT):
-                    break
-                time.sleep(0.05)
-            else:
-                raise SystemExit("the gateway did not start")
+        env = {"LLMRELAY_LOG_LEVEL": os.environ.get("LLMRELAY_LOG_LEVEL", "INFO")}  # the access log on
+        with serving(config, PORT, env) as server:
             idle = rss_mb(server.pid)
             base = f"http://127.0.0.1:{PORT}/v1/chat/completions"
             direct = "http://127.0.0.1:18080/v1/chat/completions"
@@ -99,9 +111,6 @@ def main() -> None:
                 rows["direct_p50"].append(run_wrk(direct, scripts["direct"], 1, 1, args.duration).p50_ms)
                 rows["errors"].append(one.non2xx + one.socket_errors)
             after = rss_mb(server.pid)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
     med = {k: statistics.median(v) for k, v in rows.items()}
     errors = sum(rows["errors"])
     print(f"gateway: 1 worker, median of {args.runs} runs of {args.duration} s; wrk errors/non-2xx: {errors:g}")

@@ -77,10 +77,16 @@ class CacheLayer:
             )
         return self._semantic
 
+    def applies(self, group: str) -> bool:
+        """Whether ``group`` caches or coalesces (else only a call's own ``cache=`` can)."""
+        g = self.router.groups.get(group)
+        return g is not None and (g.cache or g.semantic_cache or g.coalesce)
+
     def _plan(self, group: str, options: CacheOptions) -> tuple[bool, bool, bool]:
         """``(caching, coalescing, semantic)`` for a call to ``group``."""
         g: ModelGroup | None = self.router.groups.get(group)
-        caching = options.enabled if options.enabled is not None else (g is not None and g.cache)
+        group_caches = g is not None and (g.cache or g.semantic_cache)  # the semantic cache keeps entries too
+        caching = options.enabled if options.enabled is not None else group_caches
         semantic = caching and options.semantic and g is not None and g.semantic_cache
         return caching, g is not None and g.coalesce, semantic
 

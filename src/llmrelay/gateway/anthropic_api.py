@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..cache.options import DEFAULT_OPTIONS
 from ..client import check_request
 from ..providers.anthropic_inbound import StreamEncoder, request_from_wire, response_to_wire
 from .caching import announce, note_answer, options_for
@@ -31,7 +32,7 @@ async def messages(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> N
     facts: RequestFacts = scope["llmrelay.facts"]
     facts.model = request.model
     ticket = await gw.admit(scope, group, request, request.model)
-    cache = options_for(scope)
+    cache = options_for(scope) if gw.client.cache.applies(group) else DEFAULT_OPTIONS
     try:
         if not stream:
             response = await gw.client.cache.chat(group, request, cache)

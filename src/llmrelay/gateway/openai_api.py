@@ -17,6 +17,7 @@ import orjson
 
 from .. import errors
 from .._ids import new_id
+from ..cache.options import DEFAULT_OPTIONS
 from ..client import check_request
 from ..providers.openai_inbound import (
     chunk_to_wire,
@@ -73,7 +74,7 @@ async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Se
     facts: RequestFacts = scope["llmrelay.facts"]
     facts.model = request.model
     ticket = await gw.admit(scope, group, request, request.model)
-    cache = options_for(scope)
+    cache = options_for(scope) if gw.client.cache.applies(group) else DEFAULT_OPTIONS
     try:
         if not stream:
             response = await gw.client.cache.chat(group, request, cache)

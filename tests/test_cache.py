@@ -276,3 +276,103 @@ async def test_coalescing_is_per_tenant(fake: FakeServer) -> None:
         calls = [c.chat("g", HI, cache=CacheOptions(enabled=False, tenant=t)) for t in ("a", "b", "a", "b")]
         await asyncio.gather(*calls)
     assert fake.count(CHAT) == 2
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def test_the_cache_section_is_read_and_checked(tmp_path: Any) -> None:
+    from llmrelay.config import load_settings
+
+    path = tmp_path / "llmrelay.yaml"
+    path.write_text(
+        "cache: {backend: redis, url: 'redis://127.0.0.1:6379/3', ttl_s: 60, semantic: {threshold: 0.9}}\n"
+        "models:\n  - {name: faq, deployments: [{provider: openai, model: gpt-4o-mini}], cache: true, coalesce: true}\n"
+    )
+    settings = load_settings(path, {})
+    assert (settings.cache.backend, settings.cache.url, settings.cache.ttl_s) == (
+        "redis",
+        "redis://127.0.0.1:6379/3",
+        60,
+    )
+    assert settings.cache.threshold == 0.9 and settings.cache.max_bytes == 64_000_000
+    group = settings.models["faq"]
+    assert group.cache and group.coalesce and not group.semantic_cache
+    for bad, words in (
+        ("cache: {backend: disk}", "cache.backend"),
+        ("cache: {ttl_s: 0}", "cache.ttl_s"),
+        ("cache: {semantic: {threshold: 1.5}}", "cache.semantic.threshold"),
+        ("cache: {max_byte: 5}", "cache.max_byte"),
+    ):
+        path.write_text(bad + "\n")
+        with pytest.raises(errors.ConfigError, match=words.replace(".", r"\.")) as caught:
+            load_settings(path, {})
+        assert "llmrelay.yaml:1" in str(caught.value)
+
+
+# ---------------------------------------------------------------- Redis going away mid-run
+
+
+class Relay:
+    """A TCP relay to Redis that the test can cut and restore: Redis 'going away'."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+        for writer in self.writers:
+            writer.close()
+        self.writers.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self.writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+async def test_redis_going_away_mid_run_and_coming_back(fake: FakeServer, redis_url: str, caplog: Any) -> None:
+    from urllib.parse import urlsplit
+
+    relay = Relay(urlsplit(redis_url).port or 6379)
+    await relay.start()
+    backend = RedisCache(f"redis://127.0.0.1:{relay.port}/0", prefix=f"llmrelay-test:{uuid.uuid4().hex}:")
+    backend.RETRY_S = 0.2
+    fake.on("POST", CHAT, Reply(json=answer("fine")))
+    with caplog.at_level(logging.WARNING, logger="llmrelay.cache"):
+        async with client(fake, backend=backend, cache=True) as c:
+            await c.chat("g", HI)
+            assert (await c.chat("g", HI)).cache.status == "hit"  # type: ignore[union-attr]
+            await relay.cut()
+            during = [await c.chat("g", HI) for _ in range(4)]
+            await relay.start()  # same port: Redis is reachable again
+            for _ in range(50):  # the cache tries Redis again after RETRY_S
+                await asyncio.sleep(0.05)
+                if (await c.chat("g", HI)).cache.status == "hit":  # type: ignore[union-attr]
+                    break
+            else:
+                raise AssertionError("the cache never came back")
+            await relay.cut()
+    assert [r.content for r in during] == ["fine"] * 4
+    assert all(r.cache is not None and r.cache.status == "miss" for r in during)
+    assert caplog.text.count("Redis unavailable") == 1 and "Redis is back" in caplog.text

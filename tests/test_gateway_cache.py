@@ -21,6 +21,7 @@ HI = [{"role": "user", "content": "Hi"}]
 GROUPS = [
     ModelGroup("faq", ["openai/gpt-4o-mini"], cache=True, coalesce=True),
     ModelGroup("faq-claude", ["anthropic/claude-sonnet-4-5"], cache=True),
+    ModelGroup("faq-semantic", ["openai/gpt-4o-mini"], semantic_cache=True),
 ]
 
 
@@ -138,3 +139,29 @@ async def test_master_key_requests_are_cached_apart_from_tenants(gw: Served) -> 
     await gw.sdk(MASTER).chat.completions.create(model="faq", messages=HI)
     r = await gw.sdk(secret).chat.completions.with_raw_response.create(model="faq", messages=HI)
     assert r.headers["x-llmrelay-cache"] == "miss" and r.parse().choices[0].message.content == "tenant"
+
+
+async def test_the_semantic_cache_for_requests_that_ask_for_it(gw: Served) -> None:
+    from test_cache_semantic import minilm_reason
+
+    reason = minilm_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    from llmrelay.cache import CacheLayer, CacheSettings
+
+    gw.client.cache = CacheLayer(gw.client.router, CacheSettings(threshold=0.9))
+    gw.upstream.on("POST", CHAT, Reply(json=answer("Paris")), Reply(json=answer("again")))
+    create = gw.sdk().chat.completions.with_raw_response.create
+    semantic = {"x-llmrelay-semantic-cache": "true"}
+
+    def ask(question: str) -> list[dict[str, str]]:
+        return [{"role": "user", "content": question}]
+
+    await create(model="faq-semantic", messages=ask("What is the capital of France?"), extra_headers=semantic)
+    similar = await create(
+        model="faq-semantic", messages=ask("Which city is the capital of France?"), extra_headers=semantic
+    )
+    assert similar.headers["x-llmrelay-cache"] == "hit" and similar.parse().choices[0].message.content == "Paris"
+    plain = await create(model="faq-semantic", messages=ask("Which city is the capital of France?"))
+    assert plain.headers["x-llmrelay-cache"] == "miss"  # did not ask for the semantic cache
+    assert gw.upstream.count(CHAT) == 2

@@ -57,6 +57,7 @@ from .types import (
 )
 
 if TYPE_CHECKING:
+    from .cache import CacheInfo, CacheOptions
     from .client import AsyncClient, Client
     from .router import Deployment, ModelGroup, RoutingSettings
     from .tokens import count_tokens
@@ -66,6 +67,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "AsyncClient": "llmrelay.client",
+    "CacheInfo": "llmrelay.cache",
+    "CacheOptions": "llmrelay.cache",
     "Client": "llmrelay.client",
     "Deployment": "llmrelay.router",
     "ModelGroup": "llmrelay.router",
@@ -88,6 +91,8 @@ __all__ = [
     "AsyncClient",
     "AuthenticationError",
     "BudgetExceeded",
+    "CacheInfo",
+    "CacheOptions",
     "ChatRequest",
     "ChatResponse",
     "CircuitOpen",

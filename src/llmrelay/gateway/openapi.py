@@ -98,7 +98,21 @@ _MESSAGES = {
 }
 
 
-def _post(summary: str, body: dict[str, Any], error: dict[str, Any], stream: bool = False) -> dict[str, Any]:
+_CACHE_HEADERS = [
+    {"name": "Cache-Control", "in": "header", "required": False, "schema": _STR,
+     "description": "no-cache: do not answer from the response cache; no-store: do not store the answer"},
+    {"name": "x-llmrelay-semantic-cache", "in": "header", "required": False, "schema": _STR,
+     "description": "true: also reuse the answer to a similar earlier question (groups with semantic_cache)"},
+]  # fmt: skip
+_CACHE_ANSWER = {
+    "x-llmrelay-cache": {"description": "hit or miss, where the model group caches", "schema": _STR},
+    "x-llmrelay-coalesced": {"description": "true: shared with an identical request in flight", "schema": _STR},
+}
+
+
+def _post(
+    summary: str, body: dict[str, Any], error: dict[str, Any], stream: bool = False, cached: bool = False
+) -> dict[str, Any]:
     ok: dict[str, Any] = {"application/json": {"schema": _OBJ}}
     if stream:
         ok["text/event-stream"] = {"schema": _STR}
@@ -107,13 +121,16 @@ def _post(summary: str, body: dict[str, Any], error: dict[str, Any], stream: boo
         (413, "body over the limit"), (429, "rate limited"), (502, "provider failure"),
         (503, "no deployment could answer"), (504, "upstream timeout"),
     )}  # fmt: skip
-    return {
-        "post": {
-            "summary": summary,
-            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
-            "responses": {"200": {"description": "the answer", "content": ok}, **errors},
-        }
+    answer: dict[str, Any] = {"description": "the answer", "content": ok}
+    op: dict[str, Any] = {
+        "summary": summary,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+        "responses": {"200": answer, **errors},
     }
+    if cached:  # the response cache's headers (docs/caching.md)
+        op["parameters"] = _CACHE_HEADERS
+        answer["headers"] = _CACHE_ANSWER
+    return {"post": op}
 
 
 def _get(summary: str, query: tuple[tuple[str, dict[str, Any]], ...] = ()) -> dict[str, Any]:
@@ -218,10 +235,14 @@ def document() -> dict[str, Any]:
         },
         "security": [{"bearer": []}, {"apiKey": []}],
         "paths": {
-            "/v1/chat/completions": _post("OpenAI chat completions (JSON or SSE)", _CHAT, _OPENAI_ERROR, stream=True),
+            "/v1/chat/completions": _post(
+                "OpenAI chat completions (JSON or SSE)", _CHAT, _OPENAI_ERROR, stream=True, cached=True
+            ),
             "/v1/embeddings": _post("OpenAI embeddings", _EMBED, _OPENAI_ERROR),
             "/v1/models": _get("Models this gateway serves"),
-            "/v1/messages": _post("Anthropic Messages (JSON or SSE)", _MESSAGES, _ANTHROPIC_ERROR, stream=True),
+            "/v1/messages": _post(
+                "Anthropic Messages (JSON or SSE)", _MESSAGES, _ANTHROPIC_ERROR, stream=True, cached=True
+            ),
             "/v1/messages/count_tokens": _post("Anthropic token count", _MESSAGES, _ANTHROPIC_ERROR),
             **admin,
             "/health/live": _get("The process answers"),

@@ -369,3 +369,16 @@ def test_semantic_search_scores_are_cosine_similarities() -> None:
         hits = search.search(client, search.DOCUMENTS, ["Which cards can I pay with?", search.DOCUMENTS[7]])
     assert hits[0][0][1] == 5  # payment methods
     assert hits[1][0] == pytest.approx((1.0, 7), abs=1e-4)  # a document matches itself exactly
+
+
+# ---------------------------------------------------------------- faq_cache.py
+
+
+@needs_chat
+@needs_embeddings
+def test_faq_cache_shows_a_miss_hits_and_a_shared_call() -> None:
+    out = run_example("faq_cache.py")
+    rows = re.findall(r"^(first time|same question|other words)\s+(hit|miss)\b", out, re.M)
+    assert rows == [("first time", "miss"), ("same question", "hit"), ("other words", "hit")], out
+    assert re.search(r"similarity 0\.9\d", out), out
+    assert "5 identical questions at once: 1 model call, 4 answers shared" in out

@@ -23,7 +23,8 @@ import os
 import time
 
 from llmrelay import AsyncClient, ModelGroup
-from llmrelay.cache import CacheLayer, CacheSettings
+from llmrelay.cache import CacheSettings
+from llmrelay.config import load_settings
 
 SYSTEM = "You answer questions about a bakery in one short sentence. It opens at 7am and closes at 6pm."
 
@@ -38,8 +39,9 @@ async def main() -> None:
     parser.add_argument("--threshold", type=float, default=0.9, help="semantic similarity needed for a hit")
     args = parser.parse_args()
     faq = ModelGroup("faq", [args.model], cache=True, semantic_cache=True, coalesce=True)
-    async with AsyncClient(models=[faq]) as client:
-        client.cache = CacheLayer(client.router, CacheSettings(threshold=args.threshold))
+    settings = load_settings()  # the environment (and LLMRELAY_CONFIG), as AsyncClient() would read it
+    settings.cache = CacheSettings(threshold=args.threshold)  # or `cache: {semantic: {threshold: ...}}` in YAML
+    async with AsyncClient(settings, models=[faq]) as client:
         semantic = {"semantic": True}
         for label, question in (
             ("first time", "When do you open in the morning?"),

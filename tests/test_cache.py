@@ -308,6 +308,9 @@ def test_the_cache_section_is_read_and_checked(tmp_path: Any) -> None:
         with pytest.raises(errors.ConfigError, match=words.replace(".", r"\.")) as caught:
             load_settings(path, {})
         assert "llmrelay.yaml:1" in str(caught.value)
+    path.write_text("cache: {backend: redis, url: 'localhost:6379'}\n")  # no scheme: refused at start-up
+    with pytest.raises(errors.ConfigError, match=r"cache\.url"):
+        AsyncClient(load_settings(path, {}))
 
 
 # ---------------------------------------------------------------- Redis going away mid-run

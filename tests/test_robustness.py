@@ -260,3 +260,14 @@ async def test_embeddings_with_bad_base64_are_provider_errors(fake: FakeServer) 
     fake.on("POST", "/v1/embeddings", Reply(json={"data": [{"index": 0, "embedding": "!!notbase64"}], "usage": {}}))
     with pytest.raises(errors.ProviderError):
         await openai(fake).embed(EmbeddingRequest("text-embedding-3-small", ["x"]))
+
+
+@pytest.mark.parametrize("role", [[], {}, ["user"], {"a": 1}])
+def test_an_unhashable_role_is_a_clear_error(role: object) -> None:
+    from llmrelay._messages import to_messages
+    from llmrelay.providers.openai_inbound import request_from_wire
+
+    with pytest.raises(errors.InvalidRequest, match=r"messages\[0\]\.role"):
+        to_messages([{"role": role, "content": "hi"}])
+    with pytest.raises(errors.InvalidRequest, match=r"messages\[0\]\.role"):
+        request_from_wire({"model": "m", "messages": [{"role": role}]})

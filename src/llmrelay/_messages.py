@@ -36,7 +36,7 @@ def _from_dict(raw: Any, i: int) -> Message:
     role = raw.get("role")
     if role == "developer":  # OpenAI's newer name for system
         role = "system"
-    if role not in ROLES:
+    if isinstance(role, list | dict) or role not in ROLES:  # (a list or dict is not hashable: never look it up)
         raise errors.InvalidRequest(f"messages[{i}].role is {role!r}; expected one of system, user, assistant, tool")
     content = raw.get("content")
     if content is not None and not isinstance(content, str):
@@ -152,7 +152,7 @@ def _check(messages: list[Message]) -> None:
     call_ids: set[str] = set()
     has_turn = False
     for i, msg in enumerate(messages):
-        if msg.role not in ROLES:
+        if not isinstance(msg.role, str) or msg.role not in ROLES:
             raise errors.InvalidRequest(f"messages[{i}].role is {msg.role!r}; expected system, user, assistant or tool")
         if msg.role == "assistant":
             call_ids.update(c.id for c in msg.tool_calls)

@@ -8,6 +8,7 @@ so requests don't each wait on a dead server, and logs again when it is back.
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from collections import OrderedDict
@@ -39,15 +40,17 @@ class CacheBackend(Protocol):
 
 
 class MemoryCache:
-    """An LRU of entries, each with an expiry; the values' bytes (plus keys) never
-    pass ``max_bytes``: the least recently used go first, and a value larger than
-    the whole cap is not kept at all."""
+    """An LRU of entries, each with an expiry; the values' bytes (plus keys, plus the
+    question vectors kept with them) never pass ``max_bytes``: the least recently used
+    go first, and a value larger than the whole cap is not kept at all. A question's
+    vector lives with its entry's answer: it goes when the answer goes."""
 
     def __init__(self, max_bytes: int = 64_000_000, *, clock: Clock = time.monotonic) -> None:
         self.max_bytes = max_bytes
         self._clock = clock
         self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._vectors: dict[str, OrderedDict[str, tuple[float, bytes]]] = {}
+        self._namespace_of: dict[str, str] = {}  # entry key -> the namespace holding its question's vector
         self.bytes = 0
 
     def __len__(self) -> int:
@@ -65,29 +68,51 @@ class MemoryCache:
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
         size = len(key) + len(value)
-        self._remove(key)
+        self._pop(key)  # a new answer to the same question: its vector stays
         if size > self.max_bytes:
+            self._drop_vector(key)
             return
         self._entries[key] = (self._clock() + ttl_s, value)
         self.bytes += size
-        while self.bytes > self.max_bytes:
-            oldest = next(iter(self._entries))
-            self._remove(oldest)
+        self._evict()
 
     async def delete(self, key: str) -> None:
         self._remove(key)
 
-    def _remove(self, key: str) -> None:
+    def _evict(self) -> None:
+        while self.bytes > self.max_bytes and self._entries:
+            self._remove(next(iter(self._entries)))
+
+    def _pop(self, key: str) -> None:
         found = self._entries.pop(key, None)
         if found is not None:
             self.bytes -= len(key) + len(found[1])
 
+    def _remove(self, key: str) -> None:
+        self._pop(key)
+        self._drop_vector(key)
+
+    def _drop_vector(self, key: str) -> None:
+        namespace = self._namespace_of.pop(key, None)
+        if namespace is None:
+            return
+        kept = self._vectors[namespace]
+        _, vector = kept.pop(key)
+        self.bytes -= len(vector)
+        if not kept:
+            del self._vectors[namespace]
+
     async def add_vector(self, namespace: str, key: str, vector: bytes, ttl_s: float, max_entries: int) -> None:
+        if key not in self._entries:  # its answer is not kept: nothing to find with it
+            return
+        self._drop_vector(key)
         kept = self._vectors.setdefault(namespace, OrderedDict())
-        kept.pop(key, None)
         kept[key] = (self._clock() + ttl_s, vector)
+        self._namespace_of[key] = namespace
+        self.bytes += len(vector)
         while len(kept) > max_entries:
-            kept.popitem(last=False)
+            self._drop_vector(next(iter(kept)))
+        self._evict()
 
     async def vectors(self, namespace: str) -> list[tuple[str, bytes]]:
         kept = self._vectors.get(namespace)
@@ -95,18 +120,21 @@ class MemoryCache:
             return []
         now = self._clock()
         for key in [k for k, (expires, _) in kept.items() if expires <= now]:
-            del kept[key]
+            self._drop_vector(key)
         return [(k, v) for k, (_, v) in kept.items()]
 
     async def aclose(self) -> None:
         self._entries.clear()
         self._vectors.clear()
+        self._namespace_of.clear()
         self.bytes = 0
 
 
 class RedisCache:
     """Entries in Redis under ``prefix``; vectors of a namespace in one hash (the
-    member's score in a companion sorted set orders them, to drop the oldest)."""
+    member's score in a companion sorted set orders them, to drop the oldest), in
+    base64: text, so that a client that decodes answers (``decode_responses=True``)
+    reads them back too."""
 
     RETRY_S = 5.0
     """After a Redis error, how long to serve without the cache before trying again."""
@@ -161,7 +189,7 @@ class RedisCache:
         if not self.available:
             return
         try:
-            await self._redis.set(self._prefix + key, value, px=max(int(ttl_s * 1000), 1))
+            await self._redis.set(self._prefix + key, value, px=_milliseconds(ttl_s))
         except Exception as exc:
             self._failed(exc)
             return
@@ -179,10 +207,10 @@ class RedisCache:
         if not self.available:
             return
         vectors, order = f"{self._prefix}vec:{namespace}", f"{self._prefix}vecorder:{namespace}"
-        ttl_ms = max(int(ttl_s * 1000), 1)
+        ttl_ms = _milliseconds(ttl_s)
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hset(vectors, key, vector)
+                pipe.hset(vectors, key, base64.b64encode(vector))
                 pipe.zadd(order, {key: time.time()})
                 pipe.pexpire(vectors, ttl_ms)
                 pipe.pexpire(order, ttl_ms)
@@ -207,7 +235,13 @@ class RedisCache:
             self._failed(exc)
             return []
         self._ok()
-        return [(_text(k), v if isinstance(v, bytes) else str(v).encode()) for k, v in found.items()]
+        kept: list[tuple[str, bytes]] = []
+        for k, v in found.items():
+            try:
+                kept.append((_text(k), base64.b64decode(v, validate=True)))
+            except ValueError:  # not base64 (written by an earlier version): not comparable
+                continue
+        return kept
 
     async def aclose(self) -> None:
         try:
@@ -216,15 +250,32 @@ class RedisCache:
             pass
 
 
+_MAX_TTL_MS = 10**13  # about 300 years: "forever", within what Redis takes
+
+
+def _milliseconds(ttl_s: float) -> int:
+    """A time to live as Redis takes it: whole milliseconds, at least 1, at most ``_MAX_TTL_MS``."""
+    ms = ttl_s * 1000
+    return max(int(ms), 1) if ms < _MAX_TTL_MS else _MAX_TTL_MS  # (NaN too: the longest)
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
 def make_backend(backend: str, *, url: str, prefix: str, max_bytes: int) -> CacheBackend:
-    """The backend the config names."""
-    if backend == "redis":
+    """The backend the config names; a ``ConfigError`` when it cannot be made (no
+    redis package, a URL Redis cannot read), so it shows at start-up, not per request."""
+    if backend != "redis":
+        return MemoryCache(max_bytes)
+    from .. import errors
+
+    try:
         return RedisCache(url, prefix=prefix)
-    return MemoryCache(max_bytes)
+    except ImportError:
+        raise errors.ConfigError("cache: backend redis needs the redis package (llmrelay[redis])") from None
+    except ValueError as exc:
+        raise errors.ConfigError(f"cache.url: {exc}") from None
 
 
 __all__ = ["CacheBackend", "MemoryCache", "RedisCache", "make_backend"]

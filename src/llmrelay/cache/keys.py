@@ -18,7 +18,7 @@ import orjson
 from ..types import ChatRequest, ImagePart, Message, TextPart, ToolCall
 
 Kind = Literal["chat", "stream"]
-_VERSION = b"1"  # bump when the normal form changes: old entries then simply miss
+_VERSION = b"2"  # bump when the normal form changes: old entries then simply miss
 
 
 def request_key(kind: Kind, group: str, request: ChatRequest, tenant: str | None) -> str:
@@ -67,7 +67,7 @@ def _message(message: Message) -> list[Any]:
         content = [_part(p) for p in content]
     return [
         message.role, content, message.name, [_call(c) for c in message.tool_calls], message.tool_call_id,
-        message.reasoning, message.extra or None,
+        message.reasoning, message.reasoning_signature, message.extra or None,
     ]  # fmt: skip
 
 
@@ -78,7 +78,7 @@ def _part(part: TextPart | ImagePart) -> list[Any]:
 
 
 def _call(call: ToolCall) -> list[Any]:
-    return [call.id, call.name, call.arguments, call.raw_arguments]
+    return [call.id, call.name, call.arguments, call.raw_arguments, call.extra or None]  # extra: sent back (Gemini)
 
 
 def _digest(normal: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ a cache backend that is down is a miss (backends.RedisCache).
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections import Counter
@@ -56,6 +57,8 @@ class CacheLayer:
         self.router = router
         self.settings = settings or CacheSettings()
         self._backend = backend
+        if backend is None and self.settings.backend == "redis":
+            self._backend = self.backend  # made now: a bad URL is a ConfigError at start-up
         self._embed = embed
         self._semantic: SemanticIndex | None = None
         self.flights = Flights()
@@ -119,11 +122,8 @@ class CacheLayer:
             self.stats["miss"] += 1
             return await upstream()
         response, shared = await self.flights.call(key, upstream)
-        if not shared:
-            self.stats["miss"] += 1
-            return response
-        self.stats["coalesced"] += 1
-        return _shared_copy(response)
+        self.stats["coalesced" if shared else "miss"] += 1
+        return _own_copy(response, request, shared)
 
     # ---- streams ------------------------------------------------------------------------------
 
@@ -180,8 +180,8 @@ class CacheLayer:
                     self.stats["coalesced" if shared else "miss"] += 1
                     if report is not None:
                         report(CacheInfo("miss", key, time.time(), coalesced=shared))
-                if shared and type(event) is Finish:
-                    event = Finish(event.reason, _shared_copy(event.response))
+                if type(event) is Finish:
+                    event = Finish(event.reason, _own_copy(event.response, request, shared))
                 yield event
 
     # ---- entries ------------------------------------------------------------------------------
@@ -260,14 +260,23 @@ class CacheLayer:
             await self._backend.aclose()
 
 
-def _shared_copy(response: ChatResponse) -> ChatResponse:
-    """A waiter's own copy of a shared answer (nothing was spent for it)."""
-    copy = replace(response, tool_calls=list(response.tool_calls))
-    info = response.cache
-    if info is not None:
-        copy.cache = replace(info, coalesced=True)
-    copy.cost_usd = 0.0
-    return copy
+def _own_copy(response: ChatResponse, request: ChatRequest, shared: bool) -> ChatResponse:
+    """A caller's own copy of a flight's answer: callers share nothing one of them could
+    change. A structured value is validated again into this caller's own model (an
+    identical request may name another class of that shape); a ``shared`` one cost nothing."""
+    own = copy.deepcopy(replace(response, parsed=None))
+    fmt = request.response_format
+    if fmt is not None and fmt.model is not None and not own.tool_calls:
+        from ..structured import parse_structured
+
+        own.parsed = parse_structured(own, fmt)
+    else:
+        own.parsed = copy.deepcopy(response.parsed)  # JSON, or None
+    if shared:
+        if own.cache is not None:
+            own.cache.coalesced = True
+        own.cost_usd = 0.0
+    return own
 
 
 __all__ = ["STORED_REASONS", "CacheLayer"]

@@ -3,6 +3,7 @@ options of one call, and what an answer says about the cache (``CacheInfo``)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -88,7 +89,7 @@ def cache_options(value: Any) -> CacheOptions:
     if unknown:
         raise errors.InvalidRequest(f"cache: unknown option {unknown[0]!r} (known: {', '.join(sorted(known))})")
     ttl = value.get("ttl_s", value.get("ttl"))
-    if ttl is not None and (type(ttl) not in (int, float) or ttl <= 0):
+    if ttl is not None and (type(ttl) not in (int, float) or not 0 < ttl < math.inf):  # NaN fails too
         raise errors.InvalidRequest(f"cache: ttl must be a number of seconds > 0, not {ttl!r}")
     for flag in ("no_cache", "no_store", "semantic", "enabled"):
         if flag in value and not isinstance(value[flag], bool):

@@ -60,7 +60,7 @@ def apportion(total: int, weights: Sequence[int]) -> list[int]:
 
 def split_usage(usage: Usage, weights: Sequence[int]) -> list[Usage]:
     """Each caller's share of a batch's usage, every count apportioned by ``weights``."""
-    columns = [apportion(getattr(usage, name), weights) for name in _USAGE_FIELDS]
+    columns = [apportion(round(getattr(usage, name)), weights) for name in _USAGE_FIELDS]  # (some count in floats)
     return [Usage(*row) for row in zip(*columns, strict=True)]
 
 
@@ -165,6 +165,7 @@ class _Batch:
                 raise errors.ProviderError(
                     f"asked for {len(request.inputs)} embeddings, got {len(response.vectors)}", provider=provider.name
                 )
+            answers = _answers(response, callers)  # in here: a failure to split reaches every caller too
         except Exception as exc:
             for caller in callers:
                 if not caller.future.done():
@@ -174,7 +175,7 @@ class _Batch:
             for caller in callers:
                 caller.future.cancel()
             raise
-        for caller, answer in zip(callers, _answers(response, callers), strict=True):
+        for caller, answer in zip(callers, answers, strict=True):
             if not caller.future.done():
                 caller.future.set_result(answer)
 

@@ -33,3 +33,14 @@ async def gw() -> AsyncIterator[Served]:
     """A gateway on 127.0.0.1 over fake OpenAI and Anthropic upstreams (see gateways.py)."""
     async for served in served_gateway():
         yield served
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The test Redis (``LLMRELAY_TEST_REDIS_URL``); the test is skipped, saying why, when none answers."""
+    from test_state_contract import REDIS_URL, redis_reason
+
+    reason = redis_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    return REDIS_URL

@@ -18,7 +18,6 @@ from llmrelay.cache import CacheOptions, MemoryCache, RedisCache
 from llmrelay.router import Deployment, ModelGroup
 from llmrelay.types import Finish, StreamEvent, TextDelta
 from test_router import CHAT, FAST, answer, openai, sse
-from test_state_contract import REDIS_URL, redis_reason
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -169,14 +168,6 @@ def test_cache_options_are_checked() -> None:
 
 
 # ---------------------------------------------------------------- Redis
-
-
-@pytest.fixture
-def redis_url() -> str:
-    reason = redis_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    return REDIS_URL
 
 
 async def test_redis_entries_are_shared_by_clients(fake: FakeServer, redis_url: str) -> None:

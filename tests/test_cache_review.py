@@ -33,7 +33,6 @@ from test_embed_batch import EMB, MODEL, ONE_TRY
 from test_embed_batch import openai as embed_provider
 from test_gateway_openai import sse as gateway_sse
 from test_router import CHAT, FAST, answer, openai, sse
-from test_state_contract import REDIS_URL, redis_reason
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -299,14 +298,6 @@ async def test_question_vectors_go_with_their_answers_in_the_memory_cache(fake: 
         assert backend.bytes <= backend.max_bytes
         again = await c.chat("faq", conversations[-1], cache={"semantic": True})
     assert again.cache is not None and again.cache.status == "hit"
-
-
-@pytest.fixture
-def redis_url() -> str:
-    reason = redis_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    return REDIS_URL
 
 
 async def test_the_semantic_cache_works_with_a_redis_client_that_decodes_answers(

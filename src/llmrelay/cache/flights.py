@@ -18,11 +18,11 @@ answer came, the first other caller to get it.
 from __future__ import annotations
 
 import asyncio
-import copy
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Generic, TypeVar
 
+from .._error_copy import own_copy
 from ..types import ChatResponse, Finish, StreamEvent
 
 T = TypeVar("T")
@@ -76,7 +76,7 @@ class Flights:
         try:
             answer = await asyncio.shield(flight.task)
         except Exception as exc:
-            failure = _own(exc)  # raised below, outside this handler: not chained to the shared one
+            failure = own_copy(exc, keep_traceback=True)  # raised below, outside this handler: not chained
         else:
             shared, flight.claimed = flight.claimed, True
             return answer, shared
@@ -112,7 +112,7 @@ class Flights:
                         yield event, not lead
                 if flight.done:
                     if flight.error is not None:
-                        raise _own(flight.error)
+                        raise own_copy(flight.error, keep_traceback=True)
                     return
                 await flight.changed.wait()
         finally:
@@ -143,19 +143,6 @@ class Flights:
     def _forget(table: dict[str, T], key: str, flight: T) -> None:
         if table.get(key) is flight:
             del table[key]
-
-
-def _own(exc: BaseException) -> BaseException:
-    """A waiter's own copy of a shared failure (same type, message, fields, cause and
-    traceback so far), so that waiters do not all raise, and grow the traceback of, one
-    object; the original when it cannot be copied."""
-    try:
-        twin = copy.copy(exc)
-    except Exception:
-        return exc
-    twin.__cause__, twin.__context__ = exc.__cause__, exc.__context__
-    twin.__suppress_context__ = exc.__suppress_context__
-    return twin.with_traceback(exc.__traceback__)
 
 
 __all__ = ["Flights"]

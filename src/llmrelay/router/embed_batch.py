@@ -18,7 +18,6 @@ the same error (same type, same message).
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -27,6 +26,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .. import errors
+from .._error_copy import own_copy
 from ..types import EmbeddingRequest, EmbeddingResponse, Usage
 
 if TYPE_CHECKING:
@@ -169,7 +169,7 @@ class _Batch:
         except Exception as exc:
             for caller in callers:
                 if not caller.future.done():
-                    caller.future.set_exception(_twin(exc))
+                    caller.future.set_exception(own_copy(exc))
             return
         except BaseException:  # cancelled (every caller left), or the process is going down
             for caller in callers:
@@ -203,18 +203,6 @@ def _answers(response: EmbeddingResponse, callers: Sequence[_Caller]) -> list[Em
         out.append(share)
         start = end
     return out
-
-
-def _twin(exc: Exception) -> BaseException:
-    """A copy of ``exc`` for one caller (same type, message and fields), so that callers
-    raising it at once do not share one traceback; the original when it cannot be copied."""
-    try:
-        twin: BaseException = copy.copy(exc)
-    except Exception:
-        return exc
-    twin.__cause__, twin.__context__ = exc.__cause__, exc.__context__
-    twin.__suppress_context__ = exc.__suppress_context__
-    return twin
 
 
 # ---- the batcher --------------------------------------------------------------------------

@@ -101,7 +101,8 @@ async def test_hits_cost_nothing_in_the_ledger_and_are_counted_in_metrics(gw: Se
     miss, *hits = reversed(usage["data"])  # oldest first
     assert miss["cost_usd"] > 0 and miss["prompt_tokens"] == 9 and miss["deployment"] == "openai/gpt-4o-mini"
     assert all(h["cost_usd"] == 0 and h["prompt_tokens"] == h["completion_tokens"] == 0 for h in hits)
-    assert all(h["deployment"] == "cache" and h["status"] == 200 for h in hits)
+    assert all(h["deployment"] == "cache" and h["status"] == 200 and h["cache_hit"] for h in hits)
+    assert miss["cache_hit"] is False
     async with aiohttp.ClientSession() as http, http.get(gw.url + "/metrics") as r:
         metrics = await r.text()
     assert 'llmrelay_cache_total{model="faq",result="hit"} 2.0' in metrics

@@ -274,7 +274,7 @@ class Gateway:
             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
             cached_tokens=usage.cached_tokens, reasoning_tokens=usage.reasoning_tokens,
             cost_usd=facts.cost_usd, latency_ms=round(elapsed * 1000, 3), upstream_ms=round(facts.upstream_s * 1000, 3),
-            error=facts.error or failure, created_at=time.time(),
+            cache_hit=facts.cache in ("hit", "semantic_hit"), error=facts.error or failure, created_at=time.time(),
         )  # fmt: skip
         try:
             await self.ledger.record(record)

@@ -3,6 +3,7 @@ answer, within its tenant, conversation and parameters only."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from fakeserver import FakeServer, Reply
 from llmrelay import AsyncClient
 from llmrelay.cache import CacheLayer, CacheSettings, MemoryCache
+from llmrelay.cache.keys import semantic_parts
 from llmrelay.cache.semantic import Vector
 from llmrelay.router import Deployment, ModelGroup
 from test_router import CHAT, FAST, answer, openai
@@ -110,3 +112,36 @@ async def test_with_the_local_minilm_model(fake: FakeServer) -> None:
         other = await c.chat("faq", ask("What is the capital of Germany?"), cache=semantic)
     assert same.content == "Paris" and same.cache is not None and same.cache.similarity is not None
     assert same.cache.similarity >= 0.9 and other.content == "Berlin" and fake.count(CHAT) == 2
+
+
+async def test_an_expired_nearest_answer_gives_way_to_the_next(fake: FakeServer, redis_url: str) -> None:
+    import uuid
+
+    from llmrelay.cache import RedisCache
+
+    angles = {"first?": 0.0, "second?": 0.5, "query?": 0.2}  # cos: first-second 0.88, query-first 0.98, -second 0.96
+
+    async def embed(text: str) -> Vector:
+        return np.array([np.cos(angles[text]), np.sin(angles[text]), 0.0], dtype=np.float32)
+
+    prefix = f"llmrelay-test:{uuid.uuid4().hex}:"
+    backend = RedisCache(redis_url, prefix=prefix)
+    groups = [ModelGroup("faq", [Deployment("up", "m")], semantic_cache=True)]
+    fake.on("POST", CHAT, Reply(json=answer("short-lived")), Reply(json=answer("kept")))
+    semantic = {"semantic": True}
+    async with AsyncClient(env={}, providers=[openai("up", fake)], models=groups, routing=FAST) as c:
+        c.cache = CacheLayer(c.router, CacheSettings(threshold=0.9), backend=backend, embed=embed)
+        first = await c.chat("faq", ask("first?"), cache={**semantic, "ttl": 0.2})
+        await c.chat("faq", ask("second?"), cache=semantic)
+        assert first.cache is not None
+        for _ in range(100):  # until Redis has expired the first answer (its vector stays behind)
+            if await backend.get(first.cache.key) is None:
+                break
+            await asyncio.sleep(0.05)
+        found = await c.chat("faq", ask("query?"), cache=semantic)
+        parts = semantic_parts("chat", "faq", c.build_request(ask("query?")), None)
+        assert parts is not None
+        left = await backend.vectors(parts[0])
+    assert found.content == "kept" and found.cache is not None and found.cache.status == "hit"
+    assert found.cache.similarity == pytest.approx(np.cos(0.3), abs=1e-5)
+    assert [key for key, _ in left] == [found.cache.key]  # the expired one's vector was dropped

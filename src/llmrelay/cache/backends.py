@@ -36,6 +36,8 @@ class CacheBackend(Protocol):
 
     async def vectors(self, namespace: str) -> list[tuple[str, bytes]]: ...
 
+    async def remove_vector(self, namespace: str, key: str) -> None: ...
+
     async def aclose(self) -> None: ...
 
 
@@ -122,6 +124,10 @@ class MemoryCache:
         for key in [k for k, (expires, _) in kept.items() if expires <= now]:
             self._drop_vector(key)
         return [(k, v) for k, (_, v) in kept.items()]
+
+    async def remove_vector(self, namespace: str, key: str) -> None:
+        if self._namespace_of.get(key) == namespace:
+            self._drop_vector(key)
 
     async def aclose(self) -> None:
         self._entries.clear()
@@ -242,6 +248,16 @@ class RedisCache:
             except ValueError:  # not base64 (written by an earlier version): not comparable
                 continue
         return kept
+
+    async def remove_vector(self, namespace: str, key: str) -> None:
+        """Forget a question whose answer has expired (Redis expires the answer, not the vector)."""
+        if not self.available:
+            return
+        try:
+            await self._redis.hdel(f"{self._prefix}vec:{namespace}", key)
+            await self._redis.zrem(f"{self._prefix}vecorder:{namespace}", key)
+        except Exception as exc:
+            self._failed(exc)
 
     async def aclose(self) -> None:
         try:

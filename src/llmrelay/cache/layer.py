@@ -228,11 +228,12 @@ class CacheLayer:
         except Exception as exc:  # no local model installed, say: the exact cache still works
             log.warning("cache: semantic lookup unavailable (%s: %s)", type(exc).__name__, exc)
             return None, None
-        found = await index.nearest(namespace, vector)
-        if found is None:
-            return None, (namespace, vector)
-        hit = await self._hit(found[0], request, similarity=found[1])
-        return hit, (namespace, vector)
+        for key, similarity in await index.nearest(namespace, vector):
+            hit = await self._hit(key, request, similarity=similarity)
+            if hit is not None:
+                return hit, (namespace, vector)
+            await index.forget(namespace, key)  # its answer expired (or was unreadable): try the next
+        return None, (namespace, vector)
 
     async def _store(
         self,

@@ -45,22 +45,25 @@ class SemanticIndex:
     async def vector(self, question: str) -> Vector:
         return await self._embed(question)
 
-    async def nearest(self, namespace: str, vector: Vector) -> tuple[str, float] | None:
-        """``(entry key, similarity)`` of the closest question at or above the threshold."""
+    async def nearest(self, namespace: str, vector: Vector, limit: int = 3) -> list[tuple[str, float]]:
+        """``(entry key, similarity)`` of the closest questions at or above the threshold,
+        closest first, at most ``limit`` (the closest one's answer may have expired)."""
         import numpy as np
 
         kept = await self._backend.vectors(namespace)
         if not kept:
-            return None
-        keys = [k for k, _ in kept]
+            return []
         try:
             matrix = np.stack([np.frombuffer(v, dtype=np.float32) for _, v in kept])
             scores = matrix @ vector
         except ValueError:  # a stored vector of another size (another model): none comparable
-            return None
-        best = int(np.argmax(scores))
-        score = float(scores[best])
-        return (keys[best], score) if score >= self.threshold else None
+            return []
+        order = np.argsort(-scores)[:limit]
+        return [(kept[i][0], float(scores[i])) for i in order if float(scores[i]) >= self.threshold]
+
+    async def forget(self, namespace: str, key: str) -> None:
+        """Drop a question whose answer is gone."""
+        await self._backend.remove_vector(namespace, key)
 
     async def add(self, namespace: str, vector: Vector, key: str, ttl_s: float) -> None:
         await self._backend.add_vector(namespace, key, vector.astype("float32").tobytes(), ttl_s, self.max_entries)

@@ -29,6 +29,7 @@ from ._ids import new_id
 from .providers.openai_inbound import (
     embedding_request_from_wire,
     embedding_response_to_wire,
+    error_body,
     request_from_wire,
     response_to_wire,
 )
@@ -44,11 +45,6 @@ EMBEDDINGS_URL = "/v1/embeddings"
 URLS = (CHAT_URL, EMBEDDINGS_URL)
 
 RequestsIn = Iterable["Mapping[str, Any] | BatchRequest"] | AsyncIterable["Mapping[str, Any] | BatchRequest"]
-
-_STATUS_TYPES = {
-    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-    404: "not_found_error", 429: "rate_limit_error",
-}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +117,7 @@ def error_line(
     number of a malformed line."""
     response = None
     if status is not None:
-        kind = _STATUS_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-        body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+        body = error_body(status, message, code=code)
         response = {"status_code": status, "request_id": f"req_{new_id()}", "body": body}
     error: dict[str, Any] = {"code": code, "message": message}
     if line is not None:

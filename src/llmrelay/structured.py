@@ -101,6 +101,15 @@ def _close_objects(node: Any) -> None:
             _close_objects(item)
 
 
+def structured_value(response: ChatResponse, fmt: ResponseFormat | None) -> Any:
+    """What ``response.parsed`` holds for ``fmt``: the validated value of a JSON
+    format's answer (``parse_structured``), ``None`` for text, no format, or an
+    answer that is tool calls."""
+    if fmt is None or fmt.type == "text" or response.tool_calls:
+        return None
+    return parse_structured(response, fmt)
+
+
 def parse_structured(response: ChatResponse, fmt: ResponseFormat) -> Any:
     """The validated value of a structured answer (``None`` after a refusal).
 

@@ -26,6 +26,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .. import errors
+from ..structured import structured_value
 from ..types import ChatRequest, ChatResponse, Finish, StreamEvent
 from .backends import CacheBackend, make_backend
 from .entries import CorruptEntry, decode, encode
@@ -82,8 +83,8 @@ class CacheLayer:
 
     def applies(self, group: str) -> bool:
         """Whether ``group`` caches or coalesces (else only a call's own ``cache=`` can)."""
-        g = self.router.groups.get(group)
-        return g is not None and (g.cache or g.semantic_cache or g.coalesce)
+        caching, coalescing, _ = self._plan(group, DEFAULT_OPTIONS)
+        return caching or coalescing
 
     def _plan(self, group: str, options: CacheOptions) -> tuple[bool, bool, bool]:
         """``(caching, coalescing, semantic)`` for a call to ``group``."""
@@ -203,14 +204,10 @@ class CacheLayer:
         response.cost_usd, response.latency_s = 0.0, 0.0  # nothing was asked upstream
         if response.route is not None:
             response.route = replace(response.route, attempts=0)
-        fmt = request.response_format
-        if fmt is not None and fmt.type != "text" and not response.tool_calls:
-            from ..structured import parse_structured
-
-            try:
-                response.parsed = parse_structured(response, fmt)
-            except errors.LLMError:
-                return None  # stored for another schema object with the same shape: ask again
+        try:
+            response.parsed = structured_value(response, request.response_format)
+        except errors.LLMError:
+            return None  # stored for another schema object with the same shape: ask again
         self.stats["semantic_hit" if similarity is not None else "hit"] += 1
         return response, events
 
@@ -266,13 +263,7 @@ def _own_copy(response: ChatResponse, request: ChatRequest, shared: bool) -> Cha
     change. A structured value is validated again into this caller's own model (an
     identical request may name another class of that shape); a ``shared`` one cost nothing."""
     own = copy.deepcopy(replace(response, parsed=None))
-    fmt = request.response_format
-    if fmt is not None and fmt.model is not None and not own.tool_calls:
-        from ..structured import parse_structured
-
-        own.parsed = parse_structured(own, fmt)
-    else:
-        own.parsed = copy.deepcopy(response.parsed)  # JSON, or None
+    own.parsed = structured_value(own, request.response_format)
     if shared:
         if own.cache is not None:
             own.cache.coalesced = True

@@ -37,6 +37,7 @@ async def messages(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> N
         if not stream:
             response = await gw.client.cache.chat(group, request, cache)
             note_answer(facts, response)
+            facts.upstream_s = response.latency_s
             if response.cache is not None:
                 announce(scope, response.cache)
             await send_json(send, 200, response_to_wire(response), route_headers(response.route))

@@ -50,10 +50,9 @@ def announce(scope: Scope, info: CacheInfo) -> None:
 
 
 def note_answer(facts: RequestFacts, response: ChatResponse) -> None:
-    """What the metrics and the ledger learn from a chat answer."""
-    facts.usage, facts.cost_usd, facts.upstream_s = response.usage, response.cost_usd, response.latency_s
-    if response.route is not None:
-        facts.deployment = response.route.deployment
+    """What the metrics and the ledger learn from a chat answer (its upstream time is
+    the caller's to note: a JSON answer's latency, or a stream's measured relay time)."""
+    facts.answered(response.usage, response.cost_usd, response.route)
     info = response.cache
     if info is None:
         return

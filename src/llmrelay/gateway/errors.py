@@ -13,16 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import errors
-
-_OPENAI_TYPES: dict[int, str] = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    405: "invalid_request_error",
-    413: "invalid_request_error",
-    429: "rate_limit_error",
-}
+from ..providers.openai_inbound import error_body as openai_error
 
 
 def status_of(exc: errors.LLMError) -> int:
@@ -34,14 +25,6 @@ def status_of(exc: errors.LLMError) -> int:
     if status < 400 or status > 599:
         return 502
     return status
-
-
-def openai_error(
-    status: int, message: str, *, code: str | None = None, param: str | None = None, kind: str | None = None
-) -> dict[str, Any]:
-    """The OpenAI error body; ``kind`` overrides the type the status implies (e.g. ``insufficient_quota``)."""
-    kind = kind or _OPENAI_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-    return {"error": {"message": message, "type": kind, "code": code, "param": param}}
 
 
 def from_llm_error(exc: errors.LLMError) -> tuple[int, dict[str, Any], dict[str, str]]:

@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from ..router.health import DeploymentHealth
 from ..router.records import AttemptRecord
-from ..types import Usage
+from ..types import Route, Usage
 
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 FOLD_S = 0.5
@@ -48,6 +48,12 @@ class RequestFacts:
     """The error class that ended the request (an in-stream one included)."""
     cache: str | None = None
     """``hit``, ``semantic_hit``, ``coalesced`` or ``miss`` when the response cache was asked."""
+
+    def answered(self, usage: Usage, cost_usd: float | None, route: Route | None) -> None:
+        """What an answer tells: its usage, its cost and the deployment that gave it."""
+        self.usage, self.cost_usd = usage, cost_usd
+        if route is not None:
+            self.deployment = route.deployment
 
 
 class Metrics:

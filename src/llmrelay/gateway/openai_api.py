@@ -27,7 +27,7 @@ from ..providers.openai_inbound import (
     response_to_wire,
     usage_to_wire,
 )
-from ..types import Finish, Route, StreamEvent, Usage
+from ..types import Finish, Route, StreamEvent
 from .caching import announce, created_at, note_answer, options_for
 from .conversations import conversation_of, history, remember
 from .http import HTTPError, Receive, Scope, Send, json_body, read_body, send_json
@@ -36,14 +36,6 @@ from .streaming import relay
 
 if TYPE_CHECKING:
     from .app import Gateway
-
-
-def note(
-    facts: RequestFacts, usage: Usage, cost_usd: float | None, upstream_s: float, route: Route | None = None
-) -> None:
-    facts.usage, facts.cost_usd, facts.upstream_s = usage, cost_usd, upstream_s
-    if route is not None:
-        facts.deployment = route.deployment
 
 
 def route_headers(route: Route | None) -> dict[str, str]:
@@ -79,6 +71,7 @@ async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Se
         if not stream:
             response = await gw.client.cache.chat(group, request, cache)
             note_answer(facts, response)
+            facts.upstream_s = response.latency_s
             payload = response_to_wire(response, created_at(response, time.time()))
             if conversation is not None:
                 reply = payload["choices"][0]["message"]
@@ -152,11 +145,11 @@ async def embeddings(gw: Gateway, scope: Scope, receive: Receive, send: Send) ->
     group = gw.group_for(model)
     facts: RequestFacts = scope["llmrelay.facts"]
     facts.model = model
-    request.model = ""
     ticket = await gw.admit(scope, group, request, model)
     try:
         response = await gw.client.router.embed(group, request)
-        note(facts, response.usage, response.cost_usd, response.latency_s, response.route)
+        facts.answered(response.usage, response.cost_usd, response.route)
+        facts.upstream_s = response.latency_s
     finally:
         await gw.settle(ticket, facts)
     await send_json(send, 200, embedding_response_to_wire(response, encoding), route_headers(response.route))

@@ -145,9 +145,7 @@ class _Resumed:
 
 def _learn(facts: RequestFacts | None, event: StreamEvent) -> None:
     if facts is not None and type(event) is Finish:
-        upstream_s = facts.upstream_s
         note_answer(facts, event.response)
-        facts.upstream_s = upstream_s  # the relay measures a stream's upstream time itself
 
 
 async def _write(send: Send, chunk: bytes) -> None:

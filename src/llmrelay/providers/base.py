@@ -23,6 +23,7 @@ from .._json import JSONDecodeError, dumps, loads
 from .._secret import Secret, redact
 from .._sse import SSEDecoder
 from ..cost import chat_cost, embedding_cost
+from ..structured import structured_value
 from ..types import (
     ChatRequest,
     ChatResponse,
@@ -369,11 +370,7 @@ def finish_response(
     usage = billed or response.usage
     if usage.prompt_tokens or usage.completion_tokens:  # no usage reported: the cost is unknown, not 0
         response.cost_usd = chat_cost(price_provider, response.model or request.model, usage)
-    fmt = request.response_format
-    if fmt is not None and fmt.type != "text" and not response.tool_calls:
-        from ..structured import parse_structured
-
-        response.parsed = parse_structured(response, fmt)
+    response.parsed = structured_value(response, request.response_format)
 
 
 def decode_body(body: bytes, status: int, headers: Mapping[str, str], provider: str) -> Any:

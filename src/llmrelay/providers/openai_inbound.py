@@ -36,13 +36,38 @@ _KNOWN = frozenset(
 )  # fmt: skip
 
 
-def request_from_wire(body: Any) -> ChatRequest:
-    """A canonical request from an OpenAI chat completions body; unknown fields go to ``extra``."""
+ERROR_TYPES: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def error_body(
+    status: int, message: str, *, code: str | None = None, param: str | None = None, kind: str | None = None
+) -> dict[str, Any]:
+    """The OpenAI error body; ``kind`` overrides the type the status implies (e.g. ``insufficient_quota``)."""
+    kind = kind or ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return {"error": {"message": message, "type": kind, "code": code, "param": param}}
+
+
+def _model_of(body: Any) -> str:
+    """The ``model`` of a request body (which must be a JSON object), or ``InvalidRequest``."""
     if not isinstance(body, dict):
         raise errors.InvalidRequest("the request body must be a JSON object")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise errors.InvalidRequest("'model' is required and must be a string")
+    return model
+
+
+def request_from_wire(body: Any) -> ChatRequest:
+    """A canonical request from an OpenAI chat completions body; unknown fields go to ``extra``."""
+    model = _model_of(body)
     messages = body.get("messages")
     if not isinstance(messages, list):
         raise errors.InvalidRequest("'messages' is required and must be a list")
@@ -140,11 +165,7 @@ def embedding_request_from_wire(body: Any) -> tuple[EmbeddingRequest, str]:
     """``(request, encoding_format)`` from an OpenAI embeddings body, checked as the
     gateway checks it; the request's model is the body's (the router sets each
     deployment's own). Raises ``InvalidRequest`` naming the faulty field."""
-    if not isinstance(body, dict):
-        raise errors.InvalidRequest("the request body must be a JSON object")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise errors.InvalidRequest("'model' is required and must be a string")
+    model = _model_of(body)
     raw = body.get("input")
     texts = [raw] if isinstance(raw, str) else raw
     if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):

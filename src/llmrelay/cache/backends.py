@@ -12,14 +12,15 @@ import base64
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 log = logging.getLogger("llmrelay.cache")
 Clock = Callable[[], float]
+T = TypeVar("T")
 
 
 class CacheBackend(Protocol):
@@ -180,41 +181,38 @@ class RedisCache:
             self._down = False
             log.warning("cache: Redis is back; the cache is on again")
 
-    async def get(self, key: str) -> bytes | None:
+    async def _guarded(self, call: Callable[[], Awaitable[T]], fallback: T) -> T:
+        """``await call()``; ``fallback`` while Redis is skipped, or when the call fails
+        (then Redis is skipped for ``RETRY_S``)."""
         if not self.available:
-            return None
+            return fallback
         try:
-            value = await self._redis.get(self._prefix + key)
+            result = await call()
         except Exception as exc:
             self._failed(exc)
-            return None
+            return fallback
         self._ok()
+        return result
+
+    def _vector_keys(self, namespace: str) -> tuple[str, str]:
+        """The namespace's hash of vectors and the sorted set that orders them."""
+        return f"{self._prefix}vec:{namespace}", f"{self._prefix}vecorder:{namespace}"
+
+    async def get(self, key: str) -> bytes | None:
+        value = await self._guarded(lambda: self._redis.get(self._prefix + key), None)
         return value if isinstance(value, bytes) or value is None else str(value).encode()
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
-        if not self.available:
-            return
-        try:
-            await self._redis.set(self._prefix + key, value, px=_milliseconds(ttl_s))
-        except Exception as exc:
-            self._failed(exc)
-            return
-        self._ok()
+        await self._guarded(lambda: self._redis.set(self._prefix + key, value, px=_milliseconds(ttl_s)), None)
 
     async def delete(self, key: str) -> None:
-        if not self.available:
-            return
-        try:
-            await self._redis.delete(self._prefix + key)
-        except Exception as exc:
-            self._failed(exc)
+        await self._guarded(lambda: self._redis.delete(self._prefix + key), None)
 
     async def add_vector(self, namespace: str, key: str, vector: bytes, ttl_s: float, max_entries: int) -> None:
-        if not self.available:
-            return
-        vectors, order = f"{self._prefix}vec:{namespace}", f"{self._prefix}vecorder:{namespace}"
+        vectors, order = self._vector_keys(namespace)
         ttl_ms = _milliseconds(ttl_s)
-        try:
+
+        async def add() -> None:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hset(vectors, key, base64.b64encode(vector))
                 pipe.zadd(order, {key: time.time()})
@@ -227,20 +225,12 @@ class RedisCache:
                 if oldest:
                     await self._redis.hdel(vectors, *oldest)
                     await self._redis.zrem(order, *oldest)
-        except Exception as exc:
-            self._failed(exc)
-            return
-        self._ok()
+
+        await self._guarded(add, None)
 
     async def vectors(self, namespace: str) -> list[tuple[str, bytes]]:
-        if not self.available:
-            return []
-        try:
-            found = await self._redis.hgetall(f"{self._prefix}vec:{namespace}")
-        except Exception as exc:
-            self._failed(exc)
-            return []
-        self._ok()
+        vectors, _ = self._vector_keys(namespace)
+        found: dict[bytes | str, bytes | str] = await self._guarded(lambda: self._redis.hgetall(vectors), {})
         kept: list[tuple[str, bytes]] = []
         for k, v in found.items():
             try:
@@ -251,13 +241,13 @@ class RedisCache:
 
     async def remove_vector(self, namespace: str, key: str) -> None:
         """Forget a question whose answer has expired (Redis expires the answer, not the vector)."""
-        if not self.available:
-            return
-        try:
-            await self._redis.hdel(f"{self._prefix}vec:{namespace}", key)
-            await self._redis.zrem(f"{self._prefix}vecorder:{namespace}", key)
-        except Exception as exc:
-            self._failed(exc)
+        vectors, order = self._vector_keys(namespace)
+
+        async def remove() -> None:
+            await self._redis.hdel(vectors, key)
+            await self._redis.zrem(order, key)
+
+        await self._guarded(remove, None)
 
     async def aclose(self) -> None:
         try:

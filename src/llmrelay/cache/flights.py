@@ -62,9 +62,6 @@ class Flights:
         self._calls: dict[str, _Call[ChatResponse]] = {}
         self._streams: dict[str, _Stream] = {}
 
-    def busy(self, key: str) -> bool:
-        return key in self._calls or key in self._streams
-
     async def call(self, key: str, start: Callable[[], Awaitable[ChatResponse]]) -> tuple[ChatResponse, bool]:
         """``(answer, shared)``: ``shared`` is False for the one caller that takes the answer as its own."""
         flight = self._calls.get(key)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from . import app
-from .common import fail, reported, stderr
+from .common import fail, plain, reported, stderr
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -95,7 +95,7 @@ def batch(
         try:
             asyncio.run(_run(st.config, source, target, scan, state, done, concurrency, tally))
         except KeyboardInterrupt:
-            where = _esc(str(target))
+            where = plain(str(target))
             stderr().print(f"\ninterrupted: {tally.done} results of this run are in {where}; run again to resume")
             raise SystemExit(130) from None
         except OSError as exc:
@@ -161,9 +161,9 @@ def _list_problems(scan: InputScan, source: Path) -> None:
     if not scan.bad:
         return
     err = stderr()
-    err.print(f"[yellow]warning:[/] {scan.bad} malformed line(s) in {_esc(str(source))} (each gets an error in OUT):")
+    err.print(f"[yellow]warning:[/] {scan.bad} malformed line(s) in {plain(str(source))} (each gets an error in OUT):")
     for number, why in scan.problems:
-        err.print(f"  line {number}: {_esc(why)}")
+        err.print(f"  line {number}: {plain(why)}")
     if scan.bad > len(scan.problems):
         err.print(f"  ... and {scan.bad - len(scan.problems)} more")
 
@@ -267,12 +267,6 @@ def _summary(tally: Tally, target: Path) -> None:
         f"tokens: {tally.prompt_tokens} prompt, {tally.completion_tokens} completion; "
         f"cost: ${tally.cost_usd:.6f}{unpriced}"
     )
-    err.print(f"results: {_esc(str(target))}")
+    err.print(f"results: {plain(str(target))}")
     if tally.failed:
         err.print("failed requests have an error result in OUT: run the same command again to retry them")
-
-
-def _esc(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)

@@ -57,11 +57,12 @@ def stdout() -> Console:
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """One line on stderr, then exit ``code``."""
-    stderr().print(f"[bold red]error:[/] {_escape(message)}")
+    stderr().print(f"[bold red]error:[/] {plain(message)}")
     raise SystemExit(code)
 
 
-def _escape(text: str) -> str:
+def plain(text: str) -> str:
+    """User text (a message, a path, a name) made safe to print with rich: ``[`` is markup there."""
     from rich.markup import escape
 
     return escape(text)

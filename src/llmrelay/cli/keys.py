@@ -23,7 +23,7 @@ import typer
 
 from ..store.records import Limits, Period
 from . import app
-from .common import fail, reported, stdout
+from .common import fail, plain, reported, stdout
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -185,13 +185,6 @@ def _status(key: ApiKey, now: float) -> str:
 
 def _models(models: Sequence[str]) -> str:
     return plain(", ".join(models)) if models else "all"
-
-
-def plain(text: str) -> str:
-    """User text made safe for a rich table cell (``[`` is markup there)."""
-    from rich.markup import escape
-
-    return escape(text)
 
 
 def parse_duration(text: str) -> float:

@@ -15,6 +15,7 @@ import uvicorn
 from fakeserver import FakeServer
 from llmrelay import AsyncClient, ModelGroup
 from llmrelay.gateway import Gateway
+from llmrelay.gateway.server import GuardedHttpToolsProtocol
 from llmrelay.router import RoutingSettings
 from llmrelay.store import Store
 
@@ -45,7 +46,10 @@ class Served:
 
 
 async def serve(app: Gateway) -> AsyncIterator[str]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_level="warning"))
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, lifespan="on", log_level="warning", http=GuardedHttpToolsProtocol
+    )
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     for _ in range(500):
         if server.started:

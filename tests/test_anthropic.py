@@ -319,7 +319,8 @@ async def test_sampling_params_metadata_and_extra_passthrough(fake: FakeServer) 
     assert body["temperature"] == 0.2 and body["top_p"] == 0.9
     assert body["stop_sequences"] == ["END"]
     assert body["metadata"] == {"user_id": "user-123"}
-    assert body["top_k"] == 5 and body["max_tokens"] == 99  # extra is merged last
+    assert body["top_k"] == 5  # extra adds fields...
+    assert body["max_tokens"] == codec.default_max_tokens(request.model)  # ...never replaces the codec's
     assert "seed" not in body and "tool_choice" not in body  # no tools: no tool_choice
 
 

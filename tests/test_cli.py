@@ -196,8 +196,10 @@ async def test_health_checks_every_deployment(fake: FakeServer, tmp_path: Path) 
     assert none.code == 1 and "no model groups configured" in none.err
 
 
-async def test_serve_refuses_a_public_address_without_a_master_key() -> None:
-    result = await run("serve", "--host", "0.0.0.0", env=base_env())
+async def test_serve_needs_a_master_key_or_open_mode_asked_for_and_then_only_on_loopback() -> None:
+    result = await run("serve", env=base_env())
+    assert result.code == 1 and "no master key" in result.err and "--insecure-open" in result.err
+    result = await run("serve", "--insecure-open", "--host", "0.0.0.0", env=base_env())
     assert result.code == 1 and "without a master key" in result.err and "Traceback" not in result.err
 
 
@@ -217,7 +219,7 @@ async def test_serve_answers_the_openai_sdk(fake: FakeServer, tmp_path: Path) ->
         "LLMRELAY_STORE_URL": f"sqlite:///{store}",
     }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "llmrelay", "serve", "--port", str(port),
+        sys.executable, "-m", "llmrelay", "serve", "--port", str(port), "--insecure-open",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
     )  # fmt: skip
     sdk = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)

@@ -249,7 +249,7 @@ async def test_wire_request_full_conversation(fake: FakeServer) -> None:
         7,
         40,
     )
-    assert sent["temperature"] == 0.5  # request.extra is merged last
+    assert sent["temperature"] == 0.2 and sent["k"] == 40  # request.extra adds fields, never replaces the typed ones
 
 
 @pytest.mark.parametrize(("choice", "wire"), [(None, None), ("auto", None), ("required", "REQUIRED"), ("none", "NONE")])

@@ -108,7 +108,7 @@ async def call(app: Gateway, path: str, body: bytes) -> tuple[int, bytes]:
 def gateway() -> Gateway:
     fake = FakeProvider("fake", [Reply("ok")])
     client = AsyncClient(env={}, providers=[fake], models=[ModelGroup("g", ["fake/m"])])
-    return Gateway(client)
+    return Gateway(client, open_access=True)
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])

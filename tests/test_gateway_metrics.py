@@ -35,10 +35,10 @@ def _samples(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
 
 def test_requests_noted_are_in_the_next_scrape() -> None:
     metrics = Metrics()
-    facts = RequestFacts(model="smart", usage=Usage(9, 3), cost_usd=0.25, upstream_s=0.010)
+    facts = RequestFacts(model="smart", group="smart", usage=Usage(9, 3), cost_usd=0.25, upstream_s=0.010)
     for _ in range(3):
         metrics.request("/v1/chat/completions", 200, 0.012, facts, None)  # no loop: folded at once
-    metrics.request("/v1/chat/completions", 502, 0.5, RequestFacts(model="smart"), "ProviderError")
+    metrics.request("/v1/chat/completions", 502, 0.5, RequestFacts(model="smart", group="smart"), "ProviderError")
     text = metrics.render([]).decode()
     assert 'llmrelay_requests_total{model="smart",route="/v1/chat/completions",status="200"} 3.0' in text
     assert 'llmrelay_errors_total{error="ProviderError"} 1.0' in text

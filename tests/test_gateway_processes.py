@@ -228,31 +228,31 @@ async def test_sigterm_lets_in_flight_streams_finish(tmp_path: Path) -> None:
             await running.stop()
 
 
-async def test_metrics_of_several_workers_add_up(tmp_path: Path) -> None:
-    async with FakeServer() as upstream:
-        upstream.on("POST", CHAT, Reply(json=answer("ok")))
-        running = Gateways(tmp_path, write_config(tmp_path, upstream.url, None))
-        try:
-            await running.start(1, "--workers", "2")
-            url = running.urls[0]
-            headers = {"authorization": f"Bearer {MASTER}"}
-            body = {"model": "smart", "messages": [{"role": "user", "content": "Hi"}]}
-            async with aiohttp.ClientSession() as http:
-                for _ in range(30):  # new connections: the kernel spreads them over both workers
-                    async with (
-                        aiohttp.ClientSession() as fresh,
-                        fresh.post(url + CHAT, json=body, headers=headers) as r,
-                    ):
-                        assert r.status == 200
-                await asyncio.sleep(1.0)  # each worker writes its figures out every 0.5 s
-                for _ in range(4):  # whichever worker answers the scrape, it counts all 30
-                    async with aiohttp.ClientSession() as fresh, fresh.get(url + "/metrics") as r:
-                        text = await r.text()
-                    total = sum(
-                        float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                        if line.startswith("llmrelay_requests_total{") and 'route="/v1/chat/completions"' in line
-                    )  # fmt: skip
-                    assert total == 30
-                del http
-        finally:
-            await running.stop()
+@needs_redis
+async def test_metrics_of_several_workers_add_up(gateways: tuple[Gateways, FakeServer, str]) -> None:
+    running, upstream, _ = gateways  # several workers need shared state: llmrelay serve refuses them without
+    upstream.on("POST", CHAT, Reply(json=answer("ok")))
+    try:
+        await running.start(1, "--workers", "2")
+        url = running.urls[0]
+        headers = {"authorization": f"Bearer {MASTER}"}
+        body = {"model": "smart", "messages": [{"role": "user", "content": "Hi"}]}
+        async with aiohttp.ClientSession() as http:
+            for _ in range(30):  # new connections: the kernel spreads them over both workers
+                async with (
+                    aiohttp.ClientSession() as fresh,
+                    fresh.post(url + CHAT, json=body, headers=headers) as r,
+                ):
+                    assert r.status == 200
+            await asyncio.sleep(1.0)  # each worker writes its figures out every 0.5 s
+            for _ in range(4):  # whichever worker answers the scrape, it counts all 30
+                async with aiohttp.ClientSession() as fresh, fresh.get(url + "/metrics") as r:
+                    text = await r.text()
+                total = sum(
+                    float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                    if line.startswith("llmrelay_requests_total{") and 'route="/v1/chat/completions"' in line
+                )  # fmt: skip
+                assert total == 30
+            del http
+    finally:
+        await running.stop()

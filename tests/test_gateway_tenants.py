@@ -15,6 +15,8 @@ import pytest
 
 from fakeserver import Reply
 from gateways import MASTER, Served
+from llmrelay.router import Deployment
+from llmrelay.types import ChatRequest, Message, Usage
 from test_gateway_openai import CHAT, answer, sse
 
 HI = [{"role": "user", "content": "Hi"}]
@@ -230,10 +232,11 @@ async def test_budget_overshoots_by_at_most_one_estimate_under_50_concurrent(gw:
             break
     await gw.app.ledger.flush()  # type: ignore[union-attr]
     spent = gw.store.spend(key_id=key_id)
-    estimate = gw.app.prices.cost("smart", 2, 200)
+    estimate = gw.app.prices.reservation("smart", ChatRequest("smart", [Message("user", "Hi")], max_tokens=200))
     assert outcomes.count("ok") >= 2 and "over" in outcomes
     assert spent <= budget + estimate, (spent, budget, estimate)
-    assert spent == pytest.approx(outcomes.count("ok") * gw.app.prices.cost("smart", 9, 3), rel=0.01)
+    per_answer = gw.app.prices.cost(Deployment("openai", "gpt-4o-mini"), Usage(9, 3))
+    assert per_answer is not None and spent == pytest.approx(outcomes.count("ok") * per_answer, rel=0.01)
 
 
 async def test_ledger_records_streams_errors_and_totals(gw: Served) -> None:

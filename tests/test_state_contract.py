@@ -188,6 +188,64 @@ async def test_a_breaker_and_a_limiter_work_on_it(state: StateBackend) -> None:
     assert (await limiter.acquire("k", 60, limits)).allowed
 
 
+async def test_seed_adds_once_among_20_concurrent_seeders(state: StateBackend) -> None:
+    assert not await state.seeded("spend")
+    amounts = [float(10 * (i + 1)) for i in range(20)]  # all different: the total tells who won
+    results = await asyncio.gather(*(state.seed("spend", amount, ttl_s=60) for amount in amounts))
+    assert sum(results) == 1
+    winner = amounts[results.index(True)]
+    assert await state.counter("spend") == winner
+    assert await state.seeded("spend")
+    assert not await state.seed("spend", 1.0)  # seeded: nothing changes
+    assert await state.counter("spend") == winner
+    assert await state.reserve("spend", 5, cap=winner + 5)
+    assert not await state.reserve("spend", 1, cap=winner + 5)
+    assert await state.settle("spend", reserved=5, actual=2) == winner + 2
+    assert await state.incr("spend", 1) == winner + 3
+
+
+async def test_seed_adds_to_a_counter_already_counting(state: StateBackend) -> None:
+    assert await state.reserve("spend", 4, cap=100, ttl_s=60)  # a request came before the seeding
+    assert await state.seed("spend", 30, ttl_s=60)
+    assert await state.counter("spend") == 34
+    assert not await state.seeded("other") and await state.counter("other") == 0
+
+
+async def test_slots_admit_exactly_the_limit_of_50_concurrent(state: StateBackend) -> None:
+    results = await asyncio.gather(*(state.slot_acquire("inflight", f"r{i}", 7, 60) for i in range(50)))
+    assert sum(results) == 7
+    assert await state.slots_held("inflight") == 7
+    assert await state.slots_held("other") == 0
+
+
+async def test_slot_release_frees_and_reacquiring_renews(state: StateBackend) -> None:
+    assert await state.slot_acquire("k", "a", 2, 60)
+    assert await state.slot_acquire("k", "b", 2, 60)
+    assert not await state.slot_acquire("k", "c", 2, 60)
+    assert await state.slot_acquire("k", "a", 2, 60)  # held already: renewed, not a third slot
+    assert await state.slots_held("k") == 2
+    await state.slot_release("k", "a")
+    await state.slot_release("k", "a")  # absent is fine
+    await state.slot_release("never-there", "x")
+    assert await state.slots_held("k") == 1
+    assert await state.slot_acquire("k", "c", 2, 60)
+    assert not await state.slot_acquire("k", "d", 2, 60)
+    assert not await state.slot_acquire("k", "d", 0, 60)
+    with pytest.raises(ValueError):
+        await state.slot_acquire("k", "d", 5, 0)
+
+
+async def test_an_expired_lease_frees_its_slot(state: StateBackend) -> None:
+    assert await state.slot_acquire("k", "died", 2, 0.2)  # its holder is gone and never releases
+    assert await state.slot_acquire("k", "renewed", 2, 0.2)
+    assert await state.slot_acquire("k", "renewed", 2, 60)  # renewing extends the lease
+    assert not await state.slot_acquire("k", "new", 2, 60)
+    await asyncio.sleep(0.3)
+    assert await state.slots_held("k") == 1
+    assert await state.slot_acquire("k", "new", 2, 60)
+    assert not await state.slot_acquire("k", "more", 2, 60)
+
+
 # ---------------------------------------------------------------- Redis only: time and processes
 
 
@@ -207,6 +265,27 @@ async def test_redis_ttls_are_real() -> None:
         assert await state.settle("s", 1, 2) == 2  # keeps its TTL
         await asyncio.sleep(0.15)
         assert await state.counter("s") == 0
+    finally:
+        await state.aclose()
+        wipe(prefix)
+
+
+@needs_redis
+async def test_redis_seeds_and_slots_expire_with_their_ttls() -> None:
+    from llmrelay.state.redis import RedisState
+
+    prefix = f"llmrelay-test:{uuid.uuid4().hex}:"
+    state = RedisState(REDIS_URL, prefix=prefix)
+    try:
+        assert await state.seed("spend", 3, ttl_s=0.05)
+        assert await state.slot_acquire("inflight", "a", 5, 0.05)
+        assert await state.slot_acquire("inflight", "b", 5, 0.15)
+        assert 50 < await state.redis.pttl(prefix + "inflight") <= 150  # the longest lease
+        await asyncio.sleep(0.3)
+        assert not await state.seeded("spend") and await state.counter("spend") == 0
+        assert await state.redis.exists(prefix + "inflight") == 0  # an abandoned key disappears
+        assert await state.seed("spend", 4)  # the period is over: seeded again
+        assert await state.counter("spend") == 4 and await state.seeded("spend")
     finally:
         await state.aclose()
         wipe(prefix)

@@ -104,6 +104,65 @@ async def test_key_families_do_not_mix(state: MemoryState) -> None:
         await state.window_acquire("c", 0.0, 60, (1,), (1,))
 
 
+async def test_slot_leases_run_on_the_backend_clock(state: MemoryState, clock: FakeClock) -> None:
+    assert await state.slot_acquire("k", "a", 2, ttl_s=10)
+    clock.advance(5)
+    assert await state.slot_acquire("k", "b", 2, ttl_s=10)
+    assert await state.slot_acquire("k", "a", 2, ttl_s=10)  # renewed: now ends at 15
+    assert not await state.slot_acquire("k", "c", 2, ttl_s=10)
+    clock.advance(9.999)
+    assert await state.slots_held("k") == 2
+    clock.advance(0.001)  # a lease that ends now has ended
+    assert await state.slots_held("k") == 0
+    assert state.size() == 0  # the key expired with its longest lease
+    assert await state.slot_acquire("k", "c", 1, ttl_s=1)
+    assert state.size() == 1
+    await state.slot_release("k", "c")
+    assert state.size() == 0  # the last release drops the key
+
+
+async def test_seed_marks_with_its_ttl(state: MemoryState, clock: FakeClock) -> None:
+    assert await state.incr("spend", 2, ttl_s=100)
+    assert await state.seed("spend", 5, ttl_s=10)
+    assert await state.get("spend:seeded") == "1"  # the marker is the value key K:seeded, as in Redis
+    clock.advance(10)
+    assert not await state.seeded("spend")  # the marker expires with its ttl...
+    assert await state.counter("spend") == 7  # ...the counter's TTL, set at creation, is kept
+    assert await state.seed("spend", 1, ttl_s=10)
+    assert await state.counter("spend") == 8
+    await state.delete("spend")
+    assert await state.seeded("spend")  # delete(K) leaves the marker
+    assert not await state.seed("spend", 1)
+
+
+async def test_key_families_do_not_mix_with_slots(state: MemoryState) -> None:
+    await state.incr("c")
+    assert await state.slot_acquire("s", "a", 1, ttl_s=10)
+    with pytest.raises(TypeError):
+        await state.slot_acquire("c", "a", 1, ttl_s=10)
+    with pytest.raises(TypeError):
+        await state.incr("s")
+    with pytest.raises(TypeError):
+        await state.seed("s", 1)
+
+
+def test_seeds_and_slots_from_many_threads_and_loops_are_exact() -> None:
+    state = MemoryState()
+    seeded: list[bool] = []
+    slots: list[bool] = []
+
+    async def work() -> None:
+        for i in range(50):
+            seeded.append(await state.seed("spend", 1.0))
+            slots.append(await state.slot_acquire("inflight", f"{threading.get_ident()}:{i}", 30, 60))
+
+    run_in_threads(8, work)
+    assert len(seeded) == len(slots) == 400
+    assert sum(seeded) == 1 and sum(slots) == 30
+    assert asyncio.run(state.counter("spend")) == 1.0
+    assert asyncio.run(state.slots_held("inflight")) == 30
+
+
 def test_reserves_from_many_threads_and_loops_never_overshoot() -> None:
     state = MemoryState()
     granted: list[bool] = []
@@ -163,9 +222,11 @@ async def test_memory_stays_bounded(clock: FakeClock) -> None:
         await state.set(f"cooldown:{i}", "1", ttl_s=1)
         await state.incr(f"health:{i}", ttl_s=1)
         await state.window_acquire(f"rate:{i}", clock.now, 1, (10,), (1,))
-    assert state.size() == 15000
+        await state.slot_acquire(f"inflight:{i}", "never-released", 4, ttl_s=1)
+        await state.seed(f"spend:{i}", 1, ttl_s=1)
+    assert state.size() == 30000
     clock.advance(2)
-    for i in range(15000):  # a sweep comes within max(sweep_every, keys with a TTL) operations
+    for i in range(30000):  # a sweep comes within max(sweep_every, keys with a TTL) operations
         await state.get(f"other:{i}")
     assert state.size() == 0
     await state.set("keep", "x")

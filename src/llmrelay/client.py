@@ -82,10 +82,12 @@ class AsyncClient:
         for group in models:
             groups[group.name] = group
         self._own_state: StateBackend | None = None  # made here from the config: closed here
-        if state is None and self.settings.state_url:
+        url = self.settings.state_url
+        if state is None and url:
             from .state.redis import RedisState
 
-            state = self._own_state = RedisState(self.settings.state_url, prefix=self.settings.state_prefix)
+            s = self.settings
+            state = self._own_state = RedisState(url, prefix=s.state_prefix, timeout_s=s.state_timeout_s)
         self.router = Router(
             groups,
             self.provider,

@@ -22,8 +22,8 @@ from .cache.options import CacheSettings
 from .providers.base import ProviderConfig
 
 if TYPE_CHECKING:
-    from .config_schema import ConfigFile, ProviderEntry, RoutingEntry
-    from .router.groups import ModelGroup, RoutingSettings
+    from .config_schema import ConfigFile, DeploymentEntry, ProviderEntry, RoutingEntry
+    from .router.groups import Deployment, ModelGroup, RoutingSettings
 
 # ---------------------------------------------------------------- loaded settings
 
@@ -36,10 +36,14 @@ class Settings:
     state_url: str | None = field(default=None, repr=False)  # a Redis URL may carry a password
     """Redis URL of the shared state (``state: {backend: redis}``); ``None``: in memory."""
     state_prefix: str = "llmrelay:"
+    state_timeout_s: float = 2.0
+    """How long a state operation may wait for Redis before it fails (``StateUnavailable``)."""
     store_url: str | None = field(default=None, repr=False)  # a database URL may carry a password
     """Database URL of the store (``store: {url: ...}``, relative SQLite paths made
     absolute against the config file's directory); ``None``: the default, see
     ``llmrelay.store.default_store_url``."""
+    spool_dir: str | None = None
+    """The gateway ledger's spool (``store: {spool_dir: ...}``); ``None``: see ``store.default_spool_dir``."""
     file: ConfigFile | None = field(default=None, repr=False)
     path: Path | None = None
     default_model: str | None = None
@@ -103,6 +107,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
     settings.routing = routing_settings(file.routing, f"{path}:{_line_for(('routing',), file.lines) or 1}")
     if file.state.backend == "redis":
         settings.state_url, settings.state_prefix = file.state.url, file.state.prefix
+        settings.state_timeout_s = file.state.timeout_s
     c = file.cache
     settings.cache = CacheSettings(
         c.backend, c.url, c.prefix, c.ttl_s, c.max_bytes, c.semantic.threshold, c.semantic.max_entries
@@ -111,6 +116,8 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
         from .store.location import resolve_sqlite_path
 
         settings.store_url = resolve_sqlite_path(file.store.url, Path(path).resolve().parent)
+    if file.store.spool_dir:
+        settings.spool_dir = str(Path(path).resolve().parent / Path(file.store.spool_dir).expanduser())
     settings.file = file
     settings.path = Path(path)
     settings.default_model = settings.default_model or file.default_model
@@ -119,7 +126,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
 
 def model_groups(file: ConfigFile, path: str | os.PathLike[str], providers: set[str]) -> dict[str, ModelGroup]:
     """The ``models:`` entries as ``ModelGroup``s; every mistake names the group and its line."""
-    from .router.groups import Deployment, ModelGroup, check_groups
+    from .router.groups import ModelGroup, check_groups
     from .router.strategies import strategy_names
 
     groups: dict[str, ModelGroup] = {}
@@ -137,7 +144,7 @@ def model_groups(file: ConfigFile, path: str | os.PathLike[str], providers: set[
         try:
             groups[entry.name] = ModelGroup(
                 entry.name,
-                [Deployment(**dep.model_dump()) for dep in entry.deployments],
+                [_deployment(dep, where) for dep in entry.deployments],
                 entry.fallbacks,
                 entry.strategy,
                 entry.cache,
@@ -160,6 +167,23 @@ def model_groups(file: ConfigFile, path: str | os.PathLike[str], providers: set[
     except errors.ConfigError as exc:
         raise errors.ConfigError(f"{path}: {exc.message}") from None
     return groups
+
+
+def _deployment(entry: DeploymentEntry, where: str) -> Deployment:
+    from .cost import Prices
+    from .router.groups import Deployment
+
+    fields = entry.model_dump()
+    priced = {k: fields.pop(k) for k in ("input_per_mtok", "output_per_mtok", "cached_input_per_mtok")}
+    prices = None
+    if any(v is not None for v in priced.values()):
+        if priced["input_per_mtok"] is None or priced["output_per_mtok"] is None:
+            raise errors.ConfigError(
+                f"{where}: deployment {entry.provider}/{entry.model}: set both input_per_mtok and output_per_mtok "
+                "(USD per million tokens; 0 for free)"
+            )
+        prices = Prices(**priced)
+    return Deployment(**fields, prices=prices)
 
 
 def routing_settings(entry: RoutingEntry, where: str = "routing") -> RoutingSettings:

@@ -41,6 +41,12 @@ class DeploymentEntry(_Strict):
     rpm: int | None = Field(None, gt=0)
     tpm: int | None = Field(None, gt=0)
     timeout_s: float | None = Field(None, gt=0)
+    input_per_mtok: float | None = Field(None, ge=0)
+    """USD per million prompt tokens (with ``output_per_mtok``): wins over the catalogue's price."""
+    output_per_mtok: float | None = Field(None, ge=0)
+    cached_input_per_mtok: float | None = Field(None, ge=0)
+    max_output_tokens: int | None = Field(None, gt=0)
+    """The most tokens an answer from here holds, where the catalogue does not know it."""
 
 
 class ModelGroupEntry(_Strict):
@@ -85,6 +91,8 @@ class StateEntry(_Strict):
     backend: Literal["memory", "redis"] = "memory"
     url: str = "redis://127.0.0.1:6379/0"
     prefix: str = "llmrelay:"
+    timeout_s: float = Field(default=2.0, gt=0, le=60)
+    """How long one operation may wait for Redis: a silent Redis fails fast (503), never hangs."""
 
 
 class SemanticEntry(_Strict):
@@ -107,6 +115,25 @@ class CacheEntry(_Strict):
 class StoreEntry(_Strict):
     url: str | None = Field(default=None, repr=False)  # may carry a password
     """Database URL (``sqlite:///path`` or ``postgresql://...``); ``None``: SQLite next to the config file."""
+    spool_dir: str | None = None
+    """Where the gateway keeps usage records it cannot queue (Redis down) until they are written;
+    relative to the config file. ``None``: ``llmrelay-spool`` beside the SQLite store or the config."""
+
+
+class AuthEntry(_Strict):
+    master_key: SecretStr | None = None
+    """The operator's key (``LLMRELAY_MASTER_KEY`` when unset)."""
+    open: bool = False
+    """Serve without any key when there is no master key (local use only)."""
+
+
+class ServerEntry(_Strict):
+    """Limits of the gateway's HTTP server (per worker process)."""
+
+    header_timeout_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    body_timeout_s: float = Field(default=60.0, gt=0, allow_inf_nan=False)
+    max_connections: int = Field(default=2048, gt=0)
+    max_body_mb: float = Field(default=16.0, gt=0)
 
 
 class ConfigFile(_Strict):
@@ -116,7 +143,8 @@ class ConfigFile(_Strict):
     cache: CacheEntry = CacheEntry()
     state: StateEntry = StateEntry()
     store: StoreEntry = StoreEntry()
-    auth: dict[str, Any] = {}
+    auth: AuthEntry = AuthEntry()
+    server: ServerEntry = ServerEntry()
     default_model: str | None = None
     _lines: dict[tuple[Any, ...], int] = PrivateAttr(default_factory=dict)
 

@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from genai_prices.types import ModelInfo as PriceModel
     from genai_prices.types import ModelPrice, Provider
 
-__all__ = ["chat_cost", "embedding_cost"]
+__all__ = ["Prices", "chat_cost", "embedding_cost"]
 
 log = logging.getLogger("llmrelay.cost")
 
@@ -102,6 +102,37 @@ _snapshot_obj: DataSnapshot | None = None
 
 
 # ---- public ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Prices:
+    """Prices an operator sets for one deployment (``input_per_mtok`` ... in a model
+    group's deployment entry), in USD per million tokens. They win over the
+    catalogue: for self-hosted or negotiated models, and models the catalogue lacks.
+    ``cached_input_per_mtok`` defaults to the input price (no discount)."""
+
+    input_per_mtok: float
+    output_per_mtok: float
+    cached_input_per_mtok: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("input_per_mtok", "output_per_mtok", "cached_input_per_mtok"):
+            value = getattr(self, name)
+            if value is None and name == "cached_input_per_mtok":
+                continue
+            if type(value) not in (int, float) or not 0 <= value < float("inf"):
+                raise ValueError(f"{name} must be a number >= 0, not {value!r}")
+
+    def cost(self, usage: Usage) -> float:
+        """USD of ``usage`` at these prices (cached tokens at the cached price)."""
+        cached = min(usage.cached_tokens, usage.prompt_tokens)
+        cached_rate = self.input_per_mtok if self.cached_input_per_mtok is None else self.cached_input_per_mtok
+        total = (
+            (usage.prompt_tokens - cached) * self.input_per_mtok
+            + cached * cached_rate
+            + usage.completion_tokens * self.output_per_mtok
+        )
+        return round(total / 1_000_000, 12)
 
 
 def chat_cost(price_provider: str, model: str, usage: Usage) -> float | None:

@@ -156,6 +156,14 @@ class CircuitOpen(LLMError):
     code = "circuit_open"
 
 
+class StateUnavailable(LLMError):
+    """The shared state backend (Redis) cannot be reached or did not answer in time."""
+
+    retryable = True
+    default_status = 503
+    code = "state_unavailable"
+
+
 class NoHealthyDeployment(LLMError):
     """No deployment of the model group (or its fallbacks) could answer.
 
@@ -228,6 +236,7 @@ __all__ = [
     "PermissionDenied",
     "ProviderError",
     "RateLimited",
+    "StateUnavailable",
     "StreamInterrupted",
     "StructuredOutputError",
     "Timeout",

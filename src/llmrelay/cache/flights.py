@@ -136,6 +136,11 @@ class Flights:
             self._forget(self._streams, key, flight)
             flight.wake()
 
+    def streaming(self, key: str) -> bool:
+        """Whether a shared stream for ``key`` is still under way (someone still reads it)."""
+        flight = self._streams.get(key)
+        return flight is not None and not flight.done
+
     @staticmethod
     def _forget(table: dict[str, T], key: str, flight: T) -> None:
         if table.get(key) is flight:

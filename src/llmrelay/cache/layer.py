@@ -37,6 +37,7 @@ from .semantic import Embedder, SemanticIndex, Vector
 
 if TYPE_CHECKING:
     from ..router import ModelGroup, Router
+    from ..router.records import CallTrace
 
 log = logging.getLogger("llmrelay.cache")
 STORED_REASONS = frozenset(("stop", "length", "tool_calls"))
@@ -96,10 +97,17 @@ class CacheLayer:
 
     # ---- JSON answers -----------------------------------------------------------------------
 
-    async def chat(self, group: str, request: ChatRequest, options: CacheOptions = DEFAULT_OPTIONS) -> ChatResponse:
+    async def chat(
+        self,
+        group: str,
+        request: ChatRequest,
+        options: CacheOptions = DEFAULT_OPTIONS,
+        trace: CallTrace | None = None,
+    ) -> ChatResponse:
+        """``trace`` follows the deployment of the upstream attempt (``Router.chat``)."""
         caching, coalescing, semantic = self._plan(group, options)
         if not caching and not coalescing:
-            return await self.router.chat(group, request)
+            return await self.router.chat(group, request, trace)
         key = request_key("chat", group, request, options.tenant)
         near: _Semantic = None
         if caching and not options.no_cache:
@@ -113,7 +121,7 @@ class CacheLayer:
         store = caching and not options.no_store
 
         async def upstream() -> ChatResponse:
-            response = await self.router.chat(group, request)
+            response = await self.router.chat(group, request, trace)
             response.cache = CacheInfo("miss", key, time.time())
             if store:
                 await self._store(key, response, None, options, near)
@@ -129,16 +137,26 @@ class CacheLayer:
     # ---- streams ------------------------------------------------------------------------------
 
     def stream(
-        self, group: str, request: ChatRequest, options: CacheOptions = DEFAULT_OPTIONS
+        self,
+        group: str,
+        request: ChatRequest,
+        options: CacheOptions = DEFAULT_OPTIONS,
+        trace: CallTrace | None = None,
     ) -> AsyncGenerator[StreamEvent, None]:
         caching, coalescing, semantic = self._plan(group, options)
         if not caching and not coalescing:
-            return self.router.stream(group, request)
-        return self._stream(group, request, options, caching, coalescing, semantic)
+            return self.router.stream(group, request, trace)
+        return self._stream(group, request, options, (caching, coalescing, semantic), trace)
 
     async def _stream(
-        self, group: str, request: ChatRequest, options: CacheOptions, caching: bool, coalescing: bool, semantic: bool
+        self,
+        group: str,
+        request: ChatRequest,
+        options: CacheOptions,
+        plan: tuple[bool, bool, bool],
+        trace: CallTrace | None,
     ) -> AsyncGenerator[StreamEvent, None]:
+        caching, coalescing, semantic = plan
         key = request_key("stream", group, request, options.tenant)
         near: _Semantic = None
         if caching and not options.no_cache:
@@ -156,7 +174,7 @@ class CacheLayer:
 
         async def upstream() -> AsyncGenerator[StreamEvent, None]:
             given: list[StreamEvent] = []
-            async with aclosing(self.router.stream(group, request)) as events:
+            async with aclosing(self.router.stream(group, request, trace)) as events:
                 async for event in events:
                     given.append(event)
                     if type(event) is Finish:
@@ -174,16 +192,20 @@ class CacheLayer:
                     yield event
             return
         counted = False
-        async with aclosing(self.flights.stream(key, upstream)) as shared_events:
-            async for event, shared in shared_events:
-                if not counted:
-                    counted = True
-                    self.stats["coalesced" if shared else "miss"] += 1
-                    if report is not None:
-                        report(CacheInfo("miss", key, time.time(), coalesced=shared))
-                if type(event) is Finish:
-                    event = Finish(event.reason, _own_copy(event.response, request, shared))
-                yield event
+        try:
+            async with aclosing(self.flights.stream(key, upstream)) as shared_events:
+                async for event, shared in shared_events:
+                    if not counted:
+                        counted = True
+                        self.stats["coalesced" if shared else "miss"] += 1
+                        if report is not None:
+                            report(CacheInfo("miss", key, time.time(), coalesced=shared))
+                    if type(event) is Finish:
+                        event = Finish(event.reason, _own_copy(event.response, request, shared))
+                    yield event
+        finally:
+            if trace is not None and self.flights.streaming(key):
+                trace.handed_over = True  # it goes on for the others: the one who takes its end pays
 
     # ---- entries ------------------------------------------------------------------------------
 

@@ -44,6 +44,9 @@ StoreOption = Annotated[
 ]
 RpmOption = Annotated[int | None, typer.Option("--rpm", help="Requests per minute.")]
 TpmOption = Annotated[int | None, typer.Option("--tpm", help="Tokens per minute.")]
+ParallelOption = Annotated[
+    int | None, typer.Option("--max-parallel", metavar="N", help="Requests in flight at once (429 past it).")
+]
 BudgetOption = Annotated[float | None, typer.Option("--budget", metavar="USD", help="Spending limit in US dollars.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="JSON output, one object a line.")]
 
@@ -120,9 +123,9 @@ def _open(given: str | None, config: str | None) -> Store:
         fail(str(exc))
 
 
-def check_limits(rpm: int | None, tpm: int | None, budget: float | None) -> None:
+def check_limits(rpm: int | None, tpm: int | None, budget: float | None, max_parallel: int | None = None) -> None:
     """Exit 1 with the flag's name when a limit is out of range."""
-    for flag, value in (("--rpm", rpm), ("--tpm", tpm)):
+    for flag, value in (("--rpm", rpm), ("--tpm", tpm), ("--max-parallel", max_parallel)):
         if value is not None and value <= 0:
             fail(f"{flag} must be a whole number above 0, not {value}")
     if budget is not None and not (math.isfinite(budget) and budget >= 0):
@@ -134,8 +137,12 @@ def when(ts: float | None) -> str:
     return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
 
 
-def limits_text(rpm: int | None, tpm: int | None, model_limits: Mapping[str, Limits]) -> str:
+def limits_text(
+    rpm: int | None, tpm: int | None, model_limits: Mapping[str, Limits], max_parallel: int | None = None
+) -> str:
     parts = [f"{rpm:,} rpm" if rpm else "", f"{tpm:,} tpm" if tpm else ""]
+    if max_parallel:
+        parts.append(f"{max_parallel:,} parallel")
     if model_limits:
         parts.append(f"+{len(model_limits)} per model")
     return ", ".join(p for p in parts if p) or "-"
@@ -172,7 +179,7 @@ def key_json(key: ApiKey, now: float) -> dict[str, Any]:
     return {
         "id": key.id, "tenant": key.tenant, "name": key.name, "prefix": key.prefix, "models": list(key.models),
         "status": key.usable(now) or "active", "expires_at": key.expires_at, "rpm": key.rpm, "tpm": key.tpm,
-        "budget_usd": key.budget_usd, "budget_period": key.budget_period,
+        "max_parallel": key.max_parallel, "budget_usd": key.budget_usd, "budget_period": key.budget_period,
         "model_limits": limits_json(key.model_limits), "created_at": key.created_at,
         "revoked_at": key.revoked_at, "rotated_at": key.rotated_at,
     }  # fmt: skip
@@ -219,20 +226,21 @@ def create(
     ] = None,
     rpm: RpmOption = None,
     tpm: TpmOption = None,
+    max_parallel: ParallelOption = None,
     budget: BudgetOption = None,
     period: Annotated[Period, typer.Option("--period", help="What the budget covers.")] = "month",
     as_json: Annotated[bool, typer.Option("--json", help='One JSON object, the secret as "key".')] = False,
 ) -> None:
     """Make a virtual key for TENANT and print its secret, once: the store keeps
     only its hash. Limits and budget apply to this key, on top of the tenant's."""
-    check_limits(rpm, tpm, budget)
+    check_limits(rpm, tpm, budget, max_parallel)
     lifetime = None if expires_in is None else parse_duration(expires_in)
     with opened(ctx) as store:
         now = time.time()
         new_tenant = store.get_tenant(tenant) is None
         key, secret = store.create_key(
             tenant, name=name, models=tuple(model or ()), expires_at=None if lifetime is None else now + lifetime,
-            rpm=rpm, tpm=tpm, budget_usd=budget, budget_period=period,
+            rpm=rpm, tpm=tpm, budget_usd=budget, budget_period=period, max_parallel=max_parallel,
         )  # fmt: skip
         _show_secret(key, secret, "Created", as_json, now)
         if new_tenant and not as_json:
@@ -262,7 +270,8 @@ def list_(
         for key in keys:
             table.add_row(
                 key.id, key.tenant, plain(key.name) or "-", key.prefix + "…", _models(key.models), _status(key, now),
-                limits_text(key.rpm, key.tpm, key.model_limits), budget_text(key.budget_usd, key.budget_period),
+                limits_text(key.rpm, key.tpm, key.model_limits, key.max_parallel),
+                budget_text(key.budget_usd, key.budget_period),
                 when(key.created_at),
             )  # fmt: skip
         stdout().print(table)
@@ -286,7 +295,8 @@ def show(
         rows = [
             ("id", key.id), ("tenant", key.tenant), ("name", plain(key.name) or "-"), ("prefix", key.prefix + "…"),
             ("models", _models(key.models)), ("status", _status(key, now)), ("expires (UTC)", when(key.expires_at)),
-            ("limits", limits_text(key.rpm, key.tpm, {})), ("budget", budget_text(key.budget_usd, key.budget_period)),
+            ("limits", limits_text(key.rpm, key.tpm, {}, key.max_parallel)),
+            ("budget", budget_text(key.budget_usd, key.budget_period)),
         ]  # fmt: skip
         rows += [(plain(f"limits for {m}"), limits_text(lim.rpm, lim.tpm, {})) for m, lim in key.model_limits.items()]
         rows += [("created (UTC)", when(key.created_at)), ("rotated (UTC)", when(key.rotated_at))]

@@ -35,15 +35,22 @@ def serve(
     config: Annotated[
         str | None, typer.Option("--config", "-c", help="YAML config file (as the global --config).")
     ] = None,
+    insecure_open: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-open", help="With no master key, serve without any key (loopback only; for local use)."
+        ),
+    ] = False,
 ) -> None:
     """Serve the configured models over the OpenAI API (chat completions, embeddings,
-    models) until Ctrl-C. Without a master key it serves loopback only."""
+    models) until Ctrl-C. It needs a master key (auth.master_key or
+    LLMRELAY_MASTER_KEY), or --insecure-open to serve this machine without keys."""
     try:
         import uvicorn
     except ImportError:
         fail("the gateway needs uvicorn: pip install 'llmrelay[gateway]'")
     from ..errors import LLMError
-    from ..gateway.app import master_key
+    from ..gateway.app import INSECURE_OPEN_ENV, master_key, open_access, server_limits
     from ..gateway.gc_tuning import threshold_from_env
 
     st = state(ctx)
@@ -51,17 +58,31 @@ def serve(
         st.config = config
     if st.config:
         os.environ["LLMRELAY_CONFIG"] = os.path.abspath(st.config)  # each worker reads it
+    if insecure_open:
+        os.environ[INSECURE_OPEN_ENV] = "1"  # each worker reads it
     try:
         threshold_from_env()  # a bad value stops here, not in each worker
         client = st.client()
-        key = master_key(client.aio)
+        key, opened = master_key(client.aio), open_access(client.aio)
+        shared = client.settings.state_url is not None
+        if key is None and not opened:
+            fail(
+                "no master key: set auth.master_key in the config (or LLMRELAY_MASTER_KEY), or pass --insecure-open "
+                "to serve this machine without keys"
+            )
+        if key is None and not is_loopback(host):
+            fail(f"refusing to serve {host} without a master key: set auth.master_key or LLMRELAY_MASTER_KEY")
+        if workers > 1 and not shared:
+            fail(
+                f"--workers {workers} needs shared state: with state in memory each worker would keep its own rate "
+                f"limits, budgets and breakers ({workers} times every limit). Set state: {{backend: redis, url: ...}} "
+                "in the config, or run one worker"
+            )
         store = _open_store(client.settings)  # migrated once here, before any worker starts
         st.close()
     except LLMError as exc:
         fail(str(exc))
     if key is None:
-        if not is_loopback(host):
-            fail(f"refusing to serve {host} without a master key: set auth.master_key or LLMRELAY_MASTER_KEY")
         stderr().print(f"[yellow]open mode[/]: no master key, so anyone on this machine can use http://{host}:{port}")
     stderr().print(f"llmrelay gateway on http://{host}:{port}/v1 ({workers} worker{'s' if workers > 1 else ''})")
     stderr().print(f"store: {store}", soft_wrap=True, highlight=False)
@@ -69,11 +90,28 @@ def serve(
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         shared_metrics = tempfile.mkdtemp(prefix="llmrelay-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared_metrics  # the workers add up their metrics there
+    _allow_open_files(server_limits(client.aio).max_connections + 256)
     try:
         _run(uvicorn, host, port, workers, st.debug)
     finally:
         if shared_metrics is not None:
             shutil.rmtree(shared_metrics, ignore_errors=True)
+
+
+def _allow_open_files(wanted: int) -> None:
+    """Raise the process's open-file limit toward ``wanted`` (up to its hard limit), so the
+    connection cap (``server.max_connections``) is reached before "too many open files"."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (OSError, ValueError):
+            stderr().print(f"[yellow]warning[/]: open files are limited to {soft}; raise ulimit -n to {wanted}")
 
 
 def _run(uvicorn: Any, host: str, port: int, workers: int, debug: bool) -> None:
@@ -84,7 +122,7 @@ def _run(uvicorn: Any, host: str, port: int, workers: int, debug: bool) -> None:
         port=port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        http="llmrelay.gateway.server:GuardedHttpToolsProtocol",  # httptools, with client deadlines
         lifespan="on",
         access_log=False,
         log_level="debug" if debug else "warning",

@@ -14,6 +14,7 @@ from .common import fail, stdout
 from .keys import (
     BudgetOption,
     JsonOption,
+    ParallelOption,
     RpmOption,
     StoreOption,
     TpmOption,
@@ -44,6 +45,7 @@ class Clearable(StrEnum):
 
     RPM = "rpm"
     TPM = "tpm"
+    MAX_PARALLEL = "max-parallel"
     BUDGET = "budget"
 
 
@@ -60,7 +62,8 @@ def tenants_group(ctx: typer.Context, store: StoreOption = None) -> None:
 def tenant_json(tenant: Tenant) -> dict[str, Any]:
     """A tenant as the admin API shows it."""
     return {
-        "id": tenant.id, "rpm": tenant.rpm, "tpm": tenant.tpm, "budget_usd": tenant.budget_usd,
+        "id": tenant.id, "rpm": tenant.rpm, "tpm": tenant.tpm, "max_parallel": tenant.max_parallel,
+        "budget_usd": tenant.budget_usd,
         "budget_period": tenant.budget_period, "model_limits": limits_json(tenant.model_limits),
         "created_at": tenant.created_at,
     }  # fmt: skip
@@ -70,7 +73,7 @@ def _print(tenant: Tenant, action: str, as_json: bool) -> None:
     if as_json:
         echo_json(tenant_json(tenant))
         return
-    limits = limits_text(tenant.rpm, tenant.tpm, tenant.model_limits)
+    limits = limits_text(tenant.rpm, tenant.tpm, tenant.model_limits, tenant.max_parallel)
     budget = budget_text(tenant.budget_usd, tenant.budget_period)
     stdout().print(f"{action} tenant [bold]{tenant.id}[/]: limits {limits}; budget {budget}")
 
@@ -81,6 +84,7 @@ def create(
     tenant_id: TenantId,
     rpm: RpmOption = None,
     tpm: TpmOption = None,
+    max_parallel: ParallelOption = None,
     budget: BudgetOption = None,
     period: Annotated[Period, typer.Option("--period", help="What the budget covers.")] = "month",
     as_json: JsonOption = False,
@@ -89,9 +93,10 @@ def create(
     (``llmrelay keys create --tenant ID`` makes a key for it)."""
     from ..store import Tenant
 
-    check_limits(rpm, tpm, budget)
+    check_limits(rpm, tpm, budget, max_parallel)
     with opened(ctx) as store:
-        tenant = store.create_tenant(Tenant(tenant_id, rpm=rpm, tpm=tpm, budget_usd=budget, budget_period=period))
+        made = Tenant(tenant_id, rpm=rpm, tpm=tpm, budget_usd=budget, budget_period=period, max_parallel=max_parallel)
+        tenant = store.create_tenant(made)
         _print(tenant, "Created", as_json)
 
 
@@ -111,7 +116,7 @@ def list_(ctx: typer.Context, as_json: JsonOption = False) -> None:
         table = new_table("id", "limits", "budget", "keys", "created (UTC)")
         for tenant in tenants:
             table.add_row(
-                tenant.id, limits_text(tenant.rpm, tenant.tpm, tenant.model_limits),
+                tenant.id, limits_text(tenant.rpm, tenant.tpm, tenant.model_limits, tenant.max_parallel),
                 budget_text(tenant.budget_usd, tenant.budget_period), str(keys[tenant.id]), when(tenant.created_at),
             )  # fmt: skip
         stdout().print(table)
@@ -123,29 +128,28 @@ def update(
     tenant_id: TenantId,
     rpm: RpmOption = None,
     tpm: TpmOption = None,
+    max_parallel: ParallelOption = None,
     budget: BudgetOption = None,
     period: Annotated[Period | None, typer.Option("--period", help="What the budget covers.")] = None,
     clear: Annotated[
         list[Clearable] | None,
-        typer.Option("--clear", help="Remove a limit: rpm, tpm or budget (repeat for more)."),
+        typer.Option("--clear", help="Remove a limit: rpm, tpm, max-parallel or budget (repeat for more)."),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Change some of tenant ID's limits and budget; the rest stay as they are.
     A running gateway applies the change within a few seconds."""
-    check_limits(rpm, tpm, budget)
-    changes: dict[str, Any] = {
-        name: value
-        for name, value in (("rpm", rpm), ("tpm", tpm), ("budget_usd", budget), ("budget_period", period))
-        if value is not None
-    }
+    check_limits(rpm, tpm, budget, max_parallel)
+    given = (("rpm", rpm), ("tpm", tpm), ("max_parallel", max_parallel), ("budget_usd", budget))
+    changes: dict[str, Any] = {name: value for name, value in (*given, ("budget_period", period)) if value is not None}
+    fields = {Clearable.BUDGET: "budget_usd", Clearable.MAX_PARALLEL: "max_parallel"}
     for name in clear or ():
-        field = "budget_usd" if name is Clearable.BUDGET else name.value
+        field = fields.get(name, name.value)
         if field in changes:
             fail(f"--{name} and --clear {name} contradict each other: give one")
         changes[field] = None
     if not changes:
-        fail("nothing to change: give --rpm, --tpm, --budget, --period or --clear")
+        fail("nothing to change: give --rpm, --tpm, --max-parallel, --budget, --period or --clear")
     with opened(ctx) as store:
         if store.get_tenant(tenant_id) is None:
             fail(f"no tenant {tenant_id!r} in the store at {store.url} (see: llmrelay tenants list)")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..store.records import ApiKey, Limits, Tenant, UsageQuery
-from .http import HTTPError, Receive, Scope, Send, json_body, read_body, send_json
+from .http import HTTPError, Receive, Scope, Send, send_json
 from .storage import store_call
 from .tenancy import Caller
 
@@ -39,6 +39,7 @@ class LimitsPatch(_Body):
 
     rpm: int | None = Field(None, gt=0)
     tpm: int | None = Field(None, gt=0)
+    max_parallel: int | None = Field(None, gt=0)
     budget_usd: float | None = Field(None, ge=0)
     budget_period: Literal["day", "month", "total"] | None = None
     model_limits: dict[str, LimitsBody] | None = None
@@ -80,7 +81,8 @@ def _limits(raw: dict[str, LimitsBody] | None) -> dict[str, Limits] | None:
 
 def tenant_json(tenant: Tenant) -> dict[str, Any]:
     return {
-        "id": tenant.id, "rpm": tenant.rpm, "tpm": tenant.tpm, "budget_usd": tenant.budget_usd,
+        "id": tenant.id, "rpm": tenant.rpm, "tpm": tenant.tpm, "max_parallel": tenant.max_parallel,
+        "budget_usd": tenant.budget_usd,
         "budget_period": tenant.budget_period, "created_at": tenant.created_at,
         "model_limits": {m: {"rpm": v.rpm, "tpm": v.tpm} for m, v in tenant.model_limits.items()},
     }  # fmt: skip
@@ -89,7 +91,8 @@ def tenant_json(tenant: Tenant) -> dict[str, Any]:
 def key_json(key: ApiKey) -> dict[str, Any]:
     return {
         "id": key.id, "tenant": key.tenant, "name": key.name, "prefix": key.prefix, "models": list(key.models),
-        "expires_at": key.expires_at, "rpm": key.rpm, "tpm": key.tpm, "budget_usd": key.budget_usd,
+        "expires_at": key.expires_at, "rpm": key.rpm, "tpm": key.tpm, "max_parallel": key.max_parallel,
+        "budget_usd": key.budget_usd,
         "budget_period": key.budget_period, "created_at": key.created_at, "revoked_at": key.revoked_at,
         "rotated_at": key.rotated_at, "status": key.usable(time.time()) or "active",
         "model_limits": {m: {"rpm": v.rpm, "tpm": v.tpm} for m, v in key.model_limits.items()},
@@ -115,10 +118,10 @@ def own_tenant(caller: Caller, asked: str | None) -> str | None:
 
 async def create_tenant(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     _operator(scope["llmrelay.caller"])
-    body = _parse(TenantBody, json_body(await read_body(scope, receive, gw.max_body)))
+    body = _parse(TenantBody, await gw.json_request(scope, receive))
     try:
         made = Tenant(
-            id=body.id, rpm=body.rpm, tpm=body.tpm, budget_usd=body.budget_usd,
+            id=body.id, rpm=body.rpm, tpm=body.tpm, max_parallel=body.max_parallel, budget_usd=body.budget_usd,
             budget_period=body.budget_period or "month", model_limits=_limits(body.model_limits) or {},
         )  # fmt: skip
     except ValueError as exc:
@@ -141,7 +144,7 @@ async def tenant_item(gw: Gateway, scope: Scope, receive: Receive, send: Send, t
         if tenant is None:
             raise HTTPError(404, f"no tenant {tenant_id!r}")
     elif scope["method"] == "PATCH":
-        patch = _parse(TenantPatch, json_body(await read_body(scope, receive, gw.max_body)))
+        patch = _parse(TenantPatch, await gw.json_request(scope, receive))
         changes = patch.model_dump(exclude_unset=True)
         if "model_limits" in changes:
             changes["model_limits"] = _limits(patch.model_limits) or {}
@@ -157,13 +160,13 @@ async def tenant_item(gw: Gateway, scope: Scope, receive: Receive, send: Send, t
 
 async def create_key(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     _operator(scope["llmrelay.caller"])
-    body = _parse(KeyBody, json_body(await read_body(scope, receive, gw.max_body)))
+    body = _parse(KeyBody, await gw.json_request(scope, receive))
     if body.expires_at is not None and body.expires_in_s is not None:
         raise HTTPError(400, "give 'expires_at' or 'expires_in_s', not both", param="expires_in_s")
     expires = body.expires_at if body.expires_in_s is None else time.time() + body.expires_in_s
     key, secret = await store_call(
         gw.store_().create_key, body.tenant, name=body.name or "", models=tuple(body.models or ()),
-        expires_at=expires, rpm=body.rpm, tpm=body.tpm, budget_usd=body.budget_usd,
+        expires_at=expires, rpm=body.rpm, tpm=body.tpm, max_parallel=body.max_parallel, budget_usd=body.budget_usd,
         budget_period=body.budget_period or "month", model_limits=_limits(body.model_limits),
     )  # fmt: skip
     await send_json(send, 201, {**key_json(key), "key": secret})
@@ -191,7 +194,7 @@ async def key_item(gw: Gateway, scope: Scope, receive: Receive, send: Send, key_
     _operator(caller)
     secret: str | None = None
     if action == "" and method == "PATCH":
-        patch = _parse(KeyPatch, json_body(await read_body(scope, receive, gw.max_body)))
+        patch = _parse(KeyPatch, await gw.json_request(scope, receive))
         changes = patch.model_dump(exclude_unset=True)
         if "models" in changes:
             changes["models"] = tuple(patch.models or ())

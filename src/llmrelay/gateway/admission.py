@@ -6,28 +6,36 @@ backend, acquired atomically, so N processes sharing one Redis admit exactly the
 limit between them. A request holds its estimated tokens (prompt estimate plus
 ``max_tokens``) until it ends, when the window is corrected to the real usage.
 
+**Concurrency** (``max_parallel``) applies per key and per tenant: a request
+holds one slot of each while it runs (a lease of ``SLOT_LEASE_S`` in the state
+backend, so a process killed mid-request frees its slots within that time).
+Past it is a 429 saying how many are in flight.
+
 **Budgets** (USD per day, month or in total) apply per key and per tenant. The
-request's worst-case cost (estimated tokens at the dearest price among the
-deployments that may serve it) is reserved before the upstream call and settled
-with the real cost after, so concurrent requests against a nearly spent budget
-overshoot it by at most what one request spends beyond its estimate. Over
-budget is a 429 of type ``insufficient_quota`` that the SDKs do not retry.
-Spend counters live in the state backend; a counter that is not there yet
-(first use in a period, or in-memory state after a restart) starts from the
-ledger's sum for the period.
+request's worst case (billing.py: its prompt counted high and its whole output,
+at the dearest deployment it may reach) is reserved before the upstream call and
+settled with the real cost after; since an answer never costs more than its
+reservation, concurrent requests against a nearly spent budget cannot overshoot
+it by more than one request. Over budget is a 429 of type
+``insufficient_quota`` that the SDKs do not retry. Spend counters live in the
+state backend; a counter that is not there yet (first use in a period, or
+in-memory state after a restart) starts from the ledger's sum for the period,
+added in one atomic step with the mark that says so (``StateBackend.seed``): a
+ledger that cannot be read is a 503 and marks nothing, so the next request
+tries again. The mark is looked for on every budgeted request (one read), so a
+state backend that lost its data (a Redis restarted without persistence) starts
+again from the ledger, never from zero.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
-from .. import errors
-from ..router.groups import fallback_chain
 from ..state.base import StateBackend
 from ..store.records import ApiKey, Limits, Period, Tenant
 from ..store.store import Store
@@ -35,10 +43,9 @@ from .http import HTTPError
 from .storage import store_call
 from .tenancy import Caller
 
-if TYPE_CHECKING:
-    from ..client import AsyncClient
-
 WINDOW_S = 60.0
+SLOT_LEASE_S = 900.0
+"""How long a request holds a ``max_parallel`` slot at most (longer than any call's deadline)."""
 _UNLIMITED = 1e18  # a finite "no limit" (Redis scripts compare numbers)
 
 
@@ -50,6 +57,8 @@ class Ticket:
     """(window key, entry, tokens held)."""
     budgets: list[tuple[str, float]] = field(default_factory=list)
     """(spend counter key, USD reserved)."""
+    slots: list[tuple[str, str]] = field(default_factory=list)
+    """(concurrency key, slot id) held."""
     headers: dict[str, str] = field(default_factory=dict)
     settled: bool = False
 
@@ -76,7 +85,6 @@ class Admission:
         self.state = state
         self.store = store
         self._clock = clock
-        self._seeded: set[str] = set()
 
     async def admit(self, caller: Caller, model: str, tokens: float, cost_usd: float) -> Ticket:
         """Acquire every limit and reserve every budget, or none of them (429)."""
@@ -84,6 +92,7 @@ class Admission:
         if caller.key is None:
             return ticket
         try:
+            await self._slots(ticket, caller)
             await self._limits(ticket, _scopes(caller, model), tokens)
             await self._budgets(ticket, caller, cost_usd)
         except BaseException:
@@ -102,6 +111,25 @@ class Admission:
                 await self.state.window_adjust(key, now, (0.0, tokens - held), entry=entry)
         for key, reserved in ticket.budgets:
             await self.state.settle(key, reserved, cost_usd)
+        for key, slot in ticket.slots:
+            await self.state.slot_release(key, slot)
+
+    async def _slots(self, ticket: Ticket, caller: Caller) -> None:
+        owners: list[tuple[str, str, int | None]] = []
+        if caller.key is not None:
+            owners.append(("key", caller.key.id, caller.key.max_parallel))
+        if caller.tenant is not None:
+            owners.append(("tenant", caller.tenant.id, caller.tenant.max_parallel))
+        for name, ident, limit in owners:
+            if not limit:
+                continue
+            key, slot = f"par:{name}:{ident}", uuid.uuid4().hex
+            if not await self.state.slot_acquire(key, slot, limit, SLOT_LEASE_S):
+                raise HTTPError(
+                    429, f"the {name} {ident!r} already has {limit} requests in flight (max_parallel); retry when "
+                    "one ends", code="too_many_parallel_requests", headers={"retry-after": "1"},
+                )  # fmt: skip
+            ticket.slots.append((key, slot))
 
     async def _limits(self, ticket: Ticket, scopes: list[_Scope], tokens: float) -> None:
         now = self._clock()
@@ -146,53 +174,17 @@ class Admission:
             ticket.budgets.append((counter, cost_usd))
 
     async def _seed(self, counter: str, scope: str, ident: str, since: float | None, ttl: float | None) -> None:
-        """Start a period's spend counter from the ledger, once (across processes, too)."""
-        if counter in self._seeded or self.store is None:
+        """Start a period's spend counter from the ledger, once (across processes, too).
+        The ledger is read first and the sum added with the mark in one atomic step, so
+        a failed read marks nothing (503; the next request reads again)."""
+        if self.store is None or await self.state.seeded(counter):
             return
-        if await self.state.compare_and_set(counter + ":seeded", None, "1", ttl):
-            store = self.store
-            if scope == "key":
-                spent = await store_call(store.spend, key_id=ident, since=since)
-            else:
-                spent = await store_call(store.spend, tenant=ident, since=since)
-            if spent:
-                await self.state.incr(counter, spent, ttl)
-        self._seeded.add(counter)
-
-
-class PriceCeiling:
-    """The dearest per-token rates (input, output) among the deployments a group
-    may use, its fallbacks' included; remembered per group. Unpriced models count 0."""
-
-    def __init__(self, client: AsyncClient) -> None:
-        self._client = client
-        self._rates: dict[str, tuple[float, float]] = {}
-
-    def cost(self, group: str, prompt_tokens: float, output_tokens: float) -> float:
-        rates = self._rates.get(group)
-        if rates is None:
-            rates = self._rates[group] = self._find(group)
-        return prompt_tokens * rates[0] + output_tokens * rates[1]
-
-    def _find(self, group: str) -> tuple[float, float]:
-        from ..cost import chat_cost
-        from ..types import Usage
-
-        router = self._client.router
-        worst_in = worst_out = 0.0
-        try:
-            chain = fallback_chain(group, router.groups)
-        except KeyError:
-            return 0.0, 0.0
-        for each in chain:
-            for dep in each.members:
-                try:
-                    price_provider = self._client.provider(dep.provider).price_provider
-                except errors.LLMError:
-                    continue
-                worst_in = max(worst_in, (chat_cost(price_provider, dep.model, Usage(1_000_000, 0)) or 0) / 1e6)
-                worst_out = max(worst_out, (chat_cost(price_provider, dep.model, Usage(0, 1_000_000)) or 0) / 1e6)
-        return worst_in, worst_out
+        store = self.store
+        if scope == "key":
+            spent = await store_call(store.spend, key_id=ident, since=since)
+        else:
+            spent = await store_call(store.spend, tenant=ident, since=since)
+        await self.state.seed(counter, spent, ttl)  # another process may have seeded it meanwhile: then a no-op
 
 
 def period_bounds(period: Period, now: float) -> tuple[float | None, float | None, str]:
@@ -260,4 +252,4 @@ def _headers(scope: _Scope, used: tuple[float, ...], reset_s: float) -> dict[str
     return headers
 
 
-__all__ = ["WINDOW_S", "Admission", "PriceCeiling", "Ticket", "period_bounds"]
+__all__ = ["SLOT_LEASE_S", "WINDOW_S", "Admission", "Ticket", "period_bounds"]

@@ -4,23 +4,20 @@ any provider through the router."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ..cache.options import DEFAULT_OPTIONS
 from ..client import check_request
 from ..providers.anthropic_inbound import StreamEncoder, request_from_wire, response_to_wire
-from .caching import announce, note_answer, options_for
-from .http import HTTPError, Receive, Scope, Send, header, json_body, read_body, send_json
-from .metrics import RequestFacts
-from .openai_api import route_headers
-from .streaming import relay
+from ..types import ChatResponse
+from .chat import serve_chat
+from .http import HTTPError, Receive, Scope, Send, header, send_json
 
 if TYPE_CHECKING:
     from .app import Gateway
 
 
 async def messages(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    body = json_body(await read_body(scope, receive, gw.max_body))
+    body = await gw.json_request(scope, receive)
     stream = body.get("stream", False)
     if stream is not None and not isinstance(stream, bool):
         raise HTTPError(400, "stream: must be true or false")
@@ -28,31 +25,29 @@ async def messages(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> N
         raise HTTPError(400, "conversation_id: server-side conversations work on /v1/chat/completions only")
     request = request_from_wire(body)
     check_request(request)
-    group = gw.group_for(request.model)
-    facts: RequestFacts = scope["llmrelay.facts"]
-    facts.model = request.model
-    ticket = await gw.admit(scope, group, request, request.model)
-    cache = options_for(scope) if gw.client.cache.applies(group) else DEFAULT_OPTIONS
-    try:
-        if not stream:
-            response = await gw.client.cache.chat(group, request, cache)
-            note_answer(facts, response)
-            facts.upstream_s = response.latency_s
-            if response.cache is not None:
-                announce(scope, response.cache)
-            await send_json(send, 200, response_to_wire(response), route_headers(response.route))
-            return
-        await relay(gw.client.cache.stream(group, request, cache), StreamEncoder(request.model), receive, send, facts)
-    finally:
-        await gw.settle(ticket, facts)
+
+    async def to_wire(response: ChatResponse) -> dict[str, Any]:
+        return response_to_wire(response)
+
+    await serve_chat(
+        gw, scope, receive, send, request, stream=bool(stream), to_wire=to_wire,
+        encoder=lambda: StreamEncoder(request.model),
+    )  # fmt: skip
 
 
 async def count_tokens(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    body = json_body(await read_body(scope, receive, gw.max_body))
+    """Admitted (rate limits) and recorded (with no tokens and no cost) like the model
+    routes; a long prompt is counted in a worker thread, off the event loop."""
+    body = await gw.json_request(scope, receive)
     request = request_from_wire({**body, "max_tokens": 1})
-    gw.group_for(request.model)  # unknown models are a 404 here too
-    scope["llmrelay.caller"].check_model(request.model)
-    count = gw.client.count_tokens(request.model, request.messages, request.tools or None)
+    group = gw.group_for(request.model)  # unknown models are a 404 here too
+    facts = scope["llmrelay.facts"]
+    facts.model, facts.group = request.model, group
+    ticket = await gw.admit(scope, group, request, request.model, tokens=0.0)
+    try:
+        count = await gw.count_tokens(request)
+    finally:
+        await gw.settle(ticket, facts)
     await send_json(send, 200, {"input_tokens": count})
 
 

@@ -31,20 +31,36 @@ from .. import errors
 from .._ids import new_id
 from ..client import LOCAL_DEFAULT, AsyncClient
 from ..providers.anthropic_inbound import error_body as anthropic_error
-from ..router.calls import OUTPUT_ESTIMATE, estimate_tokens
+from ..router.calls import estimate_tokens
 from ..store.records import UsageRecord
 from ..store.store import Store
 from ..types import ChatRequest, EmbeddingRequest, Usage
 from . import admin_api, gc_tuning
-from .admission import Admission, PriceCeiling, Ticket
+from .admission import Admission, Ticket
 from .anthropic_api import count_tokens, messages
+from .billing import COUNT_IN_THREAD_CHARS, PriceBook, Unpriced
+from .checks import check_depth, check_name
 from .conversations import conversation_item, list_conversations
-from .errors import from_llm_error, openai_error
-from .http import ClientGone, HTTPError, Message, Receive, Scope, Send, header, send_json, unavailable
+from .errors import Scrubber, from_llm_error, openai_error
+from .http import (
+    ClientGone,
+    HTTPError,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    header,
+    json_body,
+    read_body,
+    send_json,
+    unavailable,
+)
 from .ledger import Ledger, MemoryQueue, RecordQueue
 from .logs import AccessSink, JsonLines, log_access, request_id
 from .metrics import CONTENT_TYPE, Metrics, RequestFacts
 from .openai_api import chat_completions, embeddings, get_model, list_models
+from .server import ServerLimits
+from .spool import Spool
 from .tenancy import Authenticator, Caller
 
 log = logging.getLogger("llmrelay.gateway")
@@ -53,7 +69,7 @@ MAX_BODY = 16 * 1024 * 1024
 _LOCAL_MODELS = (LOCAL_DEFAULT, "local/all-minilm-l6-v2")
 _NO_USAGE = Usage(0, 0)
 _NOTHING_HELD = Ticket()  # the operator's requests take no limits or budgets (never settled: nothing held)
-MODEL_ROUTES = frozenset(("/v1/chat/completions", "/v1/embeddings", "/v1/messages"))
+MODEL_ROUTES = frozenset(("/v1/chat/completions", "/v1/embeddings", "/v1/messages", "/v1/messages/count_tokens"))
 """Routes whose requests are admitted (limits, budgets) and recorded in the ledger."""
 
 
@@ -70,12 +86,23 @@ class Gateway:
         max_body: int = MAX_BODY,
         access_log: AccessSink | None = log_access,
         gc_threshold: int | None = None,
+        open_access: bool = False,
+        configured_only: bool | None = None,
+        spool: Spool | None = None,
+        server_limits: ServerLimits | None = None,
     ) -> None:
         """``store`` keeps keys, tenants, the ledger and conversations (``None``: none of them);
         ``ledger_queue`` defaults to one in memory. ``access_log`` receives one dict per
         request (``None``: no access log). ``gc_threshold``: tune the process's garbage
         collector at start-up (gc_tuning.py; ``None``: leave it alone, as a library should).
+        ``open_access``: with no ``master_key``, serve without keys (open mode; see
+        tenancy.py); without either, the gateway refuses to start (``ConfigError``).
+        ``configured_only``: only the config's providers and model groups are reachable
+        (default: when the client's settings come from a config file). ``spool``: where
+        usage records go when the ledger's queue cannot take them (ledger.py).
+        ``server_limits``: the HTTP server's timeouts and connection cap (server.py).
         The gateway closes ``client`` and ``store``."""
+        check_access(master_key, open_access)
         self.client = client
         self._gc_threshold = gc_threshold
         self.store = store
@@ -83,9 +110,20 @@ class Gateway:
         self.max_body = max_body
         self.auth = Authenticator(store, master_key)
         self.admission = Admission(client.router.state, store)
-        self.prices = PriceCeiling(client)
-        self.ledger = Ledger(store, ledger_queue or MemoryQueue()) if store is not None else None
-        self.metrics = Metrics()
+        self.prices = PriceBook(client)
+        self.ledger = Ledger(store, ledger_queue or MemoryQueue(), spool=spool) if store is not None else None
+        self.server_limits = server_limits or ServerLimits()
+        settings = client.settings
+        if configured_only is None:
+            configured_only = settings.file is not None
+        self._reachable: frozenset[str] | None = None
+        if configured_only:
+            file_providers = settings.file.providers if settings.file is not None else ()
+            self._reachable = frozenset(p.name for p in file_providers)
+        self.scrub = Scrubber.for_urls(p.base_url for p in settings.providers.values())
+        """What the upstreams' addresses look like, to keep them out of answers."""
+        groups = list(settings.models)
+        self.metrics = Metrics(groups, [d.id for g in settings.models.values() for d in g.members])
         client.router.add_hook(self.metrics.attempt)
         self._routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): chat_completions,
@@ -119,16 +157,38 @@ class Gateway:
 
     # ---- admission ----------------------------------------------------------------------
 
-    async def admit(self, scope: Scope, group: str, request: ChatRequest | EmbeddingRequest, model: str) -> Ticket:
-        """Check the caller may use ``model`` and take its limits and budgets (or answer 403/429)."""
+    async def json_request(self, scope: Scope, receive: Receive) -> dict[str, Any]:
+        """The request's body: a JSON object within the size and nesting limits, whole
+        within the body timeout (each a 4xx naming the problem)."""
+        body = json_body(await read_body(scope, receive, self.max_body, timeout_s=self.server_limits.body_timeout_s))
+        check_depth(body)
+        return body
+
+    async def admit(
+        self,
+        scope: Scope,
+        group: str,
+        request: ChatRequest | EmbeddingRequest,
+        model: str,
+        *,
+        tokens: float | None = None,
+    ) -> Ticket:
+        """Check the caller may use ``model`` and take its limits and budgets (or answer
+        403/429/503). ``tokens``: what the request holds of token limits (default: its
+        estimate)."""
         caller: Caller = scope["llmrelay.caller"]
         caller.check_model(model)
+        if self.ledger is not None and not self.ledger.accepting:
+            raise unavailable(
+                "the usage ledger cannot record more requests right now (store and spool unavailable); retry shortly",
+                "ledger_unavailable",
+            )
         if caller.key is None:
             return _NOTHING_HELD
-        tokens = estimate_tokens(request)
-        cost = self._worst_price(group, request, tokens)
+        held = estimate_tokens(request) if tokens is None else tokens
+        cost = self._reservation(caller, group, request) if tokens is None else 0.0
         try:
-            ticket = await self.admission.admit(caller, model, tokens, cost)
+            ticket = await self.admission.admit(caller, model, held, cost)
         except (HTTPError, errors.LLMError, asyncio.CancelledError):
             raise
         except Exception as exc:  # Redis (or the store, seeding a budget) is down: say so, not 500
@@ -140,26 +200,57 @@ class Gateway:
         scope["llmrelay.headers"] = ticket.headers
         return ticket
 
+    def _reservation(self, caller: Caller, group: str, request: ChatRequest | EmbeddingRequest) -> float:
+        """What a budgeted caller's request reserves: its worst case (billing.py); 0 for
+        callers without a budget. A model with no known price is a 403 for them."""
+        if not caller.has_budget:
+            return 0.0
+        try:
+            return self.prices.reservation(group, request)
+        except Unpriced as exc:
+            raise HTTPError(403, f"model {request.model!r}: {exc}", param="model", code="model_not_priced") from None
+
     async def settle(self, ticket: Ticket, facts: RequestFacts) -> None:
-        if ticket.windows or ticket.budgets:
+        """Replace what the request reserved by what it used (never raises: it runs as a
+        request ends, and a state backend down then must not turn an answer into an error)."""
+        if ticket.windows or ticket.budgets or ticket.slots:
             usage = facts.usage
             tokens = float(usage.prompt_tokens + usage.completion_tokens) if usage is not None else 0.0
-            await self.admission.settle(ticket, tokens, facts.cost_usd or 0.0)
+            try:
+                await self.admission.settle(ticket, tokens, facts.cost_usd or 0.0)
+            except Exception as exc:  # the reservation stays held: a budget errs on the safe side
+                log.warning("settling a request failed (%s: %s); its reservation stays", type(exc).__name__, exc)
 
-    def _worst_price(self, group: str, request: ChatRequest | EmbeddingRequest, tokens: float) -> float:
-        """The most this request may cost: its estimated tokens at the dearest deployment's rates."""
-        output = float(request.max_tokens or OUTPUT_ESTIMATE) if isinstance(request, ChatRequest) else 0.0
-        prompt = max(tokens - output, 0.0)
-        return self.prices.cost(group, prompt, output)
+    async def count_tokens(self, request: ChatRequest) -> int:
+        """The prompt's tokens for ``request.model``, counted off the event loop when it is long."""
+        if sum(len(m.text) for m in request.messages) > COUNT_IN_THREAD_CHARS:
+            return await asyncio.to_thread(self.client.count_tokens, request.model, request.messages, request.tools)
+        return self.client.count_tokens(request.model, request.messages, request.tools or None)
 
     # ---- models -------------------------------------------------------------------------
 
     def group_for(self, model: str) -> str:
-        """The model group serving ``model``; an unknown model is a 404."""
+        """The model group serving ``model``; a name with control characters is a 400, a
+        model the gateway does not serve a 404. With ``configured_only``, that is any
+        model but the config's groups, its default model and ``PROVIDER/MODEL`` of the
+        config's own providers."""
+        check_name(model)
+        if self._reachable is not None and not self._configured(model):
+            raise errors.NotFound(
+                f"the model {model!r} does not exist here: the gateway serves the model groups of its config "
+                "and PROVIDER/MODEL of the providers its config names"
+            )
         try:
             return self.client.route(model)
         except errors.LLMError as exc:
             raise errors.NotFound(f"the model {model!r} does not exist here: {exc.message}") from None
+
+    def _configured(self, model: str) -> bool:
+        settings = self.client.settings
+        if model in settings.models or model == "default" or model == settings.default_model:
+            return True
+        provider, sep, rest = model.partition("/")
+        return bool(sep and rest) and self._reachable is not None and provider in self._reachable
 
     def model_names(self) -> list[str]:
         settings = self.client.settings
@@ -206,12 +297,12 @@ class Gateway:
             await _answer(tracked, started, exc.status, body, exc.headers)
         except errors.LLMError as exc:
             failure = facts.error = type(exc).__name__
-            code, body, headers = from_llm_error(exc)
+            code, body, headers = from_llm_error(exc, self.scrub)
             if anthropic:
                 body = anthropic_error(code, body["error"]["message"])
             await _answer(tracked, started, code, body, headers)
         except (ClientGone, OSError):
-            failure, status = "ClientGone", 499  # the client left; nothing to answer
+            facts.disconnected = True  # the client left; nothing to answer
         except Exception:
             failure = "InternalError"
             log.exception("unexpected error serving %s %s", scope["method"], scope["path"])
@@ -219,6 +310,10 @@ class Gateway:
             body = anthropic_error(500, message) if anthropic else openai_error(500, message)
             await _answer(tracked, started, 500, body, {})
         finally:
+            if facts.disconnected:
+                failure, status = facts.error or "client_disconnected", 499
+            if "llmrelay.ledger" in scope:  # not recorded as its answer ended: the client left, or no answer went
+                await self._record(scope, rid, status, time.perf_counter() - begun, failure)
             path = scope["path"]
             route = path if (scope["method"], path) in self._routes else "other"
             elapsed = time.perf_counter() - begun
@@ -245,10 +340,10 @@ class Gateway:
     async def _dispatch_item(self, scope: Scope, receive: Receive, send: Send, method: str, path: str) -> bool:
         """Routes with an id in the path; False when none matches."""
         parts = path.split("/")[1:]
-        if len(parts) == 3 and parts[2] and parts[:2] == ["v1", "models"]:
+        if path.startswith("/v1/models/") and len(path) > len("/v1/models/"):  # ids may hold a "/": PROVIDER/MODEL
             if method != "GET":
                 raise HTTPError(405, f"{method} is not allowed on {path}")
-            await get_model(self, scope, receive, send, parts[2])
+            await get_model(self, scope, receive, send, path[len("/v1/models/") :])
         elif len(parts) == 3 and parts[2] and parts[:2] == ["v1", "conversations"]:
             await conversation_item(self, scope, receive, send, parts[2])
         elif len(parts) == 3 and parts[2] and parts[:2] == ["admin", "tenants"]:
@@ -278,28 +373,42 @@ class Gateway:
         )  # fmt: skip
         try:
             await self.ledger.record(record)
-        except Exception:
-            log.exception("the usage record of request %s could not be queued", rid)
+        except Exception:  # the ledger has logged it (by id); the answer still goes
+            pass
 
     async def ready(self) -> dict[str, Any]:
-        """What ``/health/ready`` reports: the store, the state and the deployments."""
+        """What ``/health/ready`` reports: the store, the state, the ledger and the deployments."""
         checks: dict[str, Any] = {}
         if self.store is not None:
             try:
                 await asyncio.wait_for(asyncio.to_thread(self.store.ping), 5)
                 checks["store"] = "ok"
             except Exception as exc:
-                checks["store"] = f"unavailable: {type(exc).__name__}"
+                checks["store"] = f"unavailable: {_reason(exc)}"
         try:
             await asyncio.wait_for(self.client.router.state.get("ready-probe"), 5)
             checks["state"] = "ok"
         except Exception as exc:
-            checks["state"] = f"unavailable: {type(exc).__name__}"
-        report = await self.client.health()
-        serving = [h for h in report if h.status not in ("unhealthy", "disabled")]
-        checks["deployments"], checks["serving"] = len(report), len(serving)
-        ok = all(v == "ok" for k, v in checks.items() if k in ("store", "state")) and (not report or bool(serving))
+            checks["state"] = f"unavailable: {_reason(exc)}"
+        if self.ledger is not None:
+            checks["ledger"] = "ok" if self.ledger.accepting else "unavailable: the spool is full"
+        if checks["state"] == "ok":
+            report = await self.health()
+            serving = [h for h in report if h.status not in ("unhealthy", "disabled")]
+            checks["deployments"], checks["serving"] = len(report), len(serving)
+            healthy = not report or bool(serving)
+        else:
+            healthy = False  # breakers and health live in the state backend: unknown
+        ok = all(v == "ok" for k, v in checks.items() if k in ("store", "state", "ledger")) and healthy
         return {"status": "ready" if ok else "unavailable", **checks}
+
+    async def health(self) -> list[Any]:
+        """The health of the configured model groups' deployments (not of the one-off
+        ``PROVIDER/MODEL`` groups clients' requests made)."""
+        configured = [name for name in self.client.settings.models if name in self.client.router.groups]
+        if not configured:
+            return await self.client.health()
+        return [h for name in configured for h in await self.client.health(name)]
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -324,6 +433,13 @@ class Gateway:
         await self.client.aclose()
         if self.store is not None:
             self.store.close()
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a backend failed, for ``/health/ready``: the class, and an ``LLMError``'s message."""
+    if isinstance(exc, errors.LLMError):
+        return f"{type(exc).__name__}: {exc.message}"
+    return type(exc).__name__
 
 
 def _access_fields(
@@ -352,7 +468,11 @@ async def _answer(send: Send, started: bool, status: int, body: dict[str, Any], 
 
 
 async def _metrics(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    body = gw.metrics.render(await gw.client.health())
+    try:
+        health = await gw.health()
+    except errors.StateUnavailable:
+        health = []  # the state backend is down: every other figure is still worth scraping
+    body = gw.metrics.render(health)
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", CONTENT_TYPE.encode())]})
     await send({"type": "http.response.body", "body": body})
 
@@ -394,10 +514,15 @@ def create_app() -> Gateway:
         raise errors.ConfigError(f"LLMRELAY_LOG_LEVEL is {level!r}; use DEBUG, INFO, WARNING, ERROR or CRITICAL")
     configure(level)
     client = AsyncClient(os.environ.get("LLMRELAY_CONFIG") or None)
+    key, opened = master_key(client), open_access(client)
+    check_access(key, opened)  # before anything is opened
     sink = JsonLines() if level in ("DEBUG", "INFO") else None
-    from ..store import default_store_url
+    from ..store import default_spool_dir, default_store_url
 
-    store = Store.open(default_store_url(client.settings))
+    settings = client.settings
+    store_url = default_store_url(settings)
+    store = Store.open(store_url)
+    spool = Spool(default_spool_dir(settings, store_url))
     queue: RecordQueue | None = None
     state = client.router.state
     if client.settings.state_url:
@@ -408,20 +533,59 @@ def create_app() -> Gateway:
         queue = RedisQueue(state.redis, state.prefix)
     return Gateway(
         client,
-        master_key=master_key(client),
+        master_key=key,
         store=store,
         ledger_queue=queue,
         access_log=sink,
         gc_threshold=gc_tuning.threshold_from_env(),
+        open_access=opened,
+        spool=spool,
+        server_limits=server_limits(client),
+        max_body=max_body(client),
     )
+
+
+def server_limits(client: AsyncClient) -> ServerLimits:
+    """The config's ``server:`` section (its defaults without a config file)."""
+    file = client.settings.file
+    if file is None:
+        return ServerLimits()
+    s = file.server
+    return ServerLimits(
+        header_timeout_s=s.header_timeout_s, body_timeout_s=s.body_timeout_s, max_connections=s.max_connections
+    )
+
+
+def max_body(client: AsyncClient) -> int:
+    file = client.settings.file
+    return MAX_BODY if file is None else int(file.server.max_body_mb * 1024 * 1024)
+
+
+def check_access(master_key: str | None, open_access: bool) -> None:
+    """A ``ConfigError`` unless there is a master key or open access was asked for on purpose."""
+    if master_key is None and not open_access:
+        raise errors.ConfigError(
+            "the gateway has no master key: set auth.master_key (or LLMRELAY_MASTER_KEY), or allow open "
+            "access on purpose (auth: {open: true}, or llmrelay serve --insecure-open) for local use only"
+        )
 
 
 def master_key(client: AsyncClient) -> str | None:
     file = client.settings.file
-    configured = file.auth.get("master_key") if file is not None else None
-    if configured is not None and not isinstance(configured, str):
-        raise errors.ConfigError("auth.master_key must be a string")
-    return configured or os.environ.get("LLMRELAY_MASTER_KEY") or None
+    configured = file.auth.master_key if file is not None else None
+    if configured is not None:
+        return configured.get_secret_value() or None
+    return os.environ.get("LLMRELAY_MASTER_KEY") or None
 
 
-__all__ = ["Gateway", "create_app", "master_key"]
+INSECURE_OPEN_ENV = "LLMRELAY_INSECURE_OPEN"
+"""Set to ``1`` by ``llmrelay serve --insecure-open`` for its workers."""
+
+
+def open_access(client: AsyncClient) -> bool:
+    """Whether open mode was asked for on purpose: ``auth: {open: true}`` or ``--insecure-open``."""
+    file = client.settings.file
+    return (file is not None and file.auth.open) or os.environ.get(INSECURE_OPEN_ENV) == "1"
+
+
+__all__ = ["INSECURE_OPEN_ENV", "Gateway", "check_access", "create_app", "master_key", "open_access"]

@@ -6,11 +6,18 @@ is what matters most: a request's own fault is a 4xx naming the field, a
 provider failure is a 5xx, and nothing ever answers with a traceback. A provider
 refusing the gateway's own credentials is the gateway's problem, not the
 caller's: it is a 502, never a 401 the caller could not fix.
+
+Messages sent to clients never name the upstream's address: ``Scrubber`` replaces
+the configured providers' hosts, URLs, IP addresses and ``host:port`` pairs
+with ``<upstream>`` (the gateway's log keeps the full message).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from .. import errors
 from ..providers.openai_inbound import error_body as openai_error
@@ -27,10 +34,52 @@ def status_of(exc: errors.LLMError) -> int:
     return status
 
 
-def from_llm_error(exc: errors.LLMError) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """``(status, OpenAI body, headers)`` for an ``LLMError``."""
+_ADDRESSES = re.compile(
+    r"\(\s*'[^']*'\s*,\s*\d{1,5}\s*(?:,[^)]*)?\)"  # ('host', port) as Python's socket errors write it
+    r"|[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+"  # URLs
+    r"|\[[0-9a-fA-F:.]+\](?::\d{1,5})?"  # [IPv6]:port
+    r"|\b\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?\b"  # IPv4:port
+    r"|\b(?:localhost|[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)+):\d{1,5}\b"  # host:port
+)
+HIDDEN = "<upstream>"
+
+
+class Scrubber:
+    """Removes upstream addresses from a message: ``hosts`` (the configured base URLs'
+    host names) wherever they appear, and anything shaped like an address."""
+
+    def __init__(self, hosts: Iterable[str] = ()) -> None:
+        names = {h for h in hosts if h and len(h) > 2}
+        self._hosts = sorted(names, key=len, reverse=True)
+
+    @classmethod
+    def for_urls(cls, urls: Iterable[str | None]) -> Scrubber:
+        hosts: set[str] = set()
+        for url in urls:
+            if url:
+                parts = urlsplit(url if "://" in url else f"http://{url}")
+                hosts.update(h for h in (parts.netloc.rpartition("@")[2], parts.hostname or "") if h)
+        return cls(hosts)
+
+    def __call__(self, text: str) -> str:
+        for host in self._hosts:
+            if host in text:
+                text = text.replace(host, HIDDEN)
+        return _ADDRESSES.sub(HIDDEN, text)
+
+    def error(self, exc: errors.LLMError) -> errors.LLMError:
+        """``exc`` with its message scrubbed (changed in place, and returned)."""
+        clean = self(exc.message)
+        if clean != exc.message:
+            exc.message = clean
+            exc.args = (clean,)
+        return exc
+
+
+def from_llm_error(exc: errors.LLMError, scrub: Scrubber | None = None) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """``(status, OpenAI body, headers)`` for an ``LLMError`` (its message ``scrub``bed)."""
     status = status_of(exc)
-    message = str(exc)
+    message = str(exc) if scrub is None else scrub(str(exc))
     if status == 502 and exc.status_code in (401, 403):
         message = f"the upstream provider refused the gateway's credentials: {message}"
     headers: dict[str, str] = {}
@@ -40,4 +89,4 @@ def from_llm_error(exc: errors.LLMError) -> tuple[int, dict[str, Any], dict[str,
     return status, openai_error(status, message, code=exc.code), headers
 
 
-__all__ = ["from_llm_error", "openai_error", "status_of"]
+__all__ = ["HIDDEN", "Scrubber", "from_llm_error", "openai_error", "status_of"]

@@ -7,6 +7,13 @@ overhead (request time minus the time spent waiting on upstream attempts). Per
 attempt (a router hook): outcome and latency by deployment. At each scrape:
 each deployment's health (1 healthy or degraded, 0 otherwise).
 
+The ``model`` label is the model group that served the request and
+``deployment`` the deployment; configured ones are always labelled by name, and
+at most ``MAX_OTHER_LABELS`` other names each (``PROVIDER/MODEL`` names clients
+made up); past that they count as ``other``, so no client can grow the metrics
+without bound. Requests that named no model the gateway serves have the model
+``""``.
+
 With several worker processes (``llmrelay serve --workers N`` sets
 ``PROMETHEUS_MULTIPROC_DIR``), every worker writes its figures to files in that
 directory and a scrape, whichever worker answers it, adds up all of them
@@ -19,6 +26,7 @@ import asyncio
 import os
 from bisect import bisect_left
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +40,28 @@ _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 
 FOLD_S = 0.5
 """How often noted requests reach the metrics (and, with several workers, the shared files)."""
 _OVERHEAD = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
+MAX_OTHER_LABELS = 100
+OTHER = "other"
+
+
+class Labels:
+    """Label values from clients' words, bounded: the ``known`` names, then the first
+    ``limit`` others, then ``other``."""
+
+    __slots__ = ("_known", "_limit", "_seen")
+
+    def __init__(self, known: Iterable[str] = (), limit: int = MAX_OTHER_LABELS) -> None:
+        self._known = set(known)
+        self._limit = limit
+        self._seen: set[str] = set()
+
+    def __call__(self, name: str) -> str:
+        if name in self._known or name in self._seen or not name:
+            return name
+        if len(self._seen) >= self._limit:
+            return OTHER
+        self._seen.add(name)
+        return name
 
 
 @dataclass(slots=True)
@@ -39,6 +69,9 @@ class RequestFacts:
     """What a handler learned about its request, for the metrics."""
 
     model: str = ""
+    """The model the request asked for (the ledger's ``model``)."""
+    group: str = ""
+    """The model group that served it (the metrics' ``model`` label)."""
     deployment: str = ""
     usage: Usage | None = None
     cost_usd: float | None = None
@@ -48,6 +81,8 @@ class RequestFacts:
     """The error class that ended the request (an in-stream one included)."""
     cache: str | None = None
     """``hit``, ``semantic_hit``, ``coalesced`` or ``miss`` when the response cache was asked."""
+    disconnected: bool = False
+    """The client left before the answer was complete."""
 
     def answered(self, usage: Usage, cost_usd: float | None, route: Route | None) -> None:
         """What an answer tells: its usage, its cost and the deployment that gave it."""
@@ -57,7 +92,10 @@ class RequestFacts:
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, groups: Iterable[str] = (), deployments: Iterable[str] = ()) -> None:
+        """``groups`` and ``deployments``: the configured ones, always labelled by name."""
+        self.group_label = Labels(groups)
+        self.deployment_label = Labels(deployments)
         self.registry = registry = CollectorRegistry()
         self.requests = Counter(
             "llmrelay_requests", "Requests answered.", ["route", "model", "status"], registry=registry
@@ -131,7 +169,8 @@ class Metrics:
         counts: dict[tuple[Any, ...], float] = defaultdict(float)
         values: dict[tuple[Any, ...], list[float]] = defaultdict(list)
         for route, status, seconds, facts, error in requests:
-            counts[(self.requests, route, facts.model, str(status))] += 1
+            model = self.group_label(facts.group)
+            counts[(self.requests, route, model, str(status))] += 1
             values[(self.latency, route)].append(seconds)
             if error is not None:
                 counts[(self.errors, error)] += 1
@@ -146,12 +185,13 @@ class Metrics:
                     ("cached", usage.cached_tokens), ("reasoning", usage.reasoning_tokens),
                 ):  # fmt: skip
                     if count:
-                        counts[(self.tokens, facts.model, kind)] += count
+                        counts[(self.tokens, model, kind)] += count
             if facts.cost_usd:
-                counts[(self.cost, facts.model)] += facts.cost_usd
+                counts[(self.cost, model)] += facts.cost_usd
             if facts.cache is not None:
-                counts[(self.cache, facts.model, facts.cache)] += 1
-        for deployment, outcome, latency in attempts:
+                counts[(self.cache, model, facts.cache)] += 1
+        for name, outcome, latency in attempts:
+            deployment = self.deployment_label(name)
             counts[(self.attempts, deployment, outcome)] += 1
             values[(self.attempt_latency, deployment)].append(latency)
         for (metric, *labels), amount in counts.items():
@@ -162,7 +202,9 @@ class Metrics:
     def render(self, health: list[DeploymentHealth]) -> bytes:
         self.fold()
         for h in health:
-            self.healthy.labels(h.group, h.deployment).set(1 if h.status in ("healthy", "degraded") else 0)
+            group, deployment = self.group_label(h.group), self.deployment_label(h.deployment)
+            if OTHER not in (group, deployment):
+                self.healthy.labels(group, deployment).set(1 if h.status in ("healthy", "degraded") else 0)
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             every_worker = CollectorRegistry()
             multiprocess.MultiProcessCollector(every_worker)  # type: ignore[no-untyped-call]

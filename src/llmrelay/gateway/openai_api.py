@@ -17,7 +17,6 @@ import orjson
 
 from .. import errors
 from .._ids import new_id
-from ..cache.options import DEFAULT_OPTIONS
 from ..client import check_request
 from ..providers.openai_inbound import (
     chunk_to_wire,
@@ -27,12 +26,13 @@ from ..providers.openai_inbound import (
     response_to_wire,
     usage_to_wire,
 )
-from ..types import Finish, Route, StreamEvent
-from .caching import announce, created_at, note_answer, options_for
+from ..types import ChatResponse, Finish, Route, StreamEvent
+from .caching import created_at
+from .chat import serve_chat
+from .checks import check_name
 from .conversations import conversation_of, history, remember
-from .http import HTTPError, Receive, Scope, Send, json_body, read_body, send_json
+from .http import HTTPError, Receive, Scope, Send, send_json
 from .metrics import RequestFacts
-from .streaming import relay
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -49,45 +49,41 @@ def route_headers(route: Route | None) -> dict[str, str]:
 
 
 async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    body = json_body(await read_body(scope, receive, gw.max_body))
+    body = await gw.json_request(scope, receive)
     stream = body.get("stream", False)
     if stream is not None and not isinstance(stream, bool):
         raise HTTPError(400, f"'stream' must be true or false, not {stream!r}", param="stream")
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise HTTPError(400, "'stream_options' must be an object", param="stream_options")
+    choices = body.pop("n", None)
+    if choices is not None and choices != 1:
+        raise HTTPError(
+            400, f"'n' must be 1, not {choices!r}: the gateway answers with one choice; send separate requests",
+            param="n",
+        )  # fmt: skip
+    caller = scope["llmrelay.caller"]
     conversation = conversation_of(scope, body)
     asked = body.get("messages")
     if conversation is not None and isinstance(asked, list):
-        body["messages"] = [*await history(gw, scope["llmrelay.caller"], conversation), *asked]
+        body["messages"] = [*await history(gw, caller, conversation), *asked]
     request = request_from_wire(body)
     check_request(request)
-    group = gw.group_for(request.model)
-    facts: RequestFacts = scope["llmrelay.facts"]
-    facts.model = request.model
-    ticket = await gw.admit(scope, group, request, request.model)
-    cache = options_for(scope) if gw.client.cache.applies(group) else DEFAULT_OPTIONS
-    try:
-        if not stream:
-            response = await gw.client.cache.chat(group, request, cache)
-            note_answer(facts, response)
-            facts.upstream_s = response.latency_s
-            payload = response_to_wire(response, created_at(response, time.time()))
-            if conversation is not None:
-                reply = payload["choices"][0]["message"]
-                await remember(gw, scope["llmrelay.caller"], conversation, asked or [], reply)
-            if response.cache is not None:
-                announce(scope, response.cache)
-            await send_json(send, 200, payload, route_headers(response.route))
-            return
-        include_usage = bool((options or {}).get("include_usage"))
-        encoder = ChunkEncoder(request.model, include_usage)
-        events = gw.client.cache.stream(group, request, cache)
+    include_usage = bool((options or {}).get("include_usage"))
+
+    async def to_wire(response: ChatResponse) -> dict[str, Any]:
+        payload = response_to_wire(response, created_at(response, time.time()))
         if conversation is not None:
-            events = _remembering(gw, scope["llmrelay.caller"], conversation, asked or [], events)
-        await relay(events, encoder, receive, send, facts)
-    finally:
-        await gw.settle(ticket, facts)
+            await remember(gw, caller, conversation, asked or [], payload["choices"][0]["message"])
+        return payload
+
+    def wrap(events: AsyncGenerator[StreamEvent, None]) -> AsyncGenerator[StreamEvent, None]:
+        return events if conversation is None else _remembering(gw, caller, conversation, asked or [], events)
+
+    await serve_chat(
+        gw, scope, receive, send, request, stream=bool(stream), to_wire=to_wire, wrap=wrap,
+        encoder=lambda: ChunkEncoder(request.model, include_usage),
+    )  # fmt: skip
 
 
 async def _remembering(
@@ -139,12 +135,12 @@ def _data(payload: dict[str, Any]) -> bytes:
 
 
 async def embeddings(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    body = json_body(await read_body(scope, receive, gw.max_body))
+    body = await gw.json_request(scope, receive)
     request, encoding = embedding_request_from_wire(body)  # a bad field is a 400 naming it
     model = request.model
     group = gw.group_for(model)
     facts: RequestFacts = scope["llmrelay.facts"]
-    facts.model = model
+    facts.model, facts.group = model, group
     ticket = await gw.admit(scope, group, request, model)
     try:
         response = await gw.client.router.embed(group, request)
@@ -163,6 +159,7 @@ async def list_models(gw: Gateway, scope: Scope, receive: Receive, send: Send) -
 
 
 async def get_model(gw: Gateway, scope: Scope, receive: Receive, send: Send, model: str) -> None:
+    check_name(model)
     scope["llmrelay.caller"].check_model(model)
     if model not in gw.model_names():
         gw.group_for(model)  # a PROVIDER/MODEL the gateway can serve exists too; anything else is a 404

@@ -4,7 +4,8 @@ API's format (the encoder decides the bytes).
 The first event is awaited before the status line: a call that fails before its
 first token is an ordinary error answer (right status, the SDK's own exception);
 after it, a failure becomes the format's in-stream error event. A client that
-disconnects cancels the relay, which closes the upstream stream at once.
+disconnects cancels the relay, which closes the upstream stream at once (and
+says so in ``facts.disconnected``, for billing what was given).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from contextlib import aclosing
 from typing import Any, Protocol
 
@@ -49,9 +50,15 @@ async def relay(
     receive: Receive,
     send: Send,
     facts: RequestFacts | None = None,
+    given: list[StreamEvent] | None = None,
+    before_end: Callable[[], Awaitable[None]] | None = None,
+    public: Callable[[errors.LLMError], errors.LLMError] | None = None,
 ) -> None:
     """Send ``events`` as ``encoder`` writes them; ``facts`` learns the time to
-    the first event, the stream's duration, usage and cost."""
+    the first event, the stream's duration, usage and cost; ``given`` collects
+    every event sent; ``before_end`` runs after the last event, before the stream's
+    last bytes (the answer's record must be complete when it ends); ``public``
+    makes an in-stream error fit for the client's eyes."""
     begun = time.perf_counter()
     task = asyncio.current_task()
     assert task is not None
@@ -65,6 +72,8 @@ async def relay(
                 raise errors.ProviderError("the stream ended before any event") from None
             if facts is not None:
                 facts.ttft_s = time.perf_counter() - begun
+            if given is not None:
+                given.append(first)
             await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
             await _write(send, encoder.start() + encoder.feed(first))
             _learn(facts, first)
@@ -75,20 +84,26 @@ async def relay(
                         event = await _next_event(events, gathered, send)
                     except StopAsyncIteration:
                         break
+                    if given is not None:
+                        given.append(event)
                     gathered.append(encoder.feed(event))
                     _learn(facts, event)
             except errors.LLMError as exc:
                 if facts is not None:
                     facts.error = type(exc).__name__
-                gathered.append(encoder.error(exc))
+                gathered.append(encoder.error(exc if public is None else public(exc)))
             await _write(send, b"".join(gathered))
             if facts is not None:
                 facts.upstream_s = time.perf_counter() - begun
+            if before_end is not None:
+                await before_end()
             await send({"type": "http.response.body", "body": encoder.end(), "more_body": False})
     except asyncio.CancelledError:
         if not gone.is_set():
             raise
         task.uncancel()  # the client left: the upstream stream is closed, nothing more to do
+        if facts is not None:
+            facts.disconnected = True
     finally:
         watcher.cancel()
         if facts is not None and not facts.upstream_s:

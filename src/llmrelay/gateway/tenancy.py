@@ -1,6 +1,14 @@
 """Who is calling: the master key (the operator), a virtual key (one tenant), or
 nobody at all in open mode.
 
+Open mode (no master key, allowed on purpose: ``auth: {open: true}`` or
+``llmrelay serve --insecure-open``) makes a request without a key the operator
+only while the store holds no usable virtual key. Once it does, keys are what
+bind requests to their tenant's limits and budgets, so a request without one (or
+with a key that is no virtual key) is a 401: nobody escapes a budget by leaving
+the key out. Administer such a gateway with ``llmrelay keys`` / ``tenants`` on the
+store, or give it a master key.
+
 Virtual keys are looked up by the hash of the secret (the store never holds a
 secret) and remembered for ``cache_s`` seconds, so a busy key costs one database
 read per interval, not per request. A key revoked, rotated or changed through
@@ -42,6 +50,13 @@ class Caller:
     def key_id(self) -> str | None:
         return self.key.id if self.key is not None else None
 
+    @property
+    def has_budget(self) -> bool:
+        """Whether a budget (the key's or its tenant's) applies to this caller's requests."""
+        return (self.key is not None and self.key.budget_usd is not None) or (
+            self.tenant is not None and self.tenant.budget_usd is not None
+        )
+
     def may_use(self, model: str) -> bool:
         """Whether the key's allow-list (if any) has ``model``."""
         key = self.key
@@ -76,6 +91,7 @@ class Authenticator:
         self._master = master_key.encode() if master_key else None
         self._cache_s = cache_s
         self._keys: OrderedDict[str, tuple[float, ApiKey | None, Tenant | None]] = OrderedDict()
+        self._any_key: tuple[float, bool] = (0.0, False)  # open mode: (until, the store holds a usable key)
 
     @property
     def open(self) -> bool:
@@ -86,14 +102,15 @@ class Authenticator:
         secret = presented_key(scope)
         if secret is None:
             if self._master is None:
-                return OPERATOR
+                return await self._open_operator(_MISSING)
             raise HTTPError(401, _MISSING, code="missing_api_key")
         if self._master is not None and hmac.compare_digest(secret.encode(), self._master):
             return OPERATOR
         key, tenant = await self._lookup(secret)
         if key is None:
             if self._master is None and not secret.startswith("sk-relay-"):
-                return OPERATOR  # open mode: SDKs insist on sending some key; only a virtual key means a tenant
+                # open mode: SDKs insist on sending some key; only a virtual key means a tenant
+                return await self._open_operator("invalid API key")
             raise HTTPError(401, "invalid API key", code="invalid_api_key")
         reason = key.usable(time.time())
         if reason is not None:
@@ -115,6 +132,19 @@ class Authenticator:
             self._keys.popitem(last=False)
         return key, tenant
 
+    async def _open_operator(self, why: str) -> Caller:
+        """Open mode's operator, unless virtual keys exist (see the module docstring)."""
+        until, exists = self._any_key
+        now = time.monotonic()
+        if until <= now and self.store is not None:
+            exists = await store_call(self.store.has_keys)
+            self._any_key = (now + self._cache_s, exists)
+        if exists:
+            raise HTTPError(
+                401, f"{why}: this gateway has virtual keys, so every request needs one", code="missing_api_key"
+            )
+        return OPERATOR
+
     def _read(self, digest: str, secret: str) -> tuple[ApiKey | None, Tenant | None]:
         assert self.store is not None
         key = self.store.key_by_secret(secret)
@@ -122,6 +152,7 @@ class Authenticator:
 
     def forget(self, key_id: str | None = None, tenant: str | None = None) -> None:
         """Drop cached keys (of ``key_id``, of ``tenant``, or all) after a change."""
+        self._any_key = (0.0, False)
         for digest, (_, key, _tenant) in list(self._keys.items()):
             if key is None or (key_id is None and tenant is None) or key.id == key_id or key.tenant == tenant:
                 del self._keys[digest]

@@ -35,6 +35,7 @@ from ..types import (
     ToolCall,
     Usage,
 )
+from .extra import merge_extra
 
 API_VERSION = "2023-06-01"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -74,8 +75,15 @@ def default_max_tokens(model: str) -> int:
     return MODERN_MAX_TOKENS if (major, minor) >= (3, 5) else DEFAULT_MAX_TOKENS
 
 
+OWNED_FIELDS = frozenset(("model", "messages", "system", "max_tokens", "stream"))
+"""Messages body fields never taken from ``extra`` (see :mod:`.extra`): the model,
+the prompt, the output limit and the stream flag. ``thinking`` is not one: it
+passes through, and the default ``max_tokens`` leaves room above its budget."""
+
+
 def chat_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
-    """The JSON body of ``POST /v1/messages`` for a canonical request."""
+    """The JSON body of ``POST /v1/messages`` for a canonical request. ``request.extra``
+    adds fields, never replacing one set here nor any of :data:`OWNED_FIELDS`."""
     system = [m.text for m in request.messages if m.role == "system" and m.text]
     fmt = request.response_format
     if fmt is not None and fmt.type != "text" and structured_tool_name(request) is None:
@@ -103,7 +111,7 @@ def chat_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     _add_tools(body, request)
     if stream:
         body["stream"] = True
-    body.update(request.extra)  # seed has no Anthropic equivalent and is left out
+    merge_extra(body, request.extra, OWNED_FIELDS)  # seed has no Anthropic equivalent and is left out
     return body
 
 

@@ -38,6 +38,7 @@ from ..types import (
 
 log = logging.getLogger("llmrelay.provider")
 T = TypeVar("T")
+_MAX_REMEMBERED = 4096
 
 
 @dataclass(slots=True)
@@ -67,6 +68,9 @@ class WireRequest:
     headers: dict[str, str] = field(repr=False)
     payload: dict[str, Any] | None = None
     method: str = "POST"
+    body: bytes | None = field(default=None, repr=False)
+    """``payload`` already encoded (with :func:`encode_json`), when the provider
+    needed the bytes itself (Bedrock signs them); the flow then sends these."""
 
 
 class StreamDecoder(Protocol):
@@ -132,6 +136,8 @@ class Provider(ABC):
         try:
             return self._windows[model]
         except KeyError:
+            if len(self._windows) >= _MAX_REMEMBERED:  # clients may name any model: keep it bounded
+                self._windows.clear()
             window = self._windows[model] = self.model_info(model).context_window
             return window
 
@@ -236,8 +242,25 @@ class HTTPProvider(Provider):
             f"malformed {what}: {type(exc).__name__}: {str(exc)[:200]}", provider=self.name, body=body
         )
 
-    async def _exchange(self, wire: WireRequest) -> Any:
-        body = dumps(wire.payload) if wire.payload is not None else None
+    def prepare(self, build: Callable[[], WireRequest]) -> tuple[WireRequest, bytes | None]:
+        """The wire request ``build`` makes and its encoded body, before anything is
+        sent. A request that cannot be built or encoded (a value of a type JSON has
+        no form for, nesting deeper than the encoder takes) is the caller's
+        ``InvalidRequest``, never a provider failure that would count against it."""
+        try:
+            wire = build()
+            if wire.body is not None or wire.payload is None:
+                return wire, wire.body
+            return wire, encode_json(wire.payload)
+        except errors.LLMError as exc:
+            _with_provider(exc, self.name)
+            raise
+        except _UNENCODABLE as exc:
+            raise errors.InvalidRequest(
+                f"the request cannot be encoded: {type(exc).__name__}: {str(exc)[:200]}", provider=self.name
+            ) from None
+
+    async def _exchange(self, wire: WireRequest, body: bytes | None) -> Any:
         resp = await self.transport.send(
             wire.method, wire.url, headers=wire.headers, body=body, timeouts=self.config.timeouts
         )
@@ -245,10 +268,11 @@ class HTTPProvider(Provider):
             raise self.map_error(resp.status, resp.headers, resp.body)
         return decode_body(resp.body, resp.status, resp.headers, self.name)
 
-    async def _call(self, wire: WireRequest, parse: Callable[[Any], T], what: str) -> T:
-        """Send, decode and parse; every failure is an ``LLMError`` with the key masked."""
+    async def _call(self, build: Callable[[], WireRequest], parse: Callable[[Any], T], what: str) -> T:
+        """Build, send, decode and parse; every failure is an ``LLMError`` with the key masked."""
         try:
-            data = await self._exchange(wire)
+            wire, body = self.prepare(build)
+            data = await self._exchange(wire, body)
             try:
                 return parse(data)
             except _MALFORMED as exc:
@@ -260,8 +284,11 @@ class HTTPProvider(Provider):
         self.check_request(request)
         start = time.perf_counter()
         try:
-            wire = self.chat_request(request, False)
-            response = await self._call(wire, lambda data: _checked(self.parse_chat(data, request)), "chat answer")
+            response = await self._call(
+                lambda: self.chat_request(request, False),
+                lambda data: _checked(self.parse_chat(data, request)),
+                "chat answer",
+            )
         except errors.LLMError as exc:
             if log.isEnabledFor(logging.DEBUG):
                 _log_call(self.name, request.model, "chat", start, type(exc).__name__)
@@ -275,10 +302,9 @@ class HTTPProvider(Provider):
     async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         self.check_request(request)
         start = time.perf_counter()
-        wire = self.chat_request(request, True)
+        wire, body = self.prepare(lambda: self.chat_request(request, True))
         assembler = StreamAssembler(self.name, request.model)
         decoder = self.stream_decoder(request, assembler)
-        body = dumps(wire.payload)
         try:
             async with self.transport.stream(
                 wire.method, wire.url, headers=wire.headers, body=body, timeouts=self.config.timeouts
@@ -329,7 +355,7 @@ class HTTPProvider(Provider):
             raise errors.InvalidRequest("embed needs at least one input text", provider=self.name)
         start = time.perf_counter()
         response = await self._call(
-            self.embed_request(request), lambda data: self.parse_embed(data, request), "embeddings answer"
+            lambda: self.embed_request(request), lambda data: self.parse_embed(data, request), "embeddings answer"
         )
         response.latency_s = time.perf_counter() - start
         if len(response.vectors) != len(request.inputs):
@@ -340,7 +366,7 @@ class HTTPProvider(Provider):
         return response
 
     async def models(self) -> list[ModelInfo]:
-        return await self._call(self.models_request(), self.parse_models, "models list")
+        return await self._call(self.models_request, self.parse_models, "models list")
 
 
 def _checked(response: ChatResponse) -> ChatResponse:
@@ -358,8 +384,21 @@ def _checked(response: ChatResponse) -> ChatResponse:
 _MALFORMED = (KeyError, IndexError, TypeError, AttributeError, ValueError)
 """What a codec raises on a body of the wrong shape (turned into ``ProviderError``)."""
 
+_UNENCODABLE = (TypeError, ValueError, RecursionError)
+"""What building or encoding a request raises on values JSON cannot hold (orjson's
+``JSONEncodeError`` is a ``TypeError``); turned into ``InvalidRequest``."""
+
 
 # ---- shared helpers -------------------------------------------------------------------
+
+
+def encode_json(payload: Any) -> bytes:
+    """A request body as JSON bytes, or ``InvalidRequest`` naming why it cannot be
+    (e.g. "Recursion limit reached": orjson stops at 254 levels of nesting)."""
+    try:
+        return dumps(payload)
+    except _UNENCODABLE as exc:
+        raise errors.InvalidRequest(f"the request cannot be encoded as JSON: {str(exc)[:200]}") from None
 
 
 def finish_response(
@@ -500,6 +539,7 @@ __all__ = [
     "build_error",
     "decode_body",
     "describe_body",
+    "encode_json",
     "error_body",
     "finish_response",
     "join_url",

@@ -36,7 +36,7 @@ from .. import errors
 from .._assemble import StreamAssembler
 from .._eventstream import EventStreamParser, Frame
 from .._http import StreamResponse, Transport
-from .._json import JSONDecodeError, dumps, loads
+from .._json import JSONDecodeError, loads
 from .._secret import Secret, redact
 from ..structured import structured_tool_name
 from ..types import (
@@ -56,6 +56,7 @@ from .base import (
     WireRequest,
     build_error,
     describe_body,
+    encode_json,
     error_body,
     join_url,
     unexpected_body_error,
@@ -188,9 +189,9 @@ class BedrockProvider(HTTPProvider):
             exc.provider = exc.provider or self.name
             raise
         url = self.model_url(request.model, "converse-stream" if stream else "converse")
-        # the base flow sends dumps(payload) again: orjson output is deterministic
-        headers = self._signed("POST", url, {"content-type": "application/json"}, dumps(payload))
-        return WireRequest(url, headers, payload)
+        body = encode_json(payload)  # the bytes signed are the bytes the flow sends
+        headers = self._signed("POST", url, {"content-type": "application/json"}, body)
+        return WireRequest(url, headers, payload, body=body)
 
     def parse_chat(self, data: Any, request: ChatRequest) -> ChatResponse:
         structured = structured_tool_name(request)

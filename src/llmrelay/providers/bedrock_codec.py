@@ -5,7 +5,9 @@ blocks; canonical ``tool`` messages become ``toolResult`` blocks of a user turn
 (consecutive ones folded together); consecutive turns of one role are merged.
 The model id is not in the body (it is in the URL), nor is a stream flag (the
 stream has its own route). ``seed`` has no Converse field and is left out; pass
-model-specific fields with ``extra`` (e.g. ``additionalModelRequestFields``).
+model-specific fields with ``extra`` (e.g. ``additionalModelRequestFields``),
+which adds fields but never replaces one built here nor any of
+:data:`OWNED_FIELDS` (see :mod:`.extra`).
 
 Structured output is asked for like on Anthropic: a forced call of one extra
 tool named after the format, whose input is the answer (given back as JSON
@@ -39,6 +41,7 @@ from ..types import (
     ToolCall,
     Usage,
 )
+from .extra import merge_extra
 
 Block = dict[str, Any]
 
@@ -93,6 +96,12 @@ _CONTEXT_PHRASES = (
 )
 
 
+OWNED_FIELDS = frozenset(("messages", "system", "inferenceConfig"))
+"""Converse fields never taken from ``extra``: the prompt and ``inferenceConfig``,
+every field of which (``maxTokens``, ``temperature``, ``topP``, ``stopSequences``)
+is a typed field of the request."""
+
+
 # --------------------------------------------------------------------------- request
 
 
@@ -113,7 +122,7 @@ def converse_body(request: ChatRequest) -> dict[str, Any]:
     tool_config = _tool_config(request, _has_tool_blocks(messages))
     if tool_config is not None:
         body["toolConfig"] = tool_config
-    body.update(request.extra)
+    merge_extra(body, request.extra, OWNED_FIELDS)
     return body
 
 

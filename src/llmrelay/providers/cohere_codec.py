@@ -33,6 +33,7 @@ from ..types import (
     ToolSpec,
     Usage,
 )
+from .extra import merge_extra
 from .openai_codec import part_to_wire, tool_call_to_wire  # Cohere v2 shares these shapes
 
 DEFAULT_BASE_URL = "https://api.cohere.com"
@@ -40,6 +41,16 @@ DEFAULT_INPUT_TYPE = "search_document"
 """The embed ``input_type`` sent unless ``request.extra`` says otherwise: vectors
 for texts to be stored and searched. Pass ``extra={"input_type": "search_query"}``
 to embed search queries (or ``classification`` / ``clustering``)."""
+DEFAULT_EMBEDDING_TYPES = ("float",)
+"""The embed ``embedding_types`` sent unless ``request.extra`` says otherwise."""
+
+OWNED_FIELDS = frozenset(("model", "messages", "stream", "max_tokens"))
+"""``/v2/chat`` fields never taken from ``extra`` (see :mod:`.extra`): the model,
+the prompt, the stream flag and the output limit."""
+EMBED_OWNED_FIELDS = frozenset(("model", "texts", "inputs", "images", "output_dimension"))
+"""``/v2/embed`` fields never taken from ``extra``: the model, what is embedded
+(``texts``, or the ``inputs`` / ``images`` Cohere also takes: each is billed and
+gives a vector) and the typed dimensions."""
 
 FINISH_REASONS: dict[str, FinishReason] = {
     "COMPLETE": "stop",
@@ -59,7 +70,8 @@ _JSON_FEATURES = frozenset(("json_mode", "json_schema"))
 
 
 def chat_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
-    """The ``/v2/chat`` body; ``request.extra`` is merged last and wins."""
+    """The ``/v2/chat`` body; ``request.extra`` is merged last and adds fields, never
+    replacing one set here nor any of :data:`OWNED_FIELDS`."""
     body: dict[str, Any] = {
         "model": request.model,
         "messages": [message_to_wire(m) for m in request.messages],
@@ -75,7 +87,7 @@ def chat_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         body["tool_choice"] = choice
     if request.response_format is not None and request.response_format.type != "text":
         body["response_format"] = response_format_to_wire(request.response_format)
-    body.update(request.extra)
+    merge_extra(body, request.extra, OWNED_FIELDS)
     return body
 
 
@@ -250,15 +262,15 @@ def parse_chat(data: Any, *, provider: str, model: str) -> ChatResponse:
 
 
 def embed_body(request: EmbeddingRequest) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "model": request.model,
-        "texts": list(request.inputs),
-        "input_type": DEFAULT_INPUT_TYPE,
-        "embedding_types": ["float"],
-    }
+    """The ``/v2/embed`` body. ``request.extra`` adds fields (never one of
+    :data:`EMBED_OWNED_FIELDS`) and may choose ``input_type`` and
+    ``embedding_types``, which are only defaults here."""
+    body: dict[str, Any] = {"model": request.model, "texts": list(request.inputs)}
     if request.dimensions is not None:
         body["output_dimension"] = request.dimensions
-    body.update(request.extra)
+    merge_extra(body, request.extra, EMBED_OWNED_FIELDS)
+    body.setdefault("input_type", DEFAULT_INPUT_TYPE)
+    body.setdefault("embedding_types", list(DEFAULT_EMBEDDING_TYPES))
     return body
 
 

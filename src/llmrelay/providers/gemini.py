@@ -6,13 +6,15 @@ with CRLF framing and no end marker: the chunk carrying ``finishReason`` is
 the last), ``:batchEmbedContents`` and ``GET models``.
 
 Provider-specific settings go in ``ChatRequest.extra`` and are merged into the
-body last (see ``gemini_codec.encode_chat``), e.g.::
+body last, never over what the typed fields set (see ``gemini_codec.encode_chat``
+and :mod:`.extra`), e.g.::
 
     extra={"safetySettings": [...],
            "generationConfig": {"thinkingConfig": {"thinkingBudget": 1024}}}
 
-``EmbeddingRequest.extra`` is merged into every item of ``requests`` (e.g.
-``{"taskType": "RETRIEVAL_QUERY"}``). Embedding usage is Gemini's
+``EmbeddingRequest.extra`` is added to every item of ``requests`` (e.g.
+``{"taskType": "RETRIEVAL_QUERY"}``), never replacing the item's model, text or
+``outputDimensionality``. Embedding usage is Gemini's
 ``usageMetadata.promptTokenCount`` when sent, else zero (older deployments
 send none).
 """
@@ -20,6 +22,7 @@ send none).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
@@ -43,6 +46,7 @@ from ..types import (
     UsageEvent,
 )
 from .base import HTTPProvider, StreamDecoder, WireRequest, build_error, error_body, join_url, unexpected_body_error
+from .extra import merge_extra
 from .gemini_codec import (
     CALL_ID,
     JSON,
@@ -76,6 +80,9 @@ _BY_RPC_STATUS: dict[str, type[errors.LLMError]] = {
     "DEADLINE_EXCEEDED": errors.Timeout,
 }
 _BAD_KEY_REASONS = frozenset(("API_KEY_INVALID", "API_KEY_EXPIRED"))
+EMBED_OWNED_FIELDS = frozenset(("model", "content"))
+"""Fields of a ``batchEmbedContents`` item never taken from ``extra``: the model
+and the text (what is billed, one vector per item)."""
 
 
 class GeminiProvider(HTTPProvider):
@@ -123,13 +130,11 @@ class GeminiProvider(HTTPProvider):
 
     def embed_request(self, request: EmbeddingRequest) -> WireRequest:
         name = model_path(request.model)
-        items: list[JSON] = []
-        for text in request.inputs:
-            item: JSON = {"model": name, "content": {"parts": [{"text": text}]}}
-            if request.dimensions is not None:
-                item["outputDimensionality"] = request.dimensions
-            item.update(request.extra)
-            items.append(item)
+        shared: JSON = {"model": name}
+        if request.dimensions is not None:
+            shared["outputDimensionality"] = request.dimensions
+        merge_extra(shared, request.extra, EMBED_OWNED_FIELDS)  # once, not once per text
+        items = [{**shared, "content": {"parts": [{"text": text}]}} for text in request.inputs]
         url = join_url(self._root(), f"{name}:batchEmbedContents")
         return WireRequest(url, self._headers(), {"requests": items})
 
@@ -174,7 +179,8 @@ class GeminiProvider(HTTPProvider):
         found: list[ModelInfo] = []
         token: str | None = None
         for _ in range(_MAX_MODEL_PAGES):
-            models, token = await self._call(self._models_page(token), self._models_and_token, "models list")
+            page = partial(self._models_page, token)
+            models, token = await self._call(page, self._models_and_token, "models list")
             found.extend(models)
             if not token:
                 break

@@ -40,6 +40,7 @@ from ..types import (
     ToolSpec,
     Usage,
 )
+from .extra import merge_extra
 
 JSON: TypeAlias = dict[str, Any]
 
@@ -84,11 +85,20 @@ def model_path(model: str) -> str:
 # --------------------------------------------------------------------------- canonical -> wire
 
 
+OWNED_FIELDS = frozenset(
+    ("contents", "systemInstruction", "generationConfig.maxOutputTokens", "generationConfig.candidateCount")
+)
+"""generateContent fields never taken from ``extra`` (see :mod:`.extra`): the prompt,
+the output limit and the number of candidates (one is read, all are billed)."""
+
+
 def encode_chat(request: ChatRequest) -> JSON:
-    """The generateContent body. ``request.extra`` is merged in last: a dict
-    value merges one level into the same key (so ``{"generationConfig":
-    {"thinkingConfig": {...}}}`` adds to the built config), a list extends it
-    (``{"tools": [{"googleSearch": {}}]}``), anything else replaces it."""
+    """The generateContent body. ``request.extra`` is merged in last, never
+    replacing what is built here: a dict value merges one level into the dict
+    built under the same key, the built keys winning (so ``{"generationConfig":
+    {"thinkingConfig": {...}}}`` adds to the built config), a list extends the
+    built one (``{"tools": [{"googleSearch": {}}]}``), a new key is added, and
+    anything else (or a field of :data:`OWNED_FIELDS`) is dropped."""
     contents, system = contents_to_wire(request.messages)
     if not contents:
         raise errors.InvalidRequest("Gemini needs at least one user or assistant message")
@@ -102,19 +112,8 @@ def encode_chat(request: ChatRequest) -> JSON:
         body["tools"] = [{"functionDeclarations": [function_declaration(t) for t in request.tools]}]
         if request.tool_choice is not None:
             body["toolConfig"] = {"functionCallingConfig": calling_config(request.tool_choice)}
-    merge_extra(body, request.extra)
+    merge_extra(body, request.extra, OWNED_FIELDS, one_level=True)
     return body
-
-
-def merge_extra(body: JSON, extra: JSON) -> None:
-    for key, value in extra.items():
-        current = body.get(key)
-        if isinstance(value, dict) and isinstance(current, dict):
-            body[key] = {**current, **value}
-        elif isinstance(value, list) and isinstance(current, list):
-            body[key] = current + value
-        else:
-            body[key] = value
 
 
 def contents_to_wire(messages: list[Message]) -> tuple[list[JSON], JSON | None]:

@@ -21,7 +21,12 @@ from .base import (
     join_url,
     unexpected_body_error,
 )
+from .extra import merge_extra
 from .openai_compat import quirks_for
+
+EMBED_OWNED_FIELDS = frozenset(("model", "input", "dimensions", "user"))
+"""Embeddings body fields never taken from ``extra``: the model, the texts (what is
+billed and how many vectors come back) and the typed fields."""
 
 
 class OpenAIProvider(HTTPProvider):
@@ -66,6 +71,7 @@ class OpenAIProvider(HTTPProvider):
         return codec.ChatStreamDecoder(assembler, self.name, expect_usage=self.quirks.stream_usage_option)
 
     def embed_request(self, request: EmbeddingRequest) -> WireRequest:
+        """The embeddings body; ``request.extra`` adds fields (see :mod:`.extra`)."""
         payload: dict[str, Any] = {"model": request.model, "input": request.inputs}
         if self.quirks.embed_base64:
             payload["encoding_format"] = "base64"
@@ -73,7 +79,7 @@ class OpenAIProvider(HTTPProvider):
             payload["dimensions"] = request.dimensions
         if request.user is not None and self.quirks.send_user:
             payload["user"] = request.user
-        payload.update(request.extra)
+        merge_extra(payload, request.extra, EMBED_OWNED_FIELDS)
         return WireRequest(self.url("embeddings", request.model), self.headers, payload)
 
     def parse_embed(self, data: Any, request: EmbeddingRequest) -> EmbeddingResponse:

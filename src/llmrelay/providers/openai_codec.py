@@ -36,6 +36,7 @@ from ..types import (
     Usage,
     UsageEvent,
 )
+from .extra import merge_extra
 from .openai_compat import Quirks
 
 FINISH_REASONS: dict[str, FinishReason] = {
@@ -107,7 +108,21 @@ def response_format_to_wire(fmt: ResponseFormat) -> dict[str, Any]:
     return {"type": fmt.type}
 
 
+OWNED_FIELDS = frozenset(
+    {
+        "model", "messages", "stream", "stream_options", "n", "max_tokens", "max_completion_tokens",
+        "temperature", "top_p", "stop", "seed", "random_seed", "user", "tools", "tool_choice", "response_format",
+    }
+)  # fmt: skip
+"""Chat body fields never taken from ``extra`` (see :mod:`.extra`): what the typed
+fields say, the stream flags (``stream_options.include_usage`` is how usage is
+billed), ``n`` (one choice is returned) and every name of the output limit
+(whichever one a quirks row sends, ``max_tokens`` or ``max_completion_tokens``)."""
+
+
 def request_to_wire(req: ChatRequest, stream: bool, quirks: Quirks) -> dict[str, Any]:
+    """The chat completions body; ``req.extra`` adds fields, never replacing one
+    this sets nor any of :data:`OWNED_FIELDS`."""
     body: dict[str, Any] = {"model": req.model, "messages": [message_to_wire(m) for m in req.messages]}
     if req.temperature is not None:
         body["temperature"] = req.temperature
@@ -131,8 +146,7 @@ def request_to_wire(req: ChatRequest, stream: bool, quirks: Quirks) -> dict[str,
         body["stream"] = True
         if quirks.stream_usage_option:
             body["stream_options"] = {"include_usage": True}
-    if req.extra:
-        body.update(req.extra)
+    merge_extra(body, req.extra, OWNED_FIELDS | {quirks.seed_field, quirks.max_tokens_field})
     return body
 
 

@@ -10,8 +10,9 @@ Notes:
 - requests are sent with ``store: false``: the caller holds the conversation,
   so OpenAI need not keep it (``extra={"store": True}`` to keep it anyway);
 - ``stop`` has no Responses equivalent and is refused; ``seed`` is left out;
-- ``extra`` is merged into the body last, e.g. ``{"reasoning": {"effort": "low",
-  "summary": "auto"}}`` or ``{"include": ["reasoning.encrypted_content"]}``;
+- ``extra`` adds fields to the body, e.g. ``{"reasoning": {"effort": "low",
+  "summary": "auto"}}`` or ``{"include": ["reasoning.encrypted_content"]}``, but
+  never replaces one the codec built nor one it owns (``codec.OWNED_FIELDS``);
 - encrypted reasoning, when asked for, is kept in
   ``ChatResponse.extra["reasoning_encrypted_content"]`` (not sent back).
 """

@@ -15,7 +15,8 @@ runs them. Differences from Chat Completions that shape this module:
 
 Requests go out with ``store: false`` (the library keeps the conversation
 itself, so nothing needs to be kept at OpenAI); ``extra={"store": True}``
-turns storing back on.
+turns storing back on. Other ``extra`` fields are added to the body, never
+replacing one built here nor any of :data:`OWNED_FIELDS` (see :mod:`.extra`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from ..types import (
     Usage,
     UsageEvent,
 )
+from .extra import merge_extra
 from .openai_codec import in_stream_error
 
 INCOMPLETE_REASONS: dict[str, FinishReason] = {
@@ -146,11 +148,24 @@ def _sampling(req: ChatRequest) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
+OWNED_FIELDS = frozenset(
+    {
+        "model", "input", "instructions", "stream", "stream_options", "max_output_tokens", "temperature", "top_p",
+        "user", "previous_response_id", "conversation", "prompt", "background",
+    }
+)  # fmt: skip
+"""``/responses`` fields never taken from ``extra``: the typed sampling fields, the
+stream flags, the output limit, and what would change the prompt behind the
+caller's back (a stored response, conversation or prompt template) or answer
+with no output at all (``background``)."""
+
+
 def request_to_wire(req: ChatRequest, stream: bool) -> dict[str, Any]:
-    """The ``POST /responses`` body. ``seed`` has no Responses equivalent and is left out."""
+    """The ``POST /responses`` body. ``seed`` has no Responses equivalent and is left out;
+    ``store`` is ``False`` unless ``req.extra`` says otherwise."""
     system = [m.text for m in req.messages if m.role == "system"]
     items = [item for m in req.messages if m.role != "system" for item in message_items(m)]
-    body: dict[str, Any] = {"model": req.model, "input": items, "store": False}
+    body: dict[str, Any] = {"model": req.model, "input": items}
     if system:
         body["instructions"] = "\n\n".join(system)
     body.update(_sampling(req))
@@ -162,7 +177,8 @@ def request_to_wire(req: ChatRequest, stream: bool) -> dict[str, Any]:
         body["text"] = {"format": text_format_to_wire(req.response_format)}
     if stream:
         body["stream"] = True
-    body.update(req.extra)
+    merge_extra(body, req.extra, OWNED_FIELDS)
+    body.setdefault("store", False)
     return body
 
 

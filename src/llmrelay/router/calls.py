@@ -24,7 +24,7 @@ from ..types import (
     ToolCallDelta,
 )
 from .groups import Deployment, ModelGroup
-from .records import Operation
+from .records import CallTrace, Operation
 
 if TYPE_CHECKING:
     from ..providers.base import Provider
@@ -66,11 +66,15 @@ class Call:
     """One caller's call across attempts and groups."""
 
     __slots__ = (
-        "attempts", "chain", "deadline", "earliest", "errors", "notes", "op", "requested", "skipped", "start", "tried",
+        "attempts", "chain", "deadline", "earliest", "errors", "notes", "op", "requested", "skipped", "start", "trace",
+        "tried",
     )  # fmt: skip
 
-    def __init__(self, op: Operation, requested: str, deadline: Deadline, chain: list[ModelGroup]) -> None:
+    def __init__(
+        self, op: Operation, requested: str, deadline: Deadline, chain: list[ModelGroup], trace: CallTrace | None = None
+    ) -> None:
         self.op = op
+        self.trace = trace
         self.chain = chain
         self.requested = requested
         self.deadline = deadline

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
+from ..cost import Prices
 from ..resilience import BreakerConfig, RateLimits
 
 if TYPE_CHECKING:
@@ -29,7 +30,11 @@ class Deployment:
     ``id`` names it in health reports, breakers and responses: ``provider/model``,
     with ``#2``, ``#3``... for repeats within a group. ``timeout_s`` bounds one
     attempt here (the time to the first token, for streams); ``None`` takes the
-    routing default.
+    routing default. ``prices`` replace the catalogue's for answers from here
+    (self-hosted models, negotiated rates, models the catalogue lacks);
+    ``max_output_tokens`` is the most an answer from here can hold, where the
+    catalogue does not know it (budgets reserve it for requests without
+    ``max_tokens``).
     """
 
     provider: str
@@ -39,6 +44,8 @@ class Deployment:
     tpm: int | None = None
     timeout_s: float | None = None
     id: str = ""
+    prices: Prices | None = None
+    max_output_tokens: int | None = None
 
     def __post_init__(self) -> None:
         where = f"deployment {self.provider}/{self.model}"
@@ -46,7 +53,7 @@ class Deployment:
             raise errors.ConfigError(f"a deployment needs a provider and a model, got {self.provider!r}/{self.model!r}")
         if not (isinstance(self.weight, int | float) and math.isfinite(self.weight) and self.weight > 0):
             raise errors.ConfigError(f"{where}: weight must be a number > 0, not {self.weight!r}")
-        for name in ("rpm", "tpm", "timeout_s"):
+        for name in ("rpm", "tpm", "timeout_s", "max_output_tokens"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, int | float) and value > 0):
                 raise errors.ConfigError(f"{where}: {name} must be > 0, not {value!r}")
@@ -124,7 +131,7 @@ class ModelGroup:
 
 
 def _with_id(dep: Deployment, new_id: str) -> Deployment:
-    return Deployment(dep.provider, dep.model, dep.weight, dep.rpm, dep.tpm, dep.timeout_s, new_id)
+    return replace(dep, id=new_id)
 
 
 def fallback_chain(name: str, groups: Mapping[str, ModelGroup]) -> list[ModelGroup]:

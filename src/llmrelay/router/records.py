@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from .groups import Deployment
 
 Operation = Literal["chat", "stream", "embed"]
 Outcome = Literal["ok", "error", "cancelled", "interrupted"]
@@ -41,4 +44,19 @@ class AttemptRecord:
 
 Hook = Callable[[AttemptRecord], None]
 
-__all__ = ["AttemptRecord", "Hook", "Operation", "Outcome"]
+
+class CallTrace:
+    """What one caller follows of its own call while it runs: the deployment of
+    the attempt under way (set as each attempt starts), and whether another caller
+    took its answer over (``handed_over``: it left a shared stream that goes on for
+    others, one of whom pays for it). The gateway reads it to bill a stream its
+    client left: the upstream charges what it generated."""
+
+    __slots__ = ("deployment", "handed_over")
+
+    def __init__(self) -> None:
+        self.deployment: Deployment | None = None
+        self.handed_over = False
+
+
+__all__ = ["AttemptRecord", "CallTrace", "Hook", "Operation", "Outcome"]

@@ -64,7 +64,7 @@ from .checks import HealthChecks, describe
 from .embed_batch import EmbedBatcher
 from .groups import Deployment, ModelGroup, RoutingSettings, check_groups, fallback_chain
 from .health import HealthMonitor
-from .records import AttemptRecord, Hook, Operation, Outcome
+from .records import AttemptRecord, CallTrace, Hook, Operation, Outcome
 from .strategies import Candidate, Strategy, make_strategy, strategy_names
 from .watch import StreamWatch
 
@@ -76,6 +76,9 @@ R = TypeVar("R", ChatResponse, EmbeddingResponse)
 Req = TypeVar("Req", ChatRequest, EmbeddingRequest)
 ProviderFor = Callable[[str], "Provider"]
 FitCheck = Callable[["Provider", ChatRequest], None]
+BIG_PROMPT_CHARS = 64_000
+"""Prompts longer than this are checked against the context window in a worker
+thread: counting their tokens would hold the event loop (and every other call)."""
 
 
 class Router(HealthChecks):
@@ -159,16 +162,24 @@ class Router(HealthChecks):
 
     # ---- calls ------------------------------------------------------------------------------
 
-    async def chat(self, group: str, request: ChatRequest) -> ChatResponse:
-        return await self._run("chat", group, request, send_chat)
+    async def chat(self, group: str, request: ChatRequest, trace: CallTrace | None = None) -> ChatResponse:
+        """``trace``, when given, follows the deployment of the attempt under way."""
+        return await self._run("chat", group, request, send_chat, trace)
 
-    async def embed(self, group: str, request: EmbeddingRequest) -> EmbeddingResponse:
-        return await self._run("embed", group, request, send_embed)
+    async def embed(self, group: str, request: EmbeddingRequest, trace: CallTrace | None = None) -> EmbeddingResponse:
+        return await self._run("embed", group, request, send_embed, trace)
 
-    async def _run(self, op: Operation, name: str, request: Req, send: Callable[[Provider, Req], Awaitable[R]]) -> R:
+    async def _run(
+        self,
+        op: Operation,
+        name: str,
+        request: Req,
+        send: Callable[[Provider, Req], Awaitable[R]],
+        trace: CallTrace | None,
+    ) -> R:
         self._ensure_checker()
         chain = self.chain(name)
-        call = Call(op, name, self._deadline(), chain)
+        call = Call(op, name, self._deadline(), chain, trace)
         for group in chain:
             used = 0
             group_send = self._embed_batches.sender(group, send) if op == "embed" else send
@@ -221,15 +232,20 @@ class Router(HealthChecks):
             raise exc from raw
         finally:
             stats.in_flight -= 1
+        if dep.prices is not None:
+            result.cost_usd = dep.prices.cost(result.usage)
         await self._succeeded(group, pick, call, result.usage, time.perf_counter() - start, None, number)
         return result
 
-    async def stream(self, name: str, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+    async def stream(
+        self, name: str, request: ChatRequest, trace: CallTrace | None = None
+    ) -> AsyncGenerator[StreamEvent, None]:
         """Events of one answer. Before the first token a failed attempt is
-        retried elsewhere unseen; after it, a failure raises ``StreamInterrupted``."""
+        retried elsewhere unseen; after it, a failure raises ``StreamInterrupted``.
+        ``trace``, when given, follows the deployment of the attempt under way."""
         self._ensure_checker()
         chain = self.chain(name)
-        call = Call("stream", name, self._deadline(), chain)
+        call = Call("stream", name, self._deadline(), chain, trace)
         for group in chain:
             used = 0
             while used <= self.settings.retries:
@@ -283,6 +299,8 @@ class Router(HealthChecks):
                             if type(event) is Finish:
                                 outcome = "ok"
                                 event.response.route = Route(name, group.name, dep.id, call.attempts)
+                                if dep.prices is not None:
+                                    event.response.cost_usd = dep.prices.cost(event.response.usage)
                                 await self._succeeded(
                                     group, pick, call, event.response.usage, time.perf_counter() - start, ttft, number
                                 )
@@ -392,7 +410,10 @@ class Router(HealthChecks):
             provider = self._provider_for(dep.provider)
             prepared = replace(request, model=dep.model)
             if self._check_fits is not None and isinstance(prepared, ChatRequest):
-                self._check_fits(provider, prepared)
+                if sum(len(m.text) for m in prepared.messages) > BIG_PROMPT_CHARS:
+                    await asyncio.to_thread(self._check_fits, provider, prepared)
+                else:
+                    self._check_fits(provider, prepared)
         except errors.LLMError as exc:  # not configured, or the prompt cannot fit here
             call.skipped.add(dep.id)
             call.note(dep.id, describe(exc))
@@ -412,6 +433,8 @@ class Router(HealthChecks):
                 await self.limiter.release(dep.id, ticket, tokens)
             call.note(dep.id, "circuit breaker half-open: a probe is running")
             return min(await self.breaker.available_in(dep.id), PROBE_RECHECK_S) or PROBE_RECHECK_S
+        if call.trace is not None:
+            call.trace.deployment = dep
         return Pick(dep, provider, prepared, ticket, tokens, not trusted)
 
     def _candidate(self, dep: Deployment, op: Operation) -> Candidate:
@@ -432,6 +455,8 @@ class Router(HealthChecks):
         return found
 
     def _price(self, dep: Deployment) -> float | None:
+        if dep.prices is not None:
+            return (dep.prices.input_per_mtok + dep.prices.output_per_mtok) / 2
         if dep.id not in self._prices:
             from ..cost import chat_cost
 
@@ -460,10 +485,13 @@ class Router(HealthChecks):
         number: int,
     ) -> None:
         dep = pick.deployment
-        await self.breaker.record_success(dep.id)
         self.monitor.observe(dep.id, True, latency_s=latency, ttft_s=ttft)
-        if pick.ticket is not None and pick.tokens:
-            await self.limiter.settle(dep.id, pick.tokens, usage.total_tokens, ticket=pick.ticket)
+        try:
+            await self.breaker.record_success(dep.id)
+            if pick.ticket is not None and pick.tokens:
+                await self.limiter.settle(dep.id, pick.tokens, usage.total_tokens, ticket=pick.ticket)
+        except errors.StateUnavailable as exc:  # the answer came: it goes to the caller all the same
+            log.warning("%s answered but its state could not be updated: %s", dep.id, exc.message)
         if self._hooks or log.isEnabledFor(logging.DEBUG):
             self._emit(AttemptRecord(group.name, dep.id, dep.provider, dep.model, call.op, number, "ok", latency, ttft))
 
@@ -478,17 +506,20 @@ class Router(HealthChecks):
         ttft: float | None = None,
     ) -> None:
         dep = pick.deployment
-        if isinstance(exc, errors.Timeout) and call.deadline.expired():
-            counted = False  # cut short by the call's own budget: says nothing about the deployment
-            await self._release_probe(pick)
-        else:
-            counted = await self.breaker.record_error(dep.id, exc)
-        if counted:
-            self.monitor.observe(dep.id, False, error=type(exc).__name__)
-        if isinstance(exc, errors.RateLimited) and self.settings.cooldowns:
-            await self.cooldown.start(dep.id, exc.retry_after or self.settings.cooldown_s)
-        if pick.ticket is not None and pick.tokens:
-            await self.limiter.settle(dep.id, pick.tokens, 0.0, ticket=pick.ticket)
+        try:
+            if isinstance(exc, errors.Timeout) and call.deadline.expired():
+                counted = False  # cut short by the call's own budget: says nothing about the deployment
+                await self._release_probe(pick)
+            else:
+                counted = await self.breaker.record_error(dep.id, exc)
+            if counted:
+                self.monitor.observe(dep.id, False, error=type(exc).__name__)
+            if isinstance(exc, errors.RateLimited) and self.settings.cooldowns:
+                await self.cooldown.start(dep.id, exc.retry_after or self.settings.cooldown_s)
+            if pick.ticket is not None and pick.tokens:
+                await self.limiter.settle(dep.id, pick.tokens, 0.0, ticket=pick.ticket)
+        except errors.StateUnavailable as down:  # the call's own error is what the caller must see
+            log.warning("the failure of %s could not be recorded: %s", dep.id, down.message)
         call.tried.add(dep.id)
         if isinstance(exc, errors.LLMError):
             call.note(dep.id, describe(exc))
@@ -504,9 +535,12 @@ class Router(HealthChecks):
 
     async def _cancelled(self, group: ModelGroup, pick: Pick, call: Call, latency: float, number: int) -> None:
         dep = pick.deployment
-        await self._release_probe(pick)
-        if pick.ticket is not None and pick.tokens:
-            await self.limiter.settle(dep.id, pick.tokens, 0.0, ticket=pick.ticket)
+        try:
+            await self._release_probe(pick)
+            if pick.ticket is not None and pick.tokens:
+                await self.limiter.settle(dep.id, pick.tokens, 0.0, ticket=pick.ticket)
+        except errors.StateUnavailable as down:
+            log.warning("the cancelled attempt at %s could not be recorded: %s", dep.id, down.message)
         self._emit(AttemptRecord(group.name, dep.id, dep.provider, dep.model, call.op, number, "cancelled", latency))
 
     async def _release_probe(self, pick: Pick) -> None:

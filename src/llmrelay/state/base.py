@@ -9,10 +9,14 @@ command or one Lua script. Logic that needs read-modify-write on a value uses
 
 Key families: a key is used by one family of operations only (values:
 ``get``/``set``/``compare_and_set``; counters: ``incr``/``counter``/``reserve``/
-``settle``; windows: ``window_*``). Mixing families on one key is an error.
-``delete`` works on every family. TTLs are seconds on the backend's clock;
-``now`` arguments of window operations are seconds on the caller's clock, which
-must be the same across processes sharing a backend (wall-clock time).
+``settle``/``seed``/``seeded``; windows: ``window_*``; concurrency slots:
+``slot_*``/``slots_held``). Mixing families on one key is an error.
+``delete`` works on every family. Seeding a counter ``K`` also keeps a marker,
+the value key ``K:seeded`` (so ``delete(K)`` leaves it; delete both to seed
+again). TTLs, including slot leases, are seconds on the backend's clock (the
+Redis server's for Redis, so processes with skewed clocks agree); ``now``
+arguments of window operations are seconds on the caller's clock, which must be
+the same across processes sharing a backend (wall-clock time).
 """
 
 from __future__ import annotations
@@ -87,6 +91,19 @@ class StateBackend(Protocol):
         never going below 0; the TTL is kept. Returns the new total."""
         ...
 
+    async def seed(self, key: str, amount: float, ttl_s: float | None = None) -> bool:
+        """Atomically, once: if the counter was never seeded (no ``key:seeded``
+        marker), add ``amount`` to it (as ``incr`` does, ``ttl_s`` applying when it
+        is created), mark it seeded with ``ttl_s`` and return True; otherwise change
+        nothing and return False. Marker and amount are one step, so no caller ever
+        sees the one without the other: of concurrent seeders exactly one wins (for
+        starting a period's spend from the database's sum once across processes)."""
+        ...
+
+    async def seeded(self, key: str) -> bool:
+        """Whether the counter ``key`` has been seeded (its marker is live)."""
+        ...
+
     async def window_acquire(
         self,
         key: str,
@@ -117,6 +134,27 @@ class StateBackend(Protocol):
         positive deltas are recorded as a new entry at ``now`` and negative ones
         are taken from the newest entries. A key with no live window is left alone.
         """
+        ...
+
+    async def slot_acquire(self, key: str, slot: str, limit: int, ttl_s: float) -> bool:
+        """Concurrency slots: at most ``limit`` holders of ``key`` at once (requests in flight).
+
+        Atomically: drop the slots of ``key`` whose lease has ended; if fewer than
+        ``limit`` others remain, hold ``slot`` with a lease of ``ttl_s`` seconds and
+        return True; otherwise change nothing and return False. Exact: concurrent
+        callers never hold more than ``limit``. Acquiring a slot already held renews
+        its lease (``ttl_s`` must be positive). The lease frees the slots of a
+        holder that died without releasing; a live holder of a long task renews
+        before it ends.
+        """
+        ...
+
+    async def slot_release(self, key: str, slot: str) -> None:
+        """Free ``slot`` of ``key``; absent (released or expired) is fine."""
+        ...
+
+    async def slots_held(self, key: str) -> int:
+        """How many slots of ``key`` have a live lease."""
         ...
 
     async def aclose(self) -> None:

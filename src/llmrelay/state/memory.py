@@ -5,7 +5,9 @@ Every operation runs under one ``threading.Lock`` that is never held across an
 thread of the process, and none can block the loop for more than its own few
 microseconds. Expired keys are dropped lazily when touched, and a full sweep
 runs once every ``max(sweep_every, number of keys with a TTL)`` operations
-(amortised O(1) per operation), so memory stays bounded by the live keys.
+(amortised O(1) per operation), so memory stays bounded by the live keys. A
+key's concurrency slots expire with its longest lease, so the slots of holders
+that never released are swept like any other expired key.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import TypeVar
 from .base import WindowResult
 
 Clock = Callable[[], float]
-_T = TypeVar("_T", str, float, "_Window")
+_T = TypeVar("_T", str, float, "_Window", "_Slots")
 
 
 @dataclass(slots=True)
@@ -96,7 +98,22 @@ class _Window:
         return applied
 
 
-_FAMILY: dict[type, str] = {str: "value", float: "counter", _Window: "window"}
+class _Slots:
+    """Concurrency slots: slot id -> end of its lease (on the backend's clock)."""
+
+    __slots__ = ("leases",)
+
+    def __init__(self) -> None:
+        self.leases: dict[str, float] = {}
+
+    def purge(self, now: float) -> None:
+        self.leases = {slot: end for slot, end in self.leases.items() if end > now}
+
+    def live(self, now: float) -> int:
+        return sum(end > now for end in self.leases.values())
+
+
+_FAMILY: dict[type, str] = {str: "value", float: "counter", _Window: "window", _Slots: "slots"}
 
 
 class MemoryState:
@@ -106,7 +123,7 @@ class MemoryState:
         self._clock = clock
         self._sweep_every = max(sweep_every, 1)
         self._lock = threading.Lock()
-        self._data: dict[str, str | float | _Window] = {}
+        self._data: dict[str, str | float | _Window | _Slots] = {}
         self._expires: dict[str, float] = {}
         self._ops = 0
         self._ids = itertools.count(1)
@@ -140,7 +157,7 @@ class MemoryState:
         self._data.pop(key, None)
         self._expires.pop(key, None)
 
-    def _live(self, key: str, now: float) -> str | float | _Window | None:
+    def _live(self, key: str, now: float) -> str | float | _Window | _Slots | None:
         at = self._expires.get(key)
         if at is not None and at <= now:
             self._drop(key)
@@ -158,6 +175,23 @@ class MemoryState:
             self._expires.pop(key, None)
         else:
             self._expires[key] = now + ttl_s
+
+    def _add(self, key: str, amount: float, ttl_s: float | None, now: float) -> float:
+        """Add ``amount`` to a counter (absent = 0); ``ttl_s`` applies when it is created."""
+        current = self._get(key, now, float)
+        total = (current or 0.0) + amount
+        self._data[key] = total
+        if current is None:
+            self._ttl(key, ttl_s, now)
+        return total
+
+    def _keep_slots(self, key: str, slots: _Slots) -> None:
+        """Store ``slots`` to expire with their longest lease, or drop the key when none is left."""
+        if slots.leases:
+            self._data[key] = slots
+            self._expires[key] = max(slots.leases.values())
+        else:
+            self._drop(key)
 
     # -- values -------------------------------------------------------------------------------
 
@@ -195,13 +229,7 @@ class MemoryState:
 
     async def incr(self, key: str, amount: float = 1.0, ttl_s: float | None = None) -> float:
         with self._lock:
-            now = self._begin()
-            current = self._get(key, now, float)
-            total = (current or 0.0) + amount
-            self._data[key] = total
-            if current is None:
-                self._ttl(key, ttl_s, now)
-            return total
+            return self._add(key, amount, ttl_s, self._begin())
 
     async def counter(self, key: str) -> float:
         with self._lock:
@@ -230,6 +258,21 @@ class MemoryState:
             total = max(current + actual - reserved, 0.0)
             self._data[key] = total
             return total
+
+    async def seed(self, key: str, amount: float, ttl_s: float | None = None) -> bool:
+        marker = key + ":seeded"
+        with self._lock:
+            now = self._begin()
+            if self._get(marker, now, str) is not None:
+                return False
+            self._add(key, amount, ttl_s, now)
+            self._data[marker] = "1"
+            self._ttl(marker, ttl_s, now)
+            return True
+
+    async def seeded(self, key: str) -> bool:
+        with self._lock:
+            return self._get(key + ":seeded", self._begin(), str) is not None
 
     # -- sliding windows ----------------------------------------------------------------------
 
@@ -285,6 +328,36 @@ class MemoryState:
                 window.add(now, extra, str(next(self._ids)))
                 self._data[key] = window
                 self._ttl(key, window.window_s, self._clock())
+
+    # -- concurrency slots --------------------------------------------------------------------
+
+    async def slot_acquire(self, key: str, slot: str, limit: int, ttl_s: float) -> bool:
+        if ttl_s <= 0:
+            raise ValueError("a slot's lease must be positive")
+        with self._lock:
+            now = self._begin()
+            slots = self._get(key, now, _Slots) or _Slots()
+            slots.purge(now)
+            granted = len(slots.leases) - (slot in slots.leases) < limit
+            if granted:
+                slots.leases[slot] = now + ttl_s
+            self._keep_slots(key, slots)
+            return granted
+
+    async def slot_release(self, key: str, slot: str) -> None:
+        with self._lock:
+            now = self._begin()
+            slots = self._get(key, now, _Slots)
+            if slots is not None:
+                slots.leases.pop(slot, None)
+                slots.purge(now)
+                self._keep_slots(key, slots)
+
+    async def slots_held(self, key: str) -> int:
+        with self._lock:
+            now = self._begin()
+            slots = self._get(key, now, _Slots)
+            return 0 if slots is None else slots.live(now)
 
     async def aclose(self) -> None:
         return None

@@ -9,9 +9,20 @@ a window's two keys share a hash tag, so they stay together on a cluster.
 Layout for a logical key ``K``: values and counters are the string ``{prefix}K``;
 a sliding window is a sorted set ``{prefix}{K}:w`` (entry id -> timestamp) and a
 hash ``{prefix}{K}:h`` (``e:<id>`` -> the entry's costs, ``t:<d>`` -> running
-total of dimension ``d``, ``win`` -> window length, ``seq`` -> last id). Lua
-turns non-integer numbers into integers on the way out, so scripts return
-numbers as strings.
+total of dimension ``d``, ``win`` -> window length, ``seq`` -> last id). A
+seeded counter's marker is the string ``{prefix}K:seeded``. Concurrency slots
+are a sorted set ``{prefix}K`` (slot id -> end of its lease in milliseconds on
+the Redis server's clock, read with ``TIME`` inside the script, so processes
+with skewed clocks agree), expiring with its longest lease. Lua turns
+non-integer numbers into integers on the way out, so scripts return numbers as
+strings.
+
+An outage fails fast and says so: connecting, and every answer, is bounded by
+``timeout_s``, and failing to reach Redis or to hear back in time raises
+``StateUnavailable`` naming the server (never the URL's password); other Redis
+errors (a script error, ``WRONGTYPE``) are bugs and pass through. A broken
+connection is dropped, and the pool checks the ones it hands out, so the same
+``RedisState`` works again as soon as Redis answers.
 
 Unlike ``MemoryState``, values and counters share a type in Redis, so using a
 key in both families is not detected. Uses ``redis`` (redis-py) ``asyncio``;
@@ -20,10 +31,12 @@ one ``RedisState`` per event loop, like ``AsyncClient``.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
+from .. import errors
 from .base import WindowResult
 
 if TYPE_CHECKING:
@@ -61,6 +74,47 @@ redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
 if not cur and ARGV[3] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 return 1
 """
+
+_SEED = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local existed = redis.call('EXISTS', KEYS[1])
+redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
+if ARGV[2] ~= '' then
+  if existed == 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+else
+  redis.call('SET', KEYS[2], '1')
+end
+return 1
+"""
+
+# Concurrency slots: KEYS[1] = sorted set of slot id -> lease end (ms, server clock).
+_SERVER_MS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+_SLOT_ACQUIRE = (
+    _SERVER_MS
+    + """
+local slot, limit, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local others = redis.call('ZCARD', KEYS[1])
+if redis.call('ZSCORE', KEYS[1], slot) then others = others - 1 end
+if others >= limit then return 0 end
+redis.call('ZADD', KEYS[1], now + lease, slot)
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIRE', KEYS[1], tonumber(last[2]) - now)
+return 1
+"""
+)
+
+_SLOTS_HELD = (
+    _SERVER_MS
+    + """
+return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
+"""
+)
 
 _SETTLE = """
 local cur = redis.call('GET', KEYS[1])
@@ -212,6 +266,33 @@ return 1
 )
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _guarded(
+    op: Callable[Concatenate[RedisState, _P], Coroutine[Any, Any, _R]],
+) -> Callable[Concatenate[RedisState, _P], Coroutine[Any, Any, _R]]:
+    """Make ``op`` raise ``StateUnavailable`` when Redis cannot be reached or does not answer in time."""
+
+    @functools.wraps(op)
+    async def guarded(self: RedisState, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return await op(self, *args, **kwargs)
+        except self._outages as exc:
+            raise self._unavailable(op.__name__, exc) from exc
+
+    return guarded
+
+
+def _where(client: Redis) -> str:
+    """The server a client talks to (``host:port`` or socket path), without credentials."""
+    kwargs: dict[str, Any] = client.connection_pool.connection_kwargs
+    if kwargs.get("path"):
+        return str(kwargs["path"])
+    return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+
+
 def _ms(ttl_s: float | None) -> str:
     return "" if ttl_s is None else str(max(math.ceil(ttl_s * 1000), 1))
 
@@ -229,56 +310,84 @@ class RedisState:
         *,
         prefix: str = "llmrelay:",
         max_connections: int = 64,
+        timeout_s: float = 2.0,
         client: Redis | None = None,
     ) -> None:
-        """``max_connections`` bounds the pool; callers beyond it wait for a free
-        connection (up to 10 s) instead of failing."""
+        """``timeout_s`` bounds connecting and each answer. ``max_connections``
+        bounds the pool; callers beyond it wait for a free connection (up to
+        ``timeout_s``, but at least 1 s and at most 5 s) instead of failing at
+        once. A ``client`` given is used as it is (its own timeouts)."""
         try:
+            from redis import exceptions as redis_errors
             from redis.asyncio import BlockingConnectionPool, Redis
         except ImportError:  # pragma: no cover - depends on the install
-            from .. import errors
-
             raise errors.ConfigError(
                 "the redis state backend needs the redis package: pip install 'llmrelay[redis]'"
             ) from None
         if client is None:
             pool = BlockingConnectionPool.from_url(
-                url, max_connections=max_connections, timeout=10, decode_responses=True
+                url,
+                max_connections=max_connections,
+                timeout=min(max(timeout_s, 1.0), 5.0),
+                socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+                decode_responses=True,
             )
             client = Redis(connection_pool=pool)
         self._redis: Redis = client
         self._prefix = prefix
+        self._where = _where(client)
+        # asyncio.TimeoutError is the builtin TimeoutError (an OSError) since Python 3.11
+        self._timeouts: tuple[type[BaseException], ...] = (redis_errors.TimeoutError, TimeoutError)
+        self._outages = (*self._timeouts, redis_errors.ConnectionError, OSError)
         self._cas = self._redis.register_script(_CAS)
         self._incr = self._redis.register_script(_INCR)
         self._reserve = self._redis.register_script(_RESERVE)
         self._settle = self._redis.register_script(_SETTLE)
+        self._seed = self._redis.register_script(_SEED)
+        self._slot_acquire = self._redis.register_script(_SLOT_ACQUIRE)
+        self._slots_held = self._redis.register_script(_SLOTS_HELD)
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._adjust = self._redis.register_script(_ADJUST)
 
     def _key(self, key: str) -> str:
         return self._prefix + key
 
+    def _unavailable(self, op: str, exc: BaseException) -> errors.StateUnavailable:
+        """The error for an outage met by ``op``: which server, and whether it was silent or unreachable."""
+        where = f"the state backend (Redis at {self._where})"
+        if isinstance(exc, self._timeouts):
+            timeout = self._redis.connection_pool.connection_kwargs.get("socket_timeout")
+            within = "in time" if timeout is None else f"within {timeout:g}s"
+            return errors.StateUnavailable(f"{where} did not answer {within} ({op})")
+        return errors.StateUnavailable(f"{where} could not be reached ({op}): {exc or type(exc).__name__}")
+
     def _window_keys(self, key: str) -> list[str]:
         tagged = f"{self._prefix}{{{key}}}"
         return [tagged + ":w", tagged + ":h"]
 
+    @_guarded
     async def ping(self) -> bool:
         """Whether the server answers (for readiness checks)."""
         return bool(await self._redis.ping())
 
     # -- values -------------------------------------------------------------------------------
 
+    @_guarded
     async def get(self, key: str) -> str | None:
         value: Any = await self._redis.get(self._key(key))
         return None if value is None else str(value)
 
+    @_guarded
     async def set(self, key: str, value: str, ttl_s: float | None = None) -> None:
         ms = _ms(ttl_s)
         await self._redis.set(self._key(key), value, px=int(ms) if ms else None)
 
+    @_guarded
     async def delete(self, key: str) -> None:
         await self._redis.delete(self._key(key), *self._window_keys(key))
 
+    @_guarded
     async def compare_and_set(
         self, key: str, expected: str | None, value: str | None, ttl_s: float | None = None
     ) -> bool:
@@ -287,23 +396,37 @@ class RedisState:
 
     # -- counters -----------------------------------------------------------------------------
 
+    @_guarded
     async def incr(self, key: str, amount: float = 1.0, ttl_s: float | None = None) -> float:
         return float(await self._incr(keys=[self._key(key)], args=[_num(amount), _ms(ttl_s)]))
 
+    @_guarded
     async def counter(self, key: str) -> float:
         value: Any = await self._redis.get(self._key(key))
         return 0.0 if value is None else float(value)
 
+    @_guarded
     async def reserve(self, key: str, amount: float, cap: float, ttl_s: float | None = None) -> bool:
         if amount < 0:
             raise ValueError("a reservation cannot be negative")
         return bool(await self._reserve(keys=[self._key(key)], args=[_num(amount), _num(cap), _ms(ttl_s)]))
 
+    @_guarded
     async def settle(self, key: str, reserved: float, actual: float) -> float:
         return float(await self._settle(keys=[self._key(key)], args=[_num(reserved), _num(actual)]))
 
+    @_guarded
+    async def seed(self, key: str, amount: float, ttl_s: float | None = None) -> bool:
+        keys = [self._key(key), self._key(key + ":seeded")]
+        return bool(await self._seed(keys=keys, args=[_num(amount), _ms(ttl_s)]))
+
+    @_guarded
+    async def seeded(self, key: str) -> bool:
+        return bool(await self._redis.exists(self._key(key + ":seeded")))
+
     # -- sliding windows ----------------------------------------------------------------------
 
+    @_guarded
     async def window_acquire(
         self,
         key: str,
@@ -325,9 +448,26 @@ class RedisState:
             allowed == "1", tuple(max(float(u), 0.0) for u in used), retry_after, float(reset), entry or None
         )
 
+    @_guarded
     async def window_adjust(self, key: str, now: float, deltas: Sequence[float], *, entry: str | None = None) -> None:
         args = [_num(now), str(len(deltas)), entry or "", *map(_num, deltas)]
         await self._adjust(keys=self._window_keys(key), args=args)
+
+    # -- concurrency slots --------------------------------------------------------------------
+
+    @_guarded
+    async def slot_acquire(self, key: str, slot: str, limit: int, ttl_s: float) -> bool:
+        if ttl_s <= 0:
+            raise ValueError("a slot's lease must be positive")
+        return bool(await self._slot_acquire(keys=[self._key(key)], args=[slot, str(int(limit)), _ms(ttl_s)]))
+
+    @_guarded
+    async def slot_release(self, key: str, slot: str) -> None:
+        await self._redis.zrem(self._key(key), slot)
+
+    @_guarded
+    async def slots_held(self, key: str) -> int:
+        return int(await self._slots_held(keys=[self._key(key)]))
 
     @property
     def redis(self) -> Redis:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .location import default_store_url
+from .location import default_spool_dir, default_store_url
 from .records import (
     ApiKey,
     Conflict,
@@ -45,6 +45,7 @@ __all__ = [
     "Tenant",
     "UsageQuery",
     "UsageRecord",
+    "default_spool_dir",
     "default_store_url",
     "hash_secret",
     "new_secret",

@@ -1,6 +1,9 @@
 """Database URLs and engines: SQLite (the default) and PostgreSQL (psycopg 3).
 
 SQLite connections run in WAL mode with a 5 s busy timeout and foreign keys on.
+The database file is private to its owner (mode 0600, made so when it is
+created, and tightened when found readable by others); SQLite gives its WAL and
+shared-memory files the same mode.
 Python's sqlite3 module would open transactions on its own terms, so it is put
 in autocommit mode and transactions are begun here: ``BEGIN`` for reads and
 ``BEGIN IMMEDIATE`` for writes (``write_transaction``), which takes the write
@@ -10,8 +13,11 @@ once with "database is locked" instead of waiting its turn.
 
 from __future__ import annotations
 
+import logging
+import os
 import random
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +30,7 @@ from sqlalchemy.pool import StaticPool
 
 from .records import StoreError
 
+log = logging.getLogger("llmrelay.store")
 SUPPORTED_SCHEMES = ("sqlite", "postgresql", "postgres")
 BUSY_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 5
@@ -91,15 +98,34 @@ def make_engine(url: str | URL) -> Engine:
         engine = create_engine(parsed, hide_parameters=True, connect_args=sqlite_args, poolclass=StaticPool)
     else:
         assert parsed.database is not None
-        folder = Path(parsed.database).expanduser().parent
+        path = Path(parsed.database).expanduser()
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"cannot create the store's directory {folder}: {exc.strerror}") from None
+            raise StoreError(f"cannot create the store's directory {path.parent}: {exc.strerror}") from None
+        private_file(path)
         engine = create_engine(parsed, hide_parameters=True, connect_args=sqlite_args)
     event.listen(engine, "connect", _sqlite_connect)
     event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+def private_file(path: Path) -> None:
+    """Make ``path`` (created empty if absent) readable and writable by its owner only."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+            if mode & 0o077 and path.stat().st_uid == os.getuid():
+                path.chmod(mode & 0o700)
+                log.warning("the store %s was readable by others (mode %o): made private (0600)", path, mode)
+        except OSError:
+            pass  # not ours to change: SQLite will say what is wrong, if anything
+        return
+    except OSError as exc:
+        raise StoreError(f"cannot create the store {path}: {exc.strerror}") from None
+    os.close(fd)
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 ENV_VAR = "LLMRELAY_STORE_URL"
 DEFAULT_FILE = "llmrelay.db"
+SPOOL_DIR = "llmrelay-spool"
 
 _SQLITE = re.compile(r"(sqlite(?:\+[A-Za-z0-9_]+)?):///(.*)", re.DOTALL)
 
@@ -50,3 +51,18 @@ def default_store_url(settings: Settings, env: Mapping[str, str] | None = None) 
         return settings.store_url
     base = Path(settings.path).resolve().parent if settings.path is not None else Path.cwd()
     return f"sqlite:///{base / DEFAULT_FILE}"
+
+
+def default_spool_dir(settings: Settings, store_url: str) -> Path:
+    """Where the gateway's usage ledger keeps what it cannot queue (gateway/spool.py):
+    the config's ``store.spool_dir``, else ``llmrelay-spool`` beside a SQLite store,
+    else beside the config file, else in the current directory. It must be on this
+    machine's own disk: each host has its own."""
+    if settings.spool_dir:
+        return Path(settings.spool_dir)
+    match = _SQLITE.fullmatch(store_url)
+    path = match.group(2).partition("?")[0] if match is not None else ""
+    if path and path != ":memory:" and not path.startswith("file:"):
+        return Path(path).expanduser().resolve().parent / SPOOL_DIR
+    base = Path(settings.path).resolve().parent if settings.path is not None else Path.cwd()
+    return base / SPOOL_DIR

@@ -135,7 +135,15 @@ def _v1_initial(conn: Connection) -> None:
     md.create_all(conn)
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "tenants, virtual keys, usage ledger, conversations", _v1_initial),)
+def _v2_max_parallel(conn: Connection) -> None:
+    for table in ("tenants", "api_keys"):
+        conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN max_parallel INTEGER")
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "tenants, virtual keys, usage ledger, conversations", _v1_initial),
+    Migration(2, "max_parallel: requests in flight per key and per tenant", _v2_max_parallel),
+)
 """Every step, in order; ``version`` counts from 1 without gaps."""
 
 LATEST = MIGRATIONS[-1].version

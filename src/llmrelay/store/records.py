@@ -78,6 +78,7 @@ def _check_positive_int(owner: str, name: str, value: object) -> None:
 def _check_limits(owner: str, obj: Any) -> None:
     _check_positive_int(owner, "rpm", obj.rpm)
     _check_positive_int(owner, "tpm", obj.tpm)
+    _check_positive_int(owner, "max_parallel", obj.max_parallel)
     budget = obj.budget_usd
     if budget is not None and (
         not isinstance(budget, int | float) or isinstance(budget, bool) or not math.isfinite(budget) or budget < 0
@@ -120,7 +121,8 @@ def limits_from_json(data: Mapping[str, Any]) -> dict[str, Limits]:
 
 @dataclass(frozen=True, slots=True)
 class Tenant:
-    """Who a key belongs to, with the tenant-wide limits and budget."""
+    """Who a key belongs to, with the tenant-wide limits and budget. ``max_parallel``:
+    requests of all its keys in flight at once (``None``: no limit)."""
 
     id: str
     rpm: int | None = None
@@ -129,6 +131,7 @@ class Tenant:
     budget_period: Period = "month"
     model_limits: Mapping[str, Limits] = field(default_factory=dict)
     created_at: float = 0.0
+    max_parallel: int | None = None
 
     def __post_init__(self) -> None:
         check_slug(self.id)
@@ -138,7 +141,8 @@ class Tenant:
 @dataclass(frozen=True, slots=True)
 class ApiKey:
     """A virtual key. The secret itself is never kept: only its hash, and its
-    first ``PREFIX_CHARS`` characters so people can tell keys apart."""
+    first ``PREFIX_CHARS`` characters so people can tell keys apart. ``max_parallel``:
+    its requests in flight at once (``None``: no limit)."""
 
     id: str
     tenant: str
@@ -154,6 +158,7 @@ class ApiKey:
     created_at: float = 0.0
     revoked_at: float | None = None
     rotated_at: float | None = None
+    max_parallel: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not _KEY_ID.fullmatch(self.id):
@@ -207,6 +212,9 @@ class UsageRecord:
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id or len(self.id) > 64:
             raise ValueError(f"usage record id must be 1 to 64 characters, not {self.id!r}")
+        for name in ("request_id", "route", "model"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"usage record {self.id}: {name} must be a string, not {getattr(self, name)!r}")
         for name in ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:

@@ -66,6 +66,7 @@ def tenant_row(tenant: Tenant) -> dict[str, Any]:
         "budget_period": tenant.budget_period,
         "model_limits": _json.dumps_str(limits_to_json(tenant.model_limits)),
         "created_at": tenant.created_at,
+        "max_parallel": tenant.max_parallel,
     }
 
 
@@ -78,6 +79,7 @@ def tenant_from_row(row: Row[Any]) -> Tenant:
         budget_period=row.budget_period,
         model_limits=limits_from_json(_json.loads(row.model_limits)),
         created_at=row.created_at,
+        max_parallel=row.max_parallel,
     )
 
 
@@ -98,6 +100,7 @@ def key_row(key: ApiKey, secret_hash: str) -> dict[str, Any]:
         "created_at": key.created_at,
         "revoked_at": key.revoked_at,
         "rotated_at": key.rotated_at,
+        "max_parallel": key.max_parallel,
     }
 
 
@@ -117,6 +120,7 @@ def key_from_row(row: Row[Any]) -> ApiKey:
         created_at=row.created_at,
         revoked_at=row.revoked_at,
         rotated_at=row.rotated_at,
+        max_parallel=row.max_parallel,
     )
 
 

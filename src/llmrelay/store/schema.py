@@ -47,6 +47,7 @@ tenants = Table(
     Column("budget_period", String(8), nullable=False),
     Column("model_limits", Text, nullable=False),  # JSON {model: {rpm, tpm}}
     Column("created_at", Double, nullable=False),
+    Column("max_parallel", Integer),  # version 2
 )
 
 api_keys = Table(
@@ -67,6 +68,7 @@ api_keys = Table(
     Column("created_at", Double, nullable=False),
     Column("revoked_at", Double),
     Column("rotated_at", Double),
+    Column("max_parallel", Integer),  # version 2
 )
 
 usage = Table(

@@ -58,8 +58,10 @@ from .rows import (
 )
 from .schema import api_keys, conversation_messages, conversations, tenants, usage
 
-TENANT_CHANGES = frozenset(("rpm", "tpm", "budget_usd", "budget_period", "model_limits"))
-KEY_CHANGES = frozenset(("name", "models", "expires_at", "rpm", "tpm", "budget_usd", "budget_period", "model_limits"))
+TENANT_CHANGES = frozenset(("rpm", "tpm", "budget_usd", "budget_period", "model_limits", "max_parallel"))
+KEY_CHANGES = frozenset(
+    ("name", "models", "expires_at", "rpm", "tpm", "budget_usd", "budget_period", "model_limits", "max_parallel")
+)
 
 
 _ROWS_PER_INSERT = 100
@@ -195,6 +197,7 @@ class Store:
         budget_usd: float | None = None,
         budget_period: Period = "month",
         model_limits: Mapping[str, Limits] | None = None,
+        max_parallel: int | None = None,
     ) -> tuple[ApiKey, str]:
         """A new key for ``tenant`` (created if absent) and its secret. The
         secret is returned this once: the store keeps only its hash."""
@@ -215,6 +218,7 @@ class Store:
             budget_period=budget_period,
             model_limits=model_limits or {},
             created_at=now,
+            max_parallel=max_parallel,
         )
         with self._write() as conn:
             conn.execute(insert_ignore(conn, tenants).values(tenant_row(Tenant(tenant, created_at=now))))
@@ -226,6 +230,12 @@ class Store:
         with self._read() as conn:
             row = conn.execute(select(api_keys).where(api_keys.c.secret_hash == hash_secret(secret))).first()
         return None if row is None else key_from_row(row)
+
+    def has_keys(self) -> bool:
+        """Whether any key that is not revoked exists (expired ones count: they were meant to be needed)."""
+        with self._read() as conn:
+            found = conn.execute(select(api_keys.c.id).where(api_keys.c.revoked_at.is_(None)).limit(1)).first()
+        return found is not None
 
     def get_key(self, id: str) -> ApiKey | None:  # noqa: A002
         with self._read() as conn:

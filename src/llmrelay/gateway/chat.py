@@ -1,0 +1,128 @@
+"""The chat flow every chat route shares: admit, ask (through the cache and the
+router), bill, settle. The routes (openai_api.py, anthropic_api.py) decode their
+wire format into a ``ChatRequest`` and give their answer's encoder; this module
+decides what the request holds and what it is charged.
+
+What is charged is what the upstream will charge: the answer's usage at the
+price of the deployment that gave it. Where the upstream reported no usage (a
+stream cut short, one the client left, a server that sends none), the tokens are
+counted here (billing.counted_usage) from the prompt and what was given, so a
+client leaving mid-answer pays for the answer so far, and no answer is free
+because its usage went missing. Answers the cache gave (hits, shared flights)
+cost nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from .. import errors
+from ..cache.options import DEFAULT_OPTIONS
+from ..router.records import CallTrace
+from ..types import ChatRequest, ChatResponse, Finish, StreamEvent
+from .billing import counted_usage
+from .caching import announce, note_answer, options_for
+from .http import HTTPError, Receive, Scope, Send, send_json
+from .metrics import RequestFacts
+from .streaming import Encoder, relay
+
+if TYPE_CHECKING:
+    from .app import Gateway
+
+Events = AsyncGenerator[StreamEvent, None]
+PRICED_TIERS = frozenset(("auto", "default", "standard_only", "flex"))
+"""``service_tier`` values billed at (or below) the rates the gateway charges; others
+(``priority``, ``scale``) cost more upstream than the gateway would charge."""
+
+
+async def serve_chat(
+    gw: Gateway,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    request: ChatRequest,
+    *,
+    stream: bool,
+    encoder: Callable[[], Encoder],
+    to_wire: Callable[[ChatResponse], Awaitable[dict[str, Any]]],
+    wrap: Callable[[Events], Events] | None = None,
+) -> None:
+    """Answer ``request`` as JSON (``to_wire`` builds the body) or as a stream
+    (``encoder`` makes its encoder; ``wrap`` may watch its events)."""
+    from .openai_api import route_headers
+
+    tier = request.extra.get("service_tier")
+    if tier is not None and (not isinstance(tier, str) or tier not in PRICED_TIERS):
+        raise HTTPError(
+            400, f"'service_tier' {repr(tier)[:40]} is not served here: it is billed at other rates than the gateway's "
+            f"(use one of {', '.join(sorted(PRICED_TIERS))})", param="service_tier",
+        )  # fmt: skip
+    group = gw.group_for(request.model)
+    facts: RequestFacts = scope["llmrelay.facts"]
+    facts.model, facts.group = request.model, group
+    ticket = await gw.admit(scope, group, request, request.model)
+    cache = options_for(scope) if gw.client.cache.applies(group) else DEFAULT_OPTIONS
+    trace = CallTrace()
+    given: list[StreamEvent] = []
+    billed = False
+
+    async def bill() -> None:
+        nonlocal billed
+        if not billed:
+            billed = True
+            await charge(gw, facts, request, trace, given)
+
+    try:
+        if not stream:
+            response = await gw.client.cache.chat(group, request, cache, trace)
+            note_answer(facts, response)
+            facts.upstream_s = response.latency_s
+            given.append(Finish(response.finish_reason, response))
+            await bill()
+            payload = await to_wire(response)
+            if response.cache is not None:
+                announce(scope, response.cache)
+            await send_json(send, 200, payload, route_headers(response.route))
+            return
+        events = gw.client.cache.stream(group, request, cache, trace)
+        if wrap is not None:
+            events = wrap(events)
+        await relay(events, encoder(), receive, send, facts, given, bill, gw.scrub.error)
+    finally:
+        try:
+            await bill()  # a stream the client left, or one that failed before its end
+        finally:
+            await gw.settle(ticket, facts)
+
+
+async def charge(
+    gw: Gateway, facts: RequestFacts, request: ChatRequest, trace: CallTrace, given: list[StreamEvent]
+) -> None:
+    """Make ``facts`` hold what the upstream charges for this request (see the module
+    docstring); nothing to do when the answer came with its usage, or from the cache."""
+    last = given[-1] if given else None
+    response = last.response if type(last) is Finish else None
+    if response is not None and response.cache is not None and response.cache.free:
+        return  # a cache hit or a shared flight: nothing was spent for this caller
+    usage = facts.usage
+    if usage is not None and (usage.prompt_tokens or usage.completion_tokens):
+        return  # the upstream's own figures
+    dep = trace.deployment
+    if dep is None or trace.handed_over:
+        return  # no attempt was made (refused, or answered from the cache), or another caller pays for it
+    if response is None and not facts.disconnected and not given:
+        return  # failed before it began: the error, not an answer, is what the caller got
+    try:
+        kind = gw.client.provider(dep.provider).config.kind
+    except errors.LLMError:
+        return
+    counted = await counted_usage(kind, dep.model, request, None if response is not None else given, response)
+    facts.usage = counted
+    facts.cost_usd = gw.prices.cost(dep, counted)
+    facts.deployment = facts.deployment or dep.id
+    if facts.disconnected:
+        facts.error = "client_disconnected"
+
+
+__all__ = ["charge", "serve_chat"]

@@ -1,0 +1,221 @@
+"""Deadlines for the clients of a gateway process, at the HTTP protocol level.
+
+uvicorn arms no timer on a new connection, and its keep-alive timer only runs
+between requests: a client that never finishes its headers (slowloris: one
+header byte a minute, on thousands of sockets) or its body (``content-length:
+1000000``, then nothing) holds its connection forever, and ``limit_concurrency``
+only answers 503 to new *requests*: the idle connections themselves stay.
+
+``GuardedHttpToolsProtocol`` is uvicorn's httptools protocol with, per
+connection, one deadline for what it is waiting on the client for
+(``ServerLimits``):
+
+- **headers**: from the connection's start, or from the first byte of a request
+  on a kept-alive connection, until its headers are complete
+  (``header_timeout_s``); late, the client gets a ``408`` and the connection
+  closes;
+- **body**: from the headers until the last byte of the body
+  (``body_timeout_s``). ``read_body(..., timeout_s=...)`` (http.py) answers a
+  late body with a 408 itself; here the connection is only kept from outliving
+  it: a connection whose request was answered before its body ended is closed,
+  one whose answer is under way closes when that answer ends;
+- **connections**: past ``max_connections`` open in the process, a new one is
+  answered ``503`` (``retry-after: 1``) and closed at once.
+
+The deadline is armed at the end of a chunk of data that leaves a request
+incomplete, so a request that arrives whole in one chunk (nearly all of them)
+costs no timer; it only counts while the client owes the bytes: a pipelined
+request waiting behind an answer on the same connection waits on the server,
+and its deadline starts again. Two holes of uvicorn's own keep-alive timer are
+closed too: bytes that start no request (blank lines) and the end of a body
+answered early both cancel it without arming it again.
+
+uvicorn builds the protocol with the loaded app as ``self.app``: the limits are
+that app's ``server_limits`` attribute, or that of the app it wraps (middleware
+keep the inner app as ``.app``, as uvicorn's ``ProxyHeadersMiddleware`` does),
+or the defaults. Use it with ``http=GuardedHttpToolsProtocol`` (or
+``http="llmrelay.gateway.server:GuardedHttpToolsProtocol"``)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass
+from http import HTTPStatus
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from .errors import openai_error
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """How long a client may take to send a request, and how many connections a worker holds."""
+
+    header_timeout_s: float = 10.0
+    """From the connection's start (or a request's first byte) until its headers are complete."""
+    body_timeout_s: float = 60.0
+    """From the headers until the whole body has arrived."""
+    max_connections: int = 2048
+    """Open connections per worker process; past it a new one is answered 503 and closed."""
+
+    def __post_init__(self) -> None:
+        for name in ("header_timeout_s", "body_timeout_s"):
+            value = getattr(self, name)
+            if type(value) not in (int, float) or not 0 < value < math.inf:
+                raise ValueError(f"ServerLimits.{name} must be a number of seconds > 0, not {value!r}")
+        if type(self.max_connections) is not int or self.max_connections <= 0:
+            raise ValueError(f"ServerLimits.max_connections must be a whole number > 0, not {self.max_connections!r}")
+
+
+DEFAULT_LIMITS = ServerLimits()
+_MAX_WRAPPERS = 8
+
+
+def limits_of(app: object) -> ServerLimits:
+    """The ``server_limits`` of ``app``, or of the app it wraps (as ``.app``, a few levels
+    deep at most), or the defaults when none has one."""
+    for _ in range(_MAX_WRAPPERS):
+        limits = getattr(app, "server_limits", None)
+        if isinstance(limits, ServerLimits):
+            return limits
+        app = getattr(app, "app", None)
+        if app is None:
+            break
+    return DEFAULT_LIMITS
+
+
+def _answer(status: HTTPStatus, code: str, message: str, *headers: bytes) -> bytes:
+    """A whole HTTP answer that closes the connection, its body in the OpenAI error format."""
+    body = orjson.dumps(openai_error(status.value, message, code=code))
+    return b"\r\n".join([
+        b"HTTP/1.1 %d %s" % (status.value, status.phrase.encode()), b"content-type: application/json",
+        b"content-length: %d" % len(body), *headers, b"connection: close", b"", body,
+    ])  # fmt: skip
+
+
+REQUEST_TIMEOUT = _answer(HTTPStatus.REQUEST_TIMEOUT, "request_timeout", "the request headers did not arrive in time")
+TOO_MANY_CONNECTIONS = _answer(
+    HTTPStatus.SERVICE_UNAVAILABLE,
+    "too_many_connections",
+    "the server holds too many connections right now; retry shortly",
+    b"retry-after: 1",
+)
+
+_IDLE, _HEADERS, _BODY, _GONE = range(4)
+"""What a connection waits on the client for: nothing (between requests), a request's
+headers, its body; ``_GONE``: no longer this protocol's (closed, refused, upgraded)."""
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with deadlines for headers and bodies and a cap on
+    connections (see the module's docstring)."""
+
+    _limits = DEFAULT_LIMITS
+    _phase = _HEADERS
+    _deadline: asyncio.TimerHandle | None = None
+    """The one timer of the connection: for its headers, or for its body (``_phase``)."""
+
+    # ---- connection -----------------------------------------------------------------------
+
+    def connection_made(  # type: ignore[override]
+        self, transport: asyncio.Transport
+    ) -> None:
+        super().connection_made(transport)
+        self._limits = limits_of(self.app)
+        if len(self.connections) > self._limits.max_connections:
+            self._phase = _GONE
+            transport.write(TOO_MANY_CONNECTIONS)
+            transport.close()
+            return
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._phase = _GONE
+        self._disarm()
+        self._unset_keepalive_if_required()  # uvicorn leaves it armed when the connection broke
+        super().connection_lost(exc)
+
+    def handle_websocket_upgrade(self) -> None:
+        self._phase = _GONE  # the transport is the WebSocket protocol's from now on
+        self._disarm()
+        super().handle_websocket_upgrade()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            super().data_received(data)
+        finally:
+            self._watch()
+
+    # ---- parser callbacks -------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._phase = _HEADERS  # armed when this chunk ends, unless the connection's start still counts
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+        upgrading = self.parser.should_upgrade() and self._should_upgrade()
+        self._phase = _IDLE if upgrading else _BODY
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        self._phase = _IDLE
+        super().on_message_complete()
+
+    # ---- deadlines ----------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        """After a chunk of data: arm the deadline of what the connection now waits for."""
+        phase = self._phase
+        if self._deadline is not None or phase == _GONE or self.transport.is_closing():
+            return
+        if phase != _IDLE:
+            self._arm()
+        elif self.timeout_keep_alive_task is None and not self.pipeline and self._answered():
+            # bytes that start no request, or the end of a body answered early: uvicorn
+            # cancelled its keep-alive timer on them and will not arm it again
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+
+    def _arm(self) -> None:
+        if self._phase == _HEADERS:
+            self._deadline = self.loop.call_later(self._limits.header_timeout_s, self._headers_late)
+        else:
+            self._deadline = self.loop.call_later(self._limits.body_timeout_s, self._body_late)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _answered(self) -> bool:
+        """No request of this connection is being answered."""
+        return self.cycle is None or self.cycle.response_complete
+
+    def _headers_late(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if self.pipeline or not self._answered():
+            self._arm()  # an earlier request is being answered: the server, not the client, is behind
+            return
+        self.transport.write(REQUEST_TIMEOUT)
+        self.transport.close()
+
+    def _body_late(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if self.pipeline:
+            self._arm()  # queued behind an earlier request, whose answer keeps the connection from reading
+        elif self.cycle.response_complete:
+            self.transport.close()  # answered, and the rest of its body never came
+        else:
+            self.cycle.keep_alive = False  # the app is at it (read_body answers 408); its answer ends the connection
+
+
+__all__ = ["DEFAULT_LIMITS", "GuardedHttpToolsProtocol", "ServerLimits", "limits_of"]

@@ -1,6 +1,6 @@
 """The gateway (``llmrelay serve``, one worker) under wrk, against nginx in the same run.
 
-    python bench/bench_gateway.py [--duration 5] [--runs 3]
+    python bench/bench_gateway.py [--duration 5] [--runs 3] [--compare SRC]
 
 Starts nginx with ../shared/upstream/nginx.conf on 127.0.0.1:18080 (JSON answers
 on /v1, 20-chunk streams on /stream/v1), then ``llmrelay serve`` on 127.0.0.1:18200
@@ -14,6 +14,11 @@ with a config whose group ``json`` is served by nginx's /v1 and ``stream`` by it
 
 The gateway runs as deployed by default: master key, metrics and one JSON access
 log line per request (to /dev/null here; ``LLMRELAY_LOG_LEVEL=WARNING`` turns it off).
+
+``--compare SRC`` also serves the ``src`` folder of another checkout of llmrelay (an
+earlier commit, say: ``git worktree add /tmp/before <commit>``) on the next port, and
+runs the two in turn within each run, so both are measured on the machine as it is at
+that moment; the table gains its column and the ratio of the two.
 
 The goals (issue: gateway): >= 3,000 JSON and >= 1,500 streamed req/s at 16
 connections, <= 0.5 ms added p50 at 1 connection, RSS <= 80 MB idle and
@@ -30,7 +35,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -40,6 +45,7 @@ from bench_client import Upstream  # noqa: E402
 from bench_http_servers import JSON_BODY, STREAM_BODY, lua_script, port_open, rss_mb, run_wrk  # noqa: E402
 
 PORT = 18200
+DIRECT = "http://127.0.0.1:18080/v1/chat/completions"
 KEY = "sk-bench"
 CONFIG = """\
 providers:
@@ -61,10 +67,14 @@ def body_for(raw: bytes, model: str) -> bytes:
 
 
 @contextmanager
-def serving(config: Path, port: int, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    """``llmrelay serve`` (one worker) on ``port`` with ``config``, until the block ends."""
+def serving(config: Path, port: int, env: dict[str, str], src: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """``llmrelay serve`` (one worker) on ``port`` with ``config``, until the block ends;
+    from the llmrelay package in ``src`` when given (else the installed one)."""
     command = [sys.executable, "-m", "llmrelay", "--config", str(config), "serve", "--port", str(port)]
-    server = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    full_env = {**os.environ, **env}
+    if src is not None:
+        full_env["PYTHONPATH"] = str(src.resolve())
+    server = subprocess.Popen(command, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(300):
             if port_open(port):
@@ -78,48 +88,72 @@ def serving(config: Path, port: int, env: dict[str, str]) -> Iterator[subprocess
         server.wait(timeout=30)
 
 
+Rows = dict[str, list[float]]
+
+
+def measure(port: int, scripts: dict[str, Path], duration: int, rows: Rows) -> None:
+    """One run against the gateway on ``port``: JSON and streams at 16 connections, p50 at 1."""
+    base = f"http://127.0.0.1:{port}/v1/chat/completions"
+    for kind in ("json", "stream"):
+        run_wrk(base, scripts[kind], 16, 2, 2)  # warm-up
+        result = run_wrk(base, scripts[kind], 16, 2, duration)
+        rows[kind].append(result.rps)
+        rows["errors"].append(result.non2xx + result.socket_errors)
+    one = run_wrk(base, scripts["json"], 1, 1, duration)
+    rows["p50"].append(one.p50_ms)
+    rows["errors"].append(one.non2xx + one.socket_errors)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--compare", type=Path, default=None, metavar="SRC", help="another llmrelay src folder")
     args = parser.parse_args()
-    with Upstream() as upstream, tempfile.TemporaryDirectory() as tmp:
+    trees: list[tuple[str, Path | None]] = [("this", None)]
+    if args.compare is not None:
+        if not (args.compare / "llmrelay" / "__init__.py").exists():
+            raise SystemExit(f"{args.compare} holds no llmrelay package (give its src folder)")
+        trees.append((str(args.compare), args.compare))
+    with Upstream() as upstream, tempfile.TemporaryDirectory() as tmp, ExitStack() as servers:
         if upstream.kind != "nginx":
             raise SystemExit("this benchmark needs nginx (apt-get install nginx)")
         directory = Path(tmp)
-        config = directory / "llmrelay.yaml"
-        config.write_text(CONFIG)
+        configs = []
+        for i in range(len(trees)):  # each tree its own config folder, so its own store
+            (directory / str(i)).mkdir()
+            configs.append(directory / str(i) / "llmrelay.yaml")
+            configs[-1].write_text(CONFIG)
         scripts = {
             "json": lua_script(directory, "json", body_for(JSON_BODY, "json")),
             "stream": lua_script(directory, "stream", body_for(STREAM_BODY, "stream")),
             "direct": lua_script(directory, "direct", JSON_BODY),
         }
         env = {"LLMRELAY_LOG_LEVEL": os.environ.get("LLMRELAY_LOG_LEVEL", "INFO")}  # the access log on
-        with serving(config, PORT, env) as server:
-            idle = rss_mb(server.pid)
-            base = f"http://127.0.0.1:{PORT}/v1/chat/completions"
-            direct = "http://127.0.0.1:18080/v1/chat/completions"
-            rows: dict[str, list[float]] = {k: [] for k in ("json", "stream", "p50", "direct_p50", "errors")}
-            for _ in range(args.runs):
-                for kind in ("json", "stream"):
-                    run_wrk(base, scripts[kind], 16, 2, 2)  # warm-up
-                    result = run_wrk(base, scripts[kind], 16, 2, args.duration)
-                    rows[kind].append(result.rps)
-                    rows["errors"].append(result.non2xx + result.socket_errors)
-                one = run_wrk(base, scripts["json"], 1, 1, args.duration)
-                rows["p50"].append(one.p50_ms)
-                rows["direct_p50"].append(run_wrk(direct, scripts["direct"], 1, 1, args.duration).p50_ms)
-                rows["errors"].append(one.non2xx + one.socket_errors)
-            after = rss_mb(server.pid)
-    med = {k: statistics.median(v) for k, v in rows.items()}
-    errors = sum(rows["errors"])
-    print(f"gateway: 1 worker, median of {args.runs} runs of {args.duration} s; wrk errors/non-2xx: {errors:g}")
-    print(f"  JSON at 16 connections       {med['json']:>9,.0f} req/s  (goal >= 3,000)")
-    print(f"  streams at 16 connections    {med['stream']:>9,.0f} req/s  (goal >= 1,500; 20 chunks each)")
-    added = med["p50"] - med["direct_p50"]
-    direct = med["direct_p50"]
-    print(f"  p50 at 1 connection          {med['p50']:>9.3f} ms vs nginx direct {direct:.3f} ms: +{added:.3f} ms")
-    print(f"  RSS idle / after load        {idle:>9.1f} / {after:.1f} MB  (goals 80 / 120)")
+        procs = [servers.enter_context(serving(configs[i], PORT + i, env, src)) for i, (_, src) in enumerate(trees)]
+        idle = [rss_mb(p.pid) for p in procs]
+        results: list[Rows] = [{k: [] for k in ("json", "stream", "p50", "errors")} for _ in trees]
+        direct: list[float] = []
+        for run in range(args.runs):
+            order = list(range(len(trees)))
+            if run % 2:
+                order.reverse()  # neither tree always goes first
+            for i in order:
+                measure(PORT + i, scripts, args.duration, results[i])
+            direct.append(run_wrk(DIRECT, scripts["direct"], 1, 1, args.duration).p50_ms)
+        after = [rss_mb(p.pid) for p in procs]
+    nginx_p50 = statistics.median(direct)
+    print(f"gateway: 1 worker, median of {args.runs} runs of {args.duration} s; nginx direct p50 {nginx_p50:.3f} ms")
+    meds = [{k: statistics.median(v) for k, v in rows.items()} for rows in results]
+    for (name, _), med, rows, rss0, rss1 in zip(trees, meds, results, idle, after, strict=True):
+        print(f"[{name}]  wrk errors/non-2xx: {sum(rows['errors']):g}")
+        print(f"  JSON at 16 connections       {med['json']:>9,.0f} req/s  (goal >= 3,000)")
+        print(f"  streams at 16 connections    {med['stream']:>9,.0f} req/s  (goal >= 1,500; 20 chunks each)")
+        print(f"  p50 at 1 connection          {med['p50']:>9.3f} ms: +{med['p50'] - nginx_p50:.3f} ms over nginx")
+        print(f"  RSS idle / after load        {rss0:>9.1f} / {rss1:.1f} MB  (goals 80 / 120)")
+    if len(meds) == 2:
+        this, other = meds
+        print("this / compared: " + ", ".join(f"{k} {this[k] / other[k]:.3f}" for k in ("json", "stream", "p50")))
 
 
 if __name__ == "__main__":

@@ -263,10 +263,12 @@ async def body_stops_coming(srv: Running) -> None:
     begun = time.monotonic()
     status, headers, body = await answer(reader)
     assert status == 408 and headers["connection"] == "close"
-    assert error_of(body) == {
-        "message": "the request body did not arrive within 0.3 s", "type": "invalid_request_error",
-        "code": "request_timeout", "param": None,
-    }  # fmt: skip
+    error = error_of(body)  # the protocol's 408, or read_body's when its own timer fires first
+    assert error["message"] in (
+        "the request body did not arrive in time",  # the protocol's
+        "the request body did not arrive within 0.3 s",  # read_body's
+    )
+    assert (error["type"], error["code"], error["param"]) == ("invalid_request_error", "request_timeout", None)
     assert 0.2 < time.monotonic() - begun < 1.0
     assert await closed(reader, 1.0)
     await hang_up(writer)

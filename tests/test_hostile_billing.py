@@ -204,3 +204,18 @@ async def test_a_client_gone_before_the_first_token_is_recorded_and_pays_its_pro
     [row] = await rows(gw, key_id)
     assert row.status == 499 and row.error == "client_disconnected" and row.completion_tokens == 0
     assert row.prompt_tokens > 0 and row.cost_usd is not None and row.cost_usd > 0
+
+
+async def test_embeddings_with_a_budget_are_reserved_at_their_input_price_and_charged(hostile: Served) -> None:
+    """Embedding models have no output price: that makes them no less priced."""
+    gw = hostile
+    vectors = {"object": "list", "model": "text-embedding-3-small", "usage": {"prompt_tokens": 4, "total_tokens": 4},
+               "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}]}  # fmt: skip
+    gw.upstream.on("POST", "/v1/embeddings", Reply(json=vectors))
+    key_id, secret = await new_key(gw, "acme", budget_usd=1)
+    made = await gw.sdk(secret).embeddings.create(
+        model="openai/text-embedding-3-small", input="hello", encoding_format="float"
+    )
+    assert made.data[0].embedding == [0.1, 0.2]
+    [row] = await rows(gw, key_id)
+    assert row.cost_usd == pytest.approx(4 * 0.02 / 1e6)

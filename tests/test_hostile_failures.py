@@ -28,7 +28,7 @@ from gateways import MASTER, Served, serve
 from llmrelay import AsyncClient, ModelGroup
 from llmrelay.errors import ConfigError
 from llmrelay.gateway import Gateway
-from llmrelay.gateway.app import create_app
+from llmrelay.gateway.factory import create_app
 from llmrelay.gateway.ledger import RedisQueue
 from llmrelay.gateway.spool import Spool
 from llmrelay.router import RoutingSettings

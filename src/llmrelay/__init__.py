@@ -60,6 +60,7 @@ from .types import (
 if TYPE_CHECKING:
     from .cache import CacheInfo, CacheOptions
     from .client import AsyncClient, Client
+    from .cost import Prices
     from .router import Deployment, ModelGroup, RoutingSettings
     from .tokens import count_tokens
     from .tools import Tool
@@ -73,6 +74,7 @@ _LAZY = {
     "Client": "llmrelay.client",
     "Deployment": "llmrelay.router",
     "ModelGroup": "llmrelay.router",
+    "Prices": "llmrelay.cost",
     "RoutingSettings": "llmrelay.router",
     "Tool": "llmrelay.tools",
     "count_tokens": "llmrelay.tokens",
@@ -117,6 +119,7 @@ __all__ = [
     "NotFound",
     "Overloaded",
     "PermissionDenied",
+    "Prices",
     "ProviderError",
     "RateLimited",
     "ReasoningDelta",

@@ -50,7 +50,7 @@ def serve(
     except ImportError:
         fail("the gateway needs uvicorn: pip install 'llmrelay[gateway]'")
     from ..errors import LLMError
-    from ..gateway.app import INSECURE_OPEN_ENV, master_key, open_access, server_limits
+    from ..gateway.factory import INSECURE_OPEN_ENV, master_key, open_access, server_limits
     from ..gateway.gc_tuning import threshold_from_env
 
     st = state(ctx)
@@ -116,7 +116,7 @@ def _allow_open_files(wanted: int) -> None:
 
 def _run(uvicorn: Any, host: str, port: int, workers: int, debug: bool) -> None:
     uvicorn.run(
-        "llmrelay.gateway.app:create_app",
+        "llmrelay.gateway.factory:create_app",
         factory=True,
         host=host,
         port=port,

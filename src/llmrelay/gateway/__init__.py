@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from .app import Gateway, create_app
+from .app import Gateway
+from .factory import create_app
 
 __all__ = ["Gateway", "create_app"]

@@ -1,6 +1,6 @@
 """The gateway: one ASGI application in front of the router.
 
-    uvicorn --factory llmrelay.gateway.app:create_app      # what ``llmrelay serve`` runs
+    uvicorn --factory llmrelay.gateway.factory:create_app  # what ``llmrelay serve`` runs
 
 Routes: ``POST /v1/chat/completions``, ``POST /v1/embeddings``, ``GET /v1/models``,
 ``GET /v1/models/{id}``, ``POST /v1/messages``, ``POST /v1/messages/count_tokens``,
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -160,8 +159,9 @@ class Gateway:
     async def json_request(self, scope: Scope, receive: Receive) -> dict[str, Any]:
         """The request's body: a JSON object within the size and nesting limits, whole
         within the body timeout (each a 4xx naming the problem)."""
-        body = json_body(await read_body(scope, receive, self.max_body, timeout_s=self.server_limits.body_timeout_s))
-        check_depth(body)
+        raw = await read_body(scope, receive, self.max_body)  # the server's protocol holds it to body_timeout_s
+        body = json_body(raw)
+        check_depth(body, raw=raw)
         return body
 
     async def admit(
@@ -504,63 +504,6 @@ async def _ready(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> Non
     await send_json(send, 200 if detail["status"] == "ready" else 503, detail)
 
 
-def create_app() -> Gateway:
-    """The gateway for ``LLMRELAY_CONFIG`` (uvicorn's factory; each worker calls it),
-    logging JSON lines (``LLMRELAY_LOG_LEVEL``, INFO by default)."""
-    from .logs import configure
-
-    level = (os.environ.get("LLMRELAY_LOG_LEVEL") or "INFO").upper()
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise errors.ConfigError(f"LLMRELAY_LOG_LEVEL is {level!r}; use DEBUG, INFO, WARNING, ERROR or CRITICAL")
-    configure(level)
-    client = AsyncClient(os.environ.get("LLMRELAY_CONFIG") or None)
-    key, opened = master_key(client), open_access(client)
-    check_access(key, opened)  # before anything is opened
-    sink = JsonLines() if level in ("DEBUG", "INFO") else None
-    from ..store import default_spool_dir, default_store_url
-
-    settings = client.settings
-    store_url = default_store_url(settings)
-    store = Store.open(store_url)
-    spool = Spool(default_spool_dir(settings, store_url))
-    queue: RecordQueue | None = None
-    state = client.router.state
-    if client.settings.state_url:
-        from ..state.redis import RedisState
-        from .ledger import RedisQueue
-
-        assert isinstance(state, RedisState)
-        queue = RedisQueue(state.redis, state.prefix)
-    return Gateway(
-        client,
-        master_key=key,
-        store=store,
-        ledger_queue=queue,
-        access_log=sink,
-        gc_threshold=gc_tuning.threshold_from_env(),
-        open_access=opened,
-        spool=spool,
-        server_limits=server_limits(client),
-        max_body=max_body(client),
-    )
-
-
-def server_limits(client: AsyncClient) -> ServerLimits:
-    """The config's ``server:`` section (its defaults without a config file)."""
-    file = client.settings.file
-    if file is None:
-        return ServerLimits()
-    s = file.server
-    return ServerLimits(
-        header_timeout_s=s.header_timeout_s, body_timeout_s=s.body_timeout_s, max_connections=s.max_connections
-    )
-
-
-def max_body(client: AsyncClient) -> int:
-    file = client.settings.file
-    return MAX_BODY if file is None else int(file.server.max_body_mb * 1024 * 1024)
-
-
 def check_access(master_key: str | None, open_access: bool) -> None:
     """A ``ConfigError`` unless there is a master key or open access was asked for on purpose."""
     if master_key is None and not open_access:
@@ -570,22 +513,4 @@ def check_access(master_key: str | None, open_access: bool) -> None:
         )
 
 
-def master_key(client: AsyncClient) -> str | None:
-    file = client.settings.file
-    configured = file.auth.master_key if file is not None else None
-    if configured is not None:
-        return configured.get_secret_value() or None
-    return os.environ.get("LLMRELAY_MASTER_KEY") or None
-
-
-INSECURE_OPEN_ENV = "LLMRELAY_INSECURE_OPEN"
-"""Set to ``1`` by ``llmrelay serve --insecure-open`` for its workers."""
-
-
-def open_access(client: AsyncClient) -> bool:
-    """Whether open mode was asked for on purpose: ``auth: {open: true}`` or ``--insecure-open``."""
-    file = client.settings.file
-    return (file is not None and file.auth.open) or os.environ.get(INSECURE_OPEN_ENV) == "1"
-
-
-__all__ = ["INSECURE_OPEN_ENV", "Gateway", "check_access", "create_app", "master_key", "open_access"]
+__all__ = ["MAX_BODY", "MODEL_ROUTES", "Gateway", "check_access"]

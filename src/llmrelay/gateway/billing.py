@@ -64,12 +64,12 @@ class Unpriced(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Rates:
-    """One deployment's worst-case figures: USD per prompt and per output token, per
-    request, the most output tokens an answer can hold, and its provider kind and model
-    (images are counted by each provider's formula)."""
+    """One deployment's worst-case figures: USD per prompt and per output token (``None``:
+    unknown, as for embedding models), per request, the most output tokens an answer can
+    hold, and its provider kind and model (images are counted by each provider's formula)."""
 
     input: float
-    output: float
+    output: float | None
     fixed: float
     max_output: int
     kind: str
@@ -81,22 +81,25 @@ class PriceBook:
 
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
-        self._groups: OrderedDict[str, tuple[list[Rates], list[Deployment]]] = OrderedDict()
+        self._groups: OrderedDict[str, list[tuple[Deployment, Rates | None]]] = OrderedDict()
 
     def reservation(self, group: str, request: ChatRequest | EmbeddingRequest) -> float:
         """The most ``request`` may cost on any deployment ``group`` may reach (its prompt
-        counted high, its whole output); ``Unpriced`` when one of them has no known price."""
-        rates, unpriced = self._rates(group)
+        counted high, its whole output); ``Unpriced`` when one of them has no known price
+        (for a chat request, no known output price either)."""
+        chat = isinstance(request, ChatRequest)
+        entries = self._rates(group)
+        unpriced = [dep for dep, r in entries if r is None or (chat and r.output is None)]
         if unpriced:
             raise Unpriced(unpriced)
         prompt, images = worst_prompt_tokens(request)
-        chat = isinstance(request, ChatRequest)
         asked = request.max_tokens if isinstance(request, ChatRequest) else 0
         worst = 0.0
-        for r in rates:
+        for _, r in entries:
+            assert r is not None
             output = 0 if not chat else r.max_output if asked is None else min(asked, r.max_output)
             seen = prompt + sum(_image_tokens(r.kind, r.model, image) for image in images)
-            worst = max(worst, r.fixed + seen * r.input + output * r.output)
+            worst = max(worst, r.fixed + seen * r.input + output * (r.output or 0.0))
         return worst
 
     def cost(self, deployment: Deployment, usage: Usage) -> float | None:
@@ -111,30 +114,18 @@ class PriceBook:
             return None
         return chat_cost(provider.price_provider, deployment.model, usage)
 
-    def _rates(self, group: str) -> tuple[list[Rates], list[Deployment]]:
+    def _rates(self, group: str) -> list[tuple[Deployment, Rates | None]]:
+        """Every deployment ``group`` may reach, fallbacks' included, with its rates."""
         found = self._groups.get(group)
         if found is None:
-            found = self._groups[group] = self._find(group)
+            try:
+                chain = fallback_chain(group, self._client.router.groups)
+            except KeyError:
+                chain = []
+            found = self._groups[group] = [(d, self._deployment_rates(d)) for g in chain for d in g.members]
             while len(self._groups) > _MAX_GROUPS:
                 self._groups.popitem(last=False)
         return found
-
-    def _find(self, group: str) -> tuple[list[Rates], list[Deployment]]:
-        router = self._client.router
-        try:
-            chain = fallback_chain(group, router.groups)
-        except KeyError:
-            return [], []
-        rates: list[Rates] = []
-        unpriced: list[Deployment] = []
-        for each in chain:
-            for dep in each.members:
-                found = self._deployment_rates(dep)
-                if found is None:
-                    unpriced.append(dep)
-                else:
-                    rates.append(found)
-        return rates, unpriced
 
     def _deployment_rates(self, dep: Deployment) -> Rates | None:
         try:
@@ -152,9 +143,10 @@ class PriceBook:
         fixed = chat_cost(provider.price_provider, dep.model, Usage(0, 0))
         per_input = chat_cost(provider.price_provider, dep.model, Usage(1_000_000, 0))
         per_output = chat_cost(provider.price_provider, dep.model, Usage(0, 1_000_000))
-        if fixed is None or per_input is None or per_output is None:
+        if fixed is None or per_input is None:
             return None
-        return Rates((per_input - fixed) / 1e6, (per_output - fixed) / 1e6, fixed, max_output, kind, dep.model)
+        output = None if per_output is None else (per_output - fixed) / 1e6
+        return Rates((per_input - fixed) / 1e6, output, fixed, max_output, kind, dep.model)
 
     def forget(self) -> None:
         """Drop what is remembered (after the groups changed)."""

@@ -18,9 +18,9 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
-from ..cache.options import DEFAULT_OPTIONS
+from ..cache.options import DEFAULT_OPTIONS, CacheOptions
 from ..router.records import CallTrace
-from ..types import ChatRequest, ChatResponse, Finish, StreamEvent
+from ..types import ChatRequest, ChatResponse, Finish, Route, StreamEvent
 from .billing import counted_usage
 from .caching import announce, note_answer, options_for
 from .http import HTTPError, Receive, Scope, Send, send_json
@@ -50,8 +50,6 @@ async def serve_chat(
 ) -> None:
     """Answer ``request`` as JSON (``to_wire`` builds the body) or as a stream
     (``encoder`` makes its encoder; ``wrap`` may watch its events)."""
-    from .openai_api import route_headers
-
     tier = request.extra.get("service_tier")
     if tier is not None and (not isinstance(tier, str) or tier not in PRICED_TIERS):
         raise HTTPError(
@@ -64,6 +62,37 @@ async def serve_chat(
     ticket = await gw.admit(scope, group, request, request.model)
     cache = options_for(scope) if gw.client.cache.applies(group) else DEFAULT_OPTIONS
     trace = CallTrace()
+    try:
+        if stream:
+            await _stream(gw, receive, send, facts, request, group, cache, trace, encoder(), wrap)
+            return
+        response = await gw.client.cache.chat(group, request, cache, trace)
+        note_answer(facts, response)
+        facts.upstream_s = response.latency_s
+        if _unreported(facts):
+            await charge(gw, facts, request, trace, [Finish(response.finish_reason, response)])
+        payload = await to_wire(response)
+        if response.cache is not None:
+            announce(scope, response.cache)
+        await send_json(send, 200, payload, route_headers(response.route))
+    finally:
+        await gw.settle(ticket, facts)
+
+
+async def _stream(
+    gw: Gateway,
+    receive: Receive,
+    send: Send,
+    facts: RequestFacts,
+    request: ChatRequest,
+    group: str,
+    cache: CacheOptions,
+    trace: CallTrace,
+    encoder: Encoder,
+    wrap: Callable[[Events], Events] | None,
+) -> None:
+    """The stream's events relayed; what was given is charged before the stream's last
+    bytes, or as soon as it ends short (the client left, the upstream broke)."""
     given: list[StreamEvent] = []
     billed = False
 
@@ -73,27 +102,30 @@ async def serve_chat(
             billed = True
             await charge(gw, facts, request, trace, given)
 
+    events = gw.client.cache.stream(group, request, cache, trace)
+    if wrap is not None:
+        events = wrap(events)
     try:
-        if not stream:
-            response = await gw.client.cache.chat(group, request, cache, trace)
-            note_answer(facts, response)
-            facts.upstream_s = response.latency_s
-            given.append(Finish(response.finish_reason, response))
-            await bill()
-            payload = await to_wire(response)
-            if response.cache is not None:
-                announce(scope, response.cache)
-            await send_json(send, 200, payload, route_headers(response.route))
-            return
-        events = gw.client.cache.stream(group, request, cache, trace)
-        if wrap is not None:
-            events = wrap(events)
-        await relay(events, encoder(), receive, send, facts, given, bill, gw.scrub.error)
+        await relay(events, encoder, receive, send, facts, given, bill, gw.scrub.error)
     finally:
-        try:
-            await bill()  # a stream the client left, or one that failed before its end
-        finally:
-            await gw.settle(ticket, facts)
+        await bill()
+
+
+def _unreported(facts: RequestFacts) -> bool:
+    """The answer came without usage (its tokens must be counted here)."""
+    usage = facts.usage
+    return usage is None or not (usage.prompt_tokens or usage.completion_tokens)
+
+
+def route_headers(route: Route | None) -> dict[str, str]:
+    """Which deployment and group answered, after how many attempts."""
+    if route is None:
+        return {}
+    return {
+        "x-llmrelay-deployment": route.deployment,
+        "x-llmrelay-group": route.group,
+        "x-llmrelay-attempts": str(route.attempts),
+    }
 
 
 async def charge(
@@ -105,8 +137,7 @@ async def charge(
     response = last.response if type(last) is Finish else None
     if response is not None and response.cache is not None and response.cache.free:
         return  # a cache hit or a shared flight: nothing was spent for this caller
-    usage = facts.usage
-    if usage is not None and (usage.prompt_tokens or usage.completion_tokens):
+    if not _unreported(facts):
         return  # the upstream's own figures
     dep = trace.deployment
     if dep is None or trace.handed_over:
@@ -125,4 +156,4 @@ async def charge(
         facts.error = "client_disconnected"
 
 
-__all__ = ["charge", "serve_chat"]
+__all__ = ["charge", "route_headers", "serve_chat"]

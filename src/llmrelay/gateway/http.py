@@ -64,7 +64,13 @@ async def read_body(scope: Scope, receive: Receive, limit: int, *, timeout_s: fl
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise HTTPError(413, f"the request body is over the {limit} byte limit")
     if timeout_s is None:
-        return await _read_chunks(receive, limit)
+        message = await receive()  # nearly every body comes whole, in one message
+        if message["type"] == "http.request" and not message.get("more_body"):
+            body: bytes = message.get("body", b"")
+            if len(body) > limit:
+                raise HTTPError(413, f"the request body is over the {limit} byte limit")
+            return body
+        return await _read_chunks(receive, limit, message)
     try:
         async with asyncio.timeout(timeout_s):
             return await _read_chunks(receive, limit)
@@ -77,11 +83,12 @@ async def read_body(scope: Scope, receive: Receive, limit: int, *, timeout_s: fl
         ) from None
 
 
-async def _read_chunks(receive: Receive, limit: int) -> bytes:
+async def _read_chunks(receive: Receive, limit: int, first: Message | None = None) -> bytes:
     chunks: list[bytes] = []
     total = 0
     while True:
-        message = await receive()
+        message = first if first is not None else await receive()
+        first = None
         if message["type"] == "http.disconnect":
             raise ClientGone
         chunk = message.get("body", b"")

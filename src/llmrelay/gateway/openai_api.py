@@ -26,9 +26,9 @@ from ..providers.openai_inbound import (
     response_to_wire,
     usage_to_wire,
 )
-from ..types import ChatResponse, Finish, Route, StreamEvent
+from ..types import ChatResponse, Finish, StreamEvent
 from .caching import created_at
-from .chat import serve_chat
+from .chat import route_headers, serve_chat
 from .checks import check_name
 from .conversations import conversation_of, history, remember
 from .http import HTTPError, Receive, Scope, Send, send_json
@@ -36,16 +36,6 @@ from .metrics import RequestFacts
 
 if TYPE_CHECKING:
     from .app import Gateway
-
-
-def route_headers(route: Route | None) -> dict[str, str]:
-    if route is None:
-        return {}
-    return {
-        "x-llmrelay-deployment": route.deployment,
-        "x-llmrelay-group": route.group,
-        "x-llmrelay-attempts": str(route.attempts),
-    }
 
 
 async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:

@@ -15,10 +15,13 @@ connection, one deadline for what it is waiting on the client for
   (``header_timeout_s``); late, the client gets a ``408`` and the connection
   closes;
 - **body**: from the headers until the last byte of the body
-  (``body_timeout_s``). ``read_body(..., timeout_s=...)`` (http.py) answers a
-  late body with a 408 itself; here the connection is only kept from outliving
-  it: a connection whose request was answered before its body ended is closed,
-  one whose answer is under way closes when that answer ends;
+  (``body_timeout_s``); late, while the app has not begun its answer (it waits
+  for the body), the client gets a ``408`` and the connection closes, which ends
+  the app's wait (its ``receive()`` says the client left); a connection whose
+  request was answered before its body ended is closed, one whose answer is
+  under way closes when that answer ends. The gateway's ``read_body`` relies on
+  this rather than a timer of its own per request (``read_body(...,
+  timeout_s=...)`` is there for other servers);
 - **connections**: past ``max_connections`` open in the process, a new one is
   answered ``503`` (``retry-after: 1``) and closed at once.
 
@@ -96,6 +99,7 @@ def _answer(status: HTTPStatus, code: str, message: str, *headers: bytes) -> byt
 
 
 REQUEST_TIMEOUT = _answer(HTTPStatus.REQUEST_TIMEOUT, "request_timeout", "the request headers did not arrive in time")
+BODY_TIMEOUT = _answer(HTTPStatus.REQUEST_TIMEOUT, "request_timeout", "the request body did not arrive in time")
 TOO_MANY_CONNECTIONS = _answer(
     HTTPStatus.SERVICE_UNAVAILABLE,
     "too_many_connections",
@@ -214,8 +218,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._arm()  # queued behind an earlier request, whose answer keeps the connection from reading
         elif self.cycle.response_complete:
             self.transport.close()  # answered, and the rest of its body never came
+        elif not self.cycle.response_started:
+            # the app waits for the body (or has not looked yet): answer for it, and the closed
+            # connection ends its wait (its receive() says the client left)
+            self.transport.write(BODY_TIMEOUT)
+            self.transport.close()
         else:
-            self.cycle.keep_alive = False  # the app is at it (read_body answers 408); its answer ends the connection
+            self.cycle.keep_alive = False  # an answer is under way: it ends the connection
 
 
-__all__ = ["DEFAULT_LIMITS", "GuardedHttpToolsProtocol", "ServerLimits", "limits_of"]
+__all__ = ["BODY_TIMEOUT", "DEFAULT_LIMITS", "GuardedHttpToolsProtocol", "ServerLimits", "limits_of"]

@@ -212,9 +212,8 @@ class UsageRecord:
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id or len(self.id) > 64:
             raise ValueError(f"usage record id must be 1 to 64 characters, not {self.id!r}")
-        for name in ("request_id", "route", "model"):
-            if not isinstance(getattr(self, name), str):
-                raise ValueError(f"usage record {self.id}: {name} must be a string, not {getattr(self, name)!r}")
+        if type(self.model) is not str or type(self.route) is not str or type(self.request_id) is not str:
+            raise ValueError(f"usage record {self.id}: request_id, route and model must be strings")
         for name in ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:

@@ -134,6 +134,8 @@ class ServerEntry(_Strict):
     body_timeout_s: float = Field(default=60.0, gt=0, allow_inf_nan=False)
     max_connections: int = Field(default=2048, gt=0)
     max_body_mb: float = Field(default=16.0, gt=0)
+    write_timeout_s: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+    max_header_kb: int = Field(default=64, gt=0)
 
 
 class ConfigFile(_Strict):

@@ -84,6 +84,11 @@ class Rates:
     per_request: float
     free: bool
     """The catalogue lists the model with no price at all."""
+    per_search: float = 0.0
+    """USD per web search, where the model may search (charged only when it does)."""
+    unbilled: frozenset[str] = frozenset()
+    """Price units our usage cannot carry (audio hours, image tokens, pages...): calls that
+    use them cost more than ``chat_cost`` says."""
 
 
 @dataclass(slots=True)
@@ -240,9 +245,16 @@ def _token_priced(rates: Rates) -> bool:
     return rates.free or rates.input is not None or rates.output is not None
 
 
+_BILLED_UNITS = frozenset((
+    "input_mtok", "cache_read_mtok", "cache_write_mtok", "cache_write_1h_mtok", "output_mtok",
+    "output_reasoning_mtok", "requests_kcount", "web_searches_kcount", "storage_searches_kcount",
+))  # fmt: skip
+
+
 def _rates(price: ModelPrice) -> Rates:
     values: dict[str, Any] = {k: v for k, v in vars(price).items() if v is not None and not k.startswith("_")}
     per_request = values.get("requests_kcount")
+    per_search = values.get("web_searches_kcount")
     return Rates(
         input=_rate(values.get("input_mtok")),
         cache_read=_rate(values.get("cache_read_mtok")),
@@ -251,6 +263,8 @@ def _rates(price: ModelPrice) -> Rates:
         reasoning=_rate(values.get("output_reasoning_mtok")),
         per_request=float(per_request) / 1000 if isinstance(per_request, Decimal) else 0.0,
         free=not values,
+        per_search=float(per_search) / 1000 if isinstance(per_search, Decimal) else 0.0,
+        unbilled=frozenset(values) - _BILLED_UNITS,
     )
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..store.records import ApiKey, Limits, Tenant, UsageQuery
+from ..store.records import MAX_LIMIT, ApiKey, Limits, Tenant, UsageQuery
 from .http import HTTPError, Receive, Scope, Send, send_json
 from .storage import store_call
 from .tenancy import Caller
@@ -30,17 +30,17 @@ class _Body(BaseModel):
 
 
 class LimitsBody(_Body):
-    rpm: int | None = Field(None, gt=0)
-    tpm: int | None = Field(None, gt=0)
+    rpm: int | None = Field(None, gt=0, le=MAX_LIMIT)
+    tpm: int | None = Field(None, gt=0, le=MAX_LIMIT)
 
 
 class LimitsPatch(_Body):
     """What tenants and keys share: rate limits and a budget."""
 
-    rpm: int | None = Field(None, gt=0)
-    tpm: int | None = Field(None, gt=0)
-    max_parallel: int | None = Field(None, gt=0)
-    budget_usd: float | None = Field(None, ge=0)
+    rpm: int | None = Field(None, gt=0, le=MAX_LIMIT)
+    tpm: int | None = Field(None, gt=0, le=MAX_LIMIT)
+    max_parallel: int | None = Field(None, gt=0, le=MAX_LIMIT)
+    budget_usd: float | None = Field(None, ge=0, allow_inf_nan=False)
     budget_period: Literal["day", "month", "total"] | None = None
     model_limits: dict[str, LimitsBody] | None = None
 

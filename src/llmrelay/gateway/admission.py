@@ -29,6 +29,8 @@ again from the ledger, never from zero.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import time
 import uuid
@@ -43,7 +45,10 @@ from .http import HTTPError
 from .storage import store_call
 from .tenancy import Caller
 
+log = logging.getLogger("llmrelay.gateway")
 WINDOW_S = 60.0
+MAX_UNSETTLED = 10_000
+"""Requests waiting to be settled in the background at most (a state backend away for long)."""
 SLOT_LEASE_S = 900.0
 """How long a request holds a ``max_parallel`` slot at most (longer than any call's deadline)."""
 _UNLIMITED = 1e18  # a finite "no limit" (Redis scripts compare numbers)
@@ -85,6 +90,7 @@ class Admission:
         self.state = state
         self.store = store
         self._clock = clock
+        self._unsettled: set[asyncio.Task[None]] = set()
 
     async def admit(self, caller: Caller, model: str, tokens: float, cost_usd: float) -> Ticket:
         """Acquire every limit and reserve every budget, or none of them (429)."""
@@ -101,18 +107,59 @@ class Admission:
         return ticket
 
     async def settle(self, ticket: Ticket, tokens: float, cost_usd: float) -> None:
-        """Replace the estimates by the real tokens and cost (0, 0 for a request that failed)."""
+        """Replace the estimates by the real tokens and cost (0, 0 for a request that failed).
+        Each part is taken off the ticket once done: after a failure (the state backend
+        away), settling again does only what is left."""
         if ticket.settled:
             return
-        ticket.settled = True
         now = self._clock()
-        for key, entry, held in ticket.windows:
+        while ticket.windows:
+            key, entry, held = ticket.windows[0]
             if tokens != held:
                 await self.state.window_adjust(key, now, (0.0, tokens - held), entry=entry)
-        for key, reserved in ticket.budgets:
+            ticket.windows.pop(0)
+        while ticket.budgets:
+            key, reserved = ticket.budgets[0]
             await self.state.settle(key, reserved, cost_usd)
-        for key, slot in ticket.slots:
+            ticket.budgets.pop(0)
+        while ticket.slots:
+            key, slot = ticket.slots[0]
             await self.state.slot_release(key, slot)
+            ticket.slots.pop(0)
+        ticket.settled = True
+
+    async def settle_or_retry(self, ticket: Ticket, tokens: float, cost_usd: float) -> None:
+        """``settle``, and when the state backend fails, again in the background until it
+        answers (for up to ``SLOT_LEASE_S``): a slot or a worst-case reservation left held
+        would refuse the caller's next requests. Never raises."""
+        try:
+            await self.settle(ticket, tokens, cost_usd)
+        except Exception as exc:
+            log.warning("settling a request failed (%s); trying again in the background", _reason(exc))
+            if len(self._unsettled) < MAX_UNSETTLED:
+                task = asyncio.create_task(self._settle_later(ticket, tokens, cost_usd))
+                self._unsettled.add(task)
+                task.add_done_callback(self._unsettled.discard)
+            else:
+                log.error("too many requests wait to be settled: this one's reservation stays held")
+
+    async def _settle_later(self, ticket: Ticket, tokens: float, cost_usd: float) -> None:
+        delay, give_up = 0.5, time.monotonic() + SLOT_LEASE_S
+        while time.monotonic() < give_up:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+            try:
+                await self.settle(ticket, tokens, cost_usd)
+            except Exception:
+                continue
+            log.info("a request failed to settle earlier is settled")
+            return
+        log.error("a request could not be settled for %.0f s: its reservation stays held", SLOT_LEASE_S)
+
+    async def aclose(self) -> None:
+        """Stop settling in the background (what is left stays held)."""
+        for task in list(self._unsettled):
+            task.cancel()
 
     async def _slots(self, ticket: Ticket, caller: Caller) -> None:
         owners: list[tuple[str, str, int | None]] = []
@@ -185,6 +232,10 @@ class Admission:
         else:
             spent = await store_call(store.spend, tenant=ident, since=since)
         await self.state.seed(counter, spent, ttl)  # another process may have seeded it meanwhile: then a no-op
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def period_bounds(period: Period, now: float) -> tuple[float | None, float | None, str]:

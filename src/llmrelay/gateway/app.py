@@ -38,7 +38,7 @@ from . import admin_api, gc_tuning
 from .admission import Admission, Ticket
 from .anthropic_api import count_tokens, messages
 from .billing import COUNT_IN_THREAD_CHARS, PriceBook, Unpriced
-from .checks import check_depth, check_name
+from .checks import check_name, check_shape
 from .conversations import conversation_item, list_conversations
 from .errors import Scrubber, from_llm_error, openai_error
 from .http import (
@@ -160,9 +160,8 @@ class Gateway:
         """The request's body: a JSON object within the size and nesting limits, whole
         within the body timeout (each a 4xx naming the problem)."""
         raw = await read_body(scope, receive, self.max_body)  # the server's protocol holds it to body_timeout_s
-        body = json_body(raw)
-        check_depth(body, raw=raw)
-        return body
+        check_shape(raw)
+        return json_body(raw)
 
     async def admit(
         self,
@@ -216,10 +215,7 @@ class Gateway:
         if ticket.windows or ticket.budgets or ticket.slots:
             usage = facts.usage
             tokens = float(usage.prompt_tokens + usage.completion_tokens) if usage is not None else 0.0
-            try:
-                await self.admission.settle(ticket, tokens, facts.cost_usd or 0.0)
-            except Exception as exc:  # the reservation stays held: a budget errs on the safe side
-                log.warning("settling a request failed (%s: %s); its reservation stays", type(exc).__name__, exc)
+            await self.admission.settle_or_retry(ticket, tokens, facts.cost_usd or 0.0)
 
     async def count_tokens(self, request: ChatRequest) -> int:
         """The prompt's tokens for ``request.model``, counted off the event loop when it is long."""
@@ -384,12 +380,12 @@ class Gateway:
                 await asyncio.wait_for(asyncio.to_thread(self.store.ping), 5)
                 checks["store"] = "ok"
             except Exception as exc:
-                checks["store"] = f"unavailable: {_reason(exc)}"
+                checks["store"] = f"unavailable: {self.scrub(_reason(exc))}"
         try:
             await asyncio.wait_for(self.client.router.state.get("ready-probe"), 5)
             checks["state"] = "ok"
-        except Exception as exc:
-            checks["state"] = f"unavailable: {_reason(exc)}"
+        except Exception as exc:  # no address in it: the route needs no key
+            checks["state"] = f"unavailable: {self.scrub(_reason(exc))}"
         if self.ledger is not None:
             checks["ledger"] = "ok" if self.ledger.accepting else "unavailable: the spool is full"
         if checks["state"] == "ok":
@@ -430,6 +426,7 @@ class Gateway:
             self._access_log.flush()
         if self.ledger is not None:
             await self.ledger.aclose()
+        await self.admission.aclose()
         await self.client.aclose()
         if self.store is not None:
             self.store.close()

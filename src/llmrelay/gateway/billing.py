@@ -12,7 +12,11 @@ it by more than one request.
 
 A deployment with no known price (neither an operator's ``input_per_mtok`` /
 ``output_per_mtok`` nor the catalogue's) has no worst case: a budgeted key may
-not use it (``Unpriced``).
+not use it (``Unpriced``); nor a model the catalogue prices in units a call's
+usage does not carry (images, audio hours, pages), nor web searches (per-search
+fees nobody reports: a model that always searches, or a request that asks for
+search), unless the operator's own prices cover them. Prices with tiers by prompt
+size are reserved at their top tier.
 
 **After the call** the answer's own cost is settled. When the upstream reported
 no usage (a stream without its usage chunk, or one the client left), the tokens
@@ -22,9 +26,10 @@ are counted here (``counted_usage``) and priced at the deployment that answered.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import orjson
@@ -47,17 +52,25 @@ TOOLS_ALLOWANCE = 600
 IMAGE_KINDS = ("openai", "anthropic", "gemini")
 COUNT_IN_THREAD_CHARS = 64_000
 """Texts longer than this are counted in a worker thread, off the event loop."""
+TOP_TIER = 10_000_000
+"""A prompt past every price tier: rates at it are a model's dearest."""
+ALWAYS_SEARCHES = re.compile(r"search|sonar|deep-research", re.IGNORECASE)
+"""Models that search the web on every call (and charge for it)."""
+SEARCH_TOOLS = frozenset(("googleSearch", "google_search", "googleSearchRetrieval", "google_search_retrieval"))
 _MAX_GROUPS = 4096
+_UNKNOWN = "is unknown"
+_SEARCHES = "includes web searches nobody reports a count of"
+_UNITS = "is in units a call's usage does not carry"
 
 
 class Unpriced(Exception):
-    """Some deployment a call may reach has no known price."""
+    """Some deployment a call may reach has no price the gateway can charge."""
 
-    def __init__(self, deployments: Sequence[Deployment]) -> None:
+    def __init__(self, deployments: Sequence[Deployment], why: str = _UNKNOWN) -> None:
         self.deployments = list(deployments)
         names = ", ".join(repr(d.id) for d in deployments)
         super().__init__(
-            f"the price of {names} is unknown, so a budget cannot be kept with it: set input_per_mtok and "
+            f"the price of {names} {why}, so a budget cannot be kept with it: set input_per_mtok and "
             "output_per_mtok (USD per million tokens) on that deployment in the config's models: section"
         )
 
@@ -74,6 +87,9 @@ class Rates:
     max_output: int
     kind: str
     model: str
+    per_search: float = 0.0
+    unbilled: bool = False
+    """Priced in units a call's usage does not carry."""
 
 
 class PriceBook:
@@ -92,15 +108,32 @@ class PriceBook:
         unpriced = [dep for dep, r in entries if r is None or (chat and r.output is None)]
         if unpriced:
             raise Unpriced(unpriced)
+        unbilled = [dep for dep, r in entries if r is not None and r.unbilled]
+        if unbilled:
+            raise Unpriced(unbilled, _UNITS)
+        searching = _asks_search(request)
+        searches = [d for d, r in entries if r is not None and r.per_search and (searching or _searches(d.model))]
+        if searches:
+            raise Unpriced(searches, _SEARCHES)
         prompt, images = worst_prompt_tokens(request)
         asked = request.max_tokens if isinstance(request, ChatRequest) else 0
         worst = 0.0
         for _, r in entries:
             assert r is not None
-            output = 0 if not chat else r.max_output if asked is None else min(asked, r.max_output)
+            # what the request allows: its own max_tokens whole (a model may answer more than the
+            # catalogue says), else the most the model answers
+            output = 0 if not chat else r.max_output if asked is None else asked
             seen = prompt + sum(_image_tokens(r.kind, r.model, image) for image in images)
             worst = max(worst, r.fixed + seen * r.input + output * (r.output or 0.0))
         return worst
+
+    def dearest(self, group: str) -> Deployment | None:
+        """The deployment ``group`` may reach whose answers cost the most (for an answer
+        whose deployment is not known: charged high, never low)."""
+        priced = [(d, r) for d, r in self._rates(group) if r is not None]
+        if not priced:
+            return None
+        return max(priced, key=lambda p: p[1].input + (p[1].output or 0.0))[0]
 
     def cost(self, deployment: Deployment, usage: Usage) -> float | None:
         """What ``usage`` costs at ``deployment`` (``None``: its price is unknown)."""
@@ -138,15 +171,22 @@ class PriceBook:
         if dep.prices is not None:
             p = dep.prices
             return Rates(p.input_per_mtok / 1e6, p.output_per_mtok / 1e6, 0.0, max_output, kind, dep.model)
-        from ..cost import chat_cost
+        from ..cost import chat_cost, model_rates
 
-        fixed = chat_cost(provider.price_provider, dep.model, Usage(0, 0))
-        per_input = chat_cost(provider.price_provider, dep.model, Usage(1_000_000, 0))
-        per_output = chat_cost(provider.price_provider, dep.model, Usage(0, 1_000_000))
-        if fixed is None or per_input is None:
+        known = model_rates(provider.price_provider, dep.model)
+        if known is None:
             return None
-        output = None if per_output is None else (per_output - fixed) / 1e6
-        return Rates((per_input - fixed) / 1e6, output, fixed, max_output, kind, dep.model)
+        price = provider.price_provider
+        fixed = chat_cost(price, dep.model, Usage(0, 0))
+        prompt = chat_cost(price, dep.model, Usage(TOP_TIER, 0))
+        both = chat_cost(price, dep.model, Usage(TOP_TIER, 1_000_000))
+        if fixed is None or prompt is None:
+            return None
+        output = None if both is None else (both - prompt) / 1e6  # at the top tier's rate
+        return Rates(
+            (prompt - fixed) / TOP_TIER, output, fixed, max_output, kind, dep.model, known.per_search,
+            bool(known.unbilled),
+        )  # fmt: skip
 
     def forget(self) -> None:
         """Drop what is remembered (after the groups changed)."""
@@ -189,6 +229,27 @@ def worst_prompt_tokens(request: ChatRequest | EmbeddingRequest) -> tuple[float,
     return float(total), images
 
 
+def _searches(model: str) -> bool:
+    return ALWAYS_SEARCHES.search(model) is not None
+
+
+def _asks_search(request: ChatRequest | EmbeddingRequest) -> bool:
+    """Whether pass-through fields ask the provider to search the web (billed per search)."""
+    extra = request.extra
+    if not extra:
+        return False
+    if "web_search_options" in extra:
+        return True
+    tools = extra.get("tools")
+    if isinstance(tools, list):
+        for tool in tools:
+            if isinstance(tool, dict) and (
+                SEARCH_TOOLS & tool.keys() or str(tool.get("type", "")).startswith("web_search")
+            ):
+                return True
+    return False
+
+
 def _json(value: object) -> int:
     try:
         return len(orjson.dumps(value))
@@ -200,11 +261,22 @@ def _bytes(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
-def _image_tokens(kind: str, model: str, image: ImagePart) -> int:
-    """The provider's own count of the image, and never less than any major provider's."""
-    from ..tokens import image_tokens
+WORST_SIZES = ((768, 2048), (2048, 768), (2048, 2048), (4096, 4096))
+"""Sizes tried for an image whose size is unknown (a URL): tall and wide ones cost
+OpenAI more tiles than a square, big ones cost Gemini more."""
 
-    return max(image_tokens(k, model, image) for k in {kind, *IMAGE_KINDS})
+
+def _image_tokens(kind: str, model: str, image: ImagePart) -> int:
+    """The provider's own count of the image, and never less than any major provider's;
+    for an image of unknown size, its dearest size."""
+    from ..tokens import image_tokens
+    from ..tokens.images import image_size
+
+    kinds = {kind, *IMAGE_KINDS}
+    if image_size(image) is not None:
+        return max(image_tokens(k, model, image) for k in kinds)
+    shapes = [replace(image, width=w, height=h) for w, h in WORST_SIZES]
+    return max(image_tokens(k, model, shape) for k in kinds for shape in shapes)
 
 
 # ---- counting what was given -----------------------------------------------------------------

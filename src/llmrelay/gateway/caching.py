@@ -41,7 +41,11 @@ def options_for(scope: Scope) -> CacheOptions:
 
 
 def announce(scope: Scope, info: CacheInfo) -> None:
-    """Put the cache's verdict in the answer's headers (before the status line goes)."""
+    """Put the cache's verdict in the answer's headers (before the status line goes), and
+    in the request's facts (a stream from the cache that its client leaves costs nothing)."""
+    facts: RequestFacts | None = scope.get("llmrelay.facts")
+    if facts is not None and facts.cache is None:
+        facts.cache = _verdict(info)
     headers = dict(scope.get("llmrelay.headers") or {})
     headers["x-llmrelay-cache"] = info.status
     if info.coalesced:
@@ -56,13 +60,17 @@ def note_answer(facts: RequestFacts, response: ChatResponse) -> None:
     info = response.cache
     if info is None:
         return
+    facts.cache = _verdict(info)
     if info.status == "hit":
-        facts.cache = "semantic_hit" if info.similarity is not None else "hit"
         facts.deployment = "cache"
-    else:
-        facts.cache = "coalesced" if info.coalesced else "miss"
     if info.free:
         facts.usage, facts.cost_usd = _FREE, 0.0
+
+
+def _verdict(info: CacheInfo) -> str:
+    if info.status == "hit":
+        return "semantic_hit" if info.similarity is not None else "hit"
+    return "coalesced" if info.coalesced else "miss"
 
 
 def created_at(response: ChatResponse, now: float) -> int:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .. import errors
 from ..cache.options import DEFAULT_OPTIONS, CacheOptions
 from ..router.records import CallTrace
-from ..types import ChatRequest, ChatResponse, Finish, Route, StreamEvent
+from ..types import ChatRequest, ChatResponse, Finish, Route, StreamEvent, Usage
 from .billing import counted_usage
 from .caching import announce, note_answer, options_for
 from .http import HTTPError, Receive, Scope, Send, send_json
@@ -66,11 +66,16 @@ async def serve_chat(
         if stream:
             await _stream(gw, receive, send, facts, request, group, cache, trace, encoder(), wrap)
             return
-        response = await gw.client.cache.chat(group, request, cache, trace)
+        try:
+            response = await gw.client.cache.chat(group, request, cache, trace)
+        except errors.LLMError:
+            await charge_abandoned(gw, facts, request, trace)
+            raise
         note_answer(facts, response)
         facts.upstream_s = response.latency_s
         if _unreported(facts):
             await charge(gw, facts, request, trace, [Finish(response.finish_reason, response)])
+        await charge_abandoned(gw, facts, request, trace)
         payload = await to_wire(response)
         if response.cache is not None:
             announce(scope, response.cache)
@@ -99,14 +104,17 @@ async def _stream(
     async def bill() -> None:
         nonlocal billed
         if not billed:
-            billed = True
             await charge(gw, facts, request, trace, given)
+            await charge_abandoned(gw, facts, request, trace)
+            billed = True  # only once made: a client leaving mid-count has it made again, whole
 
     events = gw.client.cache.stream(group, request, cache, trace)
     if wrap is not None:
         events = wrap(events)
     try:
-        await relay(events, encoder, receive, send, facts, given, bill, gw.scrub.error)
+        await relay(
+            events, encoder, receive, send, facts, given, bill, gw.scrub.error, gw.server_limits.write_timeout_s
+        )
     finally:
         await bill()
 
@@ -115,6 +123,28 @@ def _unreported(facts: RequestFacts) -> bool:
     """The answer came without usage (its tokens must be counted here)."""
     usage = facts.usage
     return usage is None or not (usage.prompt_tokens or usage.completion_tokens)
+
+
+async def charge_abandoned(gw: Gateway, facts: RequestFacts, request: ChatRequest, trace: CallTrace) -> None:
+    """Add the prompts of the attempts the router gave up on (timed out) to what the
+    request is charged: each upstream had the prompt and bills it."""
+    abandoned, trace.abandoned = trace.abandoned, []
+    if not abandoned:
+        return
+    usage = facts.usage
+    prompt = usage.prompt_tokens if usage is not None and usage.prompt_tokens else 0
+    if not prompt:
+        try:
+            kind = gw.client.provider(abandoned[0].provider).config.kind
+        except errors.LLMError:
+            return
+        prompt = (await counted_usage(kind, abandoned[0].model, request, None, None)).prompt_tokens
+    extra = Usage(prompt * len(abandoned), 0)
+    costs = [gw.prices.cost(dep, Usage(prompt, 0)) for dep in abandoned]
+    facts.usage = extra if usage is None else usage + extra
+    known = [c for c in costs if c is not None]
+    if known:
+        facts.cost_usd = (facts.cost_usd or 0.0) + sum(known)
 
 
 def route_headers(route: Route | None) -> dict[str, str]:
@@ -139,11 +169,16 @@ async def charge(
         return  # a cache hit or a shared flight: nothing was spent for this caller
     if not _unreported(facts):
         return  # the upstream's own figures
-    dep = trace.deployment
-    if dep is None or trace.handed_over:
-        return  # no attempt was made (refused, or answered from the cache), or another caller pays for it
+    if trace.handed_over or facts.cache in ("hit", "semantic_hit"):
+        return  # another caller of a shared stream pays for it, or the cache answered
     if response is None and not facts.disconnected and not given:
         return  # failed before it began: the error, not an answer, is what the caller got
+    shared = trace.deployment is None  # given by a shared stream its starter left: the last caller to leave pays
+    if shared and not given:
+        return  # no attempt was made (refused before it)
+    dep = gw.prices.dearest(facts.group) if shared else trace.deployment
+    if dep is None:
+        return
     try:
         kind = gw.client.provider(dep.provider).config.kind
     except errors.LLMError:
@@ -151,7 +186,8 @@ async def charge(
     counted = await counted_usage(kind, dep.model, request, None if response is not None else given, response)
     facts.usage = counted
     facts.cost_usd = gw.prices.cost(dep, counted)
-    facts.deployment = facts.deployment or dep.id
+    if not shared:
+        facts.deployment = facts.deployment or dep.id
     if facts.disconnected:
         facts.error = "client_disconnected"
 

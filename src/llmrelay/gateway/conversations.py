@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from .app import Gateway
 
 OPERATOR_TENANT = "default"
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+"""Where the master key's (and open mode's) conversations are kept: a tenant id no
+tenant may take (``store.records.RESERVED_TENANTS``)."""
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 
 
 def conversation_of(scope: Scope, body: dict[str, Any]) -> str | None:
@@ -34,7 +36,7 @@ def conversation_of(scope: Scope, body: dict[str, Any]) -> str | None:
         raw = header(scope, b"x-llmrelay-conversation-id")
     if raw is None:
         return None
-    if not isinstance(raw, str) or not _ID.match(raw):
+    if not isinstance(raw, str) or not _ID.fullmatch(raw):
         raise HTTPError(
             400,
             "'conversation_id' must be 1-128 letters, digits, '_', '.', ':' or '-', starting with a letter or digit",
@@ -80,6 +82,8 @@ async def list_conversations(gw: Gateway, scope: Scope, receive: Receive, send: 
 
 
 async def conversation_item(gw: Gateway, scope: Scope, receive: Receive, send: Send, conversation_id: str) -> None:
+    if not _ID.fullmatch(conversation_id):
+        raise HTTPError(404, "no such conversation: an id is 1-128 letters, digits, '_', '.', ':' or '-'")
     caller: Caller = scope["llmrelay.caller"]
     tenant = own_tenant(caller, query_params(scope).get("tenant")) or OPERATOR_TENANT
     store = gw.store_()

@@ -37,7 +37,7 @@ def status_of(exc: errors.LLMError) -> int:
 _ADDRESSES = re.compile(
     r"\(\s*'[^']*'\s*,\s*\d{1,5}\s*(?:,[^)]*)?\)"  # ('host', port) as Python's socket errors write it
     r"|[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+"  # URLs
-    r"|\[[0-9a-fA-F:.]+\](?::\d{1,5})?"  # [IPv6]:port
+    r"|\[[0-9a-fA-F.]*:[0-9a-fA-F:.]*\](?::\d{1,5})?"  # [IPv6]:port
     r"|\b\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?\b"  # IPv4:port
     r"|\b(?:localhost|[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)+):\d{1,5}\b"  # host:port
 )
@@ -68,7 +68,10 @@ class Scrubber:
         return _ADDRESSES.sub(HIDDEN, text)
 
     def error(self, exc: errors.LLMError) -> errors.LLMError:
-        """``exc`` with its message scrubbed (changed in place, and returned)."""
+        """``exc`` with its message scrubbed (changed in place, and returned), when it comes
+        from a provider or the router (the caller's own 4xx errors are left as they are)."""
+        if exc.provider is None and status_of(exc) < 500:
+            return exc
         clean = self(exc.message)
         if clean != exc.message:
             exc.message = clean
@@ -79,7 +82,7 @@ class Scrubber:
 def from_llm_error(exc: errors.LLMError, scrub: Scrubber | None = None) -> tuple[int, dict[str, Any], dict[str, str]]:
     """``(status, OpenAI body, headers)`` for an ``LLMError`` (its message ``scrub``bed)."""
     status = status_of(exc)
-    message = str(exc) if scrub is None else scrub(str(exc))
+    message = str(scrub.error(exc) if scrub is not None else exc)
     if status == 502 and exc.status_code in (401, 403):
         message = f"the upstream provider refused the gateway's credentials: {message}"
     headers: dict[str, str] = {}

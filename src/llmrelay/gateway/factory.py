@@ -67,8 +67,9 @@ def server_limits(client: AsyncClient) -> ServerLimits:
         return ServerLimits()
     s = file.server
     return ServerLimits(
-        header_timeout_s=s.header_timeout_s, body_timeout_s=s.body_timeout_s, max_connections=s.max_connections
-    )
+        header_timeout_s=s.header_timeout_s, body_timeout_s=s.body_timeout_s, max_connections=s.max_connections,
+        write_timeout_s=s.write_timeout_s, max_header_bytes=s.max_header_kb * 1024,
+    )  # fmt: skip
 
 
 def max_body(client: AsyncClient) -> int:

@@ -40,7 +40,7 @@ _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 
 FOLD_S = 0.5
 """How often noted requests reach the metrics (and, with several workers, the shared files)."""
 _OVERHEAD = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
-MAX_OTHER_LABELS = 100
+MAX_OTHER_LABELS = 25
 OTHER = "other"
 
 

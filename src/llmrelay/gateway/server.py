@@ -22,6 +22,8 @@ connection, one deadline for what it is waiting on the client for
   under way closes when that answer ends. The gateway's ``read_body`` relies on
   this rather than a timer of its own per request (``read_body(...,
   timeout_s=...)`` is there for other servers);
+- **header size**: a request line and headers past ``max_header_bytes`` are
+  answered ``431`` and the connection closes (the body has its own limit);
 - **connections**: past ``max_connections`` open in the process, a new one is
   answered ``503`` (``retry-after: 1``) and closed at once.
 
@@ -62,14 +64,20 @@ class ServerLimits:
     """From the headers until the whole body has arrived."""
     max_connections: int = 2048
     """Open connections per worker process; past it a new one is answered 503 and closed."""
+    write_timeout_s: float = 30.0
+    """How long a client may leave a stream's bytes untaken before it is taken for gone."""
+    max_header_bytes: int = 64 * 1024
+    """A request's line and headers together; past it a 431, and the connection closes."""
 
     def __post_init__(self) -> None:
-        for name in ("header_timeout_s", "body_timeout_s"):
+        for name in ("header_timeout_s", "body_timeout_s", "write_timeout_s"):
             value = getattr(self, name)
             if type(value) not in (int, float) or not 0 < value < math.inf:
                 raise ValueError(f"ServerLimits.{name} must be a number of seconds > 0, not {value!r}")
-        if type(self.max_connections) is not int or self.max_connections <= 0:
-            raise ValueError(f"ServerLimits.max_connections must be a whole number > 0, not {self.max_connections!r}")
+        for name in ("max_connections", "max_header_bytes"):
+            value = getattr(self, name)
+            if type(value) is not int or value <= 0:
+                raise ValueError(f"ServerLimits.{name} must be a whole number > 0, not {value!r}")
 
 
 DEFAULT_LIMITS = ServerLimits()
@@ -99,6 +107,9 @@ def _answer(status: HTTPStatus, code: str, message: str, *headers: bytes) -> byt
 
 
 REQUEST_TIMEOUT = _answer(HTTPStatus.REQUEST_TIMEOUT, "request_timeout", "the request headers did not arrive in time")
+HEADERS_TOO_LARGE = _answer(
+    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", "the request line and headers are too large"
+)
 BODY_TIMEOUT = _answer(HTTPStatus.REQUEST_TIMEOUT, "request_timeout", "the request body did not arrive in time")
 TOO_MANY_CONNECTIONS = _answer(
     HTTPStatus.SERVICE_UNAVAILABLE,
@@ -118,6 +129,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     _limits = DEFAULT_LIMITS
     _phase = _HEADERS
+    _header_bytes = 0
+    """Bytes received while the request line and headers are awaited (a chunk's whole size:
+    a little over, never under)."""
     _deadline: asyncio.TimerHandle | None = None
     """The one timer of the connection: for its headers, or for its body (``_phase``)."""
 
@@ -150,13 +164,25 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         try:
             super().data_received(data)
         finally:
+            if self._phase == _HEADERS:  # still awaiting the end of the headers after this chunk
+                self._header_bytes += len(data)
+                if self._header_bytes > self._limits.max_header_bytes and not self.transport.is_closing():
+                    self._refuse_headers()
             self._watch()
+
+    def _refuse_headers(self) -> None:
+        self._phase = _GONE
+        self._disarm()
+        if self._answered() and not self.pipeline:
+            self.transport.write(HEADERS_TOO_LARGE)
+        self.transport.close()
 
     # ---- parser callbacks -------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._phase = _HEADERS  # armed when this chunk ends, unless the connection's start still counts
+        self._header_bytes = 0
 
     def on_headers_complete(self) -> None:
         self._disarm()
@@ -227,4 +253,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.cycle.keep_alive = False  # an answer is under way: it ends the connection
 
 
-__all__ = ["BODY_TIMEOUT", "DEFAULT_LIMITS", "GuardedHttpToolsProtocol", "ServerLimits", "limits_of"]
+__all__ = [
+    "BODY_TIMEOUT", "DEFAULT_LIMITS", "HEADERS_TOO_LARGE", "GuardedHttpToolsProtocol", "ServerLimits", "limits_of",
+]  # fmt: skip

@@ -67,6 +67,10 @@ def request_from_wire(body: dict[str, Any]) -> ChatRequest:
             isinstance(content, list) and all(isinstance(b, dict) and isinstance(b.get("type"), str) for b in content)
         ):
             raise errors.InvalidRequest(f"messages.{i}.content: must be a string or a list of content blocks")
+    for i, turn in enumerate(messages):
+        if isinstance(turn["content"], list):
+            for j, block in enumerate(turn["content"]):
+                _check_block(block, f"messages.{i}.content.{j}")
     system = body.get("system")
     if system is not None and not isinstance(system, str | list):
         raise errors.InvalidRequest("system: must be a string or a list of text blocks")
@@ -93,6 +97,49 @@ def request_from_wire(body: dict[str, Any]) -> ChatRequest:
         user=metadata.get("user_id") if isinstance(metadata.get("user_id"), str) else None,
         extra={k: v for k, v in body.items() if k not in _KNOWN},
     )
+
+
+_BLOCK_FIELDS: dict[str, tuple[tuple[str, type, bool], ...]] = {
+    # block type: (field, type, required)
+    "text": (("text", str, True),),
+    "thinking": (("thinking", str, True), ("signature", str, False)),
+    "redacted_thinking": (("data", str, True),),
+    "image": (("source", dict, True),),
+    "document": (("source", dict, True),),
+    "tool_use": (("id", str, True), ("name", str, True), ("input", dict, False)),
+    "tool_result": (("tool_use_id", str, True), ("is_error", bool, False)),
+}
+_SOURCE_FIELDS: dict[str, tuple[tuple[str, type, bool], ...]] = {
+    "base64": (("data", str, True), ("media_type", str, True)),
+    "url": (("url", str, True),),
+    "text": (("data", str, True),),
+}
+
+
+def _check_block(block: dict[str, Any], where: str) -> None:
+    """The fields of a known content block have their types (``InvalidRequest`` naming the first that does not)."""
+    _check_fields(block, _BLOCK_FIELDS.get(block["type"], ()), where)
+    source = block.get("source")
+    if isinstance(source, dict):
+        _check_fields(source, _SOURCE_FIELDS.get(str(source.get("type")), ()), f"{where}.source")
+    result = block.get("content") if block["type"] == "tool_result" else None
+    if isinstance(result, list):
+        for k, inner in enumerate(result):
+            if not isinstance(inner, dict) or not isinstance(inner.get("type"), str):
+                raise errors.InvalidRequest(f"{where}.content.{k}: must be a content block")
+            _check_block(inner, f"{where}.content.{k}")
+    elif result is not None and not isinstance(result, str):
+        raise errors.InvalidRequest(f"{where}.content: must be a string or a list of content blocks")
+
+
+def _check_fields(obj: dict[str, Any], fields: tuple[tuple[str, type, bool], ...], where: str) -> None:
+    for name, kind, required in fields:
+        value = obj.get(name)
+        if value is None:
+            if required:
+                raise errors.InvalidRequest(f"{where}.{name}: Field required")
+        elif not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            raise errors.InvalidRequest(f"{where}.{name}: must be {'an object' if kind is dict else kind.__name__}")
 
 
 def _tool_choice(choice: Any) -> str | dict[str, Any] | None:

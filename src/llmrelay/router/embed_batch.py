@@ -6,7 +6,10 @@ batch and waits up to that many milliseconds for others; the batch goes upstream
 window ends, or at once when its texts reach the provider's ``max_embed_inputs`` (or the
 next caller would take it past ``max_embed_tokens``). The answer is cut back into one
 ``EmbeddingResponse`` per caller: its own vectors in its order, and a share of the usage and
-cost in proportion to its characters (whole tokens, adding up to the batch's exactly).
+cost in proportion to its UTF-8 bytes (whole tokens, adding up to the batch's exactly).
+Bytes, not characters: a token is never shorter than a byte, so no caller's share
+can pass the most its own texts could make, whatever the others sent (four-byte
+characters of many tokens each would hand their tokens to the others by characters).
 
 Each caller stays a normal router attempt (its own timeout, retries, failover): the batch
 only replaces the provider call. The upstream call runs in a task of its own, so a caller
@@ -82,7 +85,7 @@ class _Caller:
     def __init__(self, inputs: list[str], tokens: int, future: asyncio.Future[EmbeddingResponse]) -> None:
         self.inputs = inputs
         self.tokens = tokens
-        self.weight = sum(len(t) for t in inputs)  # characters: what the usage is split by
+        self.weight = tokens  # UTF-8 bytes: what the usage is split by (never more than a text can hold)
         self.future = future
 
 

@@ -47,15 +47,18 @@ Hook = Callable[[AttemptRecord], None]
 
 class CallTrace:
     """What one caller follows of its own call while it runs: the deployment of
-    the attempt under way (set as each attempt starts), and whether another caller
-    took its answer over (``handed_over``: it left a shared stream that goes on for
-    others, one of whom pays for it). The gateway reads it to bill a stream its
-    client left: the upstream charges what it generated."""
+    the attempt under way (set as each attempt starts), the deployments of attempts
+    that timed out (``abandoned``: each had the prompt, and may have gone on
+    generating after the router gave up on it), and whether another caller took
+    its answer over (``handed_over``: it left a shared stream that goes on for
+    others, one of whom pays for it). The gateway reads it to bill what the
+    upstream charges: a stream its client left, the prompts of abandoned attempts."""
 
-    __slots__ = ("deployment", "handed_over")
+    __slots__ = ("abandoned", "deployment", "handed_over")
 
     def __init__(self) -> None:
         self.deployment: Deployment | None = None
+        self.abandoned: list[Deployment] = []
         self.handed_over = False
 
 

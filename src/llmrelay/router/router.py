@@ -506,6 +506,8 @@ class Router(HealthChecks):
         ttft: float | None = None,
     ) -> None:
         dep = pick.deployment
+        if isinstance(exc, errors.Timeout) and call.trace is not None:
+            call.trace.abandoned.append(dep)  # it had the prompt; it may go on (and bill) without us
         try:
             if isinstance(exc, errors.Timeout) and call.deadline.expired():
                 counted = False  # cut short by the call's own budget: says nothing about the deployment

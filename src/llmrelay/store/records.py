@@ -60,6 +60,18 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+RESERVED_TENANTS = frozenset(("default",))
+"""Tenant ids no tenant may take: ``default`` files the operator's own conversations."""
+
+
+def check_new_tenant(value: object) -> str:
+    """``check_slug``, and not a reserved id (for tenants and keys being made)."""
+    check_slug(value)
+    if value in RESERVED_TENANTS:
+        raise ValueError(f"tenant id {value!r} is reserved (the gateway operator's own data is kept under it)")
+    return str(value)
+
+
 def check_slug(value: object, what: str = "tenant id") -> str:
     """``value`` when it is a valid id (``^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$``), else ``ValueError``."""
     if not isinstance(value, str) or not _SLUG.fullmatch(value):
@@ -70,9 +82,13 @@ def check_slug(value: object, what: str = "tenant id") -> str:
     return value
 
 
+MAX_LIMIT = 2**31 - 1
+"""The largest limit a column holds on every database (PostgreSQL's INTEGER)."""
+
+
 def _check_positive_int(owner: str, name: str, value: object) -> None:
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
-        raise ValueError(f"{owner}: {name} must be a positive integer or None, not {value!r}")
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_LIMIT):
+        raise ValueError(f"{owner}: {name} must be a whole number from 1 to {MAX_LIMIT} or None, not {value!r}")
 
 
 def _check_limits(owner: str, obj: Any) -> None:

@@ -40,6 +40,7 @@ from .records import (
     Tenant,
     UsageQuery,
     UsageRecord,
+    check_new_tenant,
     check_slug,
     hash_secret,
     new_secret,
@@ -143,6 +144,7 @@ class Store:
 
     def create_tenant(self, tenant: Tenant) -> Tenant:
         """Add ``tenant`` (its ``created_at`` set now); ``Conflict`` if the id exists."""
+        check_new_tenant(tenant.id)
         created = replace(tenant, created_at=self._clock())
         with self._write() as conn:
             added = conn.execute(insert_ignore(conn, tenants).values(tenant_row(created)).returning(tenants.c.id))
@@ -179,6 +181,7 @@ class Store:
         existing = self.get_tenant(id)
         if existing is not None:
             return existing
+        check_new_tenant(id)
         with self._write() as conn:
             conn.execute(insert_ignore(conn, tenants).values(tenant_row(Tenant(id, created_at=self._clock()))))
             return tenant_from_row(conn.execute(select(tenants).where(tenants.c.id == id)).one())
@@ -203,6 +206,7 @@ class Store:
         secret is returned this once: the store keeps only its hash."""
         if isinstance(models, str):
             raise ValueError(f"models must be a list of model names, not the string {models!r}")
+        check_new_tenant(tenant)
         now = self._clock()
         secret = new_secret()
         key = ApiKey(

@@ -17,7 +17,7 @@ from llmrelay import AsyncClient, ModelGroup
 from llmrelay.gateway import Gateway
 from llmrelay.gateway.server import GuardedHttpToolsProtocol
 from llmrelay.router import RoutingSettings
-from llmrelay.store import Store
+from llmrelay.store import Store, UsageQuery, UsageRecord
 
 MASTER = "sk-gateway-master-123456"
 
@@ -90,3 +90,16 @@ async def served_gateway(extra: Sequence[ModelGroup] = ()) -> AsyncIterator[Serv
                     await sdk.close()
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+async def ledger_rows(gw: Served, key_id: str, want: int = 1) -> list[UsageRecord]:
+    """The key's ledger rows, once ``want`` of them are written (a bounded wait)."""
+    assert gw.app.ledger is not None
+    found: list[UsageRecord] = []
+    for _ in range(100):
+        await gw.app.ledger.flush()
+        found = gw.store.usage(UsageQuery(key_id=key_id))
+        if len(found) >= want:
+            return found
+        await asyncio.sleep(0.05)
+    return found

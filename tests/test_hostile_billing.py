@@ -16,12 +16,12 @@ import openai
 import pytest
 
 from fakeserver import Reply
-from gateways import Served, served_gateway
+from gateways import Served, ledger_rows, served_gateway
 from llmrelay import ModelGroup
 from llmrelay.cost import Prices
 from llmrelay.gateway.admission import period_bounds
 from llmrelay.router import Deployment
-from llmrelay.store import UsageQuery, UsageRecord
+from llmrelay.store import UsageRecord
 from test_gateway_openai import CHAT, answer, sse
 from test_gateway_tenants import HI, call, new_key
 
@@ -33,19 +33,6 @@ TUNED_PRICED = ModelGroup("tuned-priced", [Deployment("openai", "my-finetune-7",
 async def hostile() -> AsyncIterator[Served]:
     async for served in served_gateway([TUNED, TUNED_PRICED]):
         yield served
-
-
-async def rows(gw: Served, key_id: str, want: int = 1) -> list[UsageRecord]:
-    """The key's ledger rows, once ``want`` of them are written (bounded wait)."""
-    assert gw.app.ledger is not None
-    found: list[UsageRecord] = []
-    for _ in range(100):
-        await gw.app.ledger.flush()
-        found = gw.store.usage(UsageQuery(key_id=key_id))
-        if len(found) >= want:
-            return found
-        await asyncio.sleep(0.05)
-    return found
 
 
 async def spend_counter(gw: Served, key_id: str) -> float:
@@ -67,7 +54,7 @@ async def test_a_stream_the_client_leaves_is_recorded_and_charged(hostile: Serve
             if seen >= 5:
                 break
         r.close()  # the client vanishes mid-answer
-    [row] = await rows(gw, key_id)
+    [row] = await ledger_rows(gw, key_id)
     assert row.status == 499 and row.error == "client_disconnected", row
     assert row.prompt_tokens > 0 and 3 <= row.completion_tokens < 40, row
     assert row.cost_usd is not None and row.cost_usd > 0 and row.deployment == "openai/gpt-4o-mini"
@@ -86,7 +73,7 @@ async def test_the_caller_cannot_turn_usage_off_or_override_what_the_gateway_set
     assert all(c.usage is None for c in chunks)  # the client did not ask for usage: it gets none
     sent = gw.upstream.requests[-1].json
     assert sent["stream_options"] == {"include_usage": True} and sent["stream"] is True
-    [row] = await rows(gw, key_id)
+    [row] = await ledger_rows(gw, key_id)
     assert (row.prompt_tokens, row.completion_tokens) == (5, 3) and row.cost_usd and row.cost_usd > 0
 
     # fields of the upstream's format smuggled into the Messages API, answered by an OpenAI deployment
@@ -97,7 +84,7 @@ async def test_the_caller_cannot_turn_usage_off_or_override_what_the_gateway_set
     sent = gw.upstream.requests[-1].json
     assert sent["stream_options"] == {"include_usage": True} and "n" not in sent
     assert sent["max_completion_tokens"] == 20 and sent["stream"] is True and sent["model"] == "gpt-4o-mini"
-    assert len(await rows(gw, key_id, 2)) == 2
+    assert len(await ledger_rows(gw, key_id, 2)) == 2
 
     # and the Anthropic format's own fields smuggled into chat completions, answered by an Anthropic deployment
     recorded = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
@@ -138,7 +125,7 @@ async def test_a_budget_holds_under_concurrency_with_long_answers_and_no_max_tok
             return "over"
 
     outcomes = await asyncio.gather(*(one() for _ in range(60)))
-    spent = sum(r.cost_usd or 0 for r in await rows(gw, key_id, outcomes.count("ok")))
+    spent = sum(r.cost_usd or 0 for r in await ledger_rows(gw, key_id, outcomes.count("ok")))
     one_answer = 16_000 * 0.6 / 1e6 + 9 * 0.15 / 1e6  # gpt-4o-mini
     assert outcomes.count("ok") >= 1 and "over" in outcomes
     assert spent <= budget + one_answer, (spent, outcomes.count("ok"))
@@ -161,7 +148,7 @@ async def test_unpriced_models_are_refused_to_budgeted_keys_until_the_config_pri
     priced_id, priced = await new_key(gw, "acme", budget_usd=1)
     r = await gw.sdk(priced).chat.completions.create(model="tuned-priced", messages=HI)  # type: ignore[arg-type]
     assert r.choices
-    [row] = await rows(gw, priced_id)
+    [row] = await ledger_rows(gw, priced_id)
     assert row.cost_usd == pytest.approx((9 * 2.0 + 3 * 8.0) / 1e6)  # the config's prices
 
 
@@ -201,7 +188,7 @@ async def test_a_client_gone_before_the_first_token_is_recorded_and_pays_its_pro
         task.cancel()  # gone before the first token
         with pytest.raises(asyncio.CancelledError):
             await task
-    [row] = await rows(gw, key_id)
+    [row] = await ledger_rows(gw, key_id)
     assert row.status == 499 and row.error == "client_disconnected" and row.completion_tokens == 0
     assert row.prompt_tokens > 0 and row.cost_usd is not None and row.cost_usd > 0
 
@@ -217,5 +204,5 @@ async def test_embeddings_with_a_budget_are_reserved_at_their_input_price_and_ch
         model="openai/text-embedding-3-small", input="hello", encoding_format="float"
     )
     assert made.data[0].embedding == [0.1, 0.2]
-    [row] = await rows(gw, key_id)
+    [row] = await ledger_rows(gw, key_id)
     assert row.cost_usd == pytest.approx(4 * 0.02 / 1e6)

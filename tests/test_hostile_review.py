@@ -23,7 +23,7 @@ import aiohttp
 import pytest
 
 from fakeserver import FakeServer, Reply
-from gateways import MASTER, Served, serve, served_gateway
+from gateways import MASTER, Served, ledger_rows, serve, served_gateway
 from llmrelay import AsyncClient, ModelGroup
 from llmrelay._http import AiohttpTransport
 from llmrelay.cost import Prices
@@ -32,7 +32,7 @@ from llmrelay.gateway.server import ServerLimits
 from llmrelay.router import Deployment, RoutingSettings
 from llmrelay.state.base import StateBackend
 from llmrelay.state.redis import RedisState
-from llmrelay.store import Store, UsageQuery, UsageRecord
+from llmrelay.store import Store
 from test_gateway_openai import CHAT, answer, sse
 from test_gateway_tenants import HI, call, new_key
 
@@ -45,19 +45,6 @@ HOSTED = ModelGroup("hosted", [Deployment("openai", "my-finetune-7", prices=Pric
 async def gw() -> AsyncIterator[Served]:
     async for served in served_gateway([SHARED, EMB, HOSTED]):
         yield served
-
-
-async def rows(gw: Served, key_id: str, want: int = 1) -> list[UsageRecord]:
-    """The key's ledger rows, once ``want`` of them are written (bounded wait)."""
-    assert gw.app.ledger is not None
-    found: list[UsageRecord] = []
-    for _ in range(100):
-        await gw.app.ledger.flush()
-        found = gw.store.usage(UsageQuery(key_id=key_id))
-        if len(found) >= want:
-            return found
-        await asyncio.sleep(0.05)
-    return found
 
 
 async def read_then_leave(gw: Served, key: str, body: dict[str, Any], chunks: int) -> int:
@@ -201,7 +188,7 @@ async def test_of_two_coalesced_streams_left_before_their_end_the_last_to_leave_
     follower = asyncio.create_task(read_then_leave(gw, secret, body, 50))
     got = await asyncio.gather(lead, follower)
     assert got == [20, 50] and gw.upstream.count(CHAT) == 1
-    found = await rows(gw, key_id, 2)
+    found = await ledger_rows(gw, key_id, 2)
     assert len(found) == 2 and all(r.status == 499 for r in found), found
     charged = sum(r.cost_usd or 0.0 for r in found)
     assert charged > 0, [(r.prompt_tokens, r.completion_tokens, r.cost_usd) for r in found]
@@ -225,7 +212,7 @@ async def test_a_client_leaving_while_its_stream_is_being_billed_is_billed_all_t
                 if b'"finish_reason":"stop"' in line:
                     break  # the whole answer is in: leave before [DONE]
             r.close()
-        [row] = await rows(gw, key_id)
+        [row] = await ledger_rows(gw, key_id)
         assert row.cost_usd is not None and row.cost_usd > 0, (row.status, row.error, row.prompt_tokens, row.cost_usd)
 
 
@@ -292,7 +279,7 @@ async def test_a_stream_nobody_reads_lets_its_upstream_connection_go_after_the_w
                 )  # fmt: skip
                 status, text = r.status, await r.text()
             assert status == 200 and "for alice" in text, (status, text[:300])
-            cut = await rows(gw, hostile_id, 2)
+            cut = await ledger_rows(gw, hostile_id, 2)
             assert [r.error for r in cut] == ["client_disconnected"] * 2 and all(r.completion_tokens for r in cut)
         finally:
             for sock in held:
@@ -319,8 +306,8 @@ async def test_a_shared_embeddings_batch_never_bills_a_tenant_more_than_its_text
         gw.sdk(alice).embeddings.create(model="emb", input=victim_texts, encoding_format="float"),
     )
     assert gw.upstream.count("/v1/embeddings") == 1  # one batch, both tenants in it
-    [alice_row] = await rows(gw, alice_id)
-    [mallory_row] = await rows(gw, mallory_id)
+    [alice_row] = await ledger_rows(gw, alice_id)
+    [mallory_row] = await ledger_rows(gw, mallory_id)
     alice_bound = sum(len(t.encode()) + 1 for t in victim_texts)  # no tokenizer makes more tokens than this
     assert alice_row.prompt_tokens <= alice_bound, (alice_row.prompt_tokens, mallory_row.prompt_tokens)
 
@@ -408,7 +395,7 @@ async def test_a_max_tokens_above_the_catalogues_output_limit_is_reserved_whole(
 
     statuses = await asyncio.gather(*(one() for _ in range(10)))
     assert gw.upstream.requests[-1].json["max_completion_tokens"] == 100_000  # sent as asked
-    spent = sum(r.cost_usd or 0.0 for r in await rows(gw, key_id, len(statuses)))
+    spent = sum(r.cost_usd or 0.0 for r in await ledger_rows(gw, key_id, len(statuses)))
     one_answer = (9 * 2.0 + 100_000 * 8.0) / 1e6
     assert 429 in statuses and statuses.count(200) >= 1, statuses
     assert spent <= budget + one_answer, (statuses.count(200), spent, budget + one_answer)
@@ -434,7 +421,7 @@ async def test_image_urls_reserve_their_dearest_shape(gw: Served) -> None:
 
     statuses = await asyncio.gather(*(one() for _ in range(20)))
     answered = statuses.count(200)
-    spent = sum(r.cost_usd or 0.0 for r in await rows(gw, key_id, len(statuses)))
+    spent = sum(r.cost_usd or 0.0 for r in await ledger_rows(gw, key_id, len(statuses)))
     one_answer = (2 * 48_169 + 10) * 0.15 / 1e6 + 0.6 / 1e6
     assert 429 in statuses and answered >= 1
     assert spent <= budget + one_answer, (answered, spent, budget + one_answer)
@@ -471,7 +458,7 @@ async def test_tiered_prices_are_reserved_at_their_top_tier() -> None:
 
         statuses = await asyncio.gather(*(one() for _ in range(14)))
         answered = statuses.count(200)
-        spent = sum(r.cost_usd or 0.0 for r in await rows(gw, key_id, len(statuses)))
+        spent = sum(r.cost_usd or 0.0 for r in await ledger_rows(gw, key_id, len(statuses)))
         one_answer = 208_000 * 2.5e-6 + 65_536 * 15e-6
         assert 429 in statuses and answered >= 1, statuses
         assert spent <= budget + one_answer, (answered, spent, budget + one_answer)
@@ -496,7 +483,7 @@ async def test_models_with_search_fees_are_refused_to_budgeted_keys(gw: Served) 
     if status == 403:
         return  # refused as not fully priced: what should happen
     assert status == 200
-    [row] = await rows(gw, key_id)
+    [row] = await ledger_rows(gw, key_id)
     assert row.cost_usd is not None and row.cost_usd >= 10 / 1000, row.cost_usd  # one search: $0.01
 
 
@@ -520,7 +507,7 @@ async def test_attempts_the_gateway_gives_up_on_are_charged_their_prompts() -> N
             )
             assert r.status == 504, await r.text()
         assert gw.upstream.count(CHAT) == 3  # three prompts delivered upstream
-        [row] = await rows(gw, key_id)
+        [row] = await ledger_rows(gw, key_id)
         assert row.cost_usd is not None and row.cost_usd > 0, row
 
 

@@ -18,7 +18,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
-from ..cache.options import DEFAULT_OPTIONS, CacheOptions
+from ..cache.options import DEFAULT_OPTIONS
 from ..router.records import CallTrace
 from ..types import ChatRequest, ChatResponse, Finish, Route, StreamEvent, Usage
 from .billing import counted_usage
@@ -63,8 +63,29 @@ async def serve_chat(
     cache = options_for(scope) if gw.client.cache.applies(group) else DEFAULT_OPTIONS
     trace = CallTrace()
     try:
-        if stream:
-            await _stream(gw, receive, send, facts, request, group, cache, trace, encoder(), wrap)
+        if stream:  # (inline, not a coroutine of its own: every event of the stream resumes this frame)
+            given: list[StreamEvent] = []
+            billed = False
+
+            async def bill() -> None:
+                """What was given is charged before the stream's last bytes, or as soon as it
+                ends short (the client left, the upstream broke); once made, never again."""
+                nonlocal billed
+                if not billed:
+                    await charge(gw, facts, request, trace, given)
+                    await charge_abandoned(gw, facts, request, trace)
+                    billed = True  # only once made: a client leaving mid-count has it made again, whole
+
+            events = gw.client.cache.stream(group, request, cache, trace)
+            if wrap is not None:
+                events = wrap(events)
+            try:
+                await relay(
+                    events, encoder(), receive, send, facts, given, bill, gw.scrub.error,
+                    gw.server_limits.write_timeout_s,
+                )  # fmt: skip
+            finally:
+                await bill()
             return
         try:
             response = await gw.client.cache.chat(group, request, cache, trace)
@@ -82,41 +103,6 @@ async def serve_chat(
         await send_json(send, 200, payload, route_headers(response.route))
     finally:
         await gw.settle(ticket, facts)
-
-
-async def _stream(
-    gw: Gateway,
-    receive: Receive,
-    send: Send,
-    facts: RequestFacts,
-    request: ChatRequest,
-    group: str,
-    cache: CacheOptions,
-    trace: CallTrace,
-    encoder: Encoder,
-    wrap: Callable[[Events], Events] | None,
-) -> None:
-    """The stream's events relayed; what was given is charged before the stream's last
-    bytes, or as soon as it ends short (the client left, the upstream broke)."""
-    given: list[StreamEvent] = []
-    billed = False
-
-    async def bill() -> None:
-        nonlocal billed
-        if not billed:
-            await charge(gw, facts, request, trace, given)
-            await charge_abandoned(gw, facts, request, trace)
-            billed = True  # only once made: a client leaving mid-count has it made again, whole
-
-    events = gw.client.cache.stream(group, request, cache, trace)
-    if wrap is not None:
-        events = wrap(events)
-    try:
-        await relay(
-            events, encoder, receive, send, facts, given, bill, gw.scrub.error, gw.server_limits.write_timeout_s
-        )
-    finally:
-        await bill()
 
 
 def _unreported(facts: RequestFacts) -> bool:

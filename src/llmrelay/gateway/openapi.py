@@ -117,9 +117,12 @@ def _post(
     if stream:
         ok["text/event-stream"] = {"schema": _STR}
     errors = {str(code): {"description": why, "content": {"application/json": {"schema": error}}} for code, why in (
-        (400, "bad input, naming the field"), (401, "missing or wrong key"), (404, "unknown model"),
-        (413, "body over the limit"), (429, "rate limited"), (502, "provider failure"),
-        (503, "no deployment could answer"), (504, "upstream timeout"),
+        (400, "bad input, naming the field"), (401, "missing or wrong key"),
+        (403, "a model outside the key's allow-list, or one with no known price for a budgeted key"),
+        (404, "unknown model"), (408, "the body did not arrive in time"), (413, "body over the limit"),
+        (429, "rate limited, over budget, or too many requests in flight"), (502, "provider failure"),
+        (503, "no deployment could answer, or a backend (state, store, ledger) unavailable"),
+        (504, "upstream timeout"),
     )}  # fmt: skip
     answer: dict[str, Any] = {"description": "the answer", "content": ok}
     op: dict[str, Any] = {

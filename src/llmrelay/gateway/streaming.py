@@ -165,9 +165,11 @@ class _Writer:
             await asyncio.shield(pending)
 
     async def send(self, message: Message) -> None:
-        await self.wait()
+        if self.pending is not None:
+            await asyncio.shield(self.pending)
         self.begin(message)
-        await self.wait()
+        if self.pending is not None:
+            await asyncio.shield(self.pending)
 
     async def write(self, chunk: bytes) -> None:
         if chunk:

@@ -8,8 +8,8 @@ price of the deployment that gave it. Where the upstream reported no usage (a
 stream cut short, one the client left, a server that sends none), the tokens are
 counted here (billing.counted_usage) from the prompt and what was given, so a
 client leaving mid-answer pays for the answer so far, and no answer is free
-because its usage went missing. Answers the cache gave (hits, shared flights)
-cost nothing.
+because its usage went missing. Attempts the router gave up on (timed out) add
+their prompts. Answers the cache gave (hits, shared flights) cost nothing.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def _unreported(facts: RequestFacts) -> bool:
 async def charge_abandoned(gw: Gateway, facts: RequestFacts, request: ChatRequest, trace: CallTrace) -> None:
     """Add the prompts of the attempts the router gave up on (timed out) to what the
     request is charged: each upstream had the prompt and bills it."""
-    abandoned, trace.abandoned = trace.abandoned, []
+    abandoned = trace.abandoned
     if not abandoned:
         return
     usage = facts.usage
@@ -127,6 +127,7 @@ async def charge_abandoned(gw: Gateway, facts: RequestFacts, request: ChatReques
         prompt = (await counted_usage(kind, abandoned[0].model, request, None, None)).prompt_tokens
     extra = Usage(prompt * len(abandoned), 0)
     costs = [gw.prices.cost(dep, Usage(prompt, 0)) for dep in abandoned]
+    trace.abandoned = []  # charged once (only now: a count cut short is made again)
     facts.usage = extra if usage is None else usage + extra
     known = [c for c in costs if c is not None]
     if known:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Sequence
@@ -45,22 +46,28 @@ class Served:
         return made
 
 
-async def serve(app: Gateway) -> AsyncIterator[str]:
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, lifespan="on", log_level="warning", http=GuardedHttpToolsProtocol
-    )
+@contextlib.asynccontextmanager
+async def running(config: uvicorn.Config) -> AsyncIterator[tuple[uvicorn.Server, int]]:
+    """A uvicorn server for ``config`` in this loop (bounded wait for its start), and its port."""
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     for _ in range(500):
         if server.started:
             break
         await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield server, server.servers[0].sockets[0].getsockname()[1]
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 10)
+
+
+async def serve(app: Gateway) -> AsyncIterator[str]:
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, lifespan="on", log_level="warning", http=GuardedHttpToolsProtocol
+    )
+    async with running(config) as (_, port):
+        yield f"http://127.0.0.1:{port}"
 
 
 async def served_gateway(extra: Sequence[ModelGroup] = ()) -> AsyncIterator[Served]:

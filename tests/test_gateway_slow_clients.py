@@ -24,6 +24,7 @@ import uvicorn
 import uvloop
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from gateways import running
 from llmrelay.gateway.http import HTTPError, Receive, Scope, Send, read_body, send_json
 from llmrelay.gateway.server import DEFAULT_LIMITS, GuardedHttpToolsProtocol, ServerLimits, limits_of
 
@@ -107,17 +108,8 @@ async def serving(limits: ServerLimits, http: Any) -> AsyncIterator[Running]:
         SmallApp(limits), host="127.0.0.1", port=0, http=http, lifespan="off", log_level="warning",
         timeout_keep_alive=KEEP_ALIVE_S,
     )  # fmt: skip
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    try:
-        yield Running(server, server.servers[0].sockets[0].getsockname()[1])
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+    async with running(config) as (server, port):
+        yield Running(server, port)
 
 
 Scenario = Callable[[Running], Awaitable[None]]

@@ -7,6 +7,7 @@ the end, and usage is replaced, never added (providers send running totals).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from ._json import parse_arguments
@@ -132,3 +133,15 @@ class StreamAssembler:
             native_finish_reason=self.native_finish_reason,
             extra=self.extra,
         )
+
+
+def partial_answer(provider: str, model: str, events: Iterable[StreamEvent]) -> ChatResponse | None:
+    """The answer the events given so far make (finish reason ``error``: it was cut
+    short), or ``None`` when its pieces are too broken to put together."""
+    assembler = StreamAssembler(provider, model)
+    try:
+        for event in events:
+            assembler.add(event)
+        return assembler.response("error")
+    except Exception:
+        return None

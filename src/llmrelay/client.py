@@ -100,9 +100,8 @@ class AsyncClient:
         """The response cache and in-flight coalescing in front of the router."""
         self._implicit: dict[str, None] = {}
 
-    def _fits(self, provider: Provider, request: ChatRequest) -> None:
-        if self.check_context_window:
-            _check_fits(provider, request)
+    def _fits(self, provider: Provider, request: ChatRequest) -> Callable[[], None] | None:
+        return _check_fits(provider, request) if self.check_context_window else None
 
     # ---- resolution ---------------------------------------------------------------------
 
@@ -418,24 +417,32 @@ def check_request(request: ChatRequest) -> None:
     )  # fmt: skip
 
 
-def _check_fits(provider: Provider, request: ChatRequest) -> None:
-    """Raise ``ContextWindowExceeded`` before sending a prompt that cannot fit."""
+def _check_fits(provider: Provider, request: ChatRequest) -> Callable[[], None] | None:
+    """Raise ``ContextWindowExceeded`` before sending a prompt that cannot fit. A prompt
+    long enough that counting it would hold the event loop is not counted here: the
+    count (which raises the same) is returned, for the caller to run in a worker thread."""
     window = provider.context_window(request.model)
     if window is None:
-        return
+        return None
     # Cheap bound first: a token is at least one UTF-8 byte (at most 4 per character).
     chars = sum(len(m.text) + 8 for m in request.messages)
     has_images = any(not isinstance(m.content, str) for m in request.messages if m.content)
     output = (request.max_tokens or 0) if provider.window_includes_output else 0
     if not has_images and not request.tools and 4 * chars + output <= window:
-        return
-    from .tokens import check_context_window, count_tokens, estimate_factor
+        return None
+    from .tokens import COUNT_IN_THREAD_CHARS, check_context_window, count_tokens, estimate_factor
 
-    key = f"{provider.config.kind}/{request.model}"
-    # Estimates err high on purpose; refuse only what cannot fit even without that margin.
-    prompt = int(count_tokens(key, request.messages, request.tools or None) / estimate_factor(key))
-    asked = request.max_tokens if provider.window_includes_output else None
-    check_context_window(provider.model_info(request.model), prompt, asked)
+    def count() -> None:
+        key = f"{provider.config.kind}/{request.model}"
+        # Estimates err high on purpose; refuse only what cannot fit even without that margin.
+        prompt = int(count_tokens(key, request.messages, request.tools or None) / estimate_factor(key))
+        asked = request.max_tokens if provider.window_includes_output else None
+        check_context_window(provider.model_info(request.model), prompt, asked)
+
+    if chars > COUNT_IN_THREAD_CHARS:
+        return count
+    count()
+    return None
 
 
 _logging_configured = False

@@ -135,7 +135,7 @@ class Admission:
         try:
             await self.settle(ticket, tokens, cost_usd)
         except Exception as exc:
-            log.warning("settling a request failed (%s); trying again in the background", _reason(exc))
+            log.warning("settling a request failed (%s: %s); trying again in the background", type(exc).__name__, exc)
             if len(self._unsettled) < MAX_UNSETTLED:
                 task = asyncio.create_task(self._settle_later(ticket, tokens, cost_usd))
                 self._unsettled.add(task)
@@ -232,10 +232,6 @@ class Admission:
         else:
             spent = await store_call(store.spend, tenant=ident, since=since)
         await self.state.seed(counter, spent, ttl)  # another process may have seeded it meanwhile: then a no-op
-
-
-def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
 
 
 def period_bounds(period: Period, now: float) -> tuple[float | None, float | None, str]:

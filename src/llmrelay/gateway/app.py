@@ -33,11 +33,12 @@ from ..providers.anthropic_inbound import error_body as anthropic_error
 from ..router.calls import estimate_tokens
 from ..store.records import UsageRecord
 from ..store.store import Store
+from ..tokens import COUNT_IN_THREAD_CHARS
 from ..types import ChatRequest, EmbeddingRequest, Usage
 from . import admin_api, gc_tuning
 from .admission import Admission, Ticket
 from .anthropic_api import count_tokens, messages
-from .billing import COUNT_IN_THREAD_CHARS, PriceBook, Unpriced
+from .billing import PriceBook, Unpriced
 from .checks import check_name, check_shape
 from .conversations import conversation_item, list_conversations
 from .errors import Scrubber, from_llm_error, openai_error
@@ -174,7 +175,7 @@ class Gateway:
     ) -> Ticket:
         """Check the caller may use ``model`` and take its limits and budgets (or answer
         403/429/503). ``tokens``: what the request holds of token limits (default: its
-        estimate)."""
+        estimate); a request that says so spends no tokens, so it reserves no budget either."""
         caller: Caller = scope["llmrelay.caller"]
         caller.check_model(model)
         if self.ledger is not None and not self.ledger.accepting:
@@ -221,7 +222,7 @@ class Gateway:
         """The prompt's tokens for ``request.model``, counted off the event loop when it is long."""
         if sum(len(m.text) for m in request.messages) > COUNT_IN_THREAD_CHARS:
             return await asyncio.to_thread(self.client.count_tokens, request.model, request.messages, request.tools)
-        return self.client.count_tokens(request.model, request.messages, request.tools or None)
+        return self.client.count_tokens(request.model, request.messages, request.tools)
 
     # ---- models -------------------------------------------------------------------------
 
@@ -231,7 +232,7 @@ class Gateway:
         model but the config's groups, its default model and ``PROVIDER/MODEL`` of the
         config's own providers."""
         check_name(model)
-        if self._reachable is not None and not self._configured(model):
+        if self._reachable is not None and not self._configured(model, self._reachable):
             raise errors.NotFound(
                 f"the model {model!r} does not exist here: the gateway serves the model groups of its config "
                 "and PROVIDER/MODEL of the providers its config names"
@@ -241,12 +242,12 @@ class Gateway:
         except errors.LLMError as exc:
             raise errors.NotFound(f"the model {model!r} does not exist here: {exc.message}") from None
 
-    def _configured(self, model: str) -> bool:
+    def _configured(self, model: str, reachable: frozenset[str]) -> bool:
         settings = self.client.settings
         if model in settings.models or model == "default" or model == settings.default_model:
             return True
         provider, sep, rest = model.partition("/")
-        return bool(sep and rest) and self._reachable is not None and provider in self._reachable
+        return bool(sep and rest) and provider in reachable
 
     def model_names(self) -> list[str]:
         settings = self.client.settings

@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING
 import orjson
 
 from .. import errors
-from .._assemble import StreamAssembler
+from .._assemble import partial_answer
+from ..router.embed_batch import token_bound
 from ..router.groups import Deployment, fallback_chain
 from ..types import ChatRequest, ChatResponse, EmbeddingRequest, ImagePart, StreamEvent, Usage
 
@@ -50,8 +51,6 @@ MESSAGE_ALLOWANCE = 8
 TOOLS_ALLOWANCE = 600
 """Tokens a provider adds to a request with tools (Anthropic's tool-use system prompt is about 350)."""
 IMAGE_KINDS = ("openai", "anthropic", "gemini")
-COUNT_IN_THREAD_CHARS = 64_000
-"""Texts longer than this are counted in a worker thread, off the event loop."""
 TOP_TIER = 10_000_000
 """A prompt past every price tier: rates at it are a model's dearest."""
 ALWAYS_SEARCHES = re.compile(r"search|sonar|deep-research", re.IGNORECASE)
@@ -188,10 +187,6 @@ class PriceBook:
             bool(known.unbilled),
         )  # fmt: skip
 
-    def forget(self) -> None:
-        """Drop what is remembered (after the groups changed)."""
-        self._groups.clear()
-
 
 # ---- the worst-case prompt -----------------------------------------------------------------
 
@@ -200,7 +195,7 @@ def worst_prompt_tokens(request: ChatRequest | EmbeddingRequest) -> tuple[float,
     """More prompt tokens than any provider will count for ``request``'s text (see the
     module docstring), and its images (counted per provider by the caller)."""
     if isinstance(request, EmbeddingRequest):
-        return float(sum(_bytes(t) + 1 for t in request.inputs)), []
+        return float(token_bound(request.inputs)), []
     total = 0
     images: list[ImagePart] = []
     for message in request.messages:
@@ -272,11 +267,10 @@ def _image_tokens(kind: str, model: str, image: ImagePart) -> int:
     from ..tokens import image_tokens
     from ..tokens.images import image_size
 
-    kinds = {kind, *IMAGE_KINDS}
-    if image_size(image) is not None:
-        return max(image_tokens(k, model, image) for k in kinds)
-    shapes = [replace(image, width=w, height=h) for w, h in WORST_SIZES]
-    return max(image_tokens(k, model, shape) for k in kinds for shape in shapes)
+    size = image_size(image)  # read once (from the data's header): each formula then takes it as given
+    sizes = WORST_SIZES if size is None else (size,)
+    shapes = [replace(image, width=w, height=h) for w, h in sizes]
+    return max(image_tokens(k, model, shape) for k in {kind, *IMAGE_KINDS} for shape in shapes)
 
 
 # ---- counting what was given -----------------------------------------------------------------
@@ -287,10 +281,10 @@ async def counted_usage(
 ) -> Usage:
     """Usage counted here, for an answer the upstream reported none for: the
     prompt, and the output given so far (``events``) or in all (``response``)."""
-    from ..tokens import count_text, count_tokens
+    from ..tokens import COUNT_IN_THREAD_CHARS, count_text, count_tokens
 
     key = f"{kind}/{model}"
-    answer = response if response is not None else _assembled(kind, model, events or ())
+    answer = response if response is not None else partial_answer(kind, model, events or ())
     output = ""
     if answer is not None:
         output = (
@@ -307,16 +301,6 @@ async def counted_usage(
     if size > COUNT_IN_THREAD_CHARS:
         return await asyncio.to_thread(count)
     return count()
-
-
-def _assembled(kind: str, model: str, events: Sequence[StreamEvent]) -> ChatResponse | None:
-    assembler = StreamAssembler(kind, model)
-    try:
-        for event in events:
-            assembler.add(event)
-        return assembler.response("error")
-    except Exception:  # pieces too broken to put together: count nothing of them
-        return None
 
 
 __all__ = ["DEFAULT_MAX_OUTPUT", "PriceBook", "Rates", "Unpriced", "counted_usage", "worst_prompt_tokens"]

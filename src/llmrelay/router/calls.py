@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from .. import errors
-from .._assemble import StreamAssembler
+from .._assemble import partial_answer
 from ..resilience import Deadline
 from ..types import (
     ChatRequest,
@@ -124,13 +124,7 @@ def interrupted(
         )
     failure.retryable = False
     if failure.partial is None:
-        try:
-            assembler = StreamAssembler(dep.provider, dep.model)
-            for event in shown:
-                assembler.add(event)
-            failure.partial = assembler.response("error")
-        except Exception:  # pieces too broken to assemble: no partial answer
-            failure.partial = None
+        failure.partial = partial_answer(dep.provider, dep.model, shown)
     if failure.partial is not None:
         failure.partial.route = route
     return failure

@@ -75,10 +75,9 @@ log = logging.getLogger("llmrelay.router")
 R = TypeVar("R", ChatResponse, EmbeddingResponse)
 Req = TypeVar("Req", ChatRequest, EmbeddingRequest)
 ProviderFor = Callable[[str], "Provider"]
-FitCheck = Callable[["Provider", ChatRequest], None]
-BIG_PROMPT_CHARS = 64_000
-"""Prompts longer than this are checked against the context window in a worker
-thread: counting their tokens would hold the event loop (and every other call)."""
+FitCheck = Callable[["Provider", ChatRequest], Callable[[], None] | None]
+"""Raises ``ContextWindowExceeded`` for a request that cannot fit, or returns the count
+that decides it for a prompt too long to count on the event loop (run in a thread)."""
 
 
 class Router(HealthChecks):
@@ -410,10 +409,9 @@ class Router(HealthChecks):
             provider = self._provider_for(dep.provider)
             prepared = replace(request, model=dep.model)
             if self._check_fits is not None and isinstance(prepared, ChatRequest):
-                if sum(len(m.text) for m in prepared.messages) > BIG_PROMPT_CHARS:
-                    await asyncio.to_thread(self._check_fits, provider, prepared)
-                else:
-                    self._check_fits(provider, prepared)
+                deferred = self._check_fits(provider, prepared)
+                if deferred is not None:
+                    await asyncio.to_thread(deferred)
         except errors.LLMError as exc:  # not configured, or the prompt cannot fit here
             call.skipped.add(dep.id)
             call.note(dep.id, describe(exc))

@@ -32,7 +32,14 @@ from ..types import ImagePart, Message, ModelInfo, ToolSpec
 from . import images as _images
 from ._models import tokenizer as _tokenizer
 
-__all__ = ["check_context_window", "count_text", "count_tokens", "estimate_factor", "image_tokens", "is_exact"]
+__all__ = [
+    "COUNT_IN_THREAD_CHARS", "check_context_window", "count_text", "count_tokens", "estimate_factor", "image_tokens",
+    "is_exact",
+]  # fmt: skip
+
+COUNT_IN_THREAD_CHARS = 64_000
+"""Texts longer than this take long enough to count (tens of milliseconds and up) that
+an event loop must not wait for them: their callers count them in a worker thread."""
 
 
 def count_text(model: str, text: str) -> int:

@@ -1,4 +1,4 @@
-"""Loading the recorded provider traffic in ``../shared/fixtures``.
+"""Loading the recorded provider traffic in ``tests/fixtures`` (``LLMRELAY_FIXTURES`` overrides it).
 
 Formats: ``.sse`` raw SSE bytes; ``.cassette.yaml`` VCR cassettes (JSON bodies
 re-serialised as ``parsed_body``, stream bodies verbatim under ``body.string``);
@@ -15,20 +15,12 @@ from typing import Any
 
 import yaml
 
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
 
 def fixtures_dir() -> Path:
     env = os.environ.get("LLMRELAY_FIXTURES")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent.parent / "shared" / "fixtures"
-        if candidate.is_dir():
-            return candidate
-        candidate = parent / "shared" / "fixtures"
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError("shared/fixtures not found; set LLMRELAY_FIXTURES")
+    return Path(env) if env else FIXTURES
 
 
 @dataclass

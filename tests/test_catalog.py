@@ -2,7 +2,15 @@ from __future__ import annotations
 
 import pytest
 
-from llmrelay.catalog import CAPABILITIES, Capabilities, capabilities, known_models, lookup_model
+from llmrelay.catalog import (
+    CAPABILITIES,
+    Capabilities,
+    capabilities,
+    catalogue_kinds,
+    known_models,
+    lookup_model,
+    price_id,
+)
 
 
 def test_gpt_4o_mini_from_both_sources() -> None:
@@ -101,10 +109,46 @@ def test_known_models() -> None:
     assert by_id["gpt-4o-mini"].input_price_per_mtok == 0.15
     assert by_id["gpt-4o-mini"].max_output_tokens == 16_384
     everything = known_models()
-    assert len({m.provider for m in everything}) > 10
-    assert {m.provider for m in known_models("gemini")} == {"google"}
+    assert {m.provider for m in everything} == set(catalogue_kinds())
     assert known_models("no-such-provider") == []
     assert known_models("") == []
+    assert known_models("ollama") == []  # self-hosted: no catalogue
+
+
+def test_known_models_speak_our_provider_names() -> None:
+    """Rows carry the kind you write in PROVIDER/MODEL, never the catalogue's id."""
+    gemini = known_models("gemini")
+    assert {m.provider for m in gemini} == {"gemini"}
+    assert {m.raw["catalog_provider"] for m in gemini} == {"google"}
+    assert "gemini-2.5-flash" in {m.id for m in gemini}
+    assert not [m.id for m in gemini if m.id.startswith("claude")]  # Vertex's partner models: not the Gemini API
+    assert {m.provider for m in known_models("bedrock")} == {"bedrock"}
+    assert {m.provider for m in known_models("openai-responses")} == {"openai-responses"}
+    assert {m.provider for m in known_models("work", price_provider="groq")} == {"work"}
+    assert "google" not in catalogue_kinds() and {"gemini", "bedrock", "groq", "deepseek"} <= set(catalogue_kinds())
+    assert "openai-responses" not in catalogue_kinds()  # it shares openai's catalogue
+
+
+def test_known_model_names_price_as_their_catalogue_entry() -> None:
+    """Each row's name, looked up again, finds the entry the row comes from; a catalogue id
+    that is not a model name is replaced by one its entry matches, or left out."""
+    for kind in catalogue_kinds():
+        for info in known_models(kind):
+            again = lookup_model(price_id(kind), info.id, provider=kind)
+            assert again.raw["catalog_id"] == info.raw["catalog_id"], (kind, info.id)
+    bedrock = {m.raw["catalog_id"]: m.id for m in known_models("bedrock")}
+    regional = "regional.anthropic.claude-3-5-haiku-20241022-v1:0"  # genai-prices' placeholder prefix
+    assert bedrock[regional] == "anthropic.claude-3-5-haiku-20241022-v1:0"
+    mistral = {m.raw["catalog_id"]: m.id for m in known_models("mistral")}
+    assert mistral["codestral"] == "codestral-latest"  # the id itself matches no model name
+    assert not [m for m in known_models("openai") if m.id.startswith("ft:")]  # fine-tunes: no name reaches them
+    assert all("/" in m.id for m in known_models("openrouter"))
+
+
+def test_price_ids() -> None:
+    assert (price_id("gemini"), price_id("bedrock"), price_id("openai-responses")) == ("google", "aws", "openai")
+    assert (price_id("groq"), price_id("openai"), price_id("anthropic")) == ("groq", "openai", "anthropic")
+    assert price_id("ollama") == price_id("vllm") == price_id("local") == ""
 
 
 @pytest.mark.parametrize("prefix", sorted(CAPABILITIES))

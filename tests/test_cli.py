@@ -36,20 +36,20 @@ def base_env(**extra: str) -> dict[str, str]:
 
 
 async def run(*args: str, env: dict[str, str] | None = None, stdin: bytes | None = None,
-              timeout: float = 120) -> Result:  # fmt: skip
+              timeout: float = 120, cwd: Path | None = None) -> Result:  # fmt: skip
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "llmrelay", *args,
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env or base_env(),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env or base_env(), cwd=cwd,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
     assert proc.returncode is not None
     return Result(proc.returncode, out.decode(), err.decode())
 
 
-def chunks(*texts: str) -> list[bytes]:
+def chunks(*texts: str, finish: str = "stop") -> list[bytes]:
     events = [{"id": "c", "model": "gpt-4o-mini", "choices": [{"index": 0, "delta": {"content": t}}]} for t in texts]
-    events.append({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    events.append({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
     events.append({"id": "c", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": len(texts)}})
     return [b"data: " + json.dumps(e).encode() + b"\n\n" for e in events] + [b"data: [DONE]\n\n"]
 
@@ -98,6 +98,44 @@ async def test_repl_commands_and_history(fake: FakeServer) -> None:
     first, second = (r.json["messages"] for r in fake.requests)
     assert first == [{"role": "system", "content": "Be brief"}, {"role": "user", "content": "My name is Ada"}]
     assert second == [{"role": "user", "content": "Who am I?"}]  # /reset forgot the turn and the system prompt
+
+
+async def test_repl_prompt_model_switch_and_unknown_commands(fake: FakeServer) -> None:
+    fake.on("POST", "/v1/chat/completions", Reply(chunks=chunks("Hi")))
+    env = {**openai_env(fake), "LLMRELAY_DEFAULT_MODEL": "openai/gpt-4o-mini"}
+    script = b"/model nope/xyz\n/model gpt-4o\n/foo\nHello\n/exit\n"
+    result = await run("chat", env=env, stdin=script)
+    assert result.code == 0, result.err
+    assert "openai/gpt-4o-mini> " in result.out and "default>" not in result.out  # the model, not "default"
+    assert "unknown provider 'nope'" in result.err and "names no provider" in result.err  # said at once
+    assert "model: nope/xyz" not in result.err and "nope/xyz>" not in result.out  # and the model stays
+    assert "unknown command /foo\n/model NAME" in result.err
+    assert "Hi" in result.out and fake.requests[0].json["model"] == "gpt-4o-mini"
+
+
+async def test_repl_with_a_bad_model_fails_before_any_question() -> None:
+    result = await run("chat", "nosuch/model", stdin=b"Hello\n")
+    assert result.code == 1 and "unknown provider 'nosuch'" in result.err and "nosuch/model>" not in result.out
+
+
+async def test_an_answer_cut_by_max_tokens_says_so(fake: FakeServer) -> None:
+    fake.on(
+        "POST",
+        "/v1/chat/completions",
+        Reply(chunks=chunks("Once", " upon", finish="length")),
+        Reply(chunks=chunks("Hi", finish="length")),
+    )
+    one_shot = await run("chat", "openai/gpt-4o-mini", "A story", "-m", "2", env=openai_env(fake))
+    assert one_shot.code == 0 and one_shot.out == "Once upon\n"
+    assert one_shot.err.strip() == "[cut: max tokens reached]"
+    repl = await run("chat", "openai/gpt-4o-mini", "-m", "1", env=openai_env(fake), stdin=b"Hello\n")
+    assert repl.code == 0 and "[cut: max tokens reached]" in repl.err
+
+
+async def test_debug_before_or_after_the_command() -> None:
+    for args in (("--debug", "chat", "nosuch/model", "hi"), ("chat", "nosuch/model", "hi", "--debug")):
+        result = await run(*args)
+        assert result.code == 1 and "Traceback" in result.err and "unknown provider 'nosuch'" in result.err, args
 
 
 async def test_repl_with_stdin_closed_exits_cleanly() -> None:
@@ -157,7 +195,7 @@ async def test_models_table() -> None:
 async def test_test_connection_rows_and_exit_code(fake: FakeServer) -> None:
     fake.on("GET", "/v1/models", Reply(json={"data": [{"id": "gpt-4o-mini"}]}))
     ok = await run("test-connection", "openai", env=openai_env(fake))
-    assert ok.code == 0 and "ok: 1 models listed" in ok.out
+    assert ok.code == 0 and "1 model listed" in ok.out
     dead = await run("test-connection", env=base_env(OPENAI_API_KEY="sk-x", OPENAI_BASE_URL="http://127.0.0.1:9/v1"))
     assert dead.code == 1 and "failed" in dead.out and "unreachable" in dead.out
 
@@ -189,6 +227,7 @@ async def test_health_checks_every_deployment(fake: FakeServer, tmp_path: Path) 
     result = await run("--config", str(config), "health", env=base_env())
     assert result.code == 1, result.err
     assert "up/m" in result.out and "down/m" in result.out and "unhealthy" in result.out
+    assert result.err == ""  # the table says what failed: no log line repeats it
     rows = await run("--config", str(config), "health", "--json", env=base_env())
     status = {r["deployment"]: r["status"] for r in map(json.loads, rows.out.splitlines())}
     assert status == {"up/m": "healthy", "down/m": "unhealthy"}
@@ -241,6 +280,19 @@ async def test_serve_answers_the_openai_sdk(fake: FakeServer, tmp_path: Path) ->
         _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert "open mode" in err.decode() and "sk-cli-test" not in err.decode()
     assert f":///{store}" in err.decode() and store.exists()
+
+
+async def test_serve_on_a_busy_port_says_so_first_and_makes_nothing(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = await run("serve", "--insecure-open", "--port", str(port), cwd=tmp_path, timeout=30)
+    assert result.code == 1 and result.out == ""
+    assert result.err == f"error: 127.0.0.1:{port} is already in use: stop what is using it or pass --port\n"
+    assert list(tmp_path.iterdir()) == []  # no llmrelay.db (nor -shm, -wal)
 
 
 async def test_serve_refuses_a_bad_gc_threshold() -> None:

@@ -281,3 +281,18 @@ def test_usage_totals_from_the_ledger(url: str, store: Store) -> None:
                         "cached_tokens": 4, "reasoning_tokens": 0, "cost_usd": pytest.approx(0.04)}]  # fmt: skip
     empty = keys(url, "usage", "--tenant", "nobody")
     assert empty.exit_code == 0 and "no usage recorded" in empty.stdout
+
+
+def test_only_commands_that_create_make_a_store(tmp_path: Path) -> None:
+    """Listing, showing, revoking in a folder with no store says where it looked and
+    leaves no database behind; ``create`` makes it."""
+    url = f"sqlite:///{tmp_path / 'relay.db'}"
+    for args in (("keys", "list"), ("keys", "show", "key_1"), ("keys", "revoke", "key_1"), ("keys", "usage"),
+                 ("tenants", "list"), ("tenants", "update", "acme", "--rpm", "5")):  # fmt: skip
+        result = run(args[0], "--store", url, *args[1:])
+        assert result.exit_code == 1, (args, result.output)
+        assert f"no store at {tmp_path / 'relay.db'}" in result.output, (args, result.output)
+        assert list(tmp_path.iterdir()) == [], args
+    assert tenants(url, "create", "acme").exit_code == 0
+    assert (tmp_path / "relay.db").exists()
+    assert keys(url, "list").exit_code == 0

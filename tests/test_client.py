@@ -86,13 +86,13 @@ async def test_yaml_config_with_env_vars_and_model_groups(tmp_path: Path, fake: 
 @pytest.mark.parametrize(
     ("yaml_text", "needle"),
     [
-        ("providers:\n  - name: a\n    kind: openai\n    api_kye: x\n", ":4: providers.0.api_kye: unknown key"),
+        ("providers:\n  - name: a\n    kind: openai\n    api_kye: x\n", ":4: providers.a.api_kye: unknown key"),
         ("providers:\n  - name: a\n    kind: nosuch\n", "unknown kind 'nosuch'"),
         (
             "providers:\n  - name: a\n    kind: openai\n    api_key: ${UNSET_VAR_X}\n",
-            ":4: environment variable UNSET_VAR_X",
+            ":4: providers.a.api_key: environment variable UNSET_VAR_X",
         ),
-        ("models:\n  - name: g\n    deployments: []\n", "models.0.deployments"),
+        ("models:\n  - name: g\n    deployments: []\n", "models.g.deployments"),
         ("models:\n  - name: g\n    deployments:\n      - {provider: nope, model: m}\n", "unknown provider 'nope'"),
         ("models:\n  - name: g\n    deployments:\n      - {provider: openai, model: m, weight: 0}\n", "weight"),
         ("providers: [\n", "not valid YAML"),
@@ -133,7 +133,7 @@ def test_config_errors_name_the_entry(tmp_path: Path, yaml_text: str, needle: st
         ("fake/m", [{"role": "user", "content": 42}], errors.InvalidRequest, "content must be"),
         ("gpt-4o", "Hi", errors.InvalidRequest, "names no provider"),
         ("nosuch/m", "Hi", errors.InvalidRequest, "unknown provider 'nosuch'"),
-        ("anthropic/claude-sonnet-4-5", "Hi", errors.AuthenticationError, "ANTHROPIC_API_KEY"),
+        ("anthropic/claude-sonnet-4-5", "Hi", errors.ProviderNotConfigured, "ANTHROPIC_API_KEY"),
         (None, "Hi", errors.InvalidRequest, "no model given"),
     ],
 )

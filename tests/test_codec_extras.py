@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -439,3 +439,15 @@ async def test_an_embed_request_json_cannot_hold_is_invalid_and_never_sent(
     with pytest.raises(errors.InvalidRequest, match="cannot be encoded as JSON: Recursion limit"):
         await make(fake.url).embed(EmbeddingRequest("e", ["a"], extra={"options_x": nested(300)}))
     assert fake.requests == []
+
+
+def test_answers_without_an_upstream_id_get_a_unique_one() -> None:
+    """The local model gives no id: each answer the gateway sends still has its own."""
+    from llmrelay.providers.openai_inbound import response_to_wire
+    from llmrelay.types import ChatResponse, Usage
+
+    answer = ChatResponse(content="Paris.", model="smollm2", finish_reason="stop", usage=Usage(), provider="local")
+    ids = {response_to_wire(answer, 0)["id"] for _ in range(50)}
+    assert len(ids) == 50 and all(i.startswith("chatcmpl-") for i in ids)
+    given = replace(answer, id="chatcmpl-upstream-1")
+    assert response_to_wire(given, 0)["id"] == "chatcmpl-upstream-1"  # an upstream's own id is kept

@@ -48,11 +48,8 @@ needs_embeddings = pytest.mark.skipif(
 
 
 def offline_env() -> dict[str, str]:
-    """No provider key, no default model, no config: only what finds Python and the fixtures."""
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", ""), "PYTHONPATH": str(ROOT / "src")}
-    if "LLMRELAY_FIXTURES" in os.environ:
-        env["LLMRELAY_FIXTURES"] = os.environ["LLMRELAY_FIXTURES"]
-    return env
+    """No provider key, no default model, no config: only what finds Python and llmrelay."""
+    return {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", ""), "PYTHONPATH": str(ROOT / "src")}
 
 
 def run_example(name: str, *args: str) -> str:

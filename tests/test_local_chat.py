@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from llmrelay import AsyncClient, errors
 from llmrelay.local.assets import Asset
+from llmrelay.local.llama import DEFAULT_SYSTEM_PROMPT, to_template_messages
 from llmrelay.providers.base import ProviderConfig
 from llmrelay.providers.local import LocalProvider
 from llmrelay.types import ChatRequest, Finish, ImagePart, Message, TextDelta, TextPart, ToolSpec
@@ -129,6 +130,39 @@ async def test_client_defaults_to_the_local_model_without_providers() -> None:
     async with AsyncClient(env={"LLMRELAY_DEFAULT_MODEL": "openai/gpt-4o-mini", "OPENAI_API_KEY": "sk-x"}) as client:
         provider, name = client.resolve(None)
         assert (provider.name, name) == ("openai", "gpt-4o-mini")
+
+
+async def test_plain_questions_get_plain_english_answers_by_default() -> None:
+    """The README's question, as the CLI sends it (no seed, default sampling): the
+    default system prompt keeps the small model on a short English answer."""
+    request = ChatRequest("smollm2", [Message("user", "What is the capital of France?")], max_tokens=40)
+    answer = (await local().chat(request)).content
+    assert "Paris" in answer and "capital" in answer, answer
+
+
+async def test_the_default_system_prompt_is_counted_and_can_be_replaced_or_dropped() -> None:
+    bare = [Message("user", "Hi")]
+    assert to_template_messages(bare)[0] == {"role": "system", "content": DEFAULT_SYSTEM_PROMPT}
+    assert to_template_messages(bare, "") == [{"role": "user", "content": "Hi"}]
+    own = [Message("system", "Be a pirate."), Message("user", "Hi")]
+    assert to_template_messages(own) == [
+        {"role": "system", "content": "Be a pirate."},
+        {"role": "user", "content": "Hi"},
+    ]
+    answered = await local().chat(ask("Hi", max_tokens=1))
+    async with AsyncClient(env={}) as client:  # the count before sending matches what was billed
+        assert client.count_tokens("local/smollm2", bare) == answered.usage.prompt_tokens
+    custom = LocalProvider(ProviderConfig("local", "local", options={"n_ctx": 512, "system_prompt": ""}))
+    try:
+        without = await custom.chat(ask("Hi", max_tokens=1))
+    finally:
+        for engine in custom._engines.values():
+            engine.close()
+    # the template's own default ("You are a helpful AI assistant named SmolLM...") is shorter
+    assert 0 < without.usage.prompt_tokens < answered.usage.prompt_tokens
+    assert custom.count_prompt("smollm2", bare, None) == without.usage.prompt_tokens  # counted as configured
+    with pytest.raises(errors.ConfigError, match="system_prompt must be a string"):
+        LocalProvider(ProviderConfig("local", "local", options={"system_prompt": 3}))
 
 
 @pytest.fixture(scope="module", autouse=True)

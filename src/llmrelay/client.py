@@ -123,8 +123,8 @@ class AsyncClient:
 
         if name in known_kinds():
             env_name = key_variable(name)
-            raise errors.AuthenticationError(
-                f"provider {name!r} is not configured: set {env_name} or add it to the config file", provider=name
+            raise errors.ProviderNotConfigured(
+                f"provider {name!r} has no API key: set {env_name} or add it to the config file", provider=name
             )
         configured = sorted({*self.settings.providers, *self._providers})
         raise errors.InvalidRequest(
@@ -324,7 +324,9 @@ class AsyncClient:
         from .tokens import count_tokens
 
         provider, name = self.resolve(model)
-        return count_tokens(f"{provider.config.kind}/{name}", to_messages(messages), to_tools(tools) or None)
+        canonical, specs = to_messages(messages), to_tools(tools) or None
+        exact = provider.count_prompt(name, canonical, specs)
+        return exact if exact is not None else count_tokens(f"{provider.config.kind}/{name}", canonical, specs)
 
     async def test_connection(self, provider: str | None = None) -> list[ConnectionCheck]:
         """One verdict per provider (every configured one when ``provider`` is None)."""

@@ -3,14 +3,15 @@ set, and the YAML file of DESIGN.md (``LLMRELAY_CONFIG``).
 
 YAML is validated strictly: an unknown key or a wrong type is a ``ConfigError``
 naming the entry and its line. ``${VAR}`` reads the environment (an unset
-variable is an error; ``${VAR:-default}`` gives a default).
+variable is an error; ``${VAR:-default}`` gives a default). Every mistake in a
+file is reported at once, in one ``ConfigError`` (``config_errors.py``).
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -88,23 +89,13 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
     path = path or env.get("LLMRELAY_CONFIG") or None
     if path is None:
         return settings
-    file = load_file(Path(path), env)
     from .providers import known_kinds
-    from .providers.openai_compat import COMPAT_KINDS
 
-    kinds = known_kinds()
+    file = load_file(Path(path), env, set(settings.providers) | set(known_kinds()))
     for entry in file.providers:
-        if entry.kind not in kinds:
-            raise errors.ConfigError(
-                f"{path}: provider {entry.name!r}: unknown kind {entry.kind!r} (known: {', '.join(kinds)})"
-            )
-        if entry.quirks is not None and entry.quirks not in COMPAT_KINDS:
-            raise errors.ConfigError(
-                f"{path}: provider {entry.name!r}: unknown quirks {entry.quirks!r} (known: {', '.join(COMPAT_KINDS)})"
-            )
         settings.providers[entry.name] = provider_config(entry)
-    settings.models = model_groups(file, path, set(settings.providers) | set(kinds))
-    settings.routing = routing_settings(file.routing, f"{path}:{_line_for(('routing',), file.lines) or 1}")
+    settings.models = model_groups(file, path)
+    settings.routing = routing_settings(file.routing)
     if file.state.backend == "redis":
         settings.state_url, settings.state_prefix = file.state.url, file.state.prefix
         settings.state_timeout_s = file.state.timeout_s
@@ -124,27 +115,19 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
     return settings
 
 
-def model_groups(file: ConfigFile, path: str | os.PathLike[str], providers: set[str]) -> dict[str, ModelGroup]:
-    """The ``models:`` entries as ``ModelGroup``s; every mistake names the group and its line."""
+def model_groups(file: ConfigFile, path: str | os.PathLike[str]) -> dict[str, ModelGroup]:
+    """The ``models:`` entries (checked by ``load_file``) as ``ModelGroup``s."""
+    from .config_errors import Problems
     from .router.groups import ModelGroup, check_groups
     from .router.strategies import strategy_names
 
     groups: dict[str, ModelGroup] = {}
+    problems = Problems(path, file.lines, file)  # what the groups' own checks may still find
     for i, entry in enumerate(file.models):
-        where = f"{path}:{_line_for(('models', i), file.lines) or 1}: model group {entry.name!r}"
-        if entry.name in groups:
-            raise errors.ConfigError(f"{where} is defined twice")
-        for dep in entry.deployments:
-            if dep.provider not in providers:
-                raise errors.ConfigError(f"{where}: deployment uses unknown provider {dep.provider!r}")
-        if entry.strategy is not None and entry.strategy not in strategy_names():
-            raise errors.ConfigError(
-                f"{where}: unknown strategy {entry.strategy!r} (known: {', '.join(strategy_names())})"
-            )
         try:
             groups[entry.name] = ModelGroup(
                 entry.name,
-                [_deployment(dep, where) for dep in entry.deployments],
+                [_deployment(dep) for dep in entry.deployments],
                 entry.fallbacks,
                 entry.strategy,
                 entry.cache,
@@ -153,49 +136,31 @@ def model_groups(file: ConfigFile, path: str | os.PathLike[str], providers: set[
                 entry.embed_batch_ms,
             )
         except errors.ConfigError as exc:
-            raise errors.ConfigError(f"{where}: {exc.message}") from None
-    for i, entry in enumerate(file.models):
-        for fallback in entry.fallbacks:
-            if fallback not in groups:
-                line = _line_for(("models", i, "fallbacks"), file.lines) or 1
-                raise errors.ConfigError(
-                    f"{path}:{line}: model group {entry.name!r}: fallback {fallback!r} is not a model group "
-                    f"(groups: {', '.join(groups)})"
-                )
+            problems.add(("models", i), exc.message)
+    problems.raise_if_any()
     try:
         check_groups(groups, strategy_names())
     except errors.ConfigError as exc:
-        raise errors.ConfigError(f"{path}: {exc.message}") from None
+        problems.add(("models",), exc.message)
+    problems.raise_if_any()
     return groups
 
 
-def _deployment(entry: DeploymentEntry, where: str) -> Deployment:
+def _deployment(entry: DeploymentEntry) -> Deployment:
     from .cost import Prices
     from .router.groups import Deployment
 
     fields = entry.model_dump()
     priced = {k: fields.pop(k) for k in ("input_per_mtok", "output_per_mtok", "cached_input_per_mtok")}
-    prices = None
-    if any(v is not None for v in priced.values()):
-        if priced["input_per_mtok"] is None or priced["output_per_mtok"] is None:
-            raise errors.ConfigError(
-                f"{where}: deployment {entry.provider}/{entry.model}: set both input_per_mtok and output_per_mtok "
-                "(USD per million tokens; 0 for free)"
-            )
-        prices = Prices(**priced)
+    prices = Prices(**priced) if any(v is not None for v in priced.values()) else None  # both, says the schema
     return Deployment(**fields, prices=prices)
 
 
-def routing_settings(entry: RoutingEntry, where: str = "routing") -> RoutingSettings:
-    """The ``routing:`` section as ``RoutingSettings``."""
+def routing_settings(entry: RoutingEntry) -> RoutingSettings:
+    """The ``routing:`` section (checked by ``load_file``) as ``RoutingSettings``."""
     from .resilience import BreakerConfig
     from .router.groups import RoutingSettings
-    from .router.strategies import strategy_names
 
-    if entry.strategy not in strategy_names():
-        raise errors.ConfigError(
-            f"{where}: routing: unknown strategy {entry.strategy!r} (known: {', '.join(strategy_names())})"
-        )
     cb = entry.circuit_breaker
     return RoutingSettings(
         strategy=entry.strategy,
@@ -223,88 +188,27 @@ def routing_settings(entry: RoutingEntry, where: str = "routing") -> RoutingSett
     )
 
 
-def load_file(path: Path, env: Mapping[str, str]) -> ConfigFile:
-    import yaml
-    from pydantic import ValidationError
+def load_file(path: Path, env: Mapping[str, str], providers: AbstractSet[str] = frozenset()) -> ConfigFile:
+    """The file at ``path``, checked whole: every mistake in it is in the one
+    ``ConfigError`` raised. ``providers``: the names a deployment may use besides
+    the file's own (the environment's providers and the known kinds)."""
+    from .config_errors import Problems
+    from .config_schema import ConfigFile, check_references, validate
+    from .config_yaml import read_config
 
-    from .config_schema import ConfigFile
-
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise errors.ConfigError(f"cannot read config {path}: {exc.strerror}") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        raise errors.ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if node is None:
+    problems = Problems(path)
+    data = read_config(path, env, problems)
+    if data is None:
         return ConfigFile()
-    lines: dict[tuple[Any, ...], int] = {}
-    data = _to_python(node, (), _Walk(yaml.SafeLoader(""), lines, env, path))
     if not isinstance(data, dict):
-        raise errors.ConfigError(f"{path}: the top level must be a mapping (providers:, models:, ...)")
-    try:
-        file = ConfigFile.model_validate(data)
-        file.lines.update(lines)
-        return file
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors()[:10]:
-            loc = tuple(err["loc"])
-            where = ".".join(str(p) for p in loc)
-            line = _line_for(loc, lines)
-            what = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            problems.append(f"{path}:{line}: {where}: {what}" if line else f"{path}: {where}: {what}")
-        raise errors.ConfigError("invalid config:\n  " + "\n  ".join(problems)) from None
-
-
-def _line_for(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int | None:
-    while loc:
-        if loc in lines:
-            return lines[loc]
-        loc = loc[:-1]
-    return None
-
-
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-@dataclass(slots=True)
-class _Walk:
-    loader: Any
-    lines: dict[tuple[Any, ...], int]
-    env: Mapping[str, str]
-    file: Path
-
-
-def _to_python(node: Any, path: tuple[Any, ...], walk: _Walk) -> Any:
-    """The YAML node as Python data, recording each entry's line and expanding ``${VAR}``."""
-    import yaml
-
-    walk.lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = key_node.value
-            walk.lines[(*path, key)] = key_node.start_mark.line + 1
-            out[key] = _to_python(value_node, (*path, key), walk)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_to_python(item, (*path, i), walk) for i, item in enumerate(node.value)]
-    value = walk.loader.construct_object(node, deep=True)
-    if isinstance(value, str) and "${" in value:
-        line = walk.lines[path]
-
-        def sub(match: re.Match[str]) -> str:
-            name, default = match.group(1), match.group(2)
-            if name in walk.env:
-                return walk.env[name]
-            if default is not None:
-                return default
-            raise errors.ConfigError(f"{walk.file}:{line}: environment variable {name} is not set")
-
-        value = _VAR.sub(sub, value)
-    return value
+        problems.at(1, "the top level must be a mapping (providers:, models:, ...)")
+        raise problems.error()
+    file = validate(data, problems)
+    check_references(data, providers, problems)
+    if file is None or problems:
+        raise problems.error()
+    file.lines.update(problems.lines)
+    return file
 
 
 # ---------------------------------------------------------------- environment

@@ -1,17 +1,48 @@
 """The YAML config schema (pydantic; imported only when a config file is read).
 
 Every model forbids unknown keys, so a typo is an error naming the key and line.
+``validate`` reports all of pydantic's errors at once; ``check_references`` the
+names one entry gives another (providers, fallbacks), which no single entry's
+schema can see.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Iterator, Sequence
+from collections.abc import Set as AbstractSet
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+
+from .config_errors import Loc, Problems, did_you_mean
+from .router.groups import MAX_EMBED_BATCH_MS
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _known(what: str, value: str, known: Sequence[str]) -> str:
+    """``value`` if it is one of ``known``; else a ``ValueError`` listing them."""
+    if value not in known:
+        raise ValueError(f"unknown {what} {value!r}{did_you_mean(value, known)} (known: {', '.join(known)})")
+    return value
+
+
+def _check_strategy(name: str | None) -> str | None:
+    from .router.strategies import strategy_names
+
+    return name if name is None else _known("strategy", name, strategy_names())
 
 
 class ProviderEntry(_Strict):
@@ -33,31 +64,57 @@ class ProviderEntry(_Strict):
     """Kind-specific settings passed to the provider as they are (e.g. Bedrock's
     aws_access_key_id / aws_secret_access_key / aws_session_token)."""
 
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        from .providers import known_kinds
+
+        return _known("kind", kind, known_kinds())
+
+    @field_validator("quirks")
+    @classmethod
+    def _known_quirks(cls, quirks: str | None) -> str | None:
+        from .providers.openai_compat import COMPAT_KINDS
+
+        return quirks if quirks is None else _known("quirks", quirks, list(COMPAT_KINDS))
+
 
 class DeploymentEntry(_Strict):
-    provider: str
-    model: str
-    weight: float = Field(1.0, gt=0)
+    provider: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    weight: float = Field(1.0, gt=0, allow_inf_nan=False)
     rpm: int | None = Field(None, gt=0)
     tpm: int | None = Field(None, gt=0)
     timeout_s: float | None = Field(None, gt=0)
-    input_per_mtok: float | None = Field(None, ge=0)
+    input_per_mtok: float | None = Field(None, ge=0, allow_inf_nan=False)
     """USD per million prompt tokens (with ``output_per_mtok``): wins over the catalogue's price."""
-    output_per_mtok: float | None = Field(None, ge=0)
-    cached_input_per_mtok: float | None = Field(None, ge=0)
+    output_per_mtok: float | None = Field(None, ge=0, allow_inf_nan=False)
+    cached_input_per_mtok: float | None = Field(None, ge=0, allow_inf_nan=False)
     max_output_tokens: int | None = Field(None, gt=0)
     """The most tokens an answer from here holds, where the catalogue does not know it."""
 
+    @model_validator(mode="after")
+    def _both_prices(self) -> DeploymentEntry:
+        prices = (self.input_per_mtok, self.output_per_mtok, self.cached_input_per_mtok)
+        if any(p is not None for p in prices) and None in prices[:2]:
+            raise ValueError("set both input_per_mtok and output_per_mtok (USD per million tokens; 0 for free)")
+        return self
+
 
 class ModelGroupEntry(_Strict):
-    name: str
+    name: str = Field(min_length=1)
     deployments: list[DeploymentEntry] = Field(min_length=1)
     fallbacks: list[str] = []
     strategy: str | None = None
     cache: bool = False
     semantic_cache: bool = False
     coalesce: bool = False
-    embed_batch_ms: float = Field(0, ge=0)
+    embed_batch_ms: float = Field(0, ge=0, le=MAX_EMBED_BATCH_MS)
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, name: str | None) -> str | None:
+        return _check_strategy(name)
 
 
 class BreakerEntry(_Strict):
@@ -85,6 +142,11 @@ class RoutingEntry(_Strict):
     health_check_interval_s: float | None = Field(default=None, gt=0)
     circuit_breaker: BreakerEntry = BreakerEntry()
     seed: int | None = None
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, name: str | None) -> str | None:
+        return _check_strategy(name)
 
 
 class StateEntry(_Strict):
@@ -154,3 +216,112 @@ class ConfigFile(_Strict):
     def lines(self) -> dict[tuple[Any, ...], int]:
         """Where each entry is in the file (filled by the loader, for error messages)."""
         return self._lines
+
+
+# ---------------------------------------------------------------- reporting every mistake
+
+
+def validate(data: dict[str, Any], problems: Problems) -> ConfigFile | None:
+    """``data`` as a ``ConfigFile``; ``None`` with every schema error added to ``problems``."""
+    try:
+        return ConfigFile.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            loc = tuple(err["loc"])
+            if loc not in problems.unread or err["type"] == "extra_forbidden":  # a bad key, whatever its value
+                problems.add(loc, "" if problems.full else _explain(err))
+        return None
+
+
+def _explain(err: ErrorDetails) -> str:
+    loc = tuple(err["loc"])
+    if err["type"] == "extra_forbidden":
+        return "unknown key" + did_you_mean(str(loc[-1]), keys_at(loc[:-1]))
+    if err["type"] == "value_error":  # our validators' messages, without pydantic's "Value error, "
+        return str(err.get("ctx", {}).get("error", err["msg"]))
+    return err["msg"]
+
+
+def keys_at(loc: Loc) -> list[str]:
+    """The keys the schema allows in the mapping at ``loc`` (none for free-form ones like ``headers``)."""
+    model: type[BaseModel] | None = ConfigFile
+    for part in loc:
+        if isinstance(part, str) and model is not None:
+            info = model.model_fields.get(part)
+            model = _model_in(info.annotation) if info else None
+    return list(model.model_fields) if model else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model in an annotation: ``ProviderEntry`` in ``list[ProviderEntry]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next(filter(None, map(_model_in, get_args(annotation))), None)
+
+
+def check_references(data: dict[str, Any], providers: AbstractSet[str], problems: Problems) -> None:
+    """Names one entry gives another: a deployment's provider (one of ``providers:``
+    or of ``providers``, the environment's and the known kinds), a group's fallbacks,
+    group names used twice, fallback cycles. Reads the parsed data, so it runs even
+    when some entries are invalid (the schema reports those)."""
+    known = {*providers, *(p["name"] for _, p in _items(data.get("providers")) if isinstance(p.get("name"), str))}
+    groups = _items(data.get("models"))
+    names: dict[str, int] = {}
+    for i, group in groups:
+        name = group.get("name")
+        if isinstance(name, str) and name in names:
+            problems.add(("models", i), f"model group {name!r} is defined twice (first at line {names[name]})")
+        elif isinstance(name, str):
+            names[name] = problems.lines.get(("models", i), 1)
+        for j, dep in _items(group.get("deployments")):
+            provider = dep.get("provider")
+            if isinstance(provider, str) and provider and provider not in known:
+                message = f"unknown provider {provider!r}{did_you_mean(provider, sorted(known))}"
+                problems.add(("models", i, "deployments", j, "provider"), message)
+    _check_fallbacks(groups, list(names), problems)
+
+
+def _check_fallbacks(groups: list[tuple[int, dict[str, Any]]], names: list[str], problems: Problems) -> None:
+    graph: dict[str, list[tuple[Loc, str]]] = {name: [] for name in names}
+    for i, group in groups:
+        fallbacks, name = group.get("fallbacks"), group.get("name")
+        for k, fallback in enumerate(fallbacks if isinstance(fallbacks, list) else []):
+            loc = ("models", i, "fallbacks", k)
+            if not isinstance(fallback, str):
+                continue  # the schema's to report
+            if fallback == name:
+                problems.add(loc, f"model group {name!r} lists itself as a fallback")
+            elif fallback not in graph:
+                suggestion = did_you_mean(fallback, names)
+                problems.add(loc, f"{fallback!r} is not a model group{suggestion} (groups: {', '.join(names)})")
+            elif isinstance(name, str):
+                graph[name].append((loc, fallback))
+    for loc, cycle in _cycles(graph):
+        problems.add(loc, f"fallbacks form a cycle: {' -> '.join(cycle)}")
+
+
+def _cycles(graph: dict[str, list[tuple[Loc, str]]]) -> Iterator[tuple[Loc, list[str]]]:
+    """Each edge closing a cycle, with the cycle (a depth-first walk without recursion)."""
+    seen: set[str] = set()  # on the current path, or done
+    done: set[str] = set()
+    for root in graph:
+        if root in seen:
+            continue
+        seen.add(root)
+        path, steps = [root], [iter(graph[root])]
+        while steps:
+            step = next(steps[-1], None)
+            if step is None:
+                done.add(path.pop())
+                steps.pop()
+            elif step[1] not in seen:
+                seen.add(step[1])
+                path.append(step[1])
+                steps.append(iter(graph[step[1]]))
+            elif step[1] not in done:
+                yield step[0], [*path[path.index(step[1]) :], step[1]]
+
+
+def _items(value: Any) -> list[tuple[int, dict[str, Any]]]:
+    """The mappings in a parsed list, with their indexes (anything else is the schema's to report)."""
+    return [(i, x) for i, x in enumerate(value) if isinstance(x, dict)] if isinstance(value, list) else []

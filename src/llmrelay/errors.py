@@ -194,6 +194,15 @@ class ConfigError(LLMError):
     code = "config_error"
 
 
+class ProviderNotConfigured(ConfigError):
+    """A known provider kind was asked for, but it has no key (or endpoint) here:
+    the message names the environment variable to set. Not the caller's fault and
+    not a missing model, so a 400 at the gateway rather than a 401 or a 404."""
+
+    default_status = 400
+    code = "provider_not_configured"
+
+
 _BY_STATUS: dict[int, type[LLMError]] = {
     400: InvalidRequest,
     401: AuthenticationError,
@@ -235,6 +244,7 @@ __all__ = [
     "Overloaded",
     "PermissionDenied",
     "ProviderError",
+    "ProviderNotConfigured",
     "RateLimited",
     "StateUnavailable",
     "StreamInterrupted",

@@ -290,7 +290,8 @@ class ModelInfo:
 
 @dataclass(slots=True)
 class ConnectionCheck:
-    """The verdict of ``test_connection``: ``ok`` and one line saying why."""
+    """The verdict of ``test_connection``: ``ok`` and one line of detail (what was
+    seen when it worked, what failed when not)."""
 
     provider: str
     ok: bool

@@ -1,7 +1,8 @@
 """The ``llmrelay`` command line (typer + rich).
 
 Every command prints one clear line on failure and exits non-zero; ``--debug``
-shows the traceback as well. Heavy modules load only for the command that needs them.
+(before or after the command name) shows the traceback as well. Heavy modules
+load only for the command that needs them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from .common import State, fail
+from .common import adopt, fail, state
 
 app = typer.Typer(
     name="llmrelay",
@@ -36,20 +37,17 @@ def root(
     config: Annotated[
         str | None, typer.Option("--config", "-c", help="YAML config file (default: $LLMRELAY_CONFIG).")
     ] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
     version: Annotated[
         bool, typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True)
     ] = False,
 ) -> None:
-    ctx.obj = State(config=config, debug=debug)
-    if debug:
-        import logging
-
-        logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s %(message)s")
+    state(ctx).config = config  # --debug, here and on every command, is common.DebugOption
 
 
 def _register() -> None:
     from . import batch, chat, health, info, keys, serve, tenants  # noqa: F401  (commands register themselves on ``app``)
+
+    adopt(app)  # every command and group: --debug, and help as the parser reads it
 
 
 _register()

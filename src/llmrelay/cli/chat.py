@@ -12,21 +12,29 @@ import typer
 from .. import errors
 from ..types import ChatResponse, Finish, Message, TextDelta
 from . import app
-from .common import State, read_text, reported, stderr
+from .common import State, plain, read_text, reported, stderr
 
 REPL_HELP = "/model NAME  switch model · /system TEXT  set the system prompt · /reset  forget · /exit  quit"
+_CUT = {"length": "cut: max tokens reached", "content_filter": "cut by the provider's content filter"}
+"""Said after an answer that stopped short, by its finish reason."""
 
 
 @app.command(short_help="Ask a model once (PROMPT given) or hold a conversation.")
 def chat(
     ctx: typer.Context,
-    model_or_prompt: Annotated[str | None, typer.Argument(metavar="[MODEL]", show_default=False)] = None,
+    model_or_prompt: Annotated[
+        str | None, typer.Argument(metavar="MODEL", help="PROVIDER/MODEL or a model group.", show_default=False)
+    ] = None,
     prompt: Annotated[
-        str | None, typer.Argument(metavar="[PROMPT]", help="The question; '-' reads it from stdin.")
+        str | None, typer.Argument(metavar="PROMPT", help="The question; '-' reads it from stdin.")
     ] = None,
     system: Annotated[str | None, typer.Option("--system", "-s", help="System prompt.")] = None,
-    temperature: Annotated[float | None, typer.Option("--temperature", "-t", min=0.0)] = None,
-    max_tokens: Annotated[int | None, typer.Option("--max-tokens", "-m", min=1)] = None,
+    temperature: Annotated[
+        float | None, typer.Option("--temperature", "-t", min=0.0, help="Sampling temperature (0: least random).")
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", "-m", min=1, help="At most this many tokens in an answer.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole response as JSON.")] = False,
 ) -> None:
     """Ask MODEL (default: $LLMRELAY_DEFAULT_MODEL, or the local model when no
@@ -86,6 +94,8 @@ def _stream_answer(
             elif isinstance(event, Finish):
                 out.write("\n")
                 out.flush()
+                if event.reason in _CUT:
+                    stderr().print(f"[{_CUT[event.reason]}]", style="dim", markup=False)
                 return event.response
     except KeyboardInterrupt:
         out.write("\n")
@@ -103,11 +113,12 @@ def _repl(st: State, model: str | None, system: str | None, params: dict[str, An
         pass
     err = stderr()
     _say_default(st, model)
+    current = _checked(st, model)  # what the prompt shows; a bad MODEL stops here
     err.print(f"[dim]{REPL_HELP}[/]")
     history = _start(system)
     while True:
         try:
-            line = input(f"{model or 'default'}> ")
+            line = input(f"{current}> ")
         except EOFError:  # Ctrl-D or stdin closed
             err.print()
             return
@@ -122,29 +133,54 @@ def _repl(st: State, model: str | None, system: str | None, params: dict[str, An
             arg = arg.strip()
             if command in ("/exit", "/quit"):
                 return
-            if command == "/model" and arg:
-                model = arg
-                err.print(f"[dim]model: {model}[/]")
+            if command == "/model":
+                current = _switch(st, current, arg)
             elif command == "/system":
                 history = _start(arg or None) + [m for m in history if m.role != "system"]
                 err.print(f"[dim]system prompt {'set' if arg else 'cleared'}[/]")
             elif command == "/reset":
                 history = _start(system)
                 err.print("[dim]conversation forgotten[/]")
+            elif command in ("/help", "/?"):
+                err.print(f"[dim]{REPL_HELP}[/]")
             else:
+                err.print(f"unknown command {plain(command)}")
                 err.print(f"[dim]{REPL_HELP}[/]")
             continue
         history.append(Message("user", text))
         try:
-            response = _stream_answer(st, model, history, params, in_repl=True)
+            response = _stream_answer(st, current, history, params, in_repl=True)
         except errors.LLMError as exc:  # stay in the conversation
-            err.print(f"[bold red]error:[/] {exc}")
+            err.print(f"[bold red]error:[/] {plain(str(exc))}")
             history.pop()
             continue
         if response is None:
             history.pop()
         else:
             history.append(response.message)
+
+
+def _checked(st: State, model: str | None) -> str:
+    """The model's name for the prompt (the default made explicit), once the client
+    resolves it: an unknown provider or group, a missing key or a name without a
+    provider fails here, before a question is sent."""
+    client = st.client().aio
+    name = model if model and model != "default" else client.default_model()
+    client.resolve(name)
+    return name
+
+
+def _switch(st: State, current: str, wanted: str) -> str:
+    """``/model NAME``: NAME if the client resolves it, else the current model, saying why."""
+    err = stderr()
+    if wanted:
+        try:
+            current = _checked(st, wanted)
+        except errors.LLMError as exc:
+            err.print(f"[bold red]error:[/] {plain(str(exc))} (still {plain(current)})")
+            return current
+    err.print(f"[dim]model: {plain(current)}[/]")
+    return current
 
 
 def _jsonable(response: ChatResponse) -> dict[str, Any]:

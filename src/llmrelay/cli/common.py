@@ -1,4 +1,5 @@
-"""What every command shares: the client, error reporting, consoles."""
+"""What every command shares: the client, error reporting, consoles, and the
+command classes that give each command ``--debug`` and help as the parser reads it."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NoReturn
+from functools import cache
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from .. import errors
 
@@ -38,8 +41,84 @@ class State:
 
 
 def state(ctx: typer.Context) -> State:
-    obj = ctx.find_root().obj
-    return obj if isinstance(obj, State) else State()
+    """The run's ``State``, kept on the root context (made on first use)."""
+    root = ctx.find_root()
+    if not isinstance(root.obj, State):
+        root.obj = State()
+    return root.obj
+
+
+# ---------------------------------------------------------------- every command and group
+
+
+def _debug(ctx: typer.Context, value: bool) -> None:
+    if not value or state(ctx).debug:
+        return
+    import logging
+
+    state(ctx).debug = True
+    logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s %(message)s")
+
+
+DebugOption = Annotated[
+    bool, typer.Option("--debug", help="Show tracebacks and debug logs.", callback=_debug, expose_value=False)
+]
+
+
+@cache
+def _debug_option() -> Any:
+    """``--debug`` as typer builds it from ``DebugOption`` (one object, shared by the commands)."""
+
+    def probe(debug: DebugOption = False) -> None: ...
+
+    one = typer.Typer(add_completion=False)
+    one.command()(probe)
+    return typer.main.get_command(one).params[0]
+
+
+def _as_parsed(params: list[Any]) -> list[Any]:
+    """Help that reads as the parser does: a flag takes no value (``--json``, where
+    typer would show ``--json <bool>``), and an argument is named in capitals, as
+    the help texts name it (``MODEL``, not ``model``)."""
+    for param in params:
+        if param.metavar is not None:
+            continue
+        if isinstance(param, TyperOption) and param.is_flag:
+            param.metavar = ""
+        elif isinstance(param, TyperArgument) and param.name:
+            param.metavar = param.name.upper()
+    return params
+
+
+class _AsParsed:
+    """``--debug`` after the command name too, and help as parsed (mixed into click's classes)."""
+
+    params: list[Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.append(_debug_option())
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _as_parsed(super().get_params(ctx))  # type: ignore[misc]
+
+
+class Command(_AsParsed, TyperCommand):
+    """Every ``llmrelay`` command."""
+
+
+class Group(_AsParsed, TyperGroup):
+    """A group of commands (``llmrelay``, ``keys``, ``tenants``)."""
+
+
+def adopt(app: typer.Typer) -> None:
+    """Make every command and group of ``app`` (and of its sub-apps) a ``Command`` or a ``Group``."""
+    app.info.cls = Group
+    for command in app.registered_commands:
+        command.cls = Command
+    for group in app.registered_groups:
+        assert group.typer_instance is not None
+        adopt(group.typer_instance)
 
 
 def stderr() -> Console:
@@ -56,7 +135,7 @@ def stdout() -> Console:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """One line on stderr, then exit ``code``."""
+    """The message on stderr (one line, or one per problem of a config file), then exit ``code``."""
     stderr().print(f"[bold red]error:[/] {plain(message)}")
     raise SystemExit(code)
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from . import app
-from .common import fail, reported, stdout
+from .common import fail, plain, reported, stdout
 
 _STYLE = {"healthy": "green", "degraded": "yellow", "unhealthy": "bold red", "disabled": "dim"}
 
@@ -17,7 +17,7 @@ _STYLE = {"healthy": "green", "degraded": "yellow", "unhealthy": "bold red", "di
 @app.command(short_help="Check every deployment of the model groups; exit 1 if any is unhealthy.")
 def health(
     ctx: typer.Context,
-    group: Annotated[str | None, typer.Argument(help="One model group (default: all).")] = None,
+    group: Annotated[str | None, typer.Argument(metavar="GROUP", help="One model group (default: all).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per deployment.")] = False,
 ) -> None:
     """Run an active check of each deployment (one cheap authenticated call per
@@ -40,7 +40,7 @@ def health(
             for row in report:
                 checked = "-" if row.check is None else ("ok" if row.check.ok else "failed")
                 status = f"[{_STYLE[row.status]}]{row.status}[/]"
-                table.add_row(row.group, row.deployment, status, row.breaker, checked, row.reason)
+                table.add_row(plain(row.group), row.deployment, status, row.breaker, checked, plain(row.reason))
             stdout().print(table)
         if any(row.status == "unhealthy" for row in report):
             raise typer.Exit(1)

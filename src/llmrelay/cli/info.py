@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -10,9 +11,9 @@ from ..types import ModelInfo, Usage
 from . import app
 from .common import fail, read_text, reported, stdout
 
-# The catalogue's provider ids for the kinds people usually mean.
-_CATALOGUE_IDS = {"gemini": "google", "bedrock": "aws", "azure": "azure"}
-_DEFAULT_PROVIDERS = ("openai", "anthropic", "google", "mistral")
+if TYPE_CHECKING:
+    from ..client import Client
+    from ..cost import Prices
 
 
 @app.command(short_help="Known models: context window, prices, capabilities.")
@@ -20,24 +21,66 @@ def models(
     ctx: typer.Context,
     provider: Annotated[
         str | None,
-        typer.Option("--provider", "-p", help="A provider kind or catalogue id (openai, anthropic, gemini, ...)."),
+        typer.Option(
+            "--provider",
+            "-p",
+            help="Only this provider, named as in PROVIDER/MODEL: a kind (openai, gemini, bedrock, local...) "
+            "or a provider name from the config.",
+        ),
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output, one object a line.")] = False,
 ) -> None:
-    """Known models with their context window, prices and capabilities."""
-    from ..catalog import known_models
+    """Models you can name as PROVIDER/MODEL, with their context window, prices and capabilities.
 
+    By default: the local models and every provider kind the price catalogue
+    lists, whether configured or not. Self-hosted servers (ollama, vllm,
+    llamacpp, lmstudio) have no catalogue: their models are what they serve.
+    """
     with reported(ctx) as st:
-        rows: list[ModelInfo] = []
-        if provider in (None, "local"):
-            local = st.client().provider("local")
-            rows.extend(local.model_info(m) for m in ("smollm2", "all-minilm-l6-v2"))
-        if provider != "local":
-            ids = [_CATALOGUE_IDS.get(provider, provider)] if provider else list(_DEFAULT_PROVIDERS)
-            for pid in ids:
-                rows.extend(known_models(pid))
-        if not rows:
-            fail(f"no known models for provider {provider!r}")
-        stdout().print(_models_table(rows))
+        rows = _model_rows(st.client(), provider)
+        rows.sort(key=lambda m: (m.provider, m.id))
+        if as_json:
+            from .._json import dumps_str
+
+            for info in rows:
+                typer.echo(dumps_str(_model_json(info)))
+        else:
+            stdout().print(_models_table(rows))
+
+
+def _model_rows(client: Client, provider: str | None) -> list[ModelInfo]:
+    from ..catalog import catalogue_kinds, known_models, price_id
+    from ..providers import known_kinds
+
+    if provider is None:
+        return client.models("local") + known_models()
+    config = client.settings.providers.get(provider)
+    if provider == "local" or (config is not None and config.kind == "local"):
+        return client.models(provider)
+    if config is not None:  # a configured name: its own catalogue (a quirks row may differ from its kind's)
+        catalogue = client.provider(provider).price_provider
+    elif provider in known_kinds():
+        catalogue = price_id(provider)
+    else:
+        listed_as = [kind for kind in catalogue_kinds() if price_id(kind) == provider and kind != provider]
+        hint = f": its models are listed as {listed_as[0]}" if listed_as else ""
+        fail(f"unknown provider {provider!r}{hint}; known kinds: {', '.join(known_kinds())}")
+    rows = known_models(provider, price_provider=catalogue)
+    if not rows:
+        reason = "none listed" if catalogue else "a self-hosted server: its models are what it serves"
+        fail(f"the catalogue has no models for {provider!r} ({reason})")
+    return rows
+
+
+def _model_json(info: ModelInfo) -> dict[str, object]:
+    return {
+        "model": f"{info.provider}/{info.id}", "provider": info.provider, "id": info.id,
+        "context_window": info.context_window, "max_output_tokens": info.max_output_tokens,
+        "input_price_per_mtok": info.input_price_per_mtok, "output_price_per_mtok": info.output_price_per_mtok,
+        "cached_input_price_per_mtok": info.cached_input_price_per_mtok, "supports_tools": info.supports_tools,
+        "supports_structured_output": info.supports_structured_output, "supports_vision": info.supports_vision,
+        "input_modalities": list(info.input_modalities), "output_modalities": list(info.output_modalities),
+    }  # fmt: skip
 
 
 def _models_table(rows: list[ModelInfo]) -> object:
@@ -49,7 +92,7 @@ def _models_table(rows: list[ModelInfo]) -> object:
         ("$/M in", "right"), ("$/M out", "right"), ("tools", "center"), ("JSON", "center"), ("vision", "center"),
     ):  # fmt: skip
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    for info in sorted(rows, key=lambda m: (m.provider, m.id)):
+    for info in rows:
         table.add_row(
             info.provider, info.id, _count(info.context_window), _count(info.max_output_tokens),
             _price(info.input_price_per_mtok), _price(info.output_price_per_mtok),
@@ -72,45 +115,80 @@ def _flag(value: bool | None) -> str:
     return {True: "yes", False: "-", None: "?"}[value]
 
 
-@app.command(short_help="Count tokens and estimate the input cost.")
+@app.command(short_help="Count tokens and price them as input.")
 def tokens(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="PROVIDER/MODEL, e.g. openai/gpt-4o-mini.")],
+    model: Annotated[str, typer.Argument(help="PROVIDER/MODEL, e.g. openai/gpt-4o-mini, or a model group.")],
     text: Annotated[str, typer.Argument(help="The text, or '-' to read standard input.")],
 ) -> None:
-    """Count TEXT's tokens for MODEL (as one user message) and price them as input."""
+    """Count TEXT's tokens for MODEL (as one user message; for an embedding model, as
+    one input) and price them as input. The count is exact when made with the model's
+    own tokenizer (OpenAI models, the local chat model), else an estimate."""
     with reported(ctx) as st:
         content = read_text(text, "TEXT")
-        client = st.client()
-        provider, name = _resolve_for_counting(client, model)
-        from ..cost import chat_cost
-        from ..tokens import count_tokens, is_exact
+        target = _counting_target(st.client(), model)
+        from ..tokens import count_text, count_tokens, is_exact
 
-        key = f"{provider}/{name}"
-        count = count_tokens(key, [{"role": "user", "content": content}])
+        key = f"{target.kind}/{target.model}"
+        if "embedding" in target.info.output_modalities:
+            count = count_text(key, content)
+        else:
+            count = count_tokens(key, [{"role": "user", "content": content}])
         exact = "exact" if is_exact(key) else "estimate"
-        cost = chat_cost(_CATALOGUE_IDS.get(provider, provider), name, Usage(prompt_tokens=count))
-        price = "unknown price" if cost is None else f"${cost:.6f} as input"
+        cost = target.input_cost(count)
+        price = "unknown price" if cost is None else f"${_usd(cost)} as input"
         stdout().print(f"{count} tokens ({exact}), {price}")
 
 
-def _resolve_for_counting(client: object, model: str) -> tuple[str, str]:
-    """The provider kind and model name; counting needs no key, so an
-    unconfigured ``PROVIDER/MODEL`` is taken at its word."""
-    from ..client import Client
-    from ..errors import InvalidRequest
+def _usd(value: float) -> str:
+    """Dollars without trailing zeros (``0``, ``0.0000045``), to 10 decimals."""
+    return f"{value:.10f}".rstrip("0").rstrip(".") or "0"
 
-    assert isinstance(client, Client)
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """Where a counted prompt would go, and what is known of its price."""
+
+    kind: str
+    model: str
+    info: ModelInfo
+    """The provider's facts about the model (its prices included: 0 for the local models)."""
+    prices: Prices | None = None
+    """An operator's prices for a model group's deployment: they win over the catalogue."""
+
+    def input_cost(self, tokens: int) -> float | None:
+        from ..cost import chat_cost
+
+        usage = Usage(prompt_tokens=tokens)
+        if self.prices is not None:
+            return self.prices.cost(usage)
+        catalogue = self.info.raw.get("catalog_provider")
+        if catalogue:  # the catalogue's own arithmetic: tiers and per-request fees
+            return chat_cost(str(catalogue), self.model, usage)
+        rate = self.info.input_price_per_mtok
+        return None if rate is None else tokens * rate / 1_000_000
+
+
+def _counting_target(client: Client, model: str) -> _Target:
+    """The provider kind, model name and facts for ``model``; counting needs no key,
+    so a known kind without one is taken with the catalogue's facts."""
+    from .. import errors
+    from ..catalog import lookup_model, price_id
+
     group = client.settings.models.get(model)
     if group is not None:
         first = group.members[0]
-        configured = client.settings.providers.get(first.provider)
-        return (configured.kind if configured else first.provider), first.model
-    kind, sep, name = model.partition("/")
-    if not sep or not kind or not name:
-        raise InvalidRequest(f"model {model!r} names no provider: write PROVIDER/MODEL, e.g. openai/{model}")
-    configured = client.settings.providers.get(kind)
-    return (configured.kind if configured else kind), name
+        name, model_name, prices = first.provider, first.model, first.prices
+    else:
+        name, sep, model_name = model.partition("/")
+        if not sep or not name or not model_name:
+            raise errors.InvalidRequest(f"model {model!r} names no provider: write PROVIDER/MODEL, e.g. openai/{model}")
+        prices = None
+    try:
+        provider = client.provider(name)
+    except errors.ProviderNotConfigured:  # a known kind without its key
+        return _Target(name, model_name, lookup_model(price_id(name), model_name, provider=name), prices)
+    return _Target(provider.config.kind, model_name, provider.model_info(model_name), prices)
 
 
 @app.command("test-connection", short_help="Check each configured provider; exit 1 on failure.")

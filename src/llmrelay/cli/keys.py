@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from .._install import install_hint
 from ..store.records import Limits, Period
 from . import app
 from .common import fail, plain, reported, stdout
@@ -81,13 +82,15 @@ def remember_store(ctx: typer.Context, url: str | None) -> None:
 
 
 @contextmanager
-def opened(ctx: typer.Context) -> Iterator[Store]:
+def opened(ctx: typer.Context, *, create: bool = False) -> Iterator[Store]:
     """The store for this command, closed afterwards. A store error or a bad
-    value (``ValueError`` from the records) is one line and exit 1."""
+    value (``ValueError`` from the records) is one line and exit 1. Only commands
+    that ``create`` something make a SQLite file that is not there yet: the others
+    say where they looked (a reader in the wrong folder learns it at once)."""
     from ..store import StoreError
 
     with reported(ctx) as st:
-        store = _open(ctx.meta.get(_STORE_URL), st.config)
+        store = _open(ctx.meta.get(_STORE_URL), st.config, create)
         try:
             yield store
         except (StoreError, ValueError) as exc:
@@ -98,9 +101,9 @@ def opened(ctx: typer.Context) -> Iterator[Store]:
             store.close()
 
 
-def _open(given: str | None, config: str | None) -> Store:
+def _open(given: str | None, config: str | None, create: bool) -> Store:
     from ..store import StoreError, default_store_url
-    from ..store.location import resolve_sqlite_path
+    from ..store.location import resolve_sqlite_path, sqlite_file
 
     if given:
         url = resolve_sqlite_path(given, Path.cwd())
@@ -108,6 +111,12 @@ def _open(given: str | None, config: str | None) -> Store:
         from ..config import load_settings
 
         url = default_store_url(load_settings(config))
+    database = sqlite_file(url)
+    if not create and database is not None and not database.exists():
+        fail(
+            f"no store at {database}: nothing has been created there yet (`llmrelay keys create` or "
+            "`llmrelay tenants create` makes it; --store or LLMRELAY_STORE_URL points elsewhere)"
+        )
     try:
         from ..store import Store
 
@@ -115,9 +124,9 @@ def _open(given: str | None, config: str | None) -> Store:
     except ModuleNotFoundError as exc:
         missing = (exc.name or "").partition(".")[0]
         if missing == "sqlalchemy":
-            fail("the store needs SQLAlchemy: pip install 'llmrelay[gateway]'")
+            fail(f"the store needs SQLAlchemy: {install_hint('gateway')}")
         if missing == "psycopg":
-            fail("a PostgreSQL store needs psycopg: pip install 'llmrelay[postgres]'")
+            fail(f"a PostgreSQL store needs psycopg: {install_hint('postgres')}")
         raise
     except StoreError as exc:
         fail(str(exc))
@@ -219,7 +228,8 @@ def create(
     tenant: Annotated[str, typer.Option("--tenant", "-t", help="The tenant the key belongs to (made if absent).")],
     name: Annotated[str, typer.Option("--name", "-n", help="A label for people.")] = "",
     model: Annotated[
-        list[str] | None, typer.Option("--model", "-m", help="A model the key may use (repeat; default: all).")
+        list[str] | None,
+        typer.Option("--model", "-m", metavar="MODEL", help="A model the key may use (repeat; default: all)."),
     ] = None,
     expires_in: Annotated[
         str | None, typer.Option("--expires-in", metavar="DURATION", help="Lifetime: 30d, 12h, 90m, 3600s.")
@@ -235,7 +245,7 @@ def create(
     only its hash. Limits and budget apply to this key, on top of the tenant's."""
     check_limits(rpm, tpm, budget, max_parallel)
     lifetime = None if expires_in is None else parse_duration(expires_in)
-    with opened(ctx) as store:
+    with opened(ctx, create=True) as store:
         now = time.time()
         new_tenant = store.get_tenant(tenant) is None
         key, secret = store.create_key(

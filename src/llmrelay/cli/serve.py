@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import shutil
+import socket
 import tempfile
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from .._install import install_hint
 from . import app
 from .common import fail, state, stderr
 
@@ -48,7 +51,7 @@ def serve(
     try:
         import uvicorn
     except ImportError:
-        fail("the gateway needs uvicorn: pip install 'llmrelay[gateway]'")
+        fail(f"the gateway needs uvicorn: {install_hint('gateway')}")
     from ..errors import LLMError
     from ..gateway.factory import INSECURE_OPEN_ENV, master_key, open_access, server_limits
     from ..gateway.gc_tuning import threshold_from_env
@@ -78,6 +81,7 @@ def serve(
                 f"limits, budgets and breakers ({workers} times every limit). Set state: {{backend: redis, url: ...}} "
                 "in the config, or run one worker"
             )
+        _can_listen(host, port)  # before the store is made and the banner printed
         store = _open_store(client.settings)  # migrated once here, before any worker starts
         st.close()
     except LLMError as exc:
@@ -96,6 +100,21 @@ def serve(
     finally:
         if shared_metrics is not None:
             shutil.rmtree(shared_metrics, ignore_errors=True)
+
+
+def _can_listen(host: str, port: int) -> None:
+    """Exit 1 with one line when ``host:port`` cannot be bound (uvicorn would say so
+    only after the banner, and exit 3)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn binds
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a port in TIME_WAIT is free
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                fail(f"{where} is already in use: stop what is using it or pass --port")
+            fail(f"cannot listen on {where}: {exc.strerror or exc}")
 
 
 def _allow_open_files(wanted: int) -> None:
@@ -135,7 +154,7 @@ def _open_store(settings: Settings) -> str:
     try:
         from ..store import Store, StoreError, default_store_url
     except ImportError:
-        fail("the gateway needs SQLAlchemy: pip install 'llmrelay[gateway]'")
+        fail(f"the gateway needs SQLAlchemy: {install_hint('gateway')}")
     try:
         store = Store.open(default_store_url(settings))
     except StoreError as exc:

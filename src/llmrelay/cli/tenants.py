@@ -94,7 +94,7 @@ def create(
     from ..store import Tenant
 
     check_limits(rpm, tpm, budget, max_parallel)
-    with opened(ctx) as store:
+    with opened(ctx, create=True) as store:
         made = Tenant(tenant_id, rpm=rpm, tpm=tpm, budget_usd=budget, budget_period=period, max_parallel=max_parallel)
         tenant = store.create_tenant(made)
         _print(tenant, "Created", as_json)
@@ -133,7 +133,9 @@ def update(
     period: Annotated[Period | None, typer.Option("--period", help="What the budget covers.")] = None,
     clear: Annotated[
         list[Clearable] | None,
-        typer.Option("--clear", help="Remove a limit: rpm, tpm, max-parallel or budget (repeat for more)."),
+        typer.Option(
+            "--clear", metavar="LIMIT", help="Remove a limit: rpm, tpm, max-parallel or budget (repeat for more)."
+        ),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:

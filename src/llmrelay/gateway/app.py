@@ -239,6 +239,8 @@ class Gateway:
             )
         try:
             return self.client.route(model)
+        except errors.ProviderNotConfigured:
+            raise  # the model may well exist: the operator has not set its provider's key
         except errors.LLMError as exc:
             raise errors.NotFound(f"the model {model!r} does not exist here: {exc.message}") from None
 

@@ -144,6 +144,9 @@ class PriceBook:
             provider = self._client.provider(deployment.provider)
         except errors.LLMError:
             return None
+        own = provider.own_prices(deployment.model)
+        if own is not None:
+            return own.cost(usage)
         return chat_cost(provider.price_provider, deployment.model, usage)
 
     def _rates(self, group: str) -> list[tuple[Deployment, Rates | None]]:
@@ -167,8 +170,8 @@ class PriceBook:
         info = provider.model_info(dep.model)
         max_output = dep.max_output_tokens or info.max_output_tokens or info.context_window or DEFAULT_MAX_OUTPUT
         kind = provider.config.kind
-        if dep.prices is not None:
-            p = dep.prices
+        p = dep.prices or provider.own_prices(dep.model)
+        if p is not None:
             return Rates(p.input_per_mtok / 1e6, p.output_per_mtok / 1e6, 0.0, max_output, kind, dep.model)
         from ..cost import chat_cost, model_rates
 

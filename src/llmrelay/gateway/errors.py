@@ -24,6 +24,8 @@ from ..providers.openai_inbound import error_body as openai_error
 
 
 def status_of(exc: errors.LLMError) -> int:
+    if isinstance(exc, errors.ProviderNotConfigured):
+        return 400  # the model exists, its provider has no key here: the operator's to set
     status = exc.status_code or 500
     if exc.provider is not None and status in (401, 403):
         return 502  # the gateway's key for that provider was refused

@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import errors
+from .._install import install_hint
 from . import assets
 
 if TYPE_CHECKING:
@@ -297,7 +298,7 @@ def _check_runtime() -> None:
     missing = [name for name in ("tokenizers", "safetensors") if find_spec(name) is None]
     if missing:
         raise errors.NotFound(
-            f"the local embedding runtime is not installed: run `pip install {' '.join(missing)}`",
+            f"the local embedding runtime ({', '.join(missing)}) is not installed: run `{install_hint('local')}`",
             provider=PROVIDER,
         )
 

@@ -22,7 +22,7 @@ from .._http import StreamResponse, Timeouts, Transport, default_transport
 from .._json import JSONDecodeError, dumps, loads
 from .._secret import Secret, redact
 from .._sse import SSEDecoder
-from ..cost import chat_cost, embedding_cost
+from ..cost import Prices, chat_cost, embedding_cost
 from ..structured import structured_value
 from ..types import (
     ChatRequest,
@@ -31,8 +31,10 @@ from ..types import (
     EmbeddingRequest,
     EmbeddingResponse,
     Finish,
+    Message,
     ModelInfo,
     StreamEvent,
+    ToolSpec,
     Usage,
 )
 
@@ -126,6 +128,15 @@ class Provider(ABC):
     @abstractmethod
     async def models(self) -> list[ModelInfo]: ...
 
+    def count_prompt(self, model: str, messages: list[Message], tools: list[ToolSpec] | None) -> int | None:
+        """The prompt's exact tokens where the provider knows better than ``tokens``
+        (the local model, with its configured system prompt); ``None``: ask ``tokens``."""
+        return None
+
+    def own_prices(self, model: str) -> Prices | None:
+        """Prices the provider knows itself, ahead of the catalogue (the local models: 0)."""
+        return None
+
     def model_info(self, model: str) -> ModelInfo:
         from ..catalog import lookup_model
 
@@ -154,7 +165,7 @@ class Provider(ABC):
         except errors.LLMError as exc:
             return ConnectionCheck(self.name, False, _verdict(exc), time.perf_counter() - start, exc)
         elapsed = time.perf_counter() - start
-        return ConnectionCheck(self.name, True, f"ok: {len(found)} models listed", elapsed)
+        return ConnectionCheck(self.name, True, f"{len(found)} model{'' if len(found) == 1 else 's'} listed", elapsed)
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release what the provider holds (the client closes the shared transport)."""

@@ -10,7 +10,7 @@ Configuration (``ProviderConfig``):
 - ``options["aws_access_key_id"]``, ``options["aws_secret_access_key"]`` and
   optionally ``options["aws_session_token"]``: requests are signed with AWS
   Signature Version 4 for the service ``bedrock`` (botocore does the signing:
-  ``pip install 'llmrelay[bedrock]'``). String secrets in ``options`` are
+  ``llmrelay[bedrock]``). String secrets in ``options`` are
   replaced in place by ``Secret`` so that no repr shows them. ``api_key`` wins
   when both are given, as in the AWS SDKs.
 - ``base_url`` replaces ``https://bedrock-runtime.{region}.amazonaws.com`` (a
@@ -36,6 +36,7 @@ from .. import errors
 from .._assemble import StreamAssembler
 from .._eventstream import EventStreamParser, Frame
 from .._http import StreamResponse, Transport
+from .._install import install_hint
 from .._json import JSONDecodeError, loads
 from .._secret import Secret, redact
 from ..structured import structured_tool_name
@@ -63,7 +64,6 @@ from .base import (
 )
 
 SIGNING_SERVICE = "bedrock"  # the signing name of both bedrock-runtime and the bedrock control plane
-INSTALL_HINT = "pip install 'llmrelay[bedrock]'"
 SECRET_OPTIONS = ("aws_secret_access_key", "aws_session_token")
 EVENT_STREAM = "application/vnd.amazon.eventstream"
 
@@ -149,7 +149,7 @@ def _make_auth(config: ProviderConfig, region: str | None) -> _Auth:
     if region is None:
         raise errors.ConfigError(f"{where}: AWS signing needs options.region (or AWS_REGION)")
     if find_spec("botocore") is None:
-        raise errors.ConfigError(f"{where}: AWS signing needs botocore: {INSTALL_HINT}")
+        raise errors.ConfigError(f"{where}: AWS signing needs botocore: {install_hint('bedrock')}")
     return _SigV4Auth(access_key, secret, token, region)
 
 

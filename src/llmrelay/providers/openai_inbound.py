@@ -13,6 +13,7 @@ import struct
 from typing import Any
 
 from .. import errors
+from .._ids import new_id
 from .._messages import to_messages
 from ..structured import to_response_format
 from ..tools import to_tools
@@ -125,7 +126,7 @@ def response_to_wire(response: ChatResponse, created: int, model: str | None = N
         message["reasoning_content"] = response.reasoning
     finish = "stop" if response.finish_reason == "error" else response.finish_reason
     return {
-        "id": response.id or "chatcmpl-llmrelay",
+        "id": response.id or f"chatcmpl-{new_id()}",  # the local model gives none
         "object": "chat.completion",
         "created": created,
         "model": model or response.model,

@@ -36,6 +36,7 @@ _SKIP = (
     errors.AuthenticationError,
     errors.PermissionDenied,
     errors.NotFound,
+    errors.ProviderNotConfigured,
 )
 Verdict = Literal["raise", "skip", "retry"]
 SKIPPED = -1.0  # "moved on without a retry": the attempt does not count against retries

@@ -82,7 +82,11 @@ class HealthChecks:
 
     async def check_now(self, group: str | None = None) -> list[DeploymentHealth]:
         """Run an active check of every deployment now (one ``test_connection``
-        per provider) and return the health report."""
+        per provider) and return the health report (which says what failed: the
+        background checker logs it, a caller of this shows the report)."""
+        return await self._check(group, warn=False)
+
+    async def _check(self, group: str | None, *, warn: bool) -> list[DeploymentHealth]:
         pairs = self.deployments(group)
         by_provider: dict[str, list[Deployment]] = {}
         for _, dep in pairs:
@@ -93,7 +97,7 @@ class HealthChecks:
         for (name, deps), result in zip(by_provider.items(), results, strict=True):
             for dep in deps:
                 await self.monitor.set_check(dep.id, result, ttl)
-            if not result.ok:
+            if warn and not result.ok:
                 log.warning("health check of provider %s failed: %s", name, result.error)
         return await self.health(group)
 
@@ -129,7 +133,7 @@ class HealthChecks:
     async def _check_forever(self, interval: float) -> None:
         while True:
             try:
-                await self.check_now()
+                await self._check(None, warn=True)
             except Exception:
                 log.exception("background health check failed")
             await asyncio.sleep(interval)

@@ -321,8 +321,10 @@ class RedisState:
             from redis import exceptions as redis_errors
             from redis.asyncio import BlockingConnectionPool, Redis
         except ImportError:  # pragma: no cover - depends on the install
+            from .._install import install_hint
+
             raise errors.ConfigError(
-                "the redis state backend needs the redis package: pip install 'llmrelay[redis]'"
+                f"the redis state backend needs the redis package: {install_hint('redis')}"
             ) from None
         if client is None:
             pool = BlockingConnectionPool.from_url(

@@ -24,6 +24,18 @@ SPOOL_DIR = "llmrelay-spool"
 _SQLITE = re.compile(r"(sqlite(?:\+[A-Za-z0-9_]+)?):///(.*)", re.DOTALL)
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL with an absolute path (``None``: another
+    database, memory, or a ``file:`` URI)."""
+    match = _SQLITE.fullmatch(url)
+    if match is None:
+        return None
+    path = match.group(2).partition("?")[0]
+    if not path or path == ":memory:" or path.startswith("file:") or not Path(path).is_absolute():
+        return None
+    return Path(path)
+
+
 def resolve_sqlite_path(url: str, base: str | os.PathLike[str]) -> str:
     """``url`` with a relative SQLite file path made absolute against ``base``
     (and ``~`` expanded); any other URL as it is."""

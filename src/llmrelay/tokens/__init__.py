@@ -8,6 +8,10 @@ What is exact and what is an estimate:
   ``_tiktoken.py``); messages add OpenAI's published per-message overheads
   (exact for plain-text chat); tool definitions use OpenAI's published
   approximation. ``is_exact`` is True for these models.
+* The local chat model (``local/smollm2``): exact, with its own tokenizer and
+  chat template, read from its GGUF file (see ``_local.py``); an estimate as
+  below when llama-cpp-python or the model file is missing. ``is_exact`` says
+  which.
 * Anthropic, Gemini and every other model: an estimate, the ``o200k_base``
   count times a per-kind factor (Anthropic 1.25, Gemini 1.1, others 1.25, see
   ``_models.py``), on the high side on purpose. ``is_exact`` is False.
@@ -62,7 +66,8 @@ def count_tokens(
 
 
 def is_exact(model: str) -> bool:
-    """Whether ``count_text``/``count_tokens`` use the model's own tokenizer (OpenAI models)."""
+    """Whether ``count_text``/``count_tokens`` use the model's own tokenizer (OpenAI models,
+    the local chat model); False for estimates."""
     return _tokenizer(model).exact
 
 

@@ -20,6 +20,9 @@ Tool definitions, other kinds: their compact JSON (name, description,
 schema); Anthropic adds the tool-use system prompt, 346 tokens on current
 Claude models (Anthropic's tool-use pricing table).
 
+The local chat model is counted apart (``_local.py``): its chat template and
+its tokenizer, exactly as it is run.
+
 For kinds without an exact tokenizer the text is counted with ``o200k_base``
 and multiplied by the kind's factor (see ``_models.FACTORS``), rounded up; the
 fixed per-message overheads and image tokens are added as they are.
@@ -34,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from ..types import ImagePart, Message, TextPart, ToolSpec
+from ._local import LocalVocab, vocab
 from ._models import FACTORS, Tokenizer
 from ._tiktoken import encoding
 from .images import image_tokens
@@ -87,6 +91,8 @@ _role_tokens: dict[tuple[str, str], int] = {}
 def count_plain(tokenizer: Tokenizer, text: str) -> int:
     if not text:
         return 0
+    if tokenizer.kind == "local":
+        return _local_vocab(tokenizer).count_text(text)
     n = len(encoding(tokenizer.encoding).encode_ordinary(text))
     return n if tokenizer.exact else math.ceil(n * FACTORS[tokenizer.kind])
 
@@ -96,6 +102,8 @@ def count_messages(
     messages: Sequence[Message | Mapping[str, Any]],
     tools: Sequence[ToolSpec | Mapping[str, Any]] | None,
 ) -> int:
+    if tokenizer.kind == "local":
+        return _local_vocab(tokenizer).count_messages(tokenizer.name, messages, tools)
     tally = _Tally(encoding(tokenizer.encoding))
     for message in messages:
         if isinstance(message, Message):
@@ -111,6 +119,12 @@ def count_messages(
         tally.images += image_tokens(tokenizer.kind, tokenizer.name, image)
     text = tally.text if tokenizer.exact else math.ceil(tally.text * FACTORS[tokenizer.kind])
     return text + tally.fixed + tally.images
+
+
+def _local_vocab(tokenizer: Tokenizer) -> LocalVocab:
+    found = vocab(tokenizer.name)
+    assert found is not None  # the tokenizer is "local" only when its vocabulary loaded
+    return found
 
 
 # ---- messages -----------------------------------------------------------------------------------

@@ -11,22 +11,27 @@ from the provider prefix (an Azure deployment name says nothing itself):
 * ``anthropic``: names containing ``claude``; provider kind ``anthropic``;
 * ``gemini``: names containing ``gemini``; provider kinds ``gemini``, ``google``,
   ``vertex``;
-* ``estimate``: everything else (open-weight models and unknown names).
+* ``local``: the local chat model (``local/smollm2``), when its tokenizer can
+  be read (llama-cpp-python and the model file installed, see ``_local.py``);
+* ``estimate``: everything else (open-weight models and unknown names, the
+  local models without their tokenizer).
 
-Counts are exact only for OpenAI models whose encoding is known (``o200k_base``
+Counts are exact for OpenAI models whose encoding is known (``o200k_base``
 for GPT-4o, GPT-4.1, GPT-4.5, GPT-5, o1/o3/o4; ``cl100k_base`` for GPT-4,
-GPT-3.5 and the text-embedding models). Everything else is counted with
-``o200k_base`` and multiplied by the kind's ``FACTORS`` entry, rounded up.
+GPT-3.5 and the text-embedding models) and for the local chat model (its own
+tokenizer and chat template). Everything else is counted with ``o200k_base``
+and multiplied by the kind's ``FACTORS`` entry, rounded up.
 """
 
 from __future__ import annotations
 
 from typing import Final, Literal, NamedTuple, TypeAlias
 
-Kind: TypeAlias = Literal["openai", "anthropic", "gemini", "estimate"]
+Kind: TypeAlias = Literal["openai", "anthropic", "gemini", "local", "estimate"]
 
 FACTORS: Final[dict[Kind, float]] = {
     "openai": 1.0,
+    "local": 1.0,
     "anthropic": 1.25,
     "gemini": 1.1,
     "estimate": 1.25,
@@ -58,6 +63,7 @@ class Tokenizer(NamedTuple):
     name: str
     """The bare model name, lower case."""
     encoding: str
+    """The tiktoken encoding (``""`` for the local model's own tokenizer)."""
     exact: bool
 
 
@@ -83,6 +89,11 @@ def _resolve(model: str) -> Tokenizer:
     provider, _, _ = lowered.rpartition("/")
     provider = provider.split("/", 1)[0]
     name = lowered.rsplit("/", 1)[-1]
+    if provider == "local":
+        from ._local import vocab
+
+        if vocab(name) is not None:
+            return Tokenizer("local", name, "", True)
     kind = _kind_from_name(name) or _PROVIDER_KINDS.get(provider, "estimate")
     if kind == "openai":
         encoding = _openai_encoding(name)

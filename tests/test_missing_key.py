@@ -1,0 +1,70 @@
+"""A known provider with no key is reported one way everywhere: ``ProviderNotConfigured``
+naming the variable to set, from the library, the gateway, ``batch`` and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import openai
+import pytest
+
+from gateways import MASTER, serve
+from llmrelay import AsyncClient, ProviderNotConfigured
+from llmrelay.batch import run_one
+from llmrelay.gateway import Gateway
+
+MESSAGE = "provider 'openai' has no API key: set OPENAI_API_KEY or add it to the config file"
+
+
+async def test_the_library_raises_provider_not_configured() -> None:
+    async with AsyncClient(env={}) as client:
+        with pytest.raises(ProviderNotConfigured) as info:
+            await client.chat("openai/gpt-4o-mini", "Hi")
+    assert info.value.message == MESSAGE and info.value.provider == "openai"
+    assert info.value.status_code == 400 and info.value.code == "provider_not_configured"
+
+
+async def test_the_gateway_answers_400_without_claiming_the_model_is_missing() -> None:
+    app = Gateway(AsyncClient(env={}), master_key=MASTER)
+    async for url in serve(app):
+        sdk = openai.AsyncOpenAI(base_url=url + "/v1", api_key=MASTER, max_retries=0)
+        try:
+            with pytest.raises(openai.BadRequestError) as info:
+                await sdk.chat.completions.create(
+                    model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
+                )
+            with pytest.raises(openai.BadRequestError) as streamed:
+                await sdk.chat.completions.create(
+                    model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}], stream=True
+                )
+        finally:
+            await sdk.close()
+    for exc in (info.value, streamed.value):
+        assert exc.status_code == 400 and exc.code == "provider_not_configured"
+        assert MESSAGE in exc.message and "does not exist" not in exc.message
+
+
+async def test_batch_writes_the_same_error_for_that_line() -> None:
+    async with AsyncClient(env={}) as client:
+        line = {"custom_id": "q1", "method": "POST", "url": "/v1/chat/completions",
+                "body": {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}}  # fmt: skip
+        result = await run_one(client, line)
+    assert not result.ok
+    error = result.line["error"]
+    assert result.line["response"] is None  # never sent anywhere: no HTTP status of its own
+    assert error["code"] == "provider_not_configured" and MESSAGE in error["message"]
+
+
+async def test_the_cli_prints_one_line_naming_the_variable(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "llmrelay", "chat", "openai/gpt-4o-mini", "Hi", cwd=tmp_path, env=env,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    lines = err.decode().strip().splitlines()
+    assert proc.returncode == 1 and out == b""
+    assert lines == [f"error: openai: {MESSAGE}"]

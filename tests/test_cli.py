@@ -299,3 +299,14 @@ async def test_serve_refuses_a_bad_gc_threshold() -> None:
     result = await run("serve", env={**base_env(), "LLMRELAY_GC_THRESHOLD": "lots"})
     assert result.code == 1 and "LLMRELAY_GC_THRESHOLD" in result.err and "'lots'" in result.err
     assert "Traceback" not in result.err
+
+
+@needs_local
+async def test_a_key_in_the_environment_does_not_break_the_first_command() -> None:
+    """With OPENAI_API_KEY set and no default model, the README's question still gets
+    the local model's answer, and the CLI says why; an empty prompt is refused."""
+    asked = await run("chat", "What is the capital of France?", env=base_env(OPENAI_API_KEY="sk-cli-test-key-123456"))
+    assert asked.code == 0 and "Paris" in asked.out, asked
+    assert "no default model set: answering with the local model local/smollm2" in asked.err
+    empty = await run("chat", "local/smollm2", "  ")
+    assert empty.code == 1 and empty.err.strip() == "error: PROMPT is empty: ask something" and empty.out == ""

@@ -101,6 +101,13 @@ def test_an_unknown_kind_has_its_line_and_a_suggestion(tmp_path: Path) -> None:
     assert quirks.startswith(f"{path}:4: providers.claude.quirks: unknown quirks 'nope' (known: openai,")
 
 
+def test_a_key_given_twice_is_a_problem_not_a_silent_choice(tmp_path: Path) -> None:
+    text = "providers:\n  - name: openai\n    kind: openai\n    api_key: ${A}\n    api_key: ${B}\n"
+    [twice] = problems_in(write(tmp_path, text), env={"A": "sk-secret-a", "B": "sk-secret-b"})
+    assert twice.endswith(":4: providers.openai.api_key: given twice (lines 4 and 5): keep one")
+    assert "sk-secret" not in twice
+
+
 def test_references_between_entries_are_all_reported(tmp_path: Path) -> None:
     path = write(
         tmp_path,
@@ -187,3 +194,58 @@ def test_the_cli_prints_every_problem(tmp_path: Path) -> None:
     assert run.stderr.splitlines()[0] == "error: invalid config (4 problems):"
     for needle in ("api_kye", "OPENAI_BASE_URL", "'fastest'", "deployments.0.weight"):
         assert needle in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "tag"),
+    [("!!int abc", "int"), ("!!float abc", "float"), ("!!bool maybe", "bool"), ("!!timestamp 2024-13-45", "timestamp")],
+)
+def test_a_value_its_tag_cannot_read_is_a_problem(tmp_path: Path, value: str, tag: str) -> None:
+    [problem] = problems_in(write(tmp_path, f"default_model: {value}\n"))
+    assert problem.endswith(f":1: default_model: cannot read this value as {tag}")
+
+
+def test_values_from_the_environment_are_never_shown(tmp_path: Path) -> None:
+    text = """\
+providers:
+  - name: ${SECRET}
+    kind: ${SECRET}
+    api_kye: x
+models:
+  - name: smart
+    strategy: ${SECRET}
+    fallbacks: ["${SECRET}"]
+    deployments: [{provider: openai, model: m}]
+"""
+    found = problems_in(write(tmp_path, text), env={"SECRET": "sk-supersecret123"})
+    assert len(found) == 4 and not any("supersecret" in line for line in found)
+    assert ":3: providers.${SECRET}.kind: unknown kind '${SECRET}'" in found[0]
+    assert "unknown strategy '${SECRET}'" in found[2] and "'${SECRET}' is not a model group" in found[3]
+
+
+def test_names_from_the_file_are_printed_safely(tmp_path: Path) -> None:
+    long_name = "k" * 5000
+    text = 'providers:\n  - name: "a\\e[31mred\\a"\n    kind: openai\n    "x\\e[2Jy": 1\n'
+    text += f"  - name: {long_name}\n    kind: openai\n    typo: 2\n"
+    found = problems_in(write(tmp_path, text))
+    assert found[0].endswith(r":4: providers.a\x1b[31mred\x07.x\x1b[2Jy: unknown key")
+    assert all("\x1b" not in line and len(line) <= 400 for line in found)
+    assert found[1].endswith("...")
+
+
+def test_a_provider_defined_twice_is_reported_and_unset_names_are_said_once(tmp_path: Path) -> None:
+    text = """\
+providers:
+  - name: a
+    kind: openai
+  - name: a
+    kind: anthropic
+models:
+  - name: ${G}
+    fallbacks: ["${F}"]
+    deployments: [{provider: a, model: m}]
+"""
+    twice, group, fallback = problems_in(write(tmp_path, text))
+    assert twice.endswith(":4: providers.a: provider 'a' is defined twice (first at line 2)")
+    assert group.endswith(":7: models.0.name: environment variable G is not set")
+    assert fallback.endswith(":8: models.0.fallbacks.0: environment variable F is not set")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from importlib import metadata
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -38,29 +39,38 @@ def hint_when(monkeypatch: pytest.MonkeyPatch, found: Installed | None, extra: s
 
 
 @pytest.mark.parametrize(
-    ("found", "expected"),
+    ("record", "expected"),
     [
-        (Installed(None), "pip install 'llmrelay[gateway]'"),
-        (
-            Installed({"url": "file:///home/ann/llmrelay", "dir_info": {"editable": True}}),
-            "pip install -e '/home/ann/llmrelay[gateway]'",
+        (None, "pip install 'llmrelay[gateway]'"),
+        ({"url": "file://{dir}", "dir_info": {"editable": True}}, "pip install -e '{dir}[gateway]'"),
+        ({"url": "file://{quoted}", "dir_info": {}}, "pip install '{dir}[gateway]'"),
+        (  # a wheel file, deleted since: the index has llmrelay
+            {"url": "file:///tmp/build/llmrelay-0.1.0-py3-none-any.whl", "archive_info": {}},
+            "pip install 'llmrelay[gateway]'",
         ),
         (
-            Installed({"url": "file:///srv/my%20code/llmrelay", "dir_info": {}}),
-            "pip install '/srv/my code/llmrelay[gateway]'",
-        ),
-        (
-            Installed({"url": "https://example.org/llmrelay-0.1.0.tar.gz", "archive_info": {}}),
+            {"url": "https://example.org/llmrelay-0.1.0.tar.gz", "archive_info": {}},
             "pip install 'llmrelay[gateway] @ https://example.org/llmrelay-0.1.0.tar.gz'",
         ),
-        (Installed("not an object"), "pip install 'llmrelay[gateway]'"),
-        (None, "pip install -e '.[gateway]'"),
+        (
+            {"url": "https://github.com/acme/llmrelay.git", "vcs_info": {"vcs": "git", "commit_id": "0a1b2c"}},
+            "pip install 'llmrelay[gateway] @ git+https://github.com/acme/llmrelay.git@0a1b2c'",
+        ),
+        ("not an object", "pip install 'llmrelay[gateway]'"),
     ],
 )
 def test_the_hint_follows_the_installation(
-    monkeypatch: pytest.MonkeyPatch, found: Installed | None, expected: str
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, record: object, expected: str
 ) -> None:
-    assert hint_when(monkeypatch, found) == expected
+    folder = tmp_path / "my code" / "llmrelay"
+    folder.mkdir(parents=True)
+    if isinstance(record, dict):
+        record = {**record, "url": record["url"].format(dir=folder, quoted=quote(str(folder)))}
+    assert hint_when(monkeypatch, Installed(record)) == expected.format(dir=folder)
+
+
+def test_run_from_a_source_tree_pip_never_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert hint_when(monkeypatch, None) == "pip install -e '.[gateway]'"
 
 
 def test_the_local_extra_is_built_portably(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -70,7 +80,9 @@ def test_the_local_extra_is_built_portably(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_this_checkout_names_its_own_folder() -> None:
-    """The test suite runs from a checkout installed by path: the hint names that path."""
+    """Where the suite runs from a checkout pip installed by path, the hint names it."""
     root = Path(__file__).resolve().parents[1]
-    hint = _install.install_hint("gateway")
-    assert f"{root}[gateway]" in hint, hint
+    text = metadata.distribution("llmrelay").read_text("direct_url.json") or "{}"
+    if json.loads(text).get("url") != root.as_uri():
+        pytest.skip("llmrelay is not installed from this checkout")
+    assert f"{root}[gateway]" in _install.install_hint("gateway")

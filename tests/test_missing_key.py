@@ -1,16 +1,19 @@
-"""A known provider with no key is reported one way everywhere: ``ProviderNotConfigured``
-naming the variable to set, from the library, the gateway, ``batch`` and the CLI."""
+"""A provider that cannot be used says so plainly: one with no key is
+``ProviderNotConfigured`` naming the variable to set, the same from the library, the
+gateway, ``batch`` and the CLI; one that never answers fails its check in bounded time."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import sys
+import time
 from pathlib import Path
 
 import openai
 import pytest
 
+from fakeserver import FakeServer, Reply
 from gateways import MASTER, serve
 from llmrelay import AsyncClient, ProviderNotConfigured
 from llmrelay.batch import run_one
@@ -67,4 +70,15 @@ async def test_the_cli_prints_one_line_naming_the_variable(tmp_path: Path) -> No
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     lines = err.decode().strip().splitlines()
     assert proc.returncode == 1 and out == b""
-    assert lines == [f"error: openai: {MESSAGE}"]
+    assert lines == [f"error: {MESSAGE}"]
+
+
+async def test_a_provider_that_never_answers_fails_its_check_in_bounded_time() -> None:
+    async with FakeServer() as fake:
+        fake.on("GET", "/v1/models", Reply(hang_s=10))
+        env = {"OPENAI_API_KEY": "sk-test-key-123456", "OPENAI_BASE_URL": fake.url + "/v1"}
+        async with AsyncClient(env=env) as client:
+            start = time.perf_counter()
+            [check] = await client.test_connection("openai", timeout_s=0.3)
+    assert not check.ok and check.detail == "no answer within 0.3s"
+    assert time.perf_counter() - start < 5

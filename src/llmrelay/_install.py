@@ -13,6 +13,7 @@ import json
 import shlex
 from functools import cache
 from importlib import metadata
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 _PREFIX = {"local": 'CMAKE_ARGS="-DGGML_NATIVE=OFF" '}  # llama-cpp-python compiles, portably
@@ -39,14 +40,20 @@ def _source() -> tuple[bool, str]:
         origin = json.loads(text) if text else {}
     except ValueError:
         origin = {}
-    url = str(origin.get("url", "")) if isinstance(origin, dict) else ""
-    if not url:
+    if not isinstance(origin, dict) or not origin.get("url"):
         return False, "llmrelay"  # from an index
+    url = str(origin["url"])
+    vcs = origin.get("vcs_info")
+    if isinstance(vcs, dict) and vcs.get("vcs"):  # git+URL@commit, as pip wants it again
+        commit = vcs.get("commit_id")
+        return False, f"{vcs['vcs']}+{url}" + (f"@{commit}" if commit else "")
     if not url.startswith("file://"):
-        return False, url
+        return False, url  # an archive on the web
+    path = Path(unquote(urlsplit(url).path))
     dir_info = origin.get("dir_info")
-    editable = isinstance(dir_info, dict) and bool(dir_info.get("editable"))
-    return editable, unquote(urlsplit(url).path)
+    if not isinstance(dir_info, dict) or not path.is_dir():
+        return False, "llmrelay"  # a wheel or archive file, likely gone: the index has the rest
+    return bool(dir_info.get("editable")), str(path)
 
 
 __all__ = ["install_hint"]

@@ -4,8 +4,10 @@ same methods, is in client_sync.py and runs this async core on a loop of its own
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
@@ -39,6 +41,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("llmrelay")
 MessagesIn = str | Iterable[Message | dict[str, Any]]
 LOCAL_DEFAULT = "local/smollm2"
+CHECK_TIMEOUT_S = 20.0
+"""How long ``test_connection`` waits for one provider (loading the local model takes ~1 s)."""
 _IMPLICIT_GROUPS_MAX = 4096
 _said_local = False
 
@@ -328,8 +332,11 @@ class AsyncClient:
         exact = provider.count_prompt(name, canonical, specs)
         return exact if exact is not None else count_tokens(f"{provider.config.kind}/{name}", canonical, specs)
 
-    async def test_connection(self, provider: str | None = None) -> list[ConnectionCheck]:
-        """One verdict per provider (every configured one when ``provider`` is None)."""
+    async def test_connection(
+        self, provider: str | None = None, *, timeout_s: float = CHECK_TIMEOUT_S
+    ) -> list[ConnectionCheck]:
+        """One verdict per provider (every configured one when ``provider`` is None); a
+        provider that has not answered within ``timeout_s`` fails its check."""
         names = [provider] if provider else sorted(self.settings.providers)
         checks = []
         for name in names:
@@ -338,7 +345,13 @@ class AsyncClient:
             except errors.LLMError as exc:
                 checks.append(ConnectionCheck(name, False, exc.message, error=exc))
                 continue
-            checks.append(await instance.test_connection())
+            start = time.perf_counter()
+            try:
+                async with asyncio.timeout(timeout_s):
+                    checks.append(await instance.test_connection())
+            except TimeoutError:
+                elapsed = time.perf_counter() - start
+                checks.append(ConnectionCheck(name, False, f"no answer within {timeout_s:g}s", elapsed))
         return checks
 
     # ---- health -------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import errors
 from .cache import CacheLayer
-from .client import AsyncClient, MessagesIn
+from .client import CHECK_TIMEOUT_S, AsyncClient, MessagesIn
 from .config import Settings
 from .types import ChatResponse, ConnectionCheck, EmbeddingResponse, ModelInfo, StreamEvent
 
@@ -99,8 +99,10 @@ class Client:
     def count_tokens(self, model: str, messages: MessagesIn, tools: Iterable[Any] | None = None) -> int:
         return self.aio.count_tokens(model, messages, tools)
 
-    def test_connection(self, provider: str | None = None) -> list[ConnectionCheck]:
-        return self._run(self.aio.test_connection(provider))
+    def test_connection(
+        self, provider: str | None = None, *, timeout_s: float = CHECK_TIMEOUT_S
+    ) -> list[ConnectionCheck]:
+        return self._run(self.aio.test_connection(provider, timeout_s=timeout_s))
 
     def provider(self, name: str) -> Provider:
         return self.aio.provider(name)

@@ -28,6 +28,9 @@ MAX_SHOWN = 50
 """Problems listed in one message; a file with more gets the count of the rest."""
 MAX_KEPT = 1000
 """Problems kept to choose the first lines from; past it they are only counted."""
+MAX_LINE = 400
+"""Characters of one problem's line (a name or key from the file may be any length)."""
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
@@ -55,6 +58,8 @@ class Problems:
     data: Any = None
     unread: set[Loc] = field(default_factory=set)
     """Values that could not be read (an unset variable...): the schema's complaints about them are noise."""
+    hidden: dict[str, str] = field(default_factory=dict)
+    """Values that came from the environment (``${VAR}``), never shown: each by its ``${VAR}``."""
     _found: list[_Problem] = field(default_factory=list)
     _more: int = 0
 
@@ -92,7 +97,7 @@ class Problems:
     def error(self) -> errors.ConfigError:
         found = sorted(self._found, key=self._line)  # stable: same line keeps the order found
         total = len(found) + self._more
-        shown = [f"  {self._format(p)}" for p in found[:MAX_SHOWN]]
+        shown = [f"  {self._shown(self._format(p))}" for p in found[:MAX_SHOWN]]
         if total > MAX_SHOWN:
             shown.append(f"  ... and {total - MAX_SHOWN} more")
         count = f"{total} problem{'s' if total > 1 else ''}"
@@ -105,6 +110,14 @@ class Problems:
         while loc and loc not in self.lines:
             loc = loc[:-1]
         return self.lines.get(loc, 1)
+
+    def _shown(self, line: str) -> str:
+        """``line`` safe to print: environment values by name (a secret in a misplaced
+        ``${VAR}`` stays hidden), control characters escaped, its length bounded."""
+        for value, name in sorted(self.hidden.items(), key=lambda item: -len(item[0])):
+            line = line.replace(value, name)
+        line = line.translate(_CONTROL)
+        return line if len(line) <= MAX_LINE else f"{line[: MAX_LINE - 3]}..."
 
     def _format(self, problem: _Problem) -> str:
         where = f"{self.path}:{self._line(problem)}"

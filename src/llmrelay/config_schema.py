@@ -8,7 +8,7 @@ schema can see.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any, Literal, get_args
 
@@ -25,7 +25,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from .config_errors import Loc, Problems, did_you_mean
-from .router.groups import MAX_EMBED_BATCH_MS
+from .router.groups import MAX_EMBED_BATCH_MS, cycles
 
 
 class _Strict(BaseModel):
@@ -263,22 +263,35 @@ def check_references(data: dict[str, Any], providers: AbstractSet[str], problems
     """Names one entry gives another: a deployment's provider (one of ``providers:``
     or of ``providers``, the environment's and the known kinds), a group's fallbacks,
     group names used twice, fallback cycles. Reads the parsed data, so it runs even
-    when some entries are invalid (the schema reports those)."""
-    known = {*providers, *(p["name"] for _, p in _items(data.get("providers")) if isinstance(p.get("name"), str))}
+    when some entries are invalid (the schema reports those). Values that could not
+    be read (an unset variable) are left to the problem already said about them."""
+    declared = _unique_names("providers", "provider", data, problems)
+    known = {*providers, *declared}
     groups = _items(data.get("models"))
-    names: dict[str, int] = {}
+    names = _unique_names("models", "model group", data, problems)
     for i, group in groups:
-        name = group.get("name")
-        if isinstance(name, str) and name in names:
-            problems.add(("models", i), f"model group {name!r} is defined twice (first at line {names[name]})")
-        elif isinstance(name, str):
-            names[name] = problems.lines.get(("models", i), 1)
         for j, dep in _items(group.get("deployments")):
-            provider = dep.get("provider")
+            provider, loc = dep.get("provider"), ("models", i, "deployments", j, "provider")
+            if loc in problems.unread:
+                continue
             if isinstance(provider, str) and provider and provider not in known:
                 message = f"unknown provider {provider!r}{did_you_mean(provider, sorted(known))}"
-                problems.add(("models", i, "deployments", j, "provider"), message)
-    _check_fallbacks(groups, list(names), problems)
+                problems.add(loc, message)
+    _check_fallbacks(groups, names, problems)
+
+
+def _unique_names(section: str, what: str, data: dict[str, Any], problems: Problems) -> list[str]:
+    """The ``name:``s of a section's entries, each once; one given twice is a problem."""
+    first: dict[str, int] = {}
+    for i, entry in _items(data.get(section)):
+        name = entry.get("name")
+        if not isinstance(name, str) or (section, i, "name") in problems.unread:
+            continue
+        if name in first:
+            problems.add((section, i), f"{what} {name!r} is defined twice (first at line {first[name]})")
+        else:
+            first[name] = problems.lines.get((section, i), 1)
+    return list(first)
 
 
 def _check_fallbacks(groups: list[tuple[int, dict[str, Any]]], names: list[str], problems: Problems) -> None:
@@ -287,8 +300,8 @@ def _check_fallbacks(groups: list[tuple[int, dict[str, Any]]], names: list[str],
         fallbacks, name = group.get("fallbacks"), group.get("name")
         for k, fallback in enumerate(fallbacks if isinstance(fallbacks, list) else []):
             loc = ("models", i, "fallbacks", k)
-            if not isinstance(fallback, str):
-                continue  # the schema's to report
+            if not isinstance(fallback, str) or loc in problems.unread:
+                continue  # the schema's to report, or already said
             if fallback == name:
                 problems.add(loc, f"model group {name!r} lists itself as a fallback")
             elif fallback not in graph:
@@ -296,30 +309,8 @@ def _check_fallbacks(groups: list[tuple[int, dict[str, Any]]], names: list[str],
                 problems.add(loc, f"{fallback!r} is not a model group{suggestion} (groups: {', '.join(names)})")
             elif isinstance(name, str):
                 graph[name].append((loc, fallback))
-    for loc, cycle in _cycles(graph):
+    for loc, cycle in cycles(graph):
         problems.add(loc, f"fallbacks form a cycle: {' -> '.join(cycle)}")
-
-
-def _cycles(graph: dict[str, list[tuple[Loc, str]]]) -> Iterator[tuple[Loc, list[str]]]:
-    """Each edge closing a cycle, with the cycle (a depth-first walk without recursion)."""
-    seen: set[str] = set()  # on the current path, or done
-    done: set[str] = set()
-    for root in graph:
-        if root in seen:
-            continue
-        seen.add(root)
-        path, steps = [root], [iter(graph[root])]
-        while steps:
-            step = next(steps[-1], None)
-            if step is None:
-                done.add(path.pop())
-                steps.pop()
-            elif step[1] not in seen:
-                seen.add(step[1])
-                path.append(step[1])
-                steps.append(iter(graph[step[1]]))
-            elif step[1] not in done:
-                yield step[0], [*path[path.index(step[1]) :], step[1]]
 
 
 def _items(value: Any) -> list[tuple[int, dict[str, Any]]]:

@@ -24,6 +24,8 @@ from .config_errors import Loc, Problems
 MAX_BYTES = 1_000_000
 MAX_DEPTH = 40
 MAX_VALUES = 100_000
+MIN_HIDDEN = 4
+"""Environment values this long or longer are never shown in a message (shorter ones say nothing)."""
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -115,6 +117,9 @@ def _to_python(node: yaml.Node, loc: Loc, walk: _Walk) -> Any:
     except yaml.YAMLError as exc:
         walk.problems.add_unread(loc, f"cannot read this value: {getattr(exc, 'problem', exc)}")
         return None
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError):  # a tag's own parser: !!int abc
+        walk.problems.add_unread(loc, f"cannot read this value as {node.tag.rpartition(':')[2]}")
+        return None
     return _expand(value, loc, walk) if isinstance(value, str) and "${" in value else value
 
 
@@ -125,7 +130,12 @@ def _mapping(node: yaml.MappingNode, loc: Loc, walk: _Walk) -> dict[str, Any]:
             walk.problems.at(key_node.start_mark.line + 1, "a key must be plain text, not a list or a mapping")
             continue
         key = key_node.value
-        walk.problems.lines[(*loc, key)] = key_node.start_mark.line + 1
+        line = key_node.start_mark.line + 1
+        if key in out:  # YAML forbids it; a loader that keeps the last one hides a mistake
+            first = walk.problems.lines.get((*loc, key))
+            walk.problems.add((*loc, key), f"given twice (lines {first} and {line}): keep one")
+            continue
+        walk.problems.lines[(*loc, key)] = line
         out[key] = _to_python(value_node, (*loc, key), walk)
     return out
 
@@ -137,7 +147,10 @@ def _expand(value: str, loc: Loc, walk: _Walk) -> str:
     def sub(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
         if name in walk.env:
-            return walk.env[name]
+            found = walk.env[name]
+            if len(found) >= MIN_HIDDEN:
+                walk.problems.hidden[found] = f"${{{name}}}"
+            return found
         if default is None:
             unset.append(name)
         return default or ""

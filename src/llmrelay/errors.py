@@ -194,13 +194,18 @@ class ConfigError(LLMError):
     code = "config_error"
 
 
-class ProviderNotConfigured(ConfigError):
+class ProviderNotConfigured(ConfigError, AuthenticationError):
     """A known provider kind was asked for, but it has no key (or endpoint) here:
-    the message names the environment variable to set. Not the caller's fault and
-    not a missing model, so a 400 at the gateway rather than a 401 or a 404."""
+    the message names the environment variable to set. At the gateway it is a 400:
+    the request names a model this gateway cannot reach (another model may do), not
+    a bad key of the caller's (401) nor a model that does not exist (404). Also an
+    ``AuthenticationError``, which it was reported as before."""
 
     default_status = 400
     code = "provider_not_configured"
+
+    def __str__(self) -> str:
+        return self.message  # it names the provider itself
 
 
 _BY_STATUS: dict[int, type[LLMError]] = {

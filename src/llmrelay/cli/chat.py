@@ -37,8 +37,8 @@ def chat(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole response as JSON.")] = False,
 ) -> None:
-    """Ask MODEL (default: $LLMRELAY_DEFAULT_MODEL, or the local model when no
-    provider is configured). With a PROMPT: one streamed answer. Without: a
+    """Ask MODEL (default: $LLMRELAY_DEFAULT_MODEL, the config's default_model, or
+    else the local model). With a PROMPT: one streamed answer. Without: a
     conversation (Ctrl-C stops an answer, Ctrl-D or /exit leaves)."""
     model, question = _split_arguments(model_or_prompt, prompt)
     params: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens}
@@ -46,14 +46,17 @@ def chat(
         if question is None:
             if as_json:
                 raise errors.InvalidRequest("--json needs a PROMPT")
-            _repl(st, model, system, params)
+            _repl(st, _default(st, model), system, params)
             return
-        messages = [*_start(system), Message("user", read_text(question, "PROMPT"))]
+        text = read_text(question, "PROMPT")
+        if not text.strip():
+            raise errors.InvalidRequest("PROMPT is empty: ask something")
+        messages = [*_start(system), Message("user", text)]
+        model = _default(st, model)
         if as_json:
             response = st.client().chat(model, messages, **params)
             typer.echo(json.dumps(_jsonable(response), indent=2, ensure_ascii=False))
         else:
-            _say_default(st, model)
             _stream_answer(st, model, messages, params)
 
 
@@ -72,12 +75,21 @@ def _start(system: str | None) -> list[Message]:
     return [Message("system", system)] if system else []
 
 
-def _say_default(st: State, model: str | None) -> None:
+def _default(st: State, model: str | None) -> str | None:
+    """``model``, else the configured default (``None``: the client's), else the local
+    model, said on stderr (a key in the environment does not choose a model)."""
     if model:
-        return
+        return model
+    from ..client import LOCAL_DEFAULT
+
     client = st.client()
-    if not client.settings.default_model and not client.settings.providers:
-        stderr().print("[dim]no provider configured: answering with the local model local/smollm2[/]")
+    if client.settings.default_model:
+        return None
+    why = "no default model set" if client.settings.providers else "no provider configured"
+    stderr().print(
+        f"[dim]{why}: answering with the local model {LOCAL_DEFAULT} (name a model, or set LLMRELAY_DEFAULT_MODEL)[/]"
+    )
+    return LOCAL_DEFAULT
 
 
 def _stream_answer(
@@ -112,7 +124,6 @@ def _repl(st: State, model: str | None, system: str | None, params: dict[str, An
     except ImportError:
         pass
     err = stderr()
-    _say_default(st, model)
     current = _checked(st, model)  # what the prompt shows; a bad MODEL stops here
     err.print(f"[dim]{REPL_HELP}[/]")
     history = _start(system)

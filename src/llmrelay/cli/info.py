@@ -14,6 +14,7 @@ from .common import fail, read_text, reported, stdout
 if TYPE_CHECKING:
     from ..client import Client
     from ..cost import Prices
+    from ..providers.base import Provider
 
 
 @app.command(short_help="Known models: context window, prices, capabilities.")
@@ -127,13 +128,13 @@ def tokens(
     with reported(ctx) as st:
         content = read_text(text, "TEXT")
         target = _counting_target(st.client(), model)
-        from ..tokens import count_text, count_tokens, is_exact
+        from ..tokens import count_text, is_exact
 
         key = f"{target.kind}/{target.model}"
         if "embedding" in target.info.output_modalities:
             count = count_text(key, content)
         else:
-            count = count_tokens(key, [{"role": "user", "content": content}])
+            count = _count_prompt(target, key, content)
         exact = "exact" if is_exact(key) else "estimate"
         cost = target.input_cost(count)
         price = "unknown price" if cost is None else f"${_usd(cost)} as input"
@@ -155,6 +156,8 @@ class _Target:
     """The provider's facts about the model (its prices included: 0 for the local models)."""
     prices: Prices | None = None
     """An operator's prices for a model group's deployment: they win over the catalogue."""
+    provider: Provider | None = None
+    """The configured provider (``None``: a known kind without its key)."""
 
     def input_cost(self, tokens: int) -> float | None:
         from ..cost import chat_cost
@@ -188,7 +191,18 @@ def _counting_target(client: Client, model: str) -> _Target:
         provider = client.provider(name)
     except errors.ProviderNotConfigured:  # a known kind without its key
         return _Target(name, model_name, lookup_model(price_id(name), model_name, provider=name), prices)
-    return _Target(provider.config.kind, model_name, provider.model_info(model_name), prices)
+    return _Target(provider.config.kind, model_name, provider.model_info(model_name), prices, provider)
+
+
+def _count_prompt(target: _Target, key: str, content: str) -> int:
+    """As the client counts before sending: the provider's own count where it has one
+    (the local model, with its configured system prompt), else ``tokens``."""
+    from ..tokens import count_tokens
+    from ..types import Message
+
+    messages = [Message("user", content)]
+    exact = target.provider.count_prompt(target.model, messages, None) if target.provider is not None else None
+    return exact if exact is not None else count_tokens(key, messages)
 
 
 @app.command("test-connection", short_help="Check each configured provider; exit 1 on failure.")

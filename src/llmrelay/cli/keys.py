@@ -115,7 +115,7 @@ def _open(given: str | None, config: str | None, create: bool) -> Store:
     if not create and database is not None and not database.exists():
         fail(
             f"no store at {database}: nothing has been created there yet (`llmrelay keys create` or "
-            "`llmrelay tenants create` makes it; --store or LLMRELAY_STORE_URL points elsewhere)"
+            "`llmrelay tenants create` makes it; --store or LLMRELAY_STORE_URL to point elsewhere)"
         )
     try:
         from ..store import Store

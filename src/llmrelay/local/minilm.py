@@ -298,7 +298,8 @@ def _check_runtime() -> None:
     missing = [name for name in ("tokenizers", "safetensors") if find_spec(name) is None]
     if missing:
         raise errors.NotFound(
-            f"the local embedding runtime ({', '.join(missing)}) is not installed: run `{install_hint('local')}`",
+            f"the embedding runtime is not installed: run `pip install {' '.join(missing)}` "
+            f"(or the whole local extra: `{install_hint('local')}`)",
             provider=PROVIDER,
         )
 

@@ -11,9 +11,9 @@ YAML ``models:`` section or from code::
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import errors
 from ..cost import Prices
@@ -135,21 +135,46 @@ def _with_id(dep: Deployment, new_id: str) -> Deployment:
 
 
 def fallback_chain(name: str, groups: Mapping[str, ModelGroup]) -> list[ModelGroup]:
-    """``name``'s group, then its fallbacks depth first, each group once."""
+    """``name``'s group, then its fallbacks depth first, each group once (without
+    recursion: a config may chain any number of groups)."""
     chain: list[ModelGroup] = []
     seen: set[str] = set()
-
-    def visit(group_name: str) -> None:
+    stack = [name]
+    while stack:
+        group_name = stack.pop()
         if group_name in seen:
-            return
+            continue
         seen.add(group_name)
         group = groups[group_name]
         chain.append(group)
-        for fallback in group.fallbacks:
-            visit(fallback)
-
-    visit(name)
+        stack.extend(reversed(group.fallbacks))
     return chain
+
+
+E = TypeVar("E")
+
+
+def cycles(graph: Mapping[str, Sequence[tuple[E, str]]]) -> Iterator[tuple[E, list[str]]]:
+    """Each edge ``(label, to)`` of ``graph`` that closes a cycle, with the cycle's names
+    (a depth-first walk without recursion)."""
+    seen: set[str] = set()  # on the current path, or done
+    done: set[str] = set()
+    for root in graph:
+        if root in seen:
+            continue
+        seen.add(root)
+        path, steps = [root], [iter(graph[root])]
+        while steps:
+            step = next(steps[-1], None)
+            if step is None:
+                done.add(path.pop())
+                steps.pop()
+            elif step[1] not in seen:
+                seen.add(step[1])
+                path.append(step[1])
+                steps.append(iter(graph.get(step[1], ())))
+            elif step[1] not in done:
+                yield step[0], [*path[path.index(step[1]) :], step[1]]
 
 
 def check_groups(groups: Mapping[str, ModelGroup], strategies: Iterable[str]) -> None:
@@ -163,21 +188,9 @@ def check_groups(groups: Mapping[str, ModelGroup], strategies: Iterable[str]) ->
         for fallback in group.fallbacks:
             if fallback not in groups:
                 raise errors.ConfigError(f"model group {group.name!r}: fallback {fallback!r} is not a model group")
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-
-    def walk(name: str, path: list[str]) -> None:
-        state[name] = 1
-        for fallback in groups[name].fallbacks:
-            if state.get(fallback) == 1:
-                cycle = [*path[path.index(fallback) :], fallback]
-                raise errors.ConfigError(f"model group fallbacks form a cycle: {' -> '.join(cycle)}")
-            if fallback not in state:
-                walk(fallback, [*path, fallback])
-        state[name] = 2
-
-    for name in groups:
-        if name not in state:
-            walk(name, [name])
+    graph = {name: [(name, f) for f in group.fallbacks] for name, group in groups.items()}
+    for _, cycle in cycles(graph):
+        raise errors.ConfigError(f"model group fallbacks form a cycle: {' -> '.join(cycle)}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -610,14 +610,22 @@ class Router(HealthChecks):
 
     def _timeout_error(self, dep: Deployment, call: Call, limit: float | None) -> errors.Timeout:
         if call.deadline.expired():
-            return call.deadline.error()
+            return self._deadline_error(dep, call)
         return errors.Timeout(f"no answer from {dep.id} within {limit or 0:g}s", provider=dep.provider)
 
     def _idle_error(self, dep: Deployment, call: Call, watch: StreamWatch, started: bool) -> errors.Timeout:
         if not started and call.deadline.expired():
-            return call.deadline.error()
+            return self._deadline_error(dep, call)
         what = "next event" if started else "first token"
         return errors.Timeout(f"no {what} from {dep.id} within {watch.limit_s or 0:g}s", provider=dep.provider)
+
+    @staticmethod
+    def _deadline_error(dep: Deployment, call: Call) -> errors.Timeout:
+        budget = call.deadline.budget_s
+        return errors.Timeout(
+            f"no answer from {dep.id} before the deadline of {budget:g}s (routing.deadline_s) ran out",
+            provider=dep.provider, retryable=False,
+        )  # fmt: skip
 
     def _emit(self, record: AttemptRecord) -> None:
         if log.isEnabledFor(logging.DEBUG):

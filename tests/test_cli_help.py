@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -72,7 +73,7 @@ def test_help_shows_what_the_parser_reads(path: tuple[str, ...]) -> None:
     assert "[[" not in usage and "{{" not in usage, usage  # a metavar bracketed twice
     assert not re.search(r"[\[{][a-z_]+[\]}]", usage), usage  # arguments in capitals, as the help texts name them
     shown = options_shown(result.output)
-    assert {"--help", "-h", "--debug"} <= set(shown), shown  # --debug works after every command too
+    assert {"--help", "-h", "--debug", "--config"} <= set(shown), shown  # both work after every command too
     for name, value in shown.items():
         assert "bool" not in value and "list[" not in value, (name, value)  # a flag takes no value
     command, ctx = parsing(path)
@@ -91,3 +92,17 @@ def test_every_option_in_help_is_parsed_as_shown(path: tuple[str, ...]) -> None:
         values, left, _ = command.make_parser(ctx).parse_args([name, *(["1"] if value else [])])
         taken = [dest for dest, given in values.items() if given is not None]
         assert taken == [by_name[name].name] and left == [], (name, value, values, left)
+
+
+def test_config_before_or_after_the_command(tmp_path: Path) -> None:
+    config = tmp_path / "llmrelay.yaml"
+    config.write_text(
+        "models:\n  - name: smart\n    strategy: fastest\n    deployments: [{provider: local, model: m}]\n"
+    )
+    for args in (
+        ("--config", str(config), "health"),
+        ("health", "--config", str(config)),
+        ("health", "-c", str(config)),
+    ):
+        result = run(*args)
+        assert result.exit_code == 1 and "unknown strategy 'fastest'" in result.output, (args, result.output)

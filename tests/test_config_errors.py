@@ -249,3 +249,9 @@ models:
     assert twice.endswith(":4: providers.a: provider 'a' is defined twice (first at line 2)")
     assert group.endswith(":7: models.0.name: environment variable G is not set")
     assert fallback.endswith(":8: models.0.fallbacks.0: environment variable F is not set")
+
+
+def test_a_misspelt_required_key_is_one_problem(tmp_path: Path) -> None:
+    text = "models:\n  - name: smart\n    deploymnts: [{provider: local, model: m}]\n"
+    [problem] = problems_in(write(tmp_path, text))
+    assert problem.endswith(":3: models.smart.deploymnts: unknown key (did you mean 'deployments'?)")

@@ -43,11 +43,15 @@ async def test_the_gateway_answers_400_without_claiming_the_model_is_missing() -
                 await sdk.chat.completions.create(
                     model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}], stream=True
                 )
+            with pytest.raises(openai.NotFoundError) as bare:  # no provider named: a 404, the name said once
+                await sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
         finally:
             await sdk.close()
     for exc in (info.value, streamed.value):
         assert exc.status_code == 400 and exc.code == "provider_not_configured"
         assert MESSAGE in exc.message and "does not exist" not in exc.message
+    said_once = "the model 'gpt-4o-mini' does not exist here: it names no provider: write PROVIDER/MODEL"
+    assert bare.value.message.endswith(f"- {said_once}, e.g. openai/gpt-4o-mini")
 
 
 async def test_batch_writes_the_same_error_for_that_line() -> None:

@@ -33,10 +33,16 @@ MAX_LINE = 400
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
 
 
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The one of ``choices`` close enough to ``word`` to be what was meant."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.65)  # retry -> retries, not nope -> openai
+    return close[0] if close else None
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` when one of ``choices`` is close to ``word``, else ``""``."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.65)  # retry -> retries, not nope -> openai
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    close = closest(word, choices)
+    return f" (did you mean {close!r}?)" if close else ""
 
 
 @dataclass(frozen=True, slots=True)

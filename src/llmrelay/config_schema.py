@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from .config_errors import Loc, Problems, did_you_mean
+from .config_errors import Loc, Problems, closest, did_you_mean
 from .router.groups import MAX_EMBED_BATCH_MS, cycles
 
 
@@ -226,11 +226,27 @@ def validate(data: dict[str, Any], problems: Problems) -> ConfigFile | None:
     try:
         return ConfigFile.model_validate(data)
     except ValidationError as exc:
-        for err in exc.errors(include_url=False):
+        found = exc.errors(include_url=False)
+        misspelt = _misspelt(found)
+        for err in found:
             loc = tuple(err["loc"])
+            if err["type"] == "missing" and loc in misspelt:
+                continue  # said once, as the misspelt key's "did you mean"
             if loc not in problems.unread or err["type"] == "extra_forbidden":  # a bad key, whatever its value
                 problems.add(loc, "" if problems.full else _explain(err))
         return None
+
+
+def _misspelt(found: list[ErrorDetails]) -> set[Loc]:
+    """Required keys missing because they were misspelt: an unknown key beside them is close."""
+    out: set[Loc] = set()
+    for err in found:
+        if err["type"] == "extra_forbidden":
+            loc = tuple(err["loc"])
+            close = closest(str(loc[-1]), keys_at(loc[:-1]))
+            if close is not None:
+                out.add((*loc[:-1], close))
+    return out
 
 
 def _explain(err: ErrorDetails) -> str:

@@ -65,15 +65,29 @@ DebugOption = Annotated[
 ]
 
 
-@cache
-def _debug_option() -> Any:
-    """``--debug`` as typer builds it from ``DebugOption`` (one object, shared by the commands)."""
+def _config(ctx: typer.Context, value: str | None) -> None:
+    if value:
+        state(ctx).config = value
 
-    def probe(debug: DebugOption = False) -> None: ...
+
+ConfigOption = Annotated[
+    str | None,
+    typer.Option(
+        "--config", "-c", help="YAML config file (as the global --config).", callback=_config, expose_value=False
+    ),
+]
+
+
+@cache
+def _shared_options() -> tuple[Any, Any]:
+    """``--debug`` and ``--config`` as typer builds them (one object each, shared by the commands)."""
+
+    def probe(debug: DebugOption = False, config: ConfigOption = None) -> None: ...
 
     one = typer.Typer(add_completion=False)
     one.command()(probe)
-    return typer.main.get_command(one).params[0]
+    debug, config = typer.main.get_command(one).params
+    return debug, config
 
 
 def _as_parsed(params: list[Any]) -> list[Any]:
@@ -97,7 +111,10 @@ class _AsParsed:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.params.append(_debug_option())
+        debug, config = _shared_options()
+        if not any(p.name == "config" for p in self.params):  # serve, batch and the root have their own
+            self.params.append(config)
+        self.params.append(debug)
 
     def get_params(self, ctx: Any) -> list[Any]:
         return _as_parsed(super().get_params(ctx))  # type: ignore[misc]

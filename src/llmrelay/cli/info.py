@@ -138,7 +138,7 @@ def tokens(
         exact = "exact" if is_exact(key) else "estimate"
         cost = target.input_cost(count)
         price = "unknown price" if cost is None else f"${_usd(cost)} as input"
-        stdout().print(f"{count} tokens ({exact}), {price}")
+        stdout().print(f"{count} token{'' if count == 1 else 's'} ({exact}), {price}")
 
 
 def _usd(value: float) -> str:

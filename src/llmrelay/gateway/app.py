@@ -242,7 +242,9 @@ class Gateway:
         except errors.ProviderNotConfigured:
             raise  # the model may well exist: the operator has not set its provider's key
         except errors.LLMError as exc:
-            raise errors.NotFound(f"the model {model!r} does not exist here: {exc.message}") from None
+            why = exc.message.removeprefix(f"model {model!r} ")  # "names no provider: ...", not the name twice
+            why = why if why == exc.message else f"it {why}"
+            raise errors.NotFound(f"the model {model!r} does not exist here: {why}") from None
 
     def _configured(self, model: str, reachable: frozenset[str]) -> bool:
         settings = self.client.settings

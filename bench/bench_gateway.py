@@ -1,6 +1,6 @@
 """The gateway (``llmrelay serve``, one worker) under wrk, against nginx in the same run.
 
-    python bench/bench_gateway.py [--duration 5] [--runs 3] [--compare SRC]
+    python bench/bench_gateway.py [--duration 5] [--runs 3] [--compare SRC] [--floor PATH | --no-floor]
 
 Starts nginx with ../shared/upstream/nginx.conf on 127.0.0.1:18080 (JSON answers
 on /v1, 20-chunk streams on /stream/v1), then ``llmrelay serve`` on 127.0.0.1:18200
@@ -14,6 +14,12 @@ with a config whose group ``json`` is served by nginx's /v1 and ``stream`` by it
 
 The gateway runs as deployed by default: master key, metrics and one JSON access
 log line per request (to /dev/null here; ``LLMRELAY_LOG_LEVEL=WARNING`` turns it off).
+
+The floor (``--floor``, default ``../shared/floor_proxy.py`` beside the checkout): a
+feature-less aiohttp proxy (parse, forward through one pooled client, re-encode) on the
+same nginx, measured in the same runs; the gateway's figures are also given as ratios
+to it, since this machine's speed moves from hour to hour. Goals as ratios: JSON
+>= 0.6x the floor, streams >= 0.9x, added p50 <= +0.1 ms over the floor's.
 
 ``--compare SRC`` also serves the ``src`` folder of another checkout of llmrelay (an
 earlier commit, say: ``git worktree add /tmp/before <commit>``) on the next port, and
@@ -74,18 +80,34 @@ def serving(config: Path, port: int, env: dict[str, str], src: Path | None = Non
     full_env = {**os.environ, **env}
     if src is not None:
         full_env["PYTHONPATH"] = str(src.resolve())
-    server = subprocess.Popen(command, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with listening(command, port, "the gateway", full_env) as server:
+        yield server
+
+
+@contextmanager
+def floor_proxy(path: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """The floor proxy on ``port`` (in front of nginx), until the block ends."""
+    with listening([sys.executable, str(path), str(port)], port, "the floor proxy") as proc:
+        yield proc
+
+
+@contextmanager
+def listening(
+    command: list[str], port: int, what: str, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``command`` running, once it listens on ``port`` (15 s at most), until the block ends."""
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(300):
             if port_open(port):
                 break
             time.sleep(0.05)
         else:
-            raise SystemExit("the gateway did not start")
-        yield server
+            raise SystemExit(f"{what} did not start")
+        yield proc
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 Rows = dict[str, list[float]]
@@ -109,7 +131,12 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--compare", type=Path, default=None, metavar="SRC", help="another llmrelay src folder")
+    parser.add_argument("--floor", type=Path, default=HERE.parents[1] / "shared" / "floor_proxy.py")
+    parser.add_argument("--no-floor", action="store_true", help="measure without the floor proxy")
     args = parser.parse_args()
+    floor: Path | None = None if args.no_floor else args.floor
+    if floor is not None and not floor.exists():
+        raise SystemExit(f"no floor proxy at {floor}: pass --floor PATH or --no-floor")
     trees: list[tuple[str, Path | None]] = [("this", None)]
     if args.compare is not None:
         if not (args.compare / "llmrelay" / "__init__.py").exists():
@@ -129,10 +156,17 @@ def main() -> None:
             "stream": lua_script(directory, "stream", body_for(STREAM_BODY, "stream")),
             "direct": lua_script(directory, "direct", JSON_BODY),
         }
+        floor_scripts = {
+            "json": lua_script(directory, "floor-json", body_for(JSON_BODY, "gpt-4o-mini")),
+            "stream": lua_script(directory, "floor-stream", body_for(STREAM_BODY, "gpt-4o-mini-stream")),
+        }
         env = {"LLMRELAY_LOG_LEVEL": os.environ.get("LLMRELAY_LOG_LEVEL", "INFO")}  # the access log on
         procs = [servers.enter_context(serving(configs[i], PORT + i, env, src)) for i, (_, src) in enumerate(trees)]
+        floor_port = PORT + len(trees)
+        floor_proc = servers.enter_context(floor_proxy(floor, floor_port)) if floor is not None else None
         idle = [rss_mb(p.pid) for p in procs]
         results: list[Rows] = [{k: [] for k in ("json", "stream", "p50", "errors")} for _ in trees]
+        floor_rows: Rows = {k: [] for k in ("json", "stream", "p50", "errors")}
         direct: list[float] = []
         for run in range(args.runs):
             order = list(range(len(trees)))
@@ -140,8 +174,11 @@ def main() -> None:
                 order.reverse()  # neither tree always goes first
             for i in order:
                 measure(PORT + i, scripts, args.duration, results[i])
+            if floor_proc is not None:
+                measure(floor_port, floor_scripts, args.duration, floor_rows)
             direct.append(run_wrk(DIRECT, scripts["direct"], 1, 1, args.duration).p50_ms)
         after = [rss_mb(p.pid) for p in procs]
+        floor_rss = rss_mb(floor_proc.pid) if floor_proc is not None else None
     nginx_p50 = statistics.median(direct)
     print(f"gateway: 1 worker, median of {args.runs} runs of {args.duration} s; nginx direct p50 {nginx_p50:.3f} ms")
     meds = [{k: statistics.median(v) for k, v in rows.items()} for rows in results]
@@ -154,6 +191,16 @@ def main() -> None:
     if len(meds) == 2:
         this, other = meds
         print("this / compared: " + ", ".join(f"{k} {this[k] / other[k]:.3f}" for k in ("json", "stream", "p50")))
+    if floor_rss is not None:
+        low = {k: statistics.median(v) for k, v in floor_rows.items()}
+        print(f"[floor proxy]  wrk errors/non-2xx: {sum(floor_rows['errors']):g}; RSS after load {floor_rss:.1f} MB")
+        print(f"  JSON {low['json']:,.0f} req/s, streams {low['stream']:,.0f} req/s, p50 {low['p50']:.3f} ms")
+        for (name, _), med in zip(trees, meds, strict=True):
+            print(
+                f"[{name}] / floor: JSON {med['json'] / low['json']:.2f}x (goal >= 0.6), "
+                f"streams {med['stream'] / low['stream']:.2f}x (goal >= 0.9), "
+                f"p50 {med['p50'] - low['p50']:+.3f} ms (goal <= +0.1)"
+            )
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from llmrelay.cli import app
 
 pytest.importorskip("sqlalchemy")
 
-from llmrelay.store import Store, UsageRecord
+from llmrelay.store import Store, Tenant, UsageRecord
 
 SECRET = re.compile(r"sk-relay-[A-Za-z0-9_-]{20,}")
 DAY = 86400.0
@@ -83,7 +83,7 @@ def test_create_prints_the_secret_once_and_the_store_finds_it(url: str, store: S
 
 
 def test_create_json_and_the_store_from_the_environment(url: str, store: Store) -> None:
-    store.ensure_tenant("acme")
+    store.create_tenant(Tenant("acme"))
     result = run("keys", "create", "-t", "acme", "--expires-in", "12h", "--json", env={"LLMRELAY_STORE_URL": url})
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
@@ -194,7 +194,7 @@ def test_rotate_changes_the_secret_and_keeps_the_id(url: str, store: Store) -> N
 def test_bad_input_is_one_line_and_an_exit_code(
     url: str, store: Store, args: tuple[str, ...], code: int, message: str
 ) -> None:
-    store.ensure_tenant("acme")
+    store.create_tenant(Tenant("acme"))
     group, *rest = args
     result = run(group, "--store", url, *rest)
     assert result.exit_code == code, result.output

@@ -304,7 +304,7 @@ async def test_base_url_variants_and_extra_headers() -> None:
     default = CohereProvider(ProviderConfig("c", "cohere", api_key=Secret(KEY)))
     assert default.embed_request(EmbeddingRequest("embed-v4.0", ["a"])).url == "https://api.cohere.com/v2/embed"
     assert default.models_request().url == "https://api.cohere.com/v1/models?page_size=1000"
-    assert default.kind == default.price_provider == "cohere" and default.supports_embeddings
+    assert default.kind == default.price_provider == "cohere"
 
 
 def test_finish_reason_table() -> None:

@@ -563,7 +563,7 @@ def test_defaults_registry_and_price_provider() -> None:
     assert wire.url == f"https://generativelanguage.googleapis.com/v1beta/models/{MODEL}:streamGenerateContent?alt=sse"
     assert wire.headers["x-goog-api-key"] == KEY and KEY not in wire.url
     assert provider_class("gemini") is GeminiProvider
-    assert provider.price_provider == "google" and provider.kind == "gemini" and provider.supports_embeddings
+    assert provider.price_provider == "google" and provider.kind == "gemini"
     assert KEY not in repr(provider)
 
 

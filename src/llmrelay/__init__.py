@@ -59,6 +59,7 @@ from .types import (
 )
 
 if TYPE_CHECKING:
+    from ._http import Timeouts, Transport
     from .cache import CacheInfo, CacheOptions
     from .client import AsyncClient, Client
     from .cost import Prices
@@ -77,7 +78,9 @@ _LAZY = {
     "ModelGroup": "llmrelay.router",
     "Prices": "llmrelay.cost",
     "RoutingSettings": "llmrelay.router",
+    "Timeouts": "llmrelay._http",
     "Tool": "llmrelay.tools",
+    "Transport": "llmrelay._http",
     "count_tokens": "llmrelay.tokens",
 }
 
@@ -135,10 +138,12 @@ __all__ = [
     "TextDelta",
     "TextPart",
     "Timeout",
+    "Timeouts",
     "Tool",
     "ToolCall",
     "ToolCallDelta",
     "ToolSpec",
+    "Transport",
     "Usage",
     "UsageEvent",
     "count_tokens",

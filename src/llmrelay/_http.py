@@ -52,6 +52,11 @@ class StreamResponse(Protocol):
 
 
 class Transport(Protocol):
+    """What every provider sends its requests through: ``send`` for a whole answer,
+    ``stream`` for one read as it arrives. ``AiohttpTransport`` (pooled, keep-alive)
+    by default; pass another as ``Client(transport=...)``, e.g.
+    ``llmrelay.testing.MockTransport`` in tests."""
+
     async def send(
         self, method: str, url: str, *, headers: Mapping[str, str], body: bytes | None, timeouts: Timeouts
     ) -> HTTPResponse: ...

@@ -9,7 +9,6 @@ across network reads is never broken (CR and LF never occur inside one).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 from . import errors
@@ -93,15 +92,6 @@ class SSEDecoder:
         elif name == b"data":  # "data" without a colon: an empty data line
             self._data.append("")
         # "retry" and unknown fields are ignored, as the spec says.
-
-
-async def aiter_sse(chunks: AsyncIterable[bytes]) -> AsyncIterator[SSEEvent]:
-    decoder = SSEDecoder()
-    async for chunk in chunks:
-        for event in decoder.feed(chunk):
-            yield event
-    for event in decoder.flush():
-        yield event
 
 
 def encode_sse(data: str | bytes, event: str | None = None) -> bytes:

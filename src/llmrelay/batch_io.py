@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import orjson
-
+from ._json import JSONDecodeError, dumps, loads
 from .batch import BatchRequest, InvalidLine, error_line, parse_request
 
 MAX_LISTED = 20
@@ -38,8 +37,8 @@ def read_lines(path: Path) -> Iterator[tuple[int, BatchRequest | InvalidLine]]:
 
 def _parse(raw: bytes) -> BatchRequest | InvalidLine:
     try:
-        item = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        item = loads(raw)
+    except JSONDecodeError as exc:
         return InvalidLine(f"not valid JSON: {exc.msg} (column {exc.colno})", code="invalid_json")
     try:
         return parse_request(item)
@@ -153,8 +152,8 @@ def read_output(path: Path) -> OutputState:
 def _result(raw: bytes) -> dict[str, Any] | None:
     """The line as a result object, or ``None`` when it is not one."""
     try:
-        item = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+        item = loads(raw)
+    except JSONDecodeError:
         return None
     if not isinstance(item, dict) or "custom_id" not in item or not ("response" in item or "error" in item):
         return None
@@ -190,9 +189,9 @@ class ResultWriter:
 
     def write(self, line: dict[str, Any]) -> None:
         try:
-            data = orjson.dumps(line)
+            data = dumps(line)
         except TypeError as exc:  # an answer that is not JSON: the line says so instead
-            data = orjson.dumps(error_line(line.get("custom_id"), "internal_error", f"unwritable result: {exc}"))
+            data = dumps(error_line(line.get("custom_id"), "internal_error", f"unwritable result: {exc}"))
         self._file.write(data + b"\n")
         self._file.flush()
 

@@ -10,7 +10,7 @@ import os
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from . import errors
 from ._http import AiohttpTransport, Transport
@@ -45,6 +45,31 @@ CHECK_TIMEOUT_S = 20.0
 """How long ``test_connection`` waits for one provider (loading the local model takes ~1 s)."""
 _IMPLICIT_GROUPS_MAX = 4096
 _said_local = False
+
+
+class GenerationParams(TypedDict, total=False):
+    """The keyword arguments of ``run_tools`` after its own (those of ``build_request``
+    but ``tools``): ``response_format`` takes a pydantic model (-> ``r.parsed``), a
+    ``ResponseFormat`` or an OpenAI-style dict; ``extra`` is merged into the provider's
+    request body."""
+
+    temperature: float | None
+    top_p: float | None
+    max_tokens: int | None
+    stop: str | Sequence[str] | None
+    seed: int | None
+    user: str | None
+    tool_choice: str | dict[str, Any] | None
+    response_format: Any
+    extra: dict[str, Any] | None
+
+
+class ChatParams(GenerationParams, total=False):
+    """The keyword arguments of ``chat`` and ``stream`` after their own (those of
+    ``build_request``): the generation parameters and ``tools`` (``Tool``, ``ToolSpec``,
+    OpenAI-style dicts or Python functions)."""
+
+    tools: Iterable[Any] | None
 
 
 class AsyncClient:
@@ -224,7 +249,7 @@ class AsyncClient:
         messages: MessagesIn,
         *,
         cache: bool | dict[str, Any] | CacheOptions | None = None,
-        **params: Any,
+        **params: Unpack[ChatParams],
     ) -> ChatResponse:
         """One answer. ``params``: temperature, top_p, max_tokens, stop, seed, user,
         tools, tool_choice, response_format (a pydantic model -> ``r.parsed``), extra.
@@ -243,7 +268,7 @@ class AsyncClient:
         *,
         raise_errors: bool = True,
         cache: bool | dict[str, Any] | CacheOptions | None = None,
-        **params: Any,
+        **params: Unpack[ChatParams],
     ) -> AsyncGenerator[StreamEvent, None]:
         """Events as they arrive; the last is ``Finish`` with the whole response.
 
@@ -269,6 +294,8 @@ class AsyncClient:
         user: str | None = None,
         extra: dict[str, Any] | None = None,
     ) -> EmbeddingResponse:
+        """One vector per input text, in order. ``dimensions`` asks for shorter vectors
+        where the model can give them; ``extra`` is merged into the provider's request."""
         group = self.route(model)
         texts = [inputs] if isinstance(inputs, str) else list(inputs)
         if not all(isinstance(t, str) for t in texts):
@@ -284,7 +311,7 @@ class AsyncClient:
         tools: Sequence[Callable[..., Any]],
         *,
         max_rounds: int = 5,
-        **params: Any,
+        **params: Unpack[GenerationParams],
     ) -> ChatResponse:
         """Let the model call ``tools`` (Python functions) until it answers; at most
         ``max_rounds`` rounds. The full conversation is in ``r.extra["messages"]``."""
@@ -321,10 +348,13 @@ class AsyncClient:
         return found
 
     def model_info(self, model: str) -> ModelInfo:
+        """What is known about ``model`` (context window, output limit, prices), without a request."""
         provider, name = self.resolve(model)
         return provider.model_info(name)
 
     def count_tokens(self, model: str, messages: MessagesIn, tools: Iterable[Any] | None = None) -> int:
+        """The prompt's tokens for ``model``, without a request: exact where its tokenizer is
+        known (OpenAI models, the local model), else an estimate on the high side."""
         from .tokens import count_tokens
 
         provider, name = self.resolve(model)
@@ -372,6 +402,7 @@ class AsyncClient:
     # ---- lifetime -----------------------------------------------------------------------
 
     async def aclose(self) -> None:
+        """Stop background work and close the providers and the connections of this loop."""
         await self.router.aclose()
         await self.cache.aclose()
         if self._own_state is not None:
@@ -482,4 +513,4 @@ def _configure_logging(env: Mapping[str, str]) -> None:
 # The synchronous face lives in its own module; ``from llmrelay.client import Client`` still works.
 from .client_sync import Client  # noqa: E402
 
-__all__ = ["AsyncClient", "Client"]
+__all__ = ["AsyncClient", "ChatParams", "Client", "GenerationParams"]

@@ -73,7 +73,6 @@ class FakeProvider(Provider):
     out, the last one repeats (or, with no script, it echoes the last user message)."""
 
     kind = "fake"
-    supports_embeddings = True
 
     def __init__(self, name: str = "fake", replies: list[Reply | str] | None = None, *, dimensions: int = 8) -> None:
         super().__init__(ProviderConfig(name=name, kind="fake"), transport=_NoTransport())

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
+from .._json import JSONDecodeError, dumps, loads
 from ..types import (
     ChatResponse,
     Finish,
@@ -37,13 +36,13 @@ def encode(response: ChatResponse, stored_at: float, events: list[StreamEvent] |
     entry: dict[str, Any] = {"v": _VERSION, "at": stored_at, "response": _response(response)}
     if events is not None:
         entry["events"] = [_event(e) for e in events]
-    return orjson.dumps(entry)
+    return dumps(entry)
 
 
 def decode(data: bytes) -> tuple[ChatResponse, float, list[StreamEvent] | None]:
     """``(response, stored_at, events or None)``; raises ``CorruptEntry``."""
     try:
-        entry = orjson.loads(data)
+        entry = loads(data)
         if entry["v"] != _VERSION:
             raise CorruptEntry(f"entry version {entry['v']!r}, expected {_VERSION}")
         response = _response_from(entry["response"])
@@ -52,7 +51,7 @@ def decode(data: bytes) -> tuple[ChatResponse, float, list[StreamEvent] | None]:
         stored_at = float(entry["at"])
     except CorruptEntry:
         raise
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+    except (JSONDecodeError, KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise CorruptEntry(f"{type(exc).__name__}: {exc}") from None
     return response, stored_at, events
 

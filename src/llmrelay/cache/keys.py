@@ -13,8 +13,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Literal
 
-import orjson
-
+from .._json import dumps_canonical
 from ..types import ChatRequest, ImagePart, Message, TextPart, ToolCall
 
 Kind = Literal["chat", "stream"]
@@ -82,7 +81,7 @@ def _call(call: ToolCall) -> list[Any]:
 
 
 def _digest(normal: dict[str, Any]) -> str:
-    data = orjson.dumps(normal, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=repr)
+    data = dumps_canonical(normal, repr)
     return hashlib.sha256(_VERSION + data).hexdigest()
 
 

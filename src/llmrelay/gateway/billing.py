@@ -32,10 +32,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-import orjson
-
 from .. import errors
 from .._assemble import partial_answer
+from .._json import JSONEncodeError, dumps
 from ..router.embed_batch import token_bound
 from ..router.groups import Deployment, fallback_chain
 from ..types import ChatRequest, ChatResponse, EmbeddingRequest, ImagePart, StreamEvent, Usage
@@ -250,8 +249,8 @@ def _asks_search(request: ChatRequest | EmbeddingRequest) -> bool:
 
 def _json(value: object) -> int:
     try:
-        return len(orjson.dumps(value))
-    except (TypeError, orjson.JSONEncodeError) as exc:
+        return len(dumps(value))
+    except (TypeError, JSONEncodeError) as exc:
         raise errors.InvalidRequest(f"the request cannot be encoded as JSON: {exc}") from None
 
 
@@ -293,7 +292,7 @@ async def counted_usage(
         output = (
             answer.content
             + (answer.reasoning or "")
-            + "".join(c.name + (c.raw_arguments or orjson.dumps(c.arguments).decode()) for c in answer.tool_calls)
+            + "".join(c.name + (c.raw_arguments or dumps(c.arguments).decode()) for c in answer.tool_calls)
         )
     size = sum(len(m.text) for m in request.messages) + len(output)
 

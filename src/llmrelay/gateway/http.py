@@ -8,8 +8,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-import orjson
-
+from .._json import JSONDecodeError, dumps, loads
 from .errors import openai_error
 
 Scope = dict[str, Any]
@@ -104,8 +103,8 @@ def json_body(raw: bytes) -> dict[str, Any]:
     if not raw:
         raise HTTPError(400, "the request body is empty; send a JSON object")
     try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        data = loads(raw)
+    except JSONDecodeError as exc:
         raise HTTPError(400, f"the request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise HTTPError(400, "the request body must be a JSON object")
@@ -113,7 +112,7 @@ def json_body(raw: bytes) -> dict[str, Any]:
 
 
 async def send_json(send: Send, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> None:
-    body = orjson.dumps(payload)
+    body = dumps(payload)
     extra = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": [*_JSON, *extra]})
     await send({"type": "http.response.body", "body": body})

@@ -60,8 +60,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import orjson
-
+from .._json import dumps, loads
 from ..store.records import StoreUnavailable, UsageRecord
 from ..store.store import Store
 from .spool import Spool, append_rejects
@@ -152,7 +151,7 @@ class RedisQueue:
         self._ready = True
 
     async def put(self, record: UsageRecord) -> None:
-        await self._redis.xadd(self.stream, {"r": orjson.dumps(record.to_json())})
+        await self._redis.xadd(self.stream, {"r": dumps(record.to_json())})
 
     async def take(self, limit: int) -> list[tuple[str, UsageRecord]]:
         await self._ensure_group()
@@ -175,7 +174,7 @@ class RedisQueue:
                 continue
             seen.add(receipt)
             raw = fields.get(b"r") or fields.get("r") or b"{}"
-            out.append((receipt, UsageRecord.from_json(orjson.loads(raw))))
+            out.append((receipt, UsageRecord.from_json(loads(raw))))
         return out
 
     async def _read(self, start: str, count: int) -> list[tuple[Any, dict[Any, Any]]]:

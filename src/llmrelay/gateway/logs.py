@@ -11,9 +11,8 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
-import orjson
-
 from .._ids import new_id
+from .._json import dumps
 
 access = logging.getLogger("llmrelay.gateway.access")
 _GOOD_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -39,7 +38,7 @@ class JsonFormatter(logging.Formatter):
             line.update(fields)
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(line, default=str).decode()
+        return dumps(line, str).decode()
 
 
 AccessSink = Callable[[dict[str, Any]], None]
@@ -54,7 +53,7 @@ def log_access(fields: dict[str, Any]) -> None:
 
 class JsonLines:
     """A fast access-log sink: JSON lines written in batches, one write per
-    ``interval_s`` at most, so a request pays for one ``orjson.dumps`` and no
+    ``interval_s`` at most, so a request pays for one ``dumps`` and no
     I/O. At most ``interval_s`` of lines are lost if the process is killed."""
 
     def __init__(self, stream: IO[bytes] | None = None, interval_s: float = 0.05) -> None:
@@ -71,7 +70,7 @@ class JsonLines:
             self._second, self._date = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         stamp = f"{self._date}.{int(now % 1 * 1000):03d}Z"
         line = {"ts": stamp, "level": "info", "logger": "llmrelay.gateway.access", "msg": "request", **fields}
-        self._lines.append(orjson.dumps(line) + b"\n")
+        self._lines.append(dumps(line) + b"\n")
         if self._handle is None:
             self._handle = asyncio.get_running_loop().call_later(self._interval_s, self.flush)
 

@@ -13,10 +13,10 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from .. import errors
 from .._ids import new_id
+from .._json import dumps
+from .._sse import encode_sse
 from ..client import check_request
 from ..providers.openai_inbound import (
     chunk_to_wire,
@@ -121,7 +121,7 @@ class ChunkEncoder:
 
 
 def _data(payload: dict[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(payload) + b"\n\n"
+    return encode_sse(dumps(payload))
 
 
 async def embeddings(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:

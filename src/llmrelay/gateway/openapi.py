@@ -7,9 +7,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
-import orjson
-
 from .. import __version__
+from .._json import dumps_pretty
 
 _STR = {"type": "string"}
 _NUM = {"type": "number", "minimum": 0}
@@ -254,7 +253,7 @@ def document() -> dict[str, Any]:
     }
 
 
-_DOCUMENT = orjson.dumps(document(), option=orjson.OPT_INDENT_2)
+_DOCUMENT = dumps_pretty(document())
 
 
 def document_bytes() -> bytes:

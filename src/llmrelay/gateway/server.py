@@ -48,9 +48,9 @@ import math
 from dataclasses import dataclass
 from http import HTTPStatus
 
-import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from .._json import dumps
 from .errors import openai_error
 
 
@@ -99,7 +99,7 @@ def limits_of(app: object) -> ServerLimits:
 
 def _answer(status: HTTPStatus, code: str, message: str, *headers: bytes) -> bytes:
     """A whole HTTP answer that closes the connection, its body in the OpenAI error format."""
-    body = orjson.dumps(openai_error(status.value, message, code=code))
+    body = dumps(openai_error(status.value, message, code=code))
     return b"\r\n".join([
         b"HTTP/1.1 %d %s" % (status.value, status.phrase.encode()), b"content-type: application/json",
         b"content-length: %d" % len(body), *headers, b"connection: close", b"", body,

@@ -53,8 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from .._json import dumps, loads
 from ..store.records import UsageRecord
 
 log = logging.getLogger("llmrelay.gateway.spool")
@@ -133,9 +132,9 @@ class Spool:
         """Less than ``headroom`` bytes left: time to stop admitting new requests."""
         return self._used > self.max_bytes - self.headroom
 
-    def rejects_file(self, now: float | None = None) -> Path:
-        """The reject file of the (UTC) day of ``now`` (default: today), in the spool's directory."""
-        day = time.strftime("%Y-%m-%d", time.gmtime(time.time() if now is None else now))
+    def rejects_file(self) -> Path:
+        """Today's (UTC) reject file, in the spool's directory."""
+        day = time.strftime("%Y-%m-%d", time.gmtime())
         return self.directory / f"rejected-{day}.jsonl"
 
     # ------------------------------------------------------------ writing
@@ -356,7 +355,7 @@ def _dumps(data: dict[str, Any], record_id: str) -> bytes:
     """``data`` as one JSON line. A value orjson refuses (a lone surrogate, an object) is
     written the standard library's way: escaped, or as its ``repr``."""
     try:
-        return orjson.dumps(data) + b"\n"
+        return dumps(data) + b"\n"
     except TypeError:
         pass
     try:
@@ -367,7 +366,7 @@ def _dumps(data: dict[str, Any], record_id: str) -> bytes:
 
 def _loads(line: bytes) -> Any:
     try:
-        return orjson.loads(line)
+        return loads(line)
     except ValueError:  # a lone surrogate, escaped by _dumps' fallback, which orjson does not read
         return json.loads(line)
 

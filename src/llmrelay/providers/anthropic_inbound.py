@@ -11,7 +11,8 @@ from typing import Any
 
 from .. import errors
 from .._ids import new_id
-from .._json import dumps_str
+from .._json import dumps
+from .._sse import encode_sse
 from ..tools import to_tools
 from ..types import (
     ChatRequest,
@@ -200,7 +201,7 @@ def response_to_wire(response: ChatResponse) -> dict[str, Any]:
 
 
 def _sse(name: str, payload: dict[str, Any]) -> bytes:
-    return f"event: {name}\ndata: {dumps_str(payload)}\n\n".encode()
+    return encode_sse(dumps(payload), name)
 
 
 class StreamEncoder:

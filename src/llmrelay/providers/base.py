@@ -91,8 +91,6 @@ class Provider(ABC):
     """What the router and the clients call. One instance per configured account."""
 
     kind: ClassVar[str] = ""
-    supports_streaming: ClassVar[bool] = True
-    supports_embeddings: ClassVar[bool] = False
     window_includes_output: ClassVar[bool] = True
     """Whether the context window bounds prompt + output (False: input only, as Gemini's)."""
     max_embed_inputs: int = 1

@@ -91,7 +91,6 @@ def _without_secret(body: bytes, secret: Secret | None) -> bytes:
 
 class CohereProvider(HTTPProvider):
     kind = "cohere"
-    supports_embeddings = True
     max_embed_inputs = 96  # v2/embed: "texts" takes at most 96 (Cohere's API reference)
 
     @property

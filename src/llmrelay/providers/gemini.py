@@ -87,7 +87,6 @@ and the text (what is billed, one vector per item)."""
 
 class GeminiProvider(HTTPProvider):
     kind = "gemini"
-    supports_embeddings = True
     window_includes_output = False  # inputTokenLimit bounds the prompt alone
     max_embed_inputs = 100  # batchEmbedContents: "at most 100 requests can be in one batch" (HTTP 400 past it)
 

@@ -2,9 +2,8 @@
 
 Canonical -> wire: ``encode_chat`` (the request body), ``contents_to_wire``.
 Wire -> canonical: ``parse_chat_response``, ``usage_from_wire``,
-``finish_reason`` (``gemini_inbound.contents_from_wire`` goes back from
-request contents to messages). No I/O here: the
-provider, the stream decoder and the error mapping live in ``gemini.py``.
+``finish_reason``. No I/O here: the provider, the stream decoder and the error
+mapping live in ``gemini.py``.
 
 Conventions:
 
@@ -72,8 +71,6 @@ _FINISH: dict[str, FinishReason] = {
 }
 
 _TOOL_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY", "any": "ANY"}
-
-# Base64 openings of common image formats, for inline data given without a media type.
 
 
 def model_path(model: str) -> str:

@@ -47,13 +47,11 @@ if TYPE_CHECKING:
 
 CHAT_MODELS: dict[str, Asset] = {"smollm2": SMOLLM2, "smollm2-135m-instruct": SMOLLM2}
 EMBEDDING_MODELS: dict[str, Asset] = {"all-minilm-l6-v2": MINILM, "minilm": MINILM}
-EMBEDDING_DIMENSIONS = 384
 FREE = Prices(input_per_mtok=0.0, output_per_mtok=0.0)
 
 
 class LocalProvider(Provider):
     kind = "local"
-    supports_embeddings = True
     # No API limit: MiniLM encodes any list, 32 texts at a time (minilm.py). 128 keeps one
     # batch to a few ms of CPU in its worker thread, so a batch never holds callers for long.
     max_embed_inputs = 128

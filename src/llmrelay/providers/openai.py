@@ -31,7 +31,6 @@ billed and how many vectors come back) and the typed fields."""
 
 class OpenAIProvider(HTTPProvider):
     kind = "openai"
-    supports_embeddings = True
 
     def __init__(self, config: ProviderConfig, transport: Transport | None = None) -> None:
         super().__init__(config, transport)

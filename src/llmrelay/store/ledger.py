@@ -10,14 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from operator import attrgetter
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import ColumnElement, Row, Select, case, func, select
 
 from .records import UsageQuery, UsageRecord
 from .schema import usage
-
-GroupBy = Literal["tenant", "key", "model", "day"]
 
 GROUPS: dict[str, tuple[str, Any]] = {
     "tenant": ("tenant", usage.c.tenant),

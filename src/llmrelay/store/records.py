@@ -72,11 +72,11 @@ def check_new_tenant(value: object) -> str:
     return str(value)
 
 
-def check_slug(value: object, what: str = "tenant id") -> str:
-    """``value`` when it is a valid id (``^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$``), else ``ValueError``."""
+def check_slug(value: object) -> str:
+    """``value`` when it is a valid tenant id (``^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$``), else ``ValueError``."""
     if not isinstance(value, str) or not _SLUG.fullmatch(value):
         raise ValueError(
-            f"{what} {value!r} is not valid: use 1 to 64 letters, digits, '_', '.' or '-', "
+            f"tenant id {value!r} is not valid: use 1 to 64 letters, digits, '_', '.' or '-', "
             "starting with a letter or digit"
         )
     return value

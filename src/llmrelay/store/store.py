@@ -174,18 +174,6 @@ class Store:
             conn.execute(update(tenants).where(tenants.c.id == id).values({k: values[k] for k in TENANT_CHANGES}))
         return updated
 
-    def ensure_tenant(self, id: str) -> Tenant:  # noqa: A002
-        """The tenant ``id``, created without limits if absent (safe when several
-        processes do it at once)."""
-        check_slug(id)
-        existing = self.get_tenant(id)
-        if existing is not None:
-            return existing
-        check_new_tenant(id)
-        with self._write() as conn:
-            conn.execute(insert_ignore(conn, tenants).values(tenant_row(Tenant(id, created_at=self._clock()))))
-            return tenant_from_row(conn.execute(select(tenants).where(tenants.c.id == id)).one())
-
     # ------------------------------------------------------------ keys
 
     def create_key(

@@ -80,10 +80,6 @@ def tokenizer(model: str) -> Tokenizer:
     return found
 
 
-def kind_of(model: str) -> Kind:
-    return tokenizer(model).kind
-
-
 def _resolve(model: str) -> Tokenizer:
     lowered = model.strip().lower()
     provider, _, _ = lowered.rpartition("/")

@@ -23,7 +23,8 @@ from aiohttp import web
 
 from fakeserver import FakeServer, Reply
 from llmrelay.batch import BatchResult, run_batch
-from llmrelay.client import AsyncClient, Client
+from llmrelay.client import AsyncClient
+from llmrelay.client_sync import Client
 from llmrelay.cost import chat_cost, embedding_cost
 from llmrelay.router import RoutingSettings
 from llmrelay.types import Usage

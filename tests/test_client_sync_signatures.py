@@ -12,7 +12,8 @@ from typing import Any, get_type_hints
 
 import pytest
 
-from llmrelay.client import AsyncClient, ChatParams, Client, GenerationParams
+from llmrelay.client import AsyncClient, ChatParams, GenerationParams
+from llmrelay.client_sync import Client
 
 RENAMED = {"aclose": "close"}
 """Async name -> sync name, where the two differ."""

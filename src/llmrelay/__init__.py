@@ -13,6 +13,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__ as __version__
 from .errors import (
     AuthenticationError,
     BudgetExceeded,
@@ -61,19 +62,19 @@ from .types import (
 if TYPE_CHECKING:
     from ._http import Timeouts, Transport
     from .cache import CacheInfo, CacheOptions
-    from .client import AsyncClient, Client
+    from .client import AsyncClient
+    from .client_sync import Client
     from .cost import Prices
     from .router import Deployment, ModelGroup, RoutingSettings
     from .tokens import count_tokens
     from .tools import Tool
 
-__version__ = "0.1.0"
 
 _LAZY = {
     "AsyncClient": "llmrelay.client",
     "CacheInfo": "llmrelay.cache",
     "CacheOptions": "llmrelay.cache",
-    "Client": "llmrelay.client",
+    "Client": "llmrelay.client_sync",
     "Deployment": "llmrelay.router",
     "ModelGroup": "llmrelay.router",
     "Prices": "llmrelay.cost",

@@ -510,7 +510,4 @@ def _configure_logging(env: Mapping[str, str]) -> None:
         logger.addHandler(handler)
 
 
-# The synchronous face lives in its own module; ``from llmrelay.client import Client`` still works.
-from .client_sync import Client  # noqa: E402
-
-__all__ = ["AsyncClient", "ChatParams", "Client", "GenerationParams"]
+__all__ = ["AsyncClient", "ChatParams", "GenerationParams"]

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 if TYPE_CHECKING:
-    from .cache.options import CacheInfo
     from .errors import LLMError
 
 Role: TypeAlias = Literal["system", "user", "assistant", "tool"]
 FinishReason: TypeAlias = Literal["stop", "length", "tool_calls", "content_filter", "error"]
+CacheStatus: TypeAlias = Literal["hit", "miss"]
 ROLES: frozenset[str] = frozenset(("system", "user", "assistant", "tool"))
 
 
@@ -215,6 +215,28 @@ class Route:
     @property
     def fallback(self) -> bool:
         return self.group != self.requested
+
+
+@dataclass(slots=True)
+class CacheInfo:
+    """What the cache did for an answer (``ChatResponse.cache``).
+
+    ``status``: ``hit`` (answered from the cache: nothing was spent) or ``miss``
+    (asked upstream, and stored unless told not to). ``coalesced``: the answer
+    was shared with an identical request in flight (nothing was spent for this
+    one either). ``similarity``: for a semantic hit, how close the question was.
+    ``stored_at``: when the answer was first made (Unix time)."""
+
+    status: CacheStatus
+    key: str
+    stored_at: float
+    similarity: float | None = None
+    coalesced: bool = False
+
+    @property
+    def free(self) -> bool:
+        """Nothing was spent upstream for this answer."""
+        return self.status == "hit" or self.coalesced
 
 
 @dataclass(slots=True)

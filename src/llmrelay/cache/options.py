@@ -1,5 +1,6 @@
-"""What the cache is told: process-wide settings (the config's ``cache:``), the
-options of one call, and what an answer says about the cache (``CacheInfo``)."""
+"""What the cache is told: process-wide settings (the config's ``cache:``) and the
+options of one call. What an answer says about the cache (``CacheInfo``) is in
+``types``, beside the ``ChatResponse`` that carries it, and re-exported here."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .. import errors
-
-CacheStatus = Literal["hit", "miss"]
+from ..types import CacheInfo, CacheStatus  # defined with ChatResponse, which carries one
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,28 +49,6 @@ class CacheOptions:
 
 
 DEFAULT_OPTIONS = CacheOptions()
-
-
-@dataclass(slots=True)
-class CacheInfo:
-    """What the cache did for an answer (``ChatResponse.cache``).
-
-    ``status``: ``hit`` (answered from the cache: nothing was spent) or ``miss``
-    (asked upstream, and stored unless told not to). ``coalesced``: the answer
-    was shared with an identical request in flight (nothing was spent for this
-    one either). ``similarity``: for a semantic hit, how close the question was.
-    ``stored_at``: when the answer was first made (Unix time)."""
-
-    status: CacheStatus
-    key: str
-    stored_at: float
-    similarity: float | None = None
-    coalesced: bool = False
-
-    @property
-    def free(self) -> bool:
-        """Nothing was spent upstream for this answer."""
-        return self.status == "hit" or self.coalesced
 
 
 def cache_options(value: Any) -> CacheOptions:

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from .. import __version__
+from .._version import __version__
 from .common import adopt, fail, state
 
 app = typer.Typer(

@@ -18,7 +18,7 @@ from .. import errors
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ..client import Client
+    from ..client_sync import Client
 
 
 @dataclass
@@ -29,7 +29,7 @@ class State:
 
     def client(self) -> Client:
         if self._client is None:
-            from ..client import Client
+            from ..client_sync import Client
 
             self._client = Client(self.config)
         return self._client

@@ -12,7 +12,7 @@ from . import app
 from .common import fail, read_text, reported, stdout
 
 if TYPE_CHECKING:
-    from ..client import Client
+    from ..client_sync import Client
     from ..cost import Prices
     from ..providers.base import Provider
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from .. import __version__
 from .._json import dumps_pretty
+from .._version import __version__
 
 _STR = {"type": "string"}
 _NUM = {"type": "number", "minimum": 0}

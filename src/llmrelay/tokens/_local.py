@@ -71,7 +71,7 @@ class LocalVocab:
 
 def vocab(model: str) -> LocalVocab | None:
     """The tokenizer of local chat model ``model`` (loaded once), or ``None`` when it cannot be had."""
-    from ..providers.local import CHAT_MODELS
+    from ..local.assets import CHAT_MODELS
 
     asset = CHAT_MODELS.get(model)
     if asset is None:

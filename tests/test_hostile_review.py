@@ -116,6 +116,16 @@ async def stalled_stream(gw: Served, key: str, body: dict[str, Any]) -> socket.s
     return sock
 
 
+async def stall(gw: Served, streams: int) -> tuple[str, list[socket.socket]]:
+    """``streams`` stalled streams (``stalled_stream``) of tenant mallory over a big answer
+    (about 6.5 MB, sent at once): mallory's key id and the sockets, still open."""
+    big = [f"w{i:05d} " + "x" * 16_000 for i in range(400)]
+    gw.upstream.on("POST", CHAT, Reply(chunks=sse(*big)))
+    key_id, key = await new_key(gw, "mallory")
+    body = {"model": "smart", "messages": HI, "stream": True}
+    return key_id, [await stalled_stream(gw, key, body) for _ in range(streams)]
+
+
 class CuttableProxy:
     """A TCP proxy in front of the test Redis, whose link can be cut and restored (a
     network blip between the gateway and Redis; the Redis server itself stays up)."""
@@ -230,12 +240,8 @@ async def test_clients_that_stop_reading_their_streams_never_open_a_breaker() ->
     group = ModelGroup("smart", ["openai/gpt-4o-mini"])
     routing = RoutingSettings(retries=0, cooldowns=False, stream_idle_s=1.0)
     async with gateway_over([group], routing=routing) as gw:
-        big = [f"w{i:05d} " + "x" * 16_000 for i in range(400)]  # about 6.5 MB of answer, sent at once
-        gw.upstream.on("POST", CHAT, Reply(chunks=sse(*big)))
-        _, hostile = await new_key(gw, "mallory")
         _, victim = await new_key(gw, "alice")
-        body = {"model": "smart", "messages": HI, "stream": True}
-        held = [await stalled_stream(gw, hostile, body) for _ in range(5)]
+        _, held = await stall(gw, 5)
         try:
             await asyncio.sleep(2.5)  # past stream_idle_s: the upstream itself was never idle
         finally:
@@ -263,12 +269,8 @@ async def test_a_stream_nobody_reads_lets_its_upstream_connection_go_after_the_w
     routing = RoutingSettings(retries=0, cooldowns=False, timeout_s=2.0, stream_idle_s=None)
     async with gateway_over([group], pool=2, routing=routing) as gw:
         gw.app.server_limits = ServerLimits(write_timeout_s=0.5)  # a client that takes nothing for 0.5 s is gone
-        big = [f"w{i:05d} " + "x" * 16_000 for i in range(400)]  # about 6.5 MB of answer
-        gw.upstream.on("POST", CHAT, Reply(chunks=sse(*big)))
-        hostile_id, hostile = await new_key(gw, "mallory")
         _, victim = await new_key(gw, "alice")
-        body = {"model": "smart", "messages": HI, "stream": True}
-        held = [await stalled_stream(gw, hostile, body) for _ in range(2)]
+        hostile_id, held = await stall(gw, 2)
         try:
             await asyncio.sleep(1.5)  # past the write timeout: both stalled streams let their upstream go
             gw.upstream.on("POST", CHAT, Reply(json=answer("for alice")))

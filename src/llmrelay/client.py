@@ -355,12 +355,8 @@ class AsyncClient:
     def count_tokens(self, model: str, messages: MessagesIn, tools: Iterable[Any] | None = None) -> int:
         """The prompt's tokens for ``model``, without a request: exact where its tokenizer is
         known (OpenAI models, the local model), else an estimate on the high side."""
-        from .tokens import count_tokens
-
         provider, name = self.resolve(model)
-        canonical, specs = to_messages(messages), to_tools(tools) or None
-        exact = provider.count_prompt(name, canonical, specs)
-        return exact if exact is not None else count_tokens(f"{provider.config.kind}/{name}", canonical, specs)
+        return provider.count_prompt(name, to_messages(messages), to_tools(tools) or None)
 
     async def test_connection(
         self, provider: str | None = None, *, timeout_s: float = CHECK_TIMEOUT_S

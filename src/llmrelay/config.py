@@ -116,10 +116,10 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
 
 
 def model_groups(file: ConfigFile, path: str | os.PathLike[str]) -> dict[str, ModelGroup]:
-    """The ``models:`` entries (checked by ``load_file``) as ``ModelGroup``s."""
+    """The ``models:`` entries (checked by ``load_file``: strategies, fallbacks and
+    their cycles included) as ``ModelGroup``s."""
     from .config_errors import Problems
-    from .router.groups import ModelGroup, check_groups
-    from .router.strategies import strategy_names
+    from .router.groups import ModelGroup
 
     groups: dict[str, ModelGroup] = {}
     problems = Problems(path, file.lines, file)  # what the groups' own checks may still find
@@ -137,11 +137,6 @@ def model_groups(file: ConfigFile, path: str | os.PathLike[str]) -> dict[str, Mo
             )
         except errors.ConfigError as exc:
             problems.add(("models", i), exc.message)
-    problems.raise_if_any()
-    try:
-        check_groups(groups, strategy_names())
-    except errors.ConfigError as exc:
-        problems.add(("models",), exc.message)
     problems.raise_if_any()
     return groups
 

@@ -195,14 +195,15 @@ def _counting_target(client: Client, model: str) -> _Target:
 
 
 def _count_prompt(target: _Target, key: str, content: str) -> int:
-    """As the client counts before sending: the provider's own count where it has one
-    (the local model, with its configured system prompt), else ``tokens``."""
+    """As the client counts before sending (``Provider.count_prompt``); a known kind
+    without its key has no provider, and is counted by ``tokens`` alone."""
     from ..tokens import count_tokens
     from ..types import Message
 
     messages = [Message("user", content)]
-    exact = target.provider.count_prompt(target.model, messages, None) if target.provider is not None else None
-    return exact if exact is not None else count_tokens(key, messages)
+    if target.provider is None:
+        return count_tokens(key, messages)
+    return target.provider.count_prompt(target.model, messages, None)
 
 
 @app.command("test-connection", short_help="Check each configured provider; exit 1 on failure.")

@@ -126,10 +126,13 @@ class Provider(ABC):
     @abstractmethod
     async def models(self) -> list[ModelInfo]: ...
 
-    def count_prompt(self, model: str, messages: list[Message], tools: list[ToolSpec] | None) -> int | None:
-        """The prompt's exact tokens where the provider knows better than ``tokens``
-        (the local model, with its configured system prompt); ``None``: ask ``tokens``."""
-        return None
+    def count_prompt(self, model: str, messages: list[Message], tools: list[ToolSpec] | None) -> int:
+        """The prompt's tokens before sending (``tokens``: exact where the tokenizer is
+        known, else an estimate on the high side). A provider that knows better says so
+        here (the local model, with its configured system prompt)."""
+        from ..tokens import count_tokens
+
+        return count_tokens(f"{self.config.kind}/{model}", messages, tools)
 
     def own_prices(self, model: str) -> Prices | None:
         """Prices the provider knows itself, ahead of the catalogue (the local models: 0)."""

@@ -165,11 +165,13 @@ class LocalProvider(Provider):
 
     # ---- catalogue --------------------------------------------------------------------
 
-    def count_prompt(self, model: str, messages: list[Message], tools: list[ToolSpec] | None) -> int | None:
+    def count_prompt(self, model: str, messages: list[Message], tools: list[ToolSpec] | None) -> int:
         from ..tokens._local import vocab
 
         found = vocab(model.lower())
-        return None if found is None else found.count_messages(model, messages, tools, self.system_prompt)
+        if found is None:  # llama-cpp-python or the model file missing: an estimate
+            return super().count_prompt(model, messages, tools)
+        return found.count_messages(model, messages, tools, self.system_prompt)
 
     def own_prices(self, model: str) -> Prices | None:
         return FREE  # it runs here

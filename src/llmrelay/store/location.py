@@ -33,31 +33,38 @@ SPOOL_DIR = "llmrelay-spool"
 _SQLITE = re.compile(r"(sqlite(?:\+[A-Za-z0-9_]+)?):///(.*)", re.DOTALL)
 
 
-def sqlite_file(url: str) -> Path | None:
-    """The database file of a SQLite URL with an absolute path (``None``: another
-    database, memory, or a ``file:`` URI)."""
+def _sqlite_file_parts(url: str) -> tuple[str, str, str] | None:
+    """``(scheme, path, "?query" or "")`` of a SQLite URL naming a file (``None``:
+    another database, memory, or a ``file:`` URI)."""
     match = _SQLITE.fullmatch(url)
     if match is None:
         return None
-    path = match.group(2).partition("?")[0]
-    if not path or path == ":memory:" or path.startswith("file:") or not Path(path).is_absolute():
+    path, sep, query = match.group(2).partition("?")
+    if not path or path == ":memory:" or path.startswith("file:"):
         return None
-    return Path(path)
+    return match.group(1), path, sep + query
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL with an absolute path (``None``: another
+    database, memory, a ``file:`` URI, or a relative path)."""
+    parts = _sqlite_file_parts(url)
+    if parts is None or not Path(parts[1]).is_absolute():
+        return None
+    return Path(parts[1])
 
 
 def resolve_sqlite_path(url: str, base: str | os.PathLike[str]) -> str:
     """``url`` with a relative SQLite file path made absolute against ``base``
     (and ``~`` expanded); any other URL as it is."""
-    match = _SQLITE.fullmatch(url)
-    if match is None:
+    parts = _sqlite_file_parts(url)
+    if parts is None:
         return url
-    path, sep, query = match.group(2).partition("?")
-    if not path or path == ":memory:" or path.startswith("file:"):
-        return url
+    scheme, path, query = parts
     resolved = Path(path).expanduser()
     if not resolved.is_absolute():
         resolved = Path(base).resolve() / resolved
-    return f"{match.group(1)}:///{resolved}{sep}{query}"
+    return f"{scheme}:///{resolved}{query}"
 
 
 def default_store_url(settings: Settings, env: Mapping[str, str] | None = None) -> str:
@@ -81,9 +88,8 @@ def default_spool_dir(settings: Settings, store_url: str) -> Path:
     machine's own disk: each host has its own."""
     if settings.spool_dir:
         return Path(settings.spool_dir)
-    match = _SQLITE.fullmatch(store_url)
-    path = match.group(2).partition("?")[0] if match is not None else ""
-    if path and path != ":memory:" and not path.startswith("file:"):
-        return Path(path).expanduser().resolve().parent / SPOOL_DIR
+    parts = _sqlite_file_parts(store_url)
+    if parts is not None:
+        return Path(parts[1]).expanduser().resolve().parent / SPOOL_DIR
     base = Path(settings.path).resolve().parent if settings.path is not None else Path.cwd()
     return base / SPOOL_DIR

@@ -81,7 +81,7 @@ async def coalescing(rounds: int, callers: int, delay_s: float) -> None:
 
     from llmrelay import AsyncClient, ModelGroup
     from llmrelay.providers.base import ProviderConfig
-    from llmrelay.providers.openai import OpenAIProvider
+    from llmrelay.providers.openai.provider import OpenAIProvider
 
     calls = [0]
     body = {

@@ -40,7 +40,7 @@ sys.path.insert(0, str(HERE.parent / "src"))
 from llmrelay import AsyncClient, errors  # noqa: E402
 from llmrelay._http import AiohttpTransport  # noqa: E402
 from llmrelay.providers.base import ProviderConfig  # noqa: E402
-from llmrelay.providers.openai import OpenAIProvider  # noqa: E402
+from llmrelay.providers.openai.provider import OpenAIProvider  # noqa: E402
 from llmrelay.resilience import BreakerConfig  # noqa: E402
 from llmrelay.router import Deployment, ModelGroup, RoutingSettings  # noqa: E402
 from llmrelay.types import Finish, TextDelta  # noqa: E402

@@ -146,7 +146,7 @@ def chunk_decode_cost(n: int = 20_000) -> float:
     """Seconds per chunk: SSE framing + chat.completion.chunk decoding + assembly."""
     from llmrelay._assemble import StreamAssembler
     from llmrelay._sse import SSEDecoder
-    from llmrelay.providers.openai_codec import ChatStreamDecoder
+    from llmrelay.providers.openai.stream import ChatStreamDecoder
 
     chunk = (
         b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1732492800,'

@@ -131,7 +131,7 @@ async def one_run(upstream: Upstream, calls: int, window_ms: float, max_inputs: 
     from llmrelay import AsyncClient
     from llmrelay._http import AiohttpTransport
     from llmrelay.providers.base import ProviderConfig
-    from llmrelay.providers.openai import OpenAIProvider
+    from llmrelay.providers.openai.provider import OpenAIProvider
     from llmrelay.router import Deployment, ModelGroup, RoutingSettings
 
     transport = AiohttpTransport()

@@ -112,7 +112,7 @@ class Gateway:
         import orjson
 
         from llmrelay import errors
-        from llmrelay.providers.openai_inbound import request_from_wire, response_to_wire
+        from llmrelay.providers.openai.inbound import request_from_wire, response_to_wire
 
         self.start()
         try:
@@ -131,7 +131,7 @@ class Gateway:
         import orjson
 
         from llmrelay import errors
-        from llmrelay.providers.openai_inbound import chunk_to_wire, usage_to_wire
+        from llmrelay.providers.openai.inbound import chunk_to_wire, usage_to_wire
         from llmrelay.types import Finish
 
         created, model, chunk_id = int(time.time()), request.model, "chatcmpl-relay"

@@ -19,7 +19,7 @@ import time
 
 from llmrelay.local.llama import DEFAULT_SYSTEM_PROMPT, DEFAULT_TEMPERATURE
 from llmrelay.providers.base import ProviderConfig
-from llmrelay.providers.local import LocalProvider
+from llmrelay.providers.local.provider import LocalProvider
 from llmrelay.types import ChatRequest, Message
 
 QUESTIONS = (

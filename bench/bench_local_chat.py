@@ -19,7 +19,7 @@ PROMPT = "Write a short story about a lighthouse keeper who finds a message in a
 
 async def one_load() -> float:
     from llmrelay.providers.base import ProviderConfig
-    from llmrelay.providers.local import LocalProvider
+    from llmrelay.providers.local.provider import LocalProvider
 
     provider = LocalProvider(ProviderConfig("local", "local"))
     start = time.perf_counter()

@@ -14,9 +14,9 @@ from llmrelay import errors
 from llmrelay._http import default_transport
 from llmrelay._json import loads
 from llmrelay._sse import encode_sse
-from llmrelay.providers import anthropic_codec as codec
 from llmrelay.providers import provider_class
-from llmrelay.providers.anthropic import AnthropicProvider
+from llmrelay.providers.anthropic import codec
+from llmrelay.providers.anthropic.provider import AnthropicProvider
 from llmrelay.providers.base import ProviderConfig
 from llmrelay.types import (
     ChatRequest,
@@ -296,13 +296,13 @@ async def test_images_by_data_url_and_data_url(fake: FakeServer) -> None:
     ],
 )
 def test_tool_choice_mapping(choice: str | dict[str, Any], wire: dict[str, Any]) -> None:
-    body = codec.chat_body(ask(tools=[WEATHER], tool_choice=choice), stream=False)
+    body = codec.encode_chat(ask(tools=[WEATHER], tool_choice=choice), stream=False)
     assert body["tool_choice"] == wire
 
 
 def test_unknown_tool_choice_is_invalid() -> None:
     with pytest.raises(errors.InvalidRequest, match="tool_choice"):
-        codec.chat_body(ask(tools=[WEATHER], tool_choice="sometimes"), stream=False)
+        codec.encode_chat(ask(tools=[WEATHER], tool_choice="sometimes"), stream=False)
 
 
 async def test_sampling_params_metadata_and_extra_passthrough(fake: FakeServer) -> None:
@@ -343,7 +343,7 @@ def test_default_max_tokens(model: str, expected: int) -> None:
 
 def test_default_max_tokens_leaves_room_above_a_thinking_budget() -> None:
     request = ask(extra={"thinking": {"type": "enabled", "budget_tokens": 16000}})
-    assert codec.chat_body(request, stream=False)["max_tokens"] == 16000 + 8192
+    assert codec.encode_chat(request, stream=False)["max_tokens"] == 16000 + 8192
 
 
 async def test_structured_output_uses_a_forced_tool(fake: FakeServer) -> None:
@@ -387,7 +387,7 @@ def test_json_object_format_adds_a_system_instruction() -> None:
     request = ask(
         Message(role="system", content="Be terse."), user("Hi"), response_format=ResponseFormat(type="json_object")
     )
-    body = codec.chat_body(request, stream=False)
+    body = codec.encode_chat(request, stream=False)
     assert body["system"] == f"Be terse.\n\n{codec.JSON_OBJECT_INSTRUCTION}"
     assert "tools" not in body
 
@@ -395,7 +395,7 @@ def test_json_object_format_adds_a_system_instruction() -> None:
 def test_structured_tool_name_clashing_with_a_tool_is_invalid() -> None:
     request = ask(tools=[WEATHER], response_format=ResponseFormat(schema={"type": "object"}, name="get_weather"))
     with pytest.raises(errors.InvalidRequest, match="get_weather"):
-        codec.chat_body(request, stream=False)
+        codec.encode_chat(request, stream=False)
 
 
 async def test_only_system_messages_is_invalid_and_nothing_is_sent(fake: FakeServer) -> None:
@@ -407,7 +407,7 @@ async def test_only_system_messages_is_invalid_and_nothing_is_sent(fake: FakeSer
 
 def test_tool_message_needs_its_call_id() -> None:
     with pytest.raises(errors.InvalidRequest, match="tool_call_id"):
-        codec.chat_body(ask(user("x"), Message(role="tool", content="r")), stream=False)
+        codec.encode_chat(ask(user("x"), Message(role="tool", content="r")), stream=False)
 
 
 def test_default_base_url_and_config_headers() -> None:
@@ -474,7 +474,7 @@ async def test_nonstream_thinking_tools_and_cache_usage(fake: FakeServer) -> Non
     ],
 )
 def test_stop_reasons(stop_reason: str, expected: str) -> None:
-    response = codec.parse_message(message_body(stop_reason=stop_reason), provider="p")
+    response = codec.decode_chat(message_body(stop_reason=stop_reason), provider="p")
     assert (response.finish_reason, response.native_finish_reason) == (expected, stop_reason)
 
 

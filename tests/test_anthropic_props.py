@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from llmrelay._assemble import StreamAssembler
 from llmrelay._sse import SSEDecoder, encode_sse
-from llmrelay.providers import anthropic_codec as codec
-from llmrelay.providers.anthropic import AnthropicStreamDecoder
+from llmrelay.providers.anthropic import codec
+from llmrelay.providers.anthropic.stream import ChatStreamDecoder
 from llmrelay.types import ChatRequest, ChatResponse, ImagePart, Message, TextPart, ToolCall
 from recordings import load_sse
 
@@ -21,7 +21,7 @@ from recordings import load_sse
 def run_stream(pieces: list[bytes]) -> ChatResponse:
     """Bytes as they arrive -> SSE -> Anthropic decoder -> assembled response."""
     assembler = StreamAssembler("anthropic", "claude")
-    decoder = AnthropicStreamDecoder(assembler, "anthropic")
+    decoder = ChatStreamDecoder(assembler, "anthropic")
     sse = SSEDecoder()
     for piece in [*pieces, None]:
         frames = sse.feed(piece) if piece is not None else sse.flush()
@@ -141,7 +141,7 @@ def normal(message: Message) -> tuple[Any, ...]:
 @settings(max_examples=80, deadline=None)
 @given(conversations())
 def test_messages_round_trip_through_the_wire(messages: list[Message]) -> None:
-    body = codec.chat_body(ChatRequest(model="claude-sonnet-4-5", messages=messages), stream=False)
+    body = codec.encode_chat(ChatRequest(model="claude-sonnet-4-5", messages=messages), stream=False)
     roles = [turn["role"] for turn in body["messages"]]
     assert all(a != b for a, b in itertools.pairwise(roles))  # turns alternate
     back = codec.messages_from_wire(body["messages"], body.get("system"))

@@ -20,8 +20,8 @@ from llmrelay._eventstream import EventStreamParser, parse_headers
 from llmrelay._install import install_hint
 from llmrelay._json import dumps
 from llmrelay.providers.base import ProviderConfig
-from llmrelay.providers.bedrock import BedrockProvider
-from llmrelay.providers.bedrock_codec import parse_converse, usage_from_wire
+from llmrelay.providers.bedrock.codec import decode_chat, usage_from_wire
+from llmrelay.providers.bedrock.provider import BedrockProvider
 from llmrelay.types import (
     ChatRequest,
     Finish,
@@ -651,7 +651,7 @@ async def test_secrets_never_shown(aws: AWSFake) -> None:
 
 
 async def test_bearer_token(aws: AWSFake, monkeypatch: pytest.MonkeyPatch) -> None:
-    import llmrelay.providers.bedrock as module
+    import llmrelay.providers.bedrock.auth as module
 
     monkeypatch.setattr(module, "find_spec", lambda name: None)  # no botocore needed for a Bedrock API key
     aws.on("POST", CHAT_PATH, Reply(json=converse_answer([{"text": "Hi!"}])))
@@ -673,7 +673,7 @@ async def test_bearer_token(aws: AWSFake, monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_config_errors(monkeypatch: pytest.MonkeyPatch) -> None:
-    import llmrelay.providers.bedrock as module
+    import llmrelay.providers.bedrock.auth as module
 
     def make(**options: Any) -> BedrockProvider:
         return BedrockProvider(ProviderConfig("b", "bedrock", options=options))
@@ -875,10 +875,10 @@ def test_usage_normalisation() -> None:
 )
 def test_stop_reasons(stop: str, reason: str) -> None:
     calls = [{"toolUse": {"toolUseId": "t", "name": "f", "input": {}}}] if stop == "tool_use" else []
-    r = parse_converse(converse_answer([{"text": "x"}, *calls], stop), provider="b", model=NOVA)
+    r = decode_chat(converse_answer([{"text": "x"}, *calls], stop), provider="b", model=NOVA)
     assert (r.finish_reason, r.native_finish_reason) == (reason, stop)
 
 
 def test_malformed_answer() -> None:
     with pytest.raises(errors.ProviderError, match=r"no output\.message\.content"):
-        parse_converse({"output": {}}, provider="b", model=NOVA)
+        decode_chat({"output": {}}, provider="b", model=NOVA)

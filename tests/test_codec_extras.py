@@ -21,19 +21,24 @@ from hypothesis import strategies as st
 from fakeserver import FakeServer, Reply
 from llmrelay import errors
 from llmrelay._secret import Secret
-from llmrelay.providers import anthropic_codec, bedrock_codec, cohere_codec, gemini_codec, openai_responses_codec
-from llmrelay.providers.anthropic import AnthropicProvider
-from llmrelay.providers.base import HTTPProvider, ProviderConfig
-from llmrelay.providers.bedrock import BedrockProvider
-from llmrelay.providers.cohere import CohereProvider
-from llmrelay.providers.gemini import EMBED_OWNED_FIELDS as GEMINI_EMBED_OWNED
-from llmrelay.providers.gemini import GeminiProvider
-from llmrelay.providers.openai import EMBED_OWNED_FIELDS as OPENAI_EMBED_OWNED
-from llmrelay.providers.openai import OpenAIProvider
-from llmrelay.providers.openai_codec import OWNED_FIELDS as OPENAI_OWNED
-from llmrelay.providers.openai_codec import request_to_wire
-from llmrelay.providers.openai_compat import quirks_for
-from llmrelay.providers.openai_responses import OpenAIResponsesProvider
+from llmrelay.providers.anthropic import codec as anthropic_wire
+from llmrelay.providers.anthropic.provider import AnthropicProvider
+from llmrelay.providers.base import ProviderConfig
+from llmrelay.providers.bedrock import codec as bedrock_wire
+from llmrelay.providers.bedrock.provider import BedrockProvider
+from llmrelay.providers.cohere import codec as cohere_wire
+from llmrelay.providers.cohere.provider import CohereProvider
+from llmrelay.providers.gemini import codec as gemini_wire
+from llmrelay.providers.gemini.codec import EMBED_OWNED_FIELDS as GEMINI_EMBED_OWNED
+from llmrelay.providers.gemini.provider import GeminiProvider
+from llmrelay.providers.http import HTTPProvider
+from llmrelay.providers.openai.codec import EMBED_OWNED_FIELDS as OPENAI_EMBED_OWNED
+from llmrelay.providers.openai.codec import OWNED_FIELDS as OPENAI_OWNED
+from llmrelay.providers.openai.codec import encode_chat
+from llmrelay.providers.openai.compat import quirks_for
+from llmrelay.providers.openai.provider import OpenAIProvider
+from llmrelay.providers.openai_responses import codec as responses_wire
+from llmrelay.providers.openai_responses.provider import OpenAIResponsesProvider
 from llmrelay.types import ChatRequest, EmbeddingRequest, Message, ToolSpec
 
 Body = dict[str, Any]
@@ -112,22 +117,23 @@ def _gemini_embed_item(request: EmbeddingRequest) -> Body:
 def _rows(make: Callable[..., ChatRequest], label: str, dimensions: int | None) -> list[Row]:
     openai, mistral = quirks_for("openai"), quirks_for("mistral")
     return [
-        Row(f"openai-{label}", _chat(lambda r: request_to_wire(r, True, openai), make), OPENAI_OWNED,
+        Row(f"openai-{label}", _chat(lambda r: encode_chat(r, stream=True, quirks=openai), make), OPENAI_OWNED,
             unowned={"logprobs": True}),
-        Row(f"mistral-{label}", _chat(lambda r: request_to_wire(r, True, mistral), make), OPENAI_OWNED,
+        Row(f"mistral-{label}", _chat(lambda r: encode_chat(r, stream=True, quirks=mistral), make), OPENAI_OWNED,
             unowned={"safe_prompt": True}),
-        Row(f"responses-{label}", _chat(lambda r: openai_responses_codec.request_to_wire(r, True), make),
-            openai_responses_codec.OWNED_FIELDS, defaults=frozenset({"store"}),
+        Row(f"responses-{label}", _chat(lambda r: responses_wire.encode_chat(r, stream=True), make),
+            responses_wire.OWNED_FIELDS, defaults=frozenset({"store"}),
             unowned={"reasoning": {"effort": "low"}}),
-        Row(f"anthropic-{label}", _chat(lambda r: anthropic_codec.chat_body(r, stream=True), make),
-            anthropic_codec.OWNED_FIELDS, reads=frozenset({"thinking"}), unowned={"top_k": 5}),
-        Row(f"gemini-{label}", _chat(gemini_codec.encode_chat, make), gemini_codec.OWNED_FIELDS, one_level=True,
+        Row(f"anthropic-{label}", _chat(lambda r: anthropic_wire.encode_chat(r, stream=True), make),
+            anthropic_wire.OWNED_FIELDS, reads=frozenset({"thinking"}), unowned={"top_k": 5}),
+        Row(f"gemini-{label}", _chat(lambda r: gemini_wire.encode_chat(r, stream=True), make),
+            gemini_wire.OWNED_FIELDS, one_level=True,
             unowned={"safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}]}),
-        Row(f"cohere-{label}", _chat(lambda r: cohere_codec.chat_body(r, stream=True), make),
-            cohere_codec.OWNED_FIELDS, unowned={"k": 40}),
-        Row(f"bedrock-{label}", _chat(bedrock_codec.converse_body, make), bedrock_codec.OWNED_FIELDS,
-            unowned={"additionalModelRequestFields": {"top_k": 5}}),
-        Row(f"cohere-embed-{label}", _embed(cohere_codec.embed_body, dimensions), cohere_codec.EMBED_OWNED_FIELDS,
+        Row(f"cohere-{label}", _chat(lambda r: cohere_wire.encode_chat(r, stream=True), make),
+            cohere_wire.OWNED_FIELDS, unowned={"k": 40}),
+        Row(f"bedrock-{label}", _chat(lambda r: bedrock_wire.encode_chat(r, stream=True), make),
+            bedrock_wire.OWNED_FIELDS, unowned={"additionalModelRequestFields": {"top_k": 5}}),
+        Row(f"cohere-embed-{label}", _embed(cohere_wire.encode_embed, dimensions), cohere_wire.EMBED_OWNED_FIELDS,
             defaults=frozenset({"input_type", "embedding_types"}), unowned={"truncate": "END"}),
         Row(f"openai-embed-{label}", _embed(_openai_embed, dimensions), OPENAI_EMBED_OWNED,
             unowned={"custom_option": 1}),
@@ -222,14 +228,14 @@ def test_openai_stream_keeps_its_usage_one_choice_and_the_admitted_limit() -> No
         "logprobs": True,
         "reasoning_effort": "low",
     }
-    body = request_to_wire(full("gpt-4o-mini", extra=extra), True, quirks_for("openai"))
+    body = encode_chat(full("gpt-4o-mini", extra=extra), stream=True, quirks=quirks_for("openai"))
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
     assert "n" not in body and "max_tokens" not in body and body["max_completion_tokens"] == 50
     assert body["model"] == "gpt-4o-mini" and body["messages"][-1]["content"] == "Weather in Paris?"
     assert body["temperature"] == 0.2
     assert body["logprobs"] is True and body["reasoning_effort"] == "low"
     assert {"model", "messages", "stream", "stream_options", "n", "max_tokens", "max_completion_tokens"} <= OPENAI_OWNED
-    bare = request_to_wire(minimal(extra=extra), False, quirks_for("openai"))  # no limit asked: none is sent
+    bare = encode_chat(minimal(extra=extra), stream=False, quirks=quirks_for("openai"))  # no limit asked: none is sent
     assert not {"stream", "stream_options", "n", "max_tokens", "max_completion_tokens", "temperature"} & bare.keys()
 
 
@@ -237,11 +243,11 @@ def test_compatible_row_with_its_own_field_names() -> None:
     """Mistral's row sends ``max_tokens`` and ``random_seed``; neither these nor
     OpenAI's names come from extra."""
     extra = {"max_completion_tokens": 100_000, "max_tokens": 100_000, "random_seed": 1, "seed": 1, "safe_prompt": True}
-    body = request_to_wire(full(extra=extra), True, quirks_for("mistral"))
+    body = encode_chat(full(extra=extra), stream=True, quirks=quirks_for("mistral"))
     assert body["max_tokens"] == 50 and "max_completion_tokens" not in body
     assert body["random_seed"] == 7 and "seed" not in body
     assert "stream_options" not in body and body["safe_prompt"] is True  # this row sends no stream_options
-    bare = request_to_wire(minimal(extra=extra), True, quirks_for("groq"))
+    bare = encode_chat(minimal(extra=extra), stream=True, quirks=quirks_for("groq"))
     assert not {"max_tokens", "max_completion_tokens", "seed", "random_seed"} & bare.keys()
 
 
@@ -255,7 +261,7 @@ def test_anthropic_owns_the_prompt_the_limit_and_the_stream() -> None:
         "temperature": 1.0,
         "top_k": 5,
     }
-    body = anthropic_codec.chat_body(full("claude-sonnet-4-5", extra=extra), stream=True)
+    body = anthropic_wire.encode_chat(full("claude-sonnet-4-5", extra=extra), stream=True)
     assert (body["model"], body["system"], body["max_tokens"], body["stream"]) == (
         "claude-sonnet-4-5",
         "Be brief",
@@ -264,17 +270,17 @@ def test_anthropic_owns_the_prompt_the_limit_and_the_stream() -> None:
     )
     assert "something else" not in str(body["messages"]) and "Weather in Paris?" in str(body["messages"])
     assert body["temperature"] == 0.2 and body["top_k"] == 5
-    bare = anthropic_codec.chat_body(minimal("claude-sonnet-4-5", extra=extra), stream=False)
-    assert bare["max_tokens"] == anthropic_codec.default_max_tokens("claude-sonnet-4-5")
+    bare = anthropic_wire.encode_chat(minimal("claude-sonnet-4-5", extra=extra), stream=False)
+    assert bare["max_tokens"] == anthropic_wire.default_max_tokens("claude-sonnet-4-5")
     assert "system" not in bare and "stream" not in bare
-    assert {"model", "messages", "stream", "max_tokens", "system"} <= anthropic_codec.OWNED_FIELDS
+    assert {"model", "messages", "stream", "max_tokens", "system"} <= anthropic_wire.OWNED_FIELDS
 
 
 def test_anthropic_thinking_in_extra_still_works() -> None:
     thinking = {"type": "enabled", "budget_tokens": 16_000}
-    body = anthropic_codec.chat_body(minimal("claude-sonnet-4-5", extra={"thinking": thinking}), stream=False)
+    body = anthropic_wire.encode_chat(minimal("claude-sonnet-4-5", extra={"thinking": thinking}), stream=False)
     assert body["thinking"] == thinking and body["max_tokens"] == 16_000 + 8192  # room above the budget
-    asked = anthropic_codec.chat_body(full("claude-sonnet-4-5", extra={"thinking": thinking}), stream=False)
+    asked = anthropic_wire.encode_chat(full("claude-sonnet-4-5", extra={"thinking": thinking}), stream=False)
     assert asked["thinking"] == thinking and asked["max_tokens"] == 50
 
 
@@ -291,7 +297,7 @@ def test_gemini_owns_the_prompt_the_limit_and_the_candidate_count() -> None:
         "tools": [{"googleSearch": {}}],
         "safetySettings": [],
     }
-    body = gemini_codec.encode_chat(full(extra=extra))
+    body = gemini_wire.encode_chat(full(extra=extra), stream=False)
     assert "something else" not in str(body["contents"]) and body["systemInstruction"] == {
         "parts": [{"text": "Be brief"}]
     }
@@ -300,14 +306,15 @@ def test_gemini_owns_the_prompt_the_limit_and_the_candidate_count() -> None:
     assert config["thinkingConfig"] == {"thinkingBudget": 0}  # still added to the built config
     assert body["tools"][0]["functionDeclarations"][0]["name"] == "weather" and body["tools"][1] == {"googleSearch": {}}
     assert body["safetySettings"] == []
-    bare = gemini_codec.encode_chat(minimal(extra=extra))  # the codec built no config: extra's, less what is owned
+    # the codec built no config: extra's, less what is owned
+    bare = gemini_wire.encode_chat(minimal(extra=extra), stream=False)
     assert bare["generationConfig"] == {"temperature": 2.0, "thinkingConfig": {"thinkingBudget": 0}}
     assert bare["tools"] == [{"googleSearch": {}}] and "systemInstruction" not in bare
 
 
 def test_cohere_chat_and_embed() -> None:
     extra = {"model": "command-a", "messages": [], "stream": True, "max_tokens": 100_000, "temperature": 1.0, "k": 40}
-    body = cohere_codec.chat_body(full("command-r", extra=extra), stream=False)
+    body = cohere_wire.encode_chat(full("command-r", extra=extra), stream=False)
     assert (body["model"], body["stream"], body["max_tokens"], body["temperature"], body["k"]) == (
         "command-r",
         False,
@@ -316,9 +323,9 @@ def test_cohere_chat_and_embed() -> None:
         40,
     )
     assert len(body["messages"]) == 2
-    assert "max_tokens" not in cohere_codec.chat_body(minimal(extra=extra), stream=False)
+    assert "max_tokens" not in cohere_wire.encode_chat(minimal(extra=extra), stream=False)
     asked = {"model": "x", "texts": ["z"] * 9, "inputs": [{"content": []}], "images": ["data:"], "output_dimension": 9}
-    embed = cohere_codec.embed_body(
+    embed = cohere_wire.encode_embed(
         EmbeddingRequest("embed-v4.0", ["a"], extra={**asked, "input_type": "search_query"})
     )
     assert embed == {
@@ -336,21 +343,19 @@ def test_bedrock_owns_the_prompt_and_inference_config() -> None:
         "inferenceConfig": {"maxTokens": 100_000},
         "additionalModelRequestFields": {"top_k": 5},
     }
-    body = bedrock_codec.converse_body(full(extra=extra))
+    body = bedrock_wire.encode_chat(full(extra=extra), stream=False)
     assert body["system"] == [{"text": "Be brief"}] and "something else" not in str(body["messages"])
     assert body["inferenceConfig"]["maxTokens"] == 50 and body["additionalModelRequestFields"] == {"top_k": 5}
-    bare = bedrock_codec.converse_body(minimal(extra=extra))
+    bare = bedrock_wire.encode_chat(minimal(extra=extra), stream=False)
     assert "inferenceConfig" not in bare and "system" not in bare
 
 
 def test_responses_store_stays_a_default_the_rest_is_owned() -> None:
     extra = {"store": True, "previous_response_id": "resp_x", "max_output_tokens": 100_000, "stream": False}
-    body = openai_responses_codec.request_to_wire(
-        minimal(extra={**extra, "include": ["reasoning.encrypted_content"]}), True
-    )
+    body = responses_wire.encode_chat(minimal(extra={**extra, "include": ["reasoning.encrypted_content"]}), stream=True)
     assert body["store"] is True and body["stream"] is True and body["include"] == ["reasoning.encrypted_content"]
     assert "previous_response_id" not in body and "max_output_tokens" not in body
-    assert openai_responses_codec.request_to_wire(minimal(), False)["store"] is False
+    assert responses_wire.encode_chat(minimal(), stream=False)["store"] is False
 
 
 # ---------------------------------------------------------------- the property
@@ -443,7 +448,7 @@ async def test_an_embed_request_json_cannot_hold_is_invalid_and_never_sent(
 
 def test_answers_without_an_upstream_id_get_a_unique_one() -> None:
     """The local model gives no id: each answer the gateway sends still has its own."""
-    from llmrelay.providers.openai_inbound import response_to_wire
+    from llmrelay.providers.openai.inbound import response_to_wire
     from llmrelay.types import ChatResponse, Usage
 
     answer = ChatResponse(content="Paris.", model="smollm2", finish_reason="stop", usage=Usage(), provider="local")

@@ -15,9 +15,10 @@ from llmrelay import errors
 from llmrelay._assemble import StreamAssembler
 from llmrelay._secret import Secret
 from llmrelay._sse import SSEDecoder, encode_sse
-from llmrelay.providers import cohere_codec as codec
 from llmrelay.providers.base import ProviderConfig
-from llmrelay.providers.cohere import CohereProvider, CohereStreamDecoder
+from llmrelay.providers.cohere import codec
+from llmrelay.providers.cohere.provider import CohereProvider
+from llmrelay.providers.cohere.stream import ChatStreamDecoder
 from llmrelay.types import (
     ChatRequest,
     ChatResponse,
@@ -56,7 +57,7 @@ def stream_body(*events: dict[str, Any]) -> bytes:
 def run_decoder(pieces: list[bytes]) -> ChatResponse:
     """Bytes as they arrive -> SSE -> Cohere decoder -> assembled response (no HTTP)."""
     assembler = StreamAssembler("cohere", "command-a")
-    decoder = CohereStreamDecoder(assembler, "cohere")
+    decoder = ChatStreamDecoder(assembler, "cohere")
     sse = SSEDecoder()
     for piece in [*pieces, None]:
         for frame in sse.feed(piece) if piece is not None else sse.flush():
@@ -254,7 +255,7 @@ async def test_wire_request_full_conversation(fake: FakeServer) -> None:
 
 @pytest.mark.parametrize(("choice", "wire"), [(None, None), ("auto", None), ("required", "REQUIRED"), ("none", "NONE")])
 def test_tool_choice_values(choice: str | None, wire: str | None) -> None:
-    body = codec.chat_body(ask(tools=[ToolSpec("f")], tool_choice=choice), stream=False)
+    body = codec.encode_chat(ask(tools=[ToolSpec("f")], tool_choice=choice), stream=False)
     assert body.get("tool_choice") == wire
 
 

@@ -29,7 +29,7 @@ from llmrelay import AsyncClient, errors
 from llmrelay.cost import embedding_cost
 from llmrelay.providers import provider_class
 from llmrelay.providers.base import ProviderConfig
-from llmrelay.providers.openai import OpenAIProvider
+from llmrelay.providers.openai.provider import OpenAIProvider
 from llmrelay.router import AttemptRecord, Deployment, ModelGroup, RoutingSettings
 from llmrelay.router.embed_batch import apportion, split_usage, token_bound
 from llmrelay.testing import fake_vector

@@ -1,6 +1,6 @@
 """The Gemini provider over real HTTP (fake server): recorded replays, the wire
-requests it sends, and the faults it must map. Pure codec tests and property
-tests are in ``test_gemini_codec.py``."""
+requests it sends, and the faults it must map. The pure tests and property tests
+of ``providers/gemini/`` (codec, stream, partial) are in the codec test module beside this one."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from llmrelay._secret import Secret
 from llmrelay._sse import SSEDecoder
 from llmrelay.providers import provider_class
 from llmrelay.providers.base import ProviderConfig
-from llmrelay.providers.gemini import GeminiProvider, GeminiStreamDecoder
+from llmrelay.providers.gemini.provider import GeminiProvider
+from llmrelay.providers.gemini.stream import ChatStreamDecoder
 from llmrelay.types import (
     ChatRequest,
     ChatResponse,
@@ -214,7 +215,7 @@ async def test_replay_vertex_partial_function_args(fake: FakeServer) -> None:
 def decode_whole(pieces: list[bytes]) -> ChatResponse:
     """Run bytes through the SSE and stream decoders as the provider does."""
     assembler = StreamAssembler("gemini", "m")
-    decoder = GeminiStreamDecoder(assembler, "gemini", lambda payload: errors.ProviderError("in-stream error"))
+    decoder = ChatStreamDecoder(assembler, "gemini", lambda payload: errors.ProviderError("in-stream error"))
     sse_decoder = SSEDecoder()
     frames = [frame for piece in pieces for frame in sse_decoder.feed(piece)] + sse_decoder.flush()
     for frame in frames:

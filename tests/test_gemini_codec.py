@@ -17,9 +17,8 @@ from llmrelay import errors
 from llmrelay._assemble import StreamAssembler
 from llmrelay._json import dumps_str
 from llmrelay._sse import SSEEvent
-from llmrelay.providers import gemini_codec as codec
-from llmrelay.providers import gemini_partial as partial
-from llmrelay.providers.gemini import GeminiStreamDecoder
+from llmrelay.providers.gemini import codec, partial
+from llmrelay.providers.gemini.stream import ChatStreamDecoder
 from llmrelay.types import (
     ChatRequest,
     ChatResponse,
@@ -40,7 +39,7 @@ def call(call_id: str, name: str, extra: dict[str, Any] | None = None, **args: A
 
 
 def body(*messages: Message, **kw: Any) -> dict[str, Any]:
-    return codec.encode_chat(ChatRequest(model="m", messages=list(messages), **kw))
+    return codec.encode_chat(ChatRequest(model="m", messages=list(messages), **kw), stream=False)
 
 
 # --------------------------------------------------------------------------- canonical -> wire
@@ -273,7 +272,7 @@ def test_model_path() -> None:
     ],
 )
 def test_finish_reasons(native: str | None, calls: bool, expected: str) -> None:
-    assert codec.finish_reason(native, calls) == expected
+    assert codec.finish_reason(native, tool_calls=calls) == expected
 
 
 def test_a_function_call_with_a_safety_finish_keeps_the_call() -> None:
@@ -282,14 +281,14 @@ def test_a_function_call_with_a_safety_finish_keeps_the_call() -> None:
             {"content": {"parts": [{"functionCall": {"name": "f", "args": {"a": 1}}}]}, "finishReason": "SAFETY"}
         ]
     }
-    response = codec.parse_chat_response(data, "m", "gemini")
+    response = codec.decode_chat(data, provider="gemini", model="m")
     assert response.finish_reason == "content_filter" and response.tool_calls[0].arguments == {"a": 1}
 
 
 @pytest.mark.parametrize("data", [[], {"candidates": []}, {"candidates": ["x"]}, {}])
 def test_answers_without_candidates_are_provider_errors(data: Any) -> None:
     with pytest.raises(errors.ProviderError):
-        codec.parse_chat_response(data, "m", "gemini")
+        codec.decode_chat(data, provider="gemini", model="m")
 
 
 @pytest.mark.parametrize(
@@ -470,7 +469,7 @@ def answer_parts(draw: st.DrawFn) -> list[dict[str, Any]]:
 @given(answer_parts())
 def test_an_answer_replays_as_the_parts_it_came_with(parts: list[dict[str, Any]]) -> None:
     data = {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP"}]}
-    response = codec.parse_chat_response(data, "m", "gemini")
+    response = codec.decode_chat(data, provider="gemini", model="m")
     assert codec.contents_to_wire([response.message]) == ([{"role": "model", "parts": parts}], None)
 
 
@@ -523,7 +522,7 @@ def test_streaming_gives_the_same_answer_as_one_response(
         "responseId": "r",
         "modelVersion": "v",
     }
-    expected = codec.parse_chat_response(whole, "m", "gemini")
+    expected = codec.decode_chat(whole, provider="gemini", model="m")
     streamed = run_stream(stream_chunks(parts, cuts, finish, usage))
     for field in ("content", "reasoning", "reasoning_signature", "tool_calls", "finish_reason", "usage", "id", "model"):
         assert getattr(streamed, field) == getattr(expected, field), field
@@ -531,7 +530,7 @@ def test_streaming_gives_the_same_answer_as_one_response(
 
 def run_stream(chunks: list[dict[str, Any]]) -> ChatResponse:
     assembler = StreamAssembler("gemini", "m")
-    decoder = GeminiStreamDecoder(assembler, "gemini", lambda payload: errors.ProviderError("error"))
+    decoder = ChatStreamDecoder(assembler, "gemini", lambda payload: errors.ProviderError("error"))
     for chunk in chunks:
         for event in decoder.feed(SSEEvent(json.dumps(chunk))):
             assembler.add(event)

@@ -12,8 +12,9 @@ from llmrelay import errors
 from llmrelay._headers import parse_duration_s, retry_after_s, should_retry
 from llmrelay._secret import Secret, redact
 from llmrelay.config import providers_from_env
-from llmrelay.providers.base import ProviderConfig, describe_body
-from llmrelay.providers.openai import OpenAIProvider
+from llmrelay.providers.base import ProviderConfig
+from llmrelay.providers.openai.provider import OpenAIProvider
+from llmrelay.providers.wire_errors import describe_body
 from llmrelay.testing import MockTransport, json_response
 from llmrelay.types import ChatRequest, Message
 

@@ -12,7 +12,7 @@ from llmrelay import AsyncClient, errors
 from llmrelay.local.assets import Asset
 from llmrelay.local.llama import DEFAULT_SYSTEM_PROMPT, to_template_messages
 from llmrelay.providers.base import ProviderConfig
-from llmrelay.providers.local import LocalProvider
+from llmrelay.providers.local.provider import LocalProvider
 from llmrelay.types import ChatRequest, Finish, ImagePart, Message, TextDelta, TextPart, ToolSpec
 
 pytestmark = pytest.mark.skipif(

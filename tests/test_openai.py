@@ -8,9 +8,9 @@ import pytest
 
 from fakeserver import FakeServer, Reply, split_every
 from llmrelay import errors
-from llmrelay.providers.azure import AzureOpenAIProvider
 from llmrelay.providers.base import ProviderConfig
-from llmrelay.providers.openai import OpenAIProvider
+from llmrelay.providers.openai.azure import AzureOpenAIProvider
+from llmrelay.providers.openai.provider import OpenAIProvider
 from llmrelay.types import (
     ChatRequest,
     EmbeddingRequest,
@@ -421,7 +421,7 @@ async def test_responses_api_error_event_maps(fake: FakeServer) -> None:
     """An OpenAI ``error`` object inside a 200 stream maps like an HTTP error would."""
     raw = load_chunks_as_sse("openai-responses-stream-error-event.chunks.jsonl")
     from llmrelay._sse import SSEDecoder
-    from llmrelay.providers.openai_codec import in_stream_error
+    from llmrelay.providers.openai.errors import in_stream_error
 
     events = [json.loads(e.data) for e in SSEDecoder().feed(raw)]
     err = next(e["error"] for e in events if e["type"] == "error")

@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 
 from llmrelay._assemble import StreamAssembler
 from llmrelay._sse import SSEDecoder
-from llmrelay.providers.openai_codec import ChatStreamDecoder, message_to_wire, request_to_wire, response_from_wire
-from llmrelay.providers.openai_compat import quirks_for
-from llmrelay.providers.openai_inbound import request_from_wire, response_to_wire
+from llmrelay.providers.openai.codec import decode_chat, encode_chat, message_to_wire
+from llmrelay.providers.openai.compat import quirks_for
+from llmrelay.providers.openai.inbound import request_from_wire, response_to_wire
+from llmrelay.providers.openai.stream import ChatStreamDecoder
 from llmrelay.types import ChatRequest, ChatResponse, ImagePart, Message, TextPart, ToolCall, Usage
 
 text = st.text(min_size=1, max_size=40)
@@ -55,7 +56,7 @@ def conversations(draw: st.DrawFn) -> list[Message]:
 @given(conversations(), st.one_of(st.none(), st.floats(0, 2)), st.one_of(st.none(), st.integers(1, 4096)))
 def test_request_round_trip(messages: list[Message], temperature: float | None, max_tokens: int | None) -> None:
     req = ChatRequest("gpt-4o", messages, temperature=temperature, max_tokens=max_tokens, seed=1, stop=["END"])
-    wire = json.loads(json.dumps(request_to_wire(req, False, quirks_for("openai"))))
+    wire = json.loads(json.dumps(encode_chat(req, stream=False, quirks=quirks_for("openai"))))
     back = request_from_wire(wire)
     assert back.model == req.model and back.temperature == temperature and back.max_tokens == max_tokens
     assert back.seed == 1 and back.stop == ["END"]
@@ -88,7 +89,7 @@ def test_response_round_trip(
         id="chatcmpl-x",
     )
     wire = json.loads(json.dumps(response_to_wire(original, created=1)))
-    back = response_from_wire(wire, "openai", "gpt-4o")
+    back = decode_chat(wire, provider="openai", model="gpt-4o")
     assert back.content == content and back.finish_reason == finish and back.id == "chatcmpl-x"
     assert back.usage == original.usage
     assert [(c.id, c.name, c.arguments) for c in back.tool_calls] == [(c.id, c.name, c.arguments) for c in tool_calls]

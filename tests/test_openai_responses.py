@@ -12,7 +12,7 @@ from llmrelay import errors
 from llmrelay._secret import Secret
 from llmrelay._sse import encode_sse
 from llmrelay.providers.base import ProviderConfig
-from llmrelay.providers.openai_responses import OpenAIResponsesProvider
+from llmrelay.providers.openai_responses.provider import OpenAIResponsesProvider
 from llmrelay.types import (
     ChatRequest,
     EmbeddingRequest,
@@ -260,7 +260,7 @@ async def test_function_call_answer_and_tool_wire(fake: FakeServer) -> None:
     ]
     assert sent["tool_choice"] == {"type": "function", "name": "get_weather"}
     # the answer, sent back: its text, then the call, then the result
-    from llmrelay.providers.openai_responses_codec import message_items
+    from llmrelay.providers.openai_responses.codec import message_items
 
     assert message_items(r.message) == [
         {"role": "assistant", "content": [{"type": "output_text", "text": "Let me check."}]},

@@ -12,12 +12,12 @@ from pydantic import BaseModel
 
 from fakeserver import FakeServer, Reply
 from llmrelay import Client, errors
-from llmrelay.providers.anthropic import AnthropicProvider
-from llmrelay.providers.azure import AzureOpenAIProvider
+from llmrelay.providers.anthropic.provider import AnthropicProvider
 from llmrelay.providers.base import ProviderConfig
-from llmrelay.providers.cohere import CohereProvider
-from llmrelay.providers.gemini import GeminiProvider
-from llmrelay.providers.openai import OpenAIProvider
+from llmrelay.providers.cohere.provider import CohereProvider
+from llmrelay.providers.gemini.provider import GeminiProvider
+from llmrelay.providers.openai.azure import AzureOpenAIProvider
+from llmrelay.providers.openai.provider import OpenAIProvider
 from llmrelay.testing import FakeProvider
 from llmrelay.testing import Reply as Script
 from llmrelay.types import ChatRequest, EmbeddingRequest, Message, ToolCall
@@ -265,7 +265,7 @@ async def test_embeddings_with_bad_base64_are_provider_errors(fake: FakeServer) 
 @pytest.mark.parametrize("role", [[], {}, ["user"], {"a": 1}])
 def test_an_unhashable_role_is_a_clear_error(role: object) -> None:
     from llmrelay._messages import to_messages
-    from llmrelay.providers.openai_inbound import request_from_wire
+    from llmrelay.providers.openai.inbound import request_from_wire
 
     with pytest.raises(errors.InvalidRequest, match=r"messages\[0\]\.role"):
         to_messages([{"role": role, "content": "hi"}])

@@ -17,10 +17,10 @@ import pytest
 
 from fakeserver import FakeServer, Reply
 from llmrelay import AsyncClient, errors
-from llmrelay.providers.anthropic import AnthropicProvider
+from llmrelay.providers.anthropic.provider import AnthropicProvider
 from llmrelay.providers.base import Provider, ProviderConfig
-from llmrelay.providers.gemini import GeminiProvider
-from llmrelay.providers.openai import OpenAIProvider
+from llmrelay.providers.gemini.provider import GeminiProvider
+from llmrelay.providers.openai.provider import OpenAIProvider
 from llmrelay.resilience import BreakerConfig
 from llmrelay.router import AttemptRecord, Deployment, ModelGroup, RoutingSettings
 from llmrelay.types import ErrorEvent, Finish, StreamEvent, TextDelta

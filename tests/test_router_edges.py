@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from clocks import FakeClock
 from llmrelay import Client, errors
 from llmrelay.resilience import BreakerConfig
 from llmrelay.resilience.breaker import CircuitState
@@ -49,8 +50,8 @@ def ask(text: str = "hi") -> ChatRequest:
 def router(providers: list[FakeProvider], deployments: list[Any], **settings: Any) -> Router:
     by_name = {p.name: p for p in providers}
     group = ModelGroup("g", deployments, strategy=settings.pop("strategy", "round_robin"))
-    hooks = settings.pop("hooks", ())
-    return Router({"g": group}, by_name.__getitem__, settings=RoutingSettings(**settings), hooks=hooks)
+    hooks, clock = settings.pop("hooks", ()), settings.pop("clock", None)
+    return Router({"g": group}, by_name.__getitem__, settings=RoutingSettings(**settings), hooks=hooks, clock=clock)
 
 
 async def hang(request: ChatRequest) -> ChatResponse:
@@ -83,9 +84,10 @@ async def test_callers_behind_a_half_open_probe_go_as_soon_as_it_closes() -> Non
 
     a = Scripted("a", chat=slow_ok)
     breaker = BreakerConfig(failure_threshold=1, recovery_s=0.2, probe_timeout_s=30.0)
-    r = router([a], ["a/m"], circuit_breaker=breaker, deadline_s=3.0)
+    clock = FakeClock()
+    r = router([a], ["a/m"], circuit_breaker=breaker, deadline_s=3.0, clock=clock)
     await r.breaker.record_failure("a/m")  # open
-    await asyncio.sleep(0.25)  # recovered: the next call is the probe
+    clock.advance(0.25)  # recovered: the next call is the probe
     answers = await asyncio.gather(*(r.chat("g", ask()) for _ in range(4)))
     assert [x.content for x in answers] == ["from a"] * 4  # none waited for the 30 s probe timeout
     assert (await r.breaker.state_of("a/m")).state is CircuitState.CLOSED

@@ -22,21 +22,32 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, overload
 
 from . import errors
 from ._ids import new_id
-from .providers.openai_inbound import (
+from .providers.openai.inbound import (
     embedding_request_from_wire,
     embedding_response_to_wire,
     error_body,
     request_from_wire,
     response_to_wire,
 )
-from .types import Usage
+from .types import ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Usage
+from .validation import check_request
 
-if TYPE_CHECKING:
-    from .client import AsyncClient
+
+class Sender(Protocol):
+    """What batch needs of a client (``AsyncClient`` is one): a model's group, and ``send``."""
+
+    def route(self, model: str | None) -> str: ...
+
+    @overload
+    async def send(self, group: str, request: ChatRequest) -> ChatResponse: ...
+
+    @overload
+    async def send(self, group: str, request: EmbeddingRequest) -> EmbeddingResponse: ...
+
 
 log = logging.getLogger("llmrelay.batch")
 
@@ -135,7 +146,7 @@ def _failure(custom_id: str | None, exc: errors.LLMError, index: int) -> BatchRe
 # ---- running --------------------------------------------------------------------------
 
 
-async def run_one(client: AsyncClient, item: Mapping[str, Any] | BatchRequest, index: int = 0) -> BatchResult:
+async def run_one(client: Sender, item: Mapping[str, Any] | BatchRequest, index: int = 0) -> BatchResult:
     """One request's result; never raises an ``Exception`` (a failure is the result)."""
     custom_id = item.custom_id if isinstance(item, BatchRequest) else _readable_id(item)
     try:
@@ -157,27 +168,25 @@ def _readable_id(item: Any) -> str | None:
     return custom_id if isinstance(custom_id, str) and custom_id else None
 
 
-async def _chat(client: AsyncClient, request: BatchRequest, index: int) -> BatchResult:
+async def _chat(client: Sender, request: BatchRequest, index: int) -> BatchResult:
     """As the gateway's chat route, but never streamed: ``"stream": true`` gets the whole answer."""
-    from .client import check_request  # here: client.py may import this module
-
     chat = request_from_wire(request.body)
     check_request(chat)
-    response = await client.cache.chat(client.route(chat.model), chat)
+    response = await client.send(client.route(chat.model), chat)
     body = response_to_wire(response, int(time.time()))
     line = success_line(request.custom_id, body)
     return BatchResult(request.custom_id, True, line, response.usage, response.cost_usd, index)
 
 
-async def _embed(client: AsyncClient, request: BatchRequest, index: int) -> BatchResult:
+async def _embed(client: Sender, request: BatchRequest, index: int) -> BatchResult:
     embedding, encoding = embedding_request_from_wire(request.body)
-    response = await client.router.embed(client.route(embedding.model), embedding)
+    response = await client.send(client.route(embedding.model), embedding)
     line = success_line(request.custom_id, embedding_response_to_wire(response, encoding))
     return BatchResult(request.custom_id, True, line, response.usage, response.cost_usd, index)
 
 
 async def iter_batch(
-    client: AsyncClient, requests: RequestsIn, *, concurrency: int = 8
+    client: Sender, requests: RequestsIn, *, concurrency: int = 8
 ) -> AsyncGenerator[BatchResult, None]:
     """Results as they complete (``index`` says where each came from). At most
     ``concurrency`` requests run at once, and the input is read only as far as
@@ -224,7 +233,7 @@ async def _numbered(requests: RequestsIn) -> AsyncGenerator[tuple[int, Mapping[s
 
 
 async def run_batch(
-    client: AsyncClient,
+    client: Sender,
     requests: RequestsIn,
     *,
     concurrency: int = 8,

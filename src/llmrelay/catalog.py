@@ -168,7 +168,7 @@ _SECONDS_PER_DAY: Final = 86400
 
 _PRICE_IDS: Final[dict[str, str]] = {"gemini": "google", "bedrock": "aws", "openai-responses": "openai", "local": ""}
 """Kinds whose catalogue id is not their own name ("": none, the local models are free).
-OpenAI-compatible kinds say theirs in their quirks row (``providers/openai_compat.py``)."""
+OpenAI-compatible kinds say theirs in their quirks row (``providers/openai/compat.py``)."""
 
 _NOT_LISTED: Final[dict[str, re.Pattern[str]]] = {
     # genai-prices' "google" is Vertex AI too; the gemini kind is the Gemini API, which serves
@@ -242,7 +242,7 @@ def price_id(kind: str) -> str:
     found = _PRICE_IDS.get(kind)
     if found is not None:
         return found
-    from .providers.openai_compat import COMPAT_KINDS
+    from .providers.openai.compat import COMPAT_KINDS
 
     quirks = COMPAT_KINDS.get(kind)
     return kind if quirks is None else quirks.price_provider

@@ -10,16 +10,16 @@ import os
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack, overload
 
 from . import errors
 from ._http import AiohttpTransport, Transport
 from ._messages import to_messages
-from .cache import CacheBackend, CacheLayer, CacheOptions, cache_options
-from .config import Settings, implicit_provider, load_settings
-from .providers import provider_class
+from .cache import DEFAULT_OPTIONS, CacheBackend, CacheLayer, CacheOptions, cache_options
+from .config import Settings, load_settings
 from .providers.base import Provider
-from .router import AttemptRecord, Deployment, DeploymentHealth, ModelGroup, Router, RoutingSettings
+from .registry import ProviderRegistry
+from .router import AttemptRecord, CallTrace, Deployment, DeploymentHealth, ModelGroup, Router, RoutingSettings
 from .state.base import StateBackend
 from .structured import to_response_format
 from .tools import runnable_tools, to_tools, tool_loop
@@ -34,6 +34,7 @@ from .types import (
     ModelInfo,
     StreamEvent,
 )
+from .validation import check_params, embed_inputs
 
 if TYPE_CHECKING:
     from .batch import BatchResult, RequestsIn
@@ -100,13 +101,11 @@ class AsyncClient:
         hooks: Iterable[Callable[[AttemptRecord], None]] = (),
         cache: CacheBackend | None = None,
     ) -> None:
-        self._env = os.environ if env is None else env
-        self.settings = config if isinstance(config, Settings) else load_settings(config, self._env)
-        self._transport: Transport = transport or AiohttpTransport()
-        self._providers: dict[str, Provider] = {p.name: p for p in providers}
-        self._given = frozenset(self._providers)  # providers passed in (not the ones made on use)
-        self.check_context_window = check_context_window
-        _configure_logging(self._env)
+        env = os.environ if env is None else env
+        self.settings = config if isinstance(config, Settings) else load_settings(config, env)
+        self.providers = ProviderRegistry(self.settings, env, transport or AiohttpTransport(), providers)
+        """The provider instances, made on first use."""
+        _configure_logging(env)
         groups = dict(self.settings.models)
         for group in models:
             groups[group.name] = group
@@ -119,47 +118,44 @@ class AsyncClient:
             state = self._own_state = RedisState(url, prefix=s.state_prefix, timeout_s=s.state_timeout_s)
         self.router = Router(
             groups,
-            self.provider,
+            self.providers.get,
             settings=routing or self.settings.routing or RoutingSettings(),
             state=state,
             hooks=hooks,
-            check_fits=self._fits,
+            check_context_window=check_context_window,
         )
         self.cache = CacheLayer(self.router, self.settings.cache, backend=cache)
         """The response cache and in-flight coalescing in front of the router."""
         self._implicit: dict[str, None] = {}
 
-    def _fits(self, provider: Provider, request: ChatRequest) -> Callable[[], None] | None:
-        return _check_fits(provider, request) if self.check_context_window else None
+    @property
+    def check_context_window(self) -> bool:
+        """Whether a prompt that cannot fit a deployment's model is refused before sending."""
+        return self.router.check_context_window
+
+    @check_context_window.setter
+    def check_context_window(self, value: bool) -> None:
+        self.router.check_context_window = value
+
+    @property
+    def state(self) -> StateBackend:
+        """Where breakers, health, cooldowns and rate windows are kept (shared by processes with Redis)."""
+        return self.router.state
+
+    @property
+    def groups(self) -> Mapping[str, ModelGroup]:
+        """The model groups, by name (configured, passed in, and made for ``PROVIDER/MODEL`` names)."""
+        return self.router.groups
+
+    def add_hook(self, hook: Callable[[AttemptRecord], None]) -> None:
+        """``hook(record)`` after every attempt (keep it quick; it runs inline)."""
+        self.router.add_hook(hook)
 
     # ---- resolution ---------------------------------------------------------------------
 
     def provider(self, name: str) -> Provider:
         """The provider instance called ``name`` (created on first use)."""
-        found = self._providers.get(name)
-        if found is not None:
-            return found
-        config = self.settings.providers.get(name) or implicit_provider(name, self._env)
-        if config is None:
-            return self._missing_provider(name)
-        instance = provider_class(config.kind)(config, self._transport)
-        self._providers[name] = instance
-        return instance
-
-    def _missing_provider(self, name: str) -> Provider:
-        from .config import key_variable
-        from .providers import known_kinds
-
-        if name in known_kinds():
-            env_name = key_variable(name)
-            raise errors.ProviderNotConfigured(
-                f"provider {name!r} has no API key: set {env_name} or add it to the config file", provider=name
-            )
-        configured = sorted({*self.settings.providers, *self._providers})
-        raise errors.InvalidRequest(
-            f"unknown provider {name!r}; configured: {', '.join(configured) or 'none'}; "
-            f"known kinds: {', '.join(known_kinds())}"
-        )
+        return self.providers.get(name)
 
     def default_model(self) -> str:
         """``LLMRELAY_DEFAULT_MODEL`` / the config's ``default_model``; with no provider
@@ -167,8 +163,9 @@ class AsyncClient:
         model = self.settings.default_model
         if model:
             return model
-        if self.settings.providers or self._given:
-            configured = ", ".join(sorted({*self.settings.providers, *self._given}))
+        given = self.providers.given
+        if self.settings.providers or given:
+            configured = ", ".join(sorted({*self.settings.providers, *given}))
             raise errors.InvalidRequest(
                 f"no model given and no default: pass PROVIDER/MODEL (configured providers: {configured}) "
                 "or set LLMRELAY_DEFAULT_MODEL"
@@ -258,8 +255,7 @@ class AsyncClient:
         even when its model group does not; ``False`` never caches it; ``r.cache``
         says what the cache did (docs/caching.md)."""
         group = self.route(model)
-        options = cache_options(cache)
-        return await self.cache.chat(group, self.build_request(messages, **params), options)
+        return await self.send(group, self.build_request(messages, **params), cache=cache_options(cache))
 
     def stream(
         self,
@@ -282,7 +278,7 @@ class AsyncClient:
             options = cache_options(cache)
         except errors.LLMError as exc:
             return _raising(exc)
-        events = self.cache.stream(group, request, options)  # uncached: the router's own, no extra step per event
+        events = self.send_stream(group, request, cache=options)
         return events if raise_errors else _errors_as_events(events)
 
     async def embed(
@@ -297,12 +293,45 @@ class AsyncClient:
         """One vector per input text, in order. ``dimensions`` asks for shorter vectors
         where the model can give them; ``extra`` is merged into the provider's request."""
         group = self.route(model)
-        texts = [inputs] if isinstance(inputs, str) else list(inputs)
-        if not all(isinstance(t, str) for t in texts):
-            raise errors.InvalidRequest("embed inputs must be strings")
-        if not texts:
-            raise errors.InvalidRequest("embed needs at least one input text")
-        return await self.router.embed(group, EmbeddingRequest("", texts, dimensions, user, dict(extra or {})))
+        texts = embed_inputs(inputs)
+        return await self.send(group, EmbeddingRequest("", texts, dimensions, user, dict(extra or {})))
+
+    # ---- the one way in: a request already built, to a model group ----------------------
+
+    @overload
+    async def send(
+        self, group: str, request: ChatRequest, *, cache: CacheOptions = ..., trace: CallTrace | None = ...
+    ) -> ChatResponse: ...
+
+    @overload
+    async def send(
+        self, group: str, request: EmbeddingRequest, *, cache: CacheOptions = ..., trace: CallTrace | None = ...
+    ) -> EmbeddingResponse: ...
+
+    async def send(
+        self,
+        group: str,
+        request: ChatRequest | EmbeddingRequest,
+        *,
+        cache: CacheOptions = DEFAULT_OPTIONS,
+        trace: CallTrace | None = None,
+    ) -> ChatResponse | EmbeddingResponse:
+        """Send a checked request to ``group`` (from ``route``): through the cache and the
+        router for chat, the router for embeddings. ``chat``, ``embed``, the gateway's
+        routes and ``batch`` all come in here; ``trace`` follows the attempt under way."""
+        if isinstance(request, EmbeddingRequest):
+            return await self.router.embed(group, request, trace)
+        return await self.cache.chat(group, request, cache, trace)
+
+    def send_stream(
+        self, group: str, request: ChatRequest, *, cache: CacheOptions = DEFAULT_OPTIONS, trace: CallTrace | None = None
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """``send`` for a streamed answer (uncached: the router's own events, no extra step each)."""
+        return self.cache.stream(group, request, cache, trace)
+
+    def caches(self, group: str) -> bool:
+        """Whether answers of ``group`` are cached unless a call says otherwise."""
+        return self.cache.applies(group)
 
     async def run_tools(
         self,
@@ -320,7 +349,7 @@ class AsyncClient:
         specs = [t.spec for t in runnable.values()]
 
         async def ask(history: list[Message]) -> ChatResponse:
-            return await self.cache.chat(group, self.build_request(history, tools=specs, **params))
+            return await self.send(group, self.build_request(history, tools=specs, **params))
 
         return await tool_loop(ask, to_messages(messages), runnable, max_rounds)
 
@@ -403,9 +432,7 @@ class AsyncClient:
         await self.cache.aclose()
         if self._own_state is not None:
             await self._own_state.aclose()
-        for provider in self._providers.values():
-            await provider.aclose()
-        await self._transport.aclose()
+        await self.providers.aclose()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -428,63 +455,6 @@ async def _errors_as_events(events: AsyncGenerator[StreamEvent, None]) -> AsyncG
                 yield event
     except errors.LLMError as exc:
         yield ErrorEvent(exc, getattr(exc, "partial", None))
-
-
-def check_params(
-    *, max_tokens: object, temperature: object, top_p: object, seed: object, stop: object, user: object
-) -> None:
-    """Raise ``InvalidRequest`` naming the first generation parameter of the wrong type or range."""
-    if max_tokens is not None and (type(max_tokens) is not int or max_tokens < 1):
-        raise errors.InvalidRequest(f"max_tokens must be a positive integer, not {max_tokens!r}")
-    for name, value in (("temperature", temperature), ("top_p", top_p)):
-        if value is not None and (type(value) not in (int, float) or value < 0):  # type: ignore[operator]
-            raise errors.InvalidRequest(f"{name} must be a number >= 0, not {value!r}")
-    if seed is not None and type(seed) is not int:
-        raise errors.InvalidRequest(f"seed must be an integer, not {seed!r}")
-    if (
-        stop is not None
-        and not isinstance(stop, str)
-        and (not isinstance(stop, Sequence) or not all(isinstance(s, str) for s in stop))
-    ):
-        raise errors.InvalidRequest(f"stop must be a string or a list of strings, not {stop!r}")
-    if user is not None and not isinstance(user, str):
-        raise errors.InvalidRequest(f"user must be a string, not {user!r}")
-
-
-def check_request(request: ChatRequest) -> None:
-    """``check_params`` on a request decoded from a wire format (the gateway's routes)."""
-    check_params(
-        max_tokens=request.max_tokens, temperature=request.temperature, top_p=request.top_p,
-        seed=request.seed, stop=request.stop, user=request.user,
-    )  # fmt: skip
-
-
-def _check_fits(provider: Provider, request: ChatRequest) -> Callable[[], None] | None:
-    """Raise ``ContextWindowExceeded`` before sending a prompt that cannot fit. A prompt
-    long enough that counting it would hold the event loop is not counted here: the
-    count (which raises the same) is returned, for the caller to run in a worker thread."""
-    window = provider.context_window(request.model)
-    if window is None:
-        return None
-    # Cheap bound first: a token is at least one UTF-8 byte (at most 4 per character).
-    chars = sum(len(m.text) + 8 for m in request.messages)
-    has_images = any(not isinstance(m.content, str) for m in request.messages if m.content)
-    output = (request.max_tokens or 0) if provider.window_includes_output else 0
-    if not has_images and not request.tools and 4 * chars + output <= window:
-        return None
-    from .tokens import COUNT_IN_THREAD_CHARS, check_context_window, count_tokens, estimate_factor
-
-    def count() -> None:
-        key = f"{provider.config.kind}/{request.model}"
-        # Estimates err high on purpose; refuse only what cannot fit even without that margin.
-        prompt = int(count_tokens(key, request.messages, request.tools or None) / estimate_factor(key))
-        asked = request.max_tokens if provider.window_includes_output else None
-        check_context_window(provider.model_info(request.model), prompt, asked)
-
-    if chars > COUNT_IN_THREAD_CHARS:
-        return count
-    count()
-    return None
 
 
 _logging_configured = False

@@ -11,19 +11,29 @@ import os
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
 
 from . import errors
+from .cache import DEFAULT_OPTIONS
 from .client import CHECK_TIMEOUT_S, AsyncClient, ChatParams, GenerationParams, MessagesIn
 from .config import Settings
-from .types import ChatRequest, ChatResponse, ConnectionCheck, EmbeddingResponse, ModelInfo, StreamEvent
+from .types import (
+    ChatRequest,
+    ChatResponse,
+    ConnectionCheck,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ModelInfo,
+    StreamEvent,
+)
 
 if TYPE_CHECKING:
     from ._http import Transport
     from .batch import BatchResult, RequestsIn
     from .cache import CacheBackend, CacheLayer, CacheOptions
     from .providers.base import Provider
-    from .router import AttemptRecord, DeploymentHealth, ModelGroup, Router, RoutingSettings
+    from .registry import ProviderRegistry
+    from .router import AttemptRecord, CallTrace, DeploymentHealth, ModelGroup, Router, RoutingSettings
     from .state.base import StateBackend
 
 T = TypeVar("T")
@@ -86,6 +96,25 @@ class Client:
     def cache(self) -> CacheLayer:
         """The response cache and in-flight coalescing in front of the router."""
         return self.aio.cache
+
+    @property
+    def providers(self) -> ProviderRegistry:
+        """The provider instances, made on first use."""
+        return self.aio.providers
+
+    @property
+    def state(self) -> StateBackend:
+        """Where breakers, health, cooldowns and rate windows are kept."""
+        return self.aio.state
+
+    @property
+    def groups(self) -> Mapping[str, ModelGroup]:
+        """The model groups, by name."""
+        return self.aio.groups
+
+    def add_hook(self, hook: Callable[[AttemptRecord], None]) -> None:
+        """``hook(record)`` after every attempt (keep it quick; it runs inline, on the client's loop thread)."""
+        self.aio.add_hook(hook)
 
     @property
     def check_context_window(self) -> bool:
@@ -165,7 +194,10 @@ class Client:
         raises an ``LLMError`` (``StreamInterrupted`` after text, with ``.partial``), or with
         ``raise_errors=False`` ends the stream with an ``ErrorEvent``. Nothing is sent
         before the first iteration. ``cache`` as for ``chat``."""
-        agen = self.aio.stream(model, messages, raise_errors=raise_errors, cache=cache, **params)
+        return self._events(self.aio.stream(model, messages, raise_errors=raise_errors, cache=cache, **params))
+
+    def _events(self, agen: AsyncGenerator[StreamEvent, None]) -> Generator[StreamEvent, None, None]:
+        """An async stream's events, stepped on the client's loop."""
         try:
             while True:
                 try:
@@ -189,6 +221,40 @@ class Client:
         """One vector per input text, in order. ``dimensions`` asks for shorter vectors
         where the model can give them; ``extra`` is merged into the provider's request."""
         return self._run(self.aio.embed(model, inputs, dimensions=dimensions, user=user, extra=extra))
+
+    @overload
+    def send(
+        self, group: str, request: ChatRequest, *, cache: CacheOptions = ..., trace: CallTrace | None = ...
+    ) -> ChatResponse: ...
+
+    @overload
+    def send(
+        self, group: str, request: EmbeddingRequest, *, cache: CacheOptions = ..., trace: CallTrace | None = ...
+    ) -> EmbeddingResponse: ...
+
+    def send(
+        self,
+        group: str,
+        request: ChatRequest | EmbeddingRequest,
+        *,
+        cache: CacheOptions = DEFAULT_OPTIONS,
+        trace: CallTrace | None = None,
+    ) -> ChatResponse | EmbeddingResponse:
+        """Send a checked request to ``group`` (from ``route``): through the cache and the
+        router for chat, the router for embeddings."""
+        if isinstance(request, EmbeddingRequest):
+            return self._run(self.aio.send(group, request, trace=trace))
+        return self._run(self.aio.send(group, request, cache=cache, trace=trace))
+
+    def send_stream(
+        self, group: str, request: ChatRequest, *, cache: CacheOptions = DEFAULT_OPTIONS, trace: CallTrace | None = None
+    ) -> Generator[StreamEvent, None, None]:
+        """``send`` for a streamed answer."""
+        return self._events(self.aio.send_stream(group, request, cache=cache, trace=trace))
+
+    def caches(self, group: str) -> bool:
+        """Whether answers of ``group`` are cached unless a call says otherwise."""
+        return self.aio.caches(group)
 
     def run_tools(
         self,

@@ -219,7 +219,7 @@ ENV_VARS: dict[str, tuple[tuple[str, ...], str]] = {
 
 def key_variable(kind: str) -> str | None:
     """What to set to configure ``kind`` from the environment (for error messages)."""
-    from .providers.openai_compat import COMPAT_KINDS
+    from .providers.openai.compat import COMPAT_KINDS
 
     special = {
         "azure": "AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_KEY",
@@ -236,7 +236,7 @@ def key_variable(kind: str) -> str | None:
 
 def providers_from_env(env: Mapping[str, str]) -> dict[str, ProviderConfig]:
     """A provider for each kind whose standard environment variables are set."""
-    from .providers.openai_compat import COMPAT_KINDS
+    from .providers.openai.compat import COMPAT_KINDS
 
     out: dict[str, ProviderConfig] = {}
     for kind, quirks in COMPAT_KINDS.items():
@@ -300,7 +300,7 @@ def _bedrock_from_env(env: Mapping[str, str]) -> ProviderConfig | None:
 
 def implicit_provider(kind: str, env: Mapping[str, str]) -> ProviderConfig | None:
     """A provider for a known kind with nothing configured (keyless local servers)."""
-    from .providers.openai_compat import COMPAT_KINDS
+    from .providers.openai.compat import COMPAT_KINDS
 
     quirks = COMPAT_KINDS.get(kind)
     if kind == "local" or (quirks is not None and not quirks.requires_key):

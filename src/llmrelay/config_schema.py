@@ -74,7 +74,7 @@ class ProviderEntry(_Strict):
     @field_validator("quirks")
     @classmethod
     def _known_quirks(cls, quirks: str | None) -> str | None:
-        from .providers.openai_compat import COMPAT_KINDS
+        from .providers.openai.compat import COMPAT_KINDS
 
         return quirks if quirks is None else _known("quirks", quirks, list(COMPAT_KINDS))
 

@@ -3,9 +3,10 @@
 from .backends import CacheBackend, MemoryCache, RedisCache
 from .entries import CorruptEntry
 from .layer import CacheLayer
-from .options import CacheInfo, CacheOptions, CacheSettings, cache_options
+from .options import DEFAULT_OPTIONS, CacheInfo, CacheOptions, CacheSettings, cache_options
 
 __all__ = [
+    "DEFAULT_OPTIONS",
     "CacheBackend",
     "CacheInfo",
     "CacheLayer",

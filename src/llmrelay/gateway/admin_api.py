@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..store.records import MAX_LIMIT, ApiKey, Limits, Tenant, UsageQuery
-from .http import HTTPError, Receive, Scope, Send, send_json
+from .exchange import Exchange
+from .http import HTTPError
 from .storage import store_call
 from .tenancy import Caller
 
@@ -116,9 +117,9 @@ def own_tenant(caller: Caller, asked: str | None) -> str | None:
 # ---- tenants ----------------------------------------------------------------------------
 
 
-async def create_tenant(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    _operator(scope["llmrelay.caller"])
-    body = _parse(TenantBody, await gw.json_request(scope, receive))
+async def create_tenant(gw: Gateway, ex: Exchange) -> None:
+    _operator(ex.caller)
+    body = _parse(TenantBody, await gw.json_request(ex))
     try:
         made = Tenant(
             id=body.id, rpm=body.rpm, tpm=body.tpm, max_parallel=body.max_parallel, budget_usd=body.budget_usd,
@@ -127,40 +128,43 @@ async def create_tenant(gw: Gateway, scope: Scope, receive: Receive, send: Send)
     except ValueError as exc:
         raise HTTPError(400, str(exc)) from None
     tenant = await store_call(gw.store_().create_tenant, made)
-    await send_json(send, 201, tenant_json(tenant))
+    await ex.reply(201, tenant_json(tenant))
 
 
-async def list_tenants(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    _operator(scope["llmrelay.caller"])
+async def list_tenants(gw: Gateway, ex: Exchange) -> None:
+    _operator(ex.caller)
     tenants = await store_call(gw.store_().list_tenants)
-    await send_json(send, 200, {"object": "list", "data": [tenant_json(t) for t in tenants]})
+    await ex.reply(200, {"object": "list", "data": [tenant_json(t) for t in tenants]})
 
 
-async def tenant_item(gw: Gateway, scope: Scope, receive: Receive, send: Send, tenant_id: str) -> None:
-    _operator(scope["llmrelay.caller"])
+async def get_tenant(gw: Gateway, ex: Exchange) -> None:
+    _operator(ex.caller)
+    tenant_id = ex.params["tenant_id"]
+    tenant = await store_call(gw.store_().get_tenant, tenant_id)
+    if tenant is None:
+        raise HTTPError(404, f"no tenant {tenant_id!r}")
+    await ex.reply(200, tenant_json(tenant))
+
+
+async def update_tenant(gw: Gateway, ex: Exchange) -> None:
+    _operator(ex.caller)
+    tenant_id = ex.params["tenant_id"]
     store = gw.store_()
-    if scope["method"] == "GET":
-        tenant = await store_call(store.get_tenant, tenant_id)
-        if tenant is None:
-            raise HTTPError(404, f"no tenant {tenant_id!r}")
-    elif scope["method"] == "PATCH":
-        patch = _parse(TenantPatch, await gw.json_request(scope, receive))
-        changes = patch.model_dump(exclude_unset=True)
-        if "model_limits" in changes:
-            changes["model_limits"] = _limits(patch.model_limits) or {}
-        tenant = await store_call(store.update_tenant, tenant_id, **changes)
-        gw.auth.forget(tenant=tenant_id)
-    else:
-        raise HTTPError(405, f"{scope['method']} is not allowed on /admin/tenants/{{id}}")
-    await send_json(send, 200, tenant_json(tenant))
+    patch = _parse(TenantPatch, await gw.json_request(ex))
+    changes = patch.model_dump(exclude_unset=True)
+    if "model_limits" in changes:
+        changes["model_limits"] = _limits(patch.model_limits) or {}
+    tenant = await store_call(store.update_tenant, tenant_id, **changes)
+    gw.auth.forget(tenant=tenant_id)
+    await ex.reply(200, tenant_json(tenant))
 
 
 # ---- keys -------------------------------------------------------------------------------
 
 
-async def create_key(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    _operator(scope["llmrelay.caller"])
-    body = _parse(KeyBody, await gw.json_request(scope, receive))
+async def create_key(gw: Gateway, ex: Exchange) -> None:
+    _operator(ex.caller)
+    body = _parse(KeyBody, await gw.json_request(ex))
     if body.expires_at is not None and body.expires_in_s is not None:
         raise HTTPError(400, "give 'expires_at' or 'expires_in_s', not both", param="expires_in_s")
     expires = body.expires_at if body.expires_in_s is None else time.time() + body.expires_in_s
@@ -169,55 +173,61 @@ async def create_key(gw: Gateway, scope: Scope, receive: Receive, send: Send) ->
         expires_at=expires, rpm=body.rpm, tpm=body.tpm, max_parallel=body.max_parallel, budget_usd=body.budget_usd,
         budget_period=body.budget_period or "month", model_limits=_limits(body.model_limits),
     )  # fmt: skip
-    await send_json(send, 201, {**key_json(key), "key": secret})
+    await ex.reply(201, {**key_json(key), "key": secret})
 
 
-async def list_keys(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    caller: Caller = scope["llmrelay.caller"]
-    query = query_params(scope)
-    tenant = own_tenant(caller, query.get("tenant"))
+async def list_keys(gw: Gateway, ex: Exchange) -> None:
+    query = ex.query
+    tenant = own_tenant(ex.caller, query.get("tenant"))
     revoked = query.get("include_revoked", "false").lower() in ("1", "true", "yes")
     keys = await store_call(gw.store_().list_keys, tenant, include_revoked=revoked)
-    await send_json(send, 200, {"object": "list", "data": [key_json(k) for k in keys]})
+    await ex.reply(200, {"object": "list", "data": [key_json(k) for k in keys]})
 
 
-async def key_item(gw: Gateway, scope: Scope, receive: Receive, send: Send, key_id: str, action: str) -> None:
-    caller: Caller = scope["llmrelay.caller"]
-    store = gw.store_()
-    method = scope["method"]
-    if action == "" and method == "GET":
-        found = await store_call(store.get_key, key_id)
-        if found is None or (not caller.admin and found.tenant != caller.tenant_id):
-            raise HTTPError(404, f"no key {key_id!r}")
-        await send_json(send, 200, key_json(found))
-        return
-    _operator(caller)
-    secret: str | None = None
-    if action == "" and method == "PATCH":
-        patch = _parse(KeyPatch, await gw.json_request(scope, receive))
-        changes = patch.model_dump(exclude_unset=True)
-        if "models" in changes:
-            changes["models"] = tuple(patch.models or ())
-        if "model_limits" in changes:
-            changes["model_limits"] = _limits(patch.model_limits) or {}
-        key = await store_call(store.update_key, key_id, **changes)
-    elif action == "revoke" and method == "POST":
-        key = await store_call(store.revoke_key, key_id)
-    elif action == "rotate" and method == "POST":
-        key, secret = await store_call(store.rotate_key, key_id)
-    else:
-        raise HTTPError(405, f"{method} is not allowed on {scope['path']}")
-    gw.auth.forget(key_id=key_id)
-    await send_json(send, 200, key_json(key) if secret is None else {**key_json(key), "key": secret})
+async def get_key(gw: Gateway, ex: Exchange) -> None:
+    """A tenant's key may read its tenant's keys; another tenant's is not there for it."""
+    key_id, caller = ex.params["key_id"], ex.caller
+    found = await store_call(gw.store_().get_key, key_id)
+    if found is None or (not caller.admin and found.tenant != caller.tenant_id):
+        raise HTTPError(404, f"no key {key_id!r}")
+    await ex.reply(200, key_json(found))
+
+
+async def update_key(gw: Gateway, ex: Exchange) -> None:
+    _operator(ex.caller)
+    patch = _parse(KeyPatch, await gw.json_request(ex))
+    changes = patch.model_dump(exclude_unset=True)
+    if "models" in changes:
+        changes["models"] = tuple(patch.models or ())
+    if "model_limits" in changes:
+        changes["model_limits"] = _limits(patch.model_limits) or {}
+    key = await store_call(gw.store_().update_key, ex.params["key_id"], **changes)
+    await _changed(gw, ex, key)
+
+
+async def revoke_key(gw: Gateway, ex: Exchange) -> None:
+    _operator(ex.caller)
+    await _changed(gw, ex, await store_call(gw.store_().revoke_key, ex.params["key_id"]))
+
+
+async def rotate_key(gw: Gateway, ex: Exchange) -> None:
+    _operator(ex.caller)
+    key, secret = await store_call(gw.store_().rotate_key, ex.params["key_id"])
+    await _changed(gw, ex, key, secret)
+
+
+async def _changed(gw: Gateway, ex: Exchange, key: ApiKey, secret: str | None = None) -> None:
+    """Answer with the key as it is now (and its new secret, once); cached lookups forget it."""
+    gw.auth.forget(key_id=key.id)
+    await ex.reply(200, key_json(key) if secret is None else {**key_json(key), "key": secret})
 
 
 # ---- usage ------------------------------------------------------------------------------
 
 
-async def usage(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+async def usage(gw: Gateway, ex: Exchange) -> None:
     """``GET /admin/usage?tenant=&key_id=&model=&since=&until=&limit=&offset=&group_by=tenant,key,model,day``."""
-    caller: Caller = scope["llmrelay.caller"]
-    query = query_params(scope)
+    query = ex.query
     unknown = set(query) - {"tenant", "key_id", "model", "since", "until", "limit", "offset", "group_by"}
     if unknown:
         raise HTTPError(400, f"unknown query parameter {sorted(unknown)[0]!r}", param=sorted(unknown)[0])
@@ -226,7 +236,7 @@ async def usage(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None
         if g not in _GROUPS:
             raise HTTPError(400, f"group_by: {g!r} is not one of {', '.join(_GROUPS)}", param="group_by")
     asked = UsageQuery(
-        tenant=own_tenant(caller, query.get("tenant")), key_id=query.get("key_id"), model=query.get("model"),
+        tenant=own_tenant(ex.caller, query.get("tenant")), key_id=query.get("key_id"), model=query.get("model"),
         since=_number(query, "since"), until=_number(query, "until"),
         limit=int(_number(query, "limit", 100, 1, 1000)), offset=int(_number(query, "offset", 0, 0, 1e12)),
     )  # fmt: skip
@@ -235,7 +245,7 @@ async def usage(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None
     totals = await store_call(store.usage_totals, asked, group_by)
     count = await store_call(store.count_usage, asked)
     payload = {"object": "list", "data": [r.to_json() for r in rows], "totals": totals, "total_count": count}
-    await send_json(send, 200, payload)
+    await ex.reply(200, payload)
 
 
 def _number(query: dict[str, str], name: str, default: float | None = None, low: float = 0, high: float = 1e15) -> Any:
@@ -251,14 +261,7 @@ def _number(query: dict[str, str], name: str, default: float | None = None, low:
     return value
 
 
-def query_params(scope: Scope) -> dict[str, str]:
-    from urllib.parse import parse_qsl
-
-    raw = scope.get("query_string", b"").decode("latin-1")
-    return dict(parse_qsl(raw, keep_blank_values=True))
-
-
 __all__ = [
-    "create_key", "create_tenant", "key_item", "key_json", "list_keys", "list_tenants", "own_tenant", "query_params",
-    "tenant_item", "usage",
+    "create_key", "create_tenant", "get_key", "get_tenant", "key_json", "list_keys", "list_tenants", "own_tenant",
+    "revoke_key", "rotate_key", "tenant_json", "update_key", "update_tenant", "usage",
 ]  # fmt: skip

@@ -6,22 +6,31 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..client import check_request
-from ..providers.anthropic_inbound import StreamEncoder, request_from_wire, response_to_wire
+from ..providers.anthropic.inbound import StreamEncoder, error_body, request_from_wire, response_to_wire
 from ..types import ChatResponse
+from ..validation import check_request
 from .chat import serve_chat
-from .http import HTTPError, Receive, Scope, Send, header, send_json
+from .exchange import Api, Exchange
+from .http import HTTPError
 
 if TYPE_CHECKING:
     from .app import Gateway
 
 
-async def messages(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    body = await gw.json_request(scope, receive)
+def _error_body(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    return error_body(status, body["error"]["message"])
+
+
+ANTHROPIC = Api("anthropic", _error_body)
+"""Errors on these routes are in the format the Anthropic SDKs read."""
+
+
+async def messages(gw: Gateway, ex: Exchange) -> None:
+    body = await gw.json_request(ex)
     stream = body.get("stream", False)
     if stream is not None and not isinstance(stream, bool):
         raise HTTPError(400, "stream: must be true or false")
-    if "conversation_id" in body or header(scope, b"x-llmrelay-conversation-id") is not None:
+    if "conversation_id" in body or ex.header(b"x-llmrelay-conversation-id") is not None:
         raise HTTPError(400, "conversation_id: server-side conversations work on /v1/chat/completions only")
     request = request_from_wire(body)
     check_request(request)
@@ -30,25 +39,25 @@ async def messages(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> N
         return response_to_wire(response)
 
     await serve_chat(
-        gw, scope, receive, send, request, stream=bool(stream), to_wire=to_wire,
+        gw, ex, request, stream=bool(stream), to_wire=to_wire,
         encoder=lambda: StreamEncoder(request.model),
     )  # fmt: skip
 
 
-async def count_tokens(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+async def count_tokens(gw: Gateway, ex: Exchange) -> None:
     """Admitted (rate limits) and recorded (with no tokens and no cost) like the model
     routes; a long prompt is counted in a worker thread, off the event loop."""
-    body = await gw.json_request(scope, receive)
+    body = await gw.json_request(ex)
     request = request_from_wire({**body, "max_tokens": 1})
     group = gw.group_for(request.model)  # unknown models are a 404 here too
-    facts = scope["llmrelay.facts"]
+    facts = ex.facts
     facts.model, facts.group = request.model, group
-    ticket = await gw.admit(scope, group, request, request.model, tokens=0.0)
+    ticket = await gw.admit(ex, group, request, request.model, tokens=0.0)
     try:
         count = await gw.count_tokens(request)
     finally:
         await gw.settle(ticket, facts)
-    await send_json(send, 200, {"input_tokens": count})
+    await ex.reply(200, {"input_tokens": count})
 
 
-__all__ = ["count_tokens", "messages"]
+__all__ = ["ANTHROPIC", "count_tokens", "messages"]

@@ -23,25 +23,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .. import errors
 from .._ids import new_id
 from ..client import LOCAL_DEFAULT, AsyncClient
-from ..providers.anthropic_inbound import error_body as anthropic_error
 from ..router.calls import estimate_tokens
 from ..store.records import UsageRecord
 from ..store.store import Store
 from ..tokens import COUNT_IN_THREAD_CHARS
 from ..types import ChatRequest, EmbeddingRequest, Usage
-from . import admin_api, gc_tuning
+from . import admin_api, conversations, gc_tuning
 from .admission import Admission, Ticket
-from .anthropic_api import count_tokens, messages
+from .anthropic_api import ANTHROPIC, count_tokens, messages
 from .billing import PriceBook, Unpriced
 from .checks import check_name, check_shape
-from .conversations import conversation_item, list_conversations
 from .errors import Scrubber, from_llm_error, openai_error
+from .exchange import Exchange
 from .http import (
     ClientGone,
     HTTPError,
@@ -59,18 +57,18 @@ from .ledger import Ledger, MemoryQueue, RecordQueue
 from .logs import AccessSink, JsonLines, log_access, request_id
 from .metrics import CONTENT_TYPE, Metrics, RequestFacts
 from .openai_api import chat_completions, embeddings, get_model, list_models
+from .routes import RouteTable
 from .server import ServerLimits
 from .spool import Spool
 from .tenancy import Authenticator, Caller
 
 log = logging.getLogger("llmrelay.gateway")
-Handler = Callable[["Gateway", Scope, Receive, Send], Awaitable[None]]
 MAX_BODY = 16 * 1024 * 1024
 _LOCAL_MODELS = (LOCAL_DEFAULT, "local/all-minilm-l6-v2")
 _NO_USAGE = Usage(0, 0)
 _NOTHING_HELD = Ticket()  # the operator's requests take no limits or budgets (never settled: nothing held)
-MODEL_ROUTES = frozenset(("/v1/chat/completions", "/v1/embeddings", "/v1/messages", "/v1/messages/count_tokens"))
-"""Routes whose requests are admitted (limits, budgets) and recorded in the ledger."""
+_KEYED = ("/v1/", "/admin/")
+"""Where every route needs a key: an unknown path there is a 401 to a caller without one."""
 
 
 class Gateway:
@@ -109,7 +107,7 @@ class Gateway:
         self._access_log = access_log
         self.max_body = max_body
         self.auth = Authenticator(store, master_key)
-        self.admission = Admission(client.router.state, store)
+        self.admission = Admission(client.state, store)
         self.prices = PriceBook(client)
         self.ledger = Ledger(store, ledger_queue or MemoryQueue(), spool=spool) if store is not None else None
         self.server_limits = server_limits or ServerLimits()
@@ -124,25 +122,8 @@ class Gateway:
         """What the upstreams' addresses look like, to keep them out of answers."""
         groups = list(settings.models)
         self.metrics = Metrics(groups, [d.id for g in settings.models.values() for d in g.members])
-        client.router.add_hook(self.metrics.attempt)
-        self._routes: dict[tuple[str, str], Handler] = {
-            ("POST", "/v1/chat/completions"): chat_completions,
-            ("POST", "/v1/embeddings"): embeddings,
-            ("GET", "/v1/models"): list_models,
-            ("POST", "/v1/messages"): messages,
-            ("POST", "/v1/messages/count_tokens"): count_tokens,
-            ("GET", "/v1/conversations"): list_conversations,
-            ("POST", "/admin/tenants"): admin_api.create_tenant,
-            ("GET", "/admin/tenants"): admin_api.list_tenants,
-            ("POST", "/admin/keys"): admin_api.create_key,
-            ("GET", "/admin/keys"): admin_api.list_keys,
-            ("GET", "/admin/usage"): admin_api.usage,
-            ("GET", "/health/live"): _live,
-            ("GET", "/health/ready"): _ready,
-            ("GET", "/metrics"): _metrics,
-            ("GET", "/openapi.json"): _openapi,
-            ("GET", "/docs"): _docs,
-        }
+        client.add_hook(self.metrics.attempt)
+        self.routes = _route_table()
 
     @property
     def open(self) -> bool:
@@ -157,16 +138,16 @@ class Gateway:
 
     # ---- admission ----------------------------------------------------------------------
 
-    async def json_request(self, scope: Scope, receive: Receive) -> dict[str, Any]:
+    async def json_request(self, ex: Exchange) -> dict[str, Any]:
         """The request's body: a JSON object within the size and nesting limits, whole
         within the body timeout (each a 4xx naming the problem)."""
-        raw = await read_body(scope, receive, self.max_body)  # the server's protocol holds it to body_timeout_s
+        raw = await read_body(ex.scope, ex.receive, self.max_body)  # the server's protocol holds it to body_timeout_s
         check_shape(raw)
         return json_body(raw)
 
     async def admit(
         self,
-        scope: Scope,
+        ex: Exchange,
         group: str,
         request: ChatRequest | EmbeddingRequest,
         model: str,
@@ -176,7 +157,7 @@ class Gateway:
         """Check the caller may use ``model`` and take its limits and budgets (or answer
         403/429/503). ``tokens``: what the request holds of token limits (default: its
         estimate); a request that says so spends no tokens, so it reserves no budget either."""
-        caller: Caller = scope["llmrelay.caller"]
+        caller = ex.caller
         caller.check_model(model)
         if self.ledger is not None and not self.ledger.accepting:
             raise unavailable(
@@ -197,7 +178,7 @@ class Gateway:
                 "rate limits and budgets cannot be checked right now (state backend unavailable); retry shortly",
                 "state_unavailable",
             ) from None
-        scope["llmrelay.headers"] = ticket.headers
+        ex.headers.update(ticket.headers)
         return ticket
 
     def _reservation(self, caller: Caller, group: str, request: ChatRequest | EmbeddingRequest) -> float:
@@ -274,98 +255,70 @@ class Gateway:
         started = False
         status = 500
         failure: str | None = None
-        facts = scope["llmrelay.facts"] = RequestFacts()
-        rid = request_id(header(scope, b"x-request-id"))
-        rid_header = (b"x-request-id", rid.encode())
+        ex = Exchange(scope, receive, send, request_id(header(scope, b"x-request-id")))
+        facts = ex.facts
+        rid_header = (b"x-request-id", ex.request_id.encode())
 
         async def tracked(message: Message) -> None:
             nonlocal started, status
             if message["type"] == "http.response.start":
                 started, status = True, message["status"]
-                extra = [(k.encode(), v.encode()) for k, v in scope.get("llmrelay.headers", {}).items()]
+                extra = [(k.encode(), v.encode()) for k, v in ex.headers.items()]
                 message["headers"] = [*message.get("headers", ()), *extra, rid_header]
-            elif not message.get("more_body") and "llmrelay.ledger" in scope:
+            elif not message.get("more_body") and ex.ledger:
                 # the record is queued (durably, with Redis) before the answer completes
-                await self._record(scope, rid, status, time.perf_counter() - begun, failure)
+                await self._record(ex, status, time.perf_counter() - begun, failure)
             await send(message)
 
-        anthropic = scope["path"].startswith("/v1/messages")  # errors in the format the caller's SDK reads
+        ex.send = tracked
         try:
-            await self._dispatch(scope, receive, tracked)
+            await self._dispatch(ex)
         except HTTPError as exc:
             failure = facts.error = "HTTPError"
-            body = anthropic_error(exc.status, exc.message) if anthropic else exc.body
-            await _answer(tracked, started, exc.status, body, exc.headers)
+            await _answer(tracked, started, exc.status, ex.api.error_body(exc.status, exc.body), exc.headers)
         except errors.LLMError as exc:
             failure = facts.error = type(exc).__name__
             code, body, headers = from_llm_error(exc, self.scrub)
-            if anthropic:
-                body = anthropic_error(code, body["error"]["message"])
-            await _answer(tracked, started, code, body, headers)
+            await _answer(tracked, started, code, ex.api.error_body(code, body), headers)
         except (ClientGone, OSError):
             facts.disconnected = True  # the client left; nothing to answer
         except Exception:
             failure = "InternalError"
-            log.exception("unexpected error serving %s %s", scope["method"], scope["path"])
-            message = "internal error (see the gateway's log)"
-            body = anthropic_error(500, message) if anthropic else openai_error(500, message)
-            await _answer(tracked, started, 500, body, {})
+            log.exception("unexpected error serving %s %s", ex.method, ex.path)
+            body = openai_error(500, "internal error (see the gateway's log)")
+            await _answer(tracked, started, 500, ex.api.error_body(500, body), {})
         finally:
             if facts.disconnected:
                 failure, status = facts.error or "client_disconnected", 499
-            if "llmrelay.ledger" in scope:  # not recorded as its answer ended: the client left, or no answer went
-                await self._record(scope, rid, status, time.perf_counter() - begun, failure)
-            path = scope["path"]
-            route = path if (scope["method"], path) in self._routes else "other"
+            if ex.ledger:  # not recorded as its answer ended: the client left, or no answer went
+                await self._record(ex, status, time.perf_counter() - begun, failure)
             elapsed = time.perf_counter() - begun
-            self.metrics.request(route, status, elapsed, facts, failure)
+            self.metrics.request(ex.route, status, elapsed, facts, failure)
             if self._access_log is not None:
-                self._access_log(_access_fields(rid, scope["method"], route, status, elapsed, facts, failure))
+                self._access_log(_access_fields(ex.request_id, ex.method, ex.route, status, elapsed, facts, failure))
 
-    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
-        method, path = scope["method"], scope["path"]
-        if path.startswith(("/v1/", "/admin/")):
-            scope["llmrelay.caller"] = await self.auth.caller(scope)
-            if path in MODEL_ROUTES and self.ledger is not None:
-                scope["llmrelay.ledger"] = True
-        handler = self._routes.get((method, path))
-        if handler is not None:
-            await handler(self, scope, receive, send)
-            return
-        if await self._dispatch_item(scope, receive, send, method, path):
-            return
-        if any(p == path for _, p in self._routes):
-            raise HTTPError(405, f"{method} is not allowed on {path}")
-        raise HTTPError(404, f"no route {method} {path}")
+    async def _dispatch(self, ex: Exchange) -> None:
+        """Find the request's route, check its key, and run its handler."""
+        try:
+            endpoint, ex.params = self.routes.match(ex.method, ex.path)
+        except HTTPError:
+            ex.api = self.routes.api_for(ex.path)
+            if ex.path.startswith(_KEYED):  # no key, no telling which routes exist
+                ex.caller = await self.auth.caller(ex.scope)
+            raise
+        ex.api, ex.route = endpoint.api, endpoint.name
+        if endpoint.auth:
+            ex.caller = await self.auth.caller(ex.scope)
+            ex.ledger = endpoint.metered and self.ledger is not None
+        await endpoint.handler(self, ex)
 
-    async def _dispatch_item(self, scope: Scope, receive: Receive, send: Send, method: str, path: str) -> bool:
-        """Routes with an id in the path; False when none matches."""
-        parts = path.split("/")[1:]
-        if path.startswith("/v1/models/") and len(path) > len("/v1/models/"):  # ids may hold a "/": PROVIDER/MODEL
-            if method != "GET":
-                raise HTTPError(405, f"{method} is not allowed on {path}")
-            await get_model(self, scope, receive, send, path[len("/v1/models/") :])
-        elif len(parts) == 3 and parts[2] and parts[:2] == ["v1", "conversations"]:
-            await conversation_item(self, scope, receive, send, parts[2])
-        elif len(parts) == 3 and parts[2] and parts[:2] == ["admin", "tenants"]:
-            await admin_api.tenant_item(self, scope, receive, send, parts[2])
-        elif len(parts) in (3, 4) and parts[2] and parts[:2] == ["admin", "keys"]:
-            action = parts[3] if len(parts) == 4 else ""
-            if action not in ("", "revoke", "rotate"):
-                raise HTTPError(404, f"no route {method} {path}")
-            await admin_api.key_item(self, scope, receive, send, parts[2], action)
-        else:
-            return False
-        return True
-
-    async def _record(self, scope: Scope, rid: str, status: int, elapsed: float, failure: str | None) -> None:
+    async def _record(self, ex: Exchange, status: int, elapsed: float, failure: str | None) -> None:
         assert self.ledger is not None
-        del scope["llmrelay.ledger"]  # once per request
-        facts: RequestFacts = scope["llmrelay.facts"]
-        caller: Caller = scope["llmrelay.caller"]
+        ex.ledger = False  # once per request
+        facts, caller = ex.facts, ex.caller
         usage = facts.usage or _NO_USAGE
         record = UsageRecord(
-            id=new_id(), request_id=rid, tenant=caller.tenant_id, key_id=caller.key_id, route=scope["path"],
+            id=new_id(), request_id=ex.request_id, tenant=caller.tenant_id, key_id=caller.key_id, route=ex.path,
             model=facts.model, deployment=facts.deployment or None, status=status,
             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
             cached_tokens=usage.cached_tokens, reasoning_tokens=usage.reasoning_tokens,
@@ -387,7 +340,7 @@ class Gateway:
             except Exception as exc:
                 checks["store"] = f"unavailable: {self.scrub(_reason(exc))}"
         try:
-            await asyncio.wait_for(self.client.router.state.get("ready-probe"), 5)
+            await asyncio.wait_for(self.client.state.get("ready-probe"), 5)
             checks["state"] = "ok"
         except Exception as exc:  # no address in it: the route needs no key
             checks["state"] = f"unavailable: {self.scrub(_reason(exc))}"
@@ -406,7 +359,7 @@ class Gateway:
     async def health(self) -> list[Any]:
         """The health of the configured model groups' deployments (not of the one-off
         ``PROVIDER/MODEL`` groups clients' requests made)."""
-        configured = [name for name in self.client.settings.models if name in self.client.router.groups]
+        configured = [name for name in self.client.settings.models if name in self.client.groups]
         if not configured:
             return await self.client.health()
         return [h for name in configured for h in await self.client.health(name)]
@@ -469,26 +422,24 @@ async def _answer(send: Send, started: bool, status: int, body: dict[str, Any], 
         pass
 
 
-async def _metrics(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+async def _metrics(gw: Gateway, ex: Exchange) -> None:
     try:
         health = await gw.health()
     except errors.StateUnavailable:
         health = []  # the state backend is down: every other figure is still worth scraping
-    body = gw.metrics.render(health)
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", CONTENT_TYPE.encode())]})
-    await send({"type": "http.response.body", "body": body})
+    await _raw(ex.send, gw.metrics.render(health), CONTENT_TYPE.encode())
 
 
-async def _openapi(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+async def _openapi(gw: Gateway, ex: Exchange) -> None:
     from .openapi import document_bytes
 
-    await _raw(send, document_bytes(), b"application/json")
+    await _raw(ex.send, document_bytes(), b"application/json")
 
 
-async def _docs(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+async def _docs(gw: Gateway, ex: Exchange) -> None:
     from .openapi import docs_page
 
-    await _raw(send, docs_page(), b"text/html; charset=utf-8")
+    await _raw(ex.send, docs_page(), b"text/html; charset=utf-8")
 
 
 async def _raw(send: Send, body: bytes, content_type: bytes) -> None:
@@ -496,14 +447,44 @@ async def _raw(send: Send, body: bytes, content_type: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _live(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    await send_json(send, 200, {"status": "ok"})
+async def _live(gw: Gateway, ex: Exchange) -> None:
+    await ex.reply(200, {"status": "ok"})
 
 
-async def _ready(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+async def _ready(gw: Gateway, ex: Exchange) -> None:
     """Ready when the store and the state backend answer and at least one deployment can serve."""
     detail = await gw.ready()
-    await send_json(send, 200 if detail["status"] == "ready" else 503, detail)
+    await ex.reply(200 if detail["status"] == "ready" else 503, detail)
+
+
+def _route_table() -> RouteTable:
+    routes = RouteTable()
+    routes.add("POST", "/v1/chat/completions", chat_completions, metered=True)
+    routes.add("POST", "/v1/embeddings", embeddings, metered=True)
+    routes.add("GET", "/v1/models", list_models)
+    routes.add("GET", "/v1/models/{model:path}", get_model)  # PROVIDER/MODEL ids hold a "/"
+    routes.add("POST", "/v1/messages", messages, api=ANTHROPIC, metered=True)
+    routes.add("POST", "/v1/messages/count_tokens", count_tokens, api=ANTHROPIC, metered=True)
+    routes.add("GET", "/v1/conversations", conversations.list_conversations)
+    routes.add("GET", "/v1/conversations/{conversation_id}", conversations.get_conversation)
+    routes.add("DELETE", "/v1/conversations/{conversation_id}", conversations.delete_conversation)
+    routes.add("POST", "/admin/tenants", admin_api.create_tenant)
+    routes.add("GET", "/admin/tenants", admin_api.list_tenants)
+    routes.add("GET", "/admin/tenants/{tenant_id}", admin_api.get_tenant)
+    routes.add("PATCH", "/admin/tenants/{tenant_id}", admin_api.update_tenant)
+    routes.add("POST", "/admin/keys", admin_api.create_key)
+    routes.add("GET", "/admin/keys", admin_api.list_keys)
+    routes.add("GET", "/admin/keys/{key_id}", admin_api.get_key)
+    routes.add("PATCH", "/admin/keys/{key_id}", admin_api.update_key)
+    routes.add("POST", "/admin/keys/{key_id}/revoke", admin_api.revoke_key)
+    routes.add("POST", "/admin/keys/{key_id}/rotate", admin_api.rotate_key)
+    routes.add("GET", "/admin/usage", admin_api.usage)
+    routes.add("GET", "/health/live", _live, auth=False)
+    routes.add("GET", "/health/ready", _ready, auth=False)
+    routes.add("GET", "/metrics", _metrics, auth=False)
+    routes.add("GET", "/openapi.json", _openapi, auth=False)
+    routes.add("GET", "/docs", _docs, auth=False)
+    return routes
 
 
 def check_access(master_key: str | None, open_access: bool) -> None:
@@ -515,4 +496,4 @@ def check_access(master_key: str | None, open_access: bool) -> None:
         )
 
 
-__all__ = ["MAX_BODY", "MODEL_ROUTES", "Gateway", "check_access"]
+__all__ = ["MAX_BODY", "Gateway", "check_access"]

@@ -153,7 +153,7 @@ class PriceBook:
         found = self._groups.get(group)
         if found is None:
             try:
-                chain = fallback_chain(group, self._client.router.groups)
+                chain = fallback_chain(group, self._client.groups)
             except KeyError:
                 chain = []
             found = self._groups[group] = [(d, self._deployment_rates(d)) for g in chain for d in g.members]

@@ -17,40 +17,35 @@ from __future__ import annotations
 
 from ..cache import CacheInfo, CacheOptions
 from ..types import ChatResponse, Usage
-from .http import Scope, header
+from .exchange import Exchange
 from .metrics import RequestFacts
-from .tenancy import Caller
 
 _FREE = Usage(0, 0)
 _YES = ("1", "true", "yes", "on")
 
 
-def options_for(scope: Scope) -> CacheOptions:
+def options_for(ex: Exchange) -> CacheOptions:
     """The cache options of this request (its headers, its caller's tenant)."""
-    caller: Caller = scope["llmrelay.caller"]
-    control = (header(scope, b"cache-control") or "").lower()
+    control = (ex.header(b"cache-control") or "").lower()
     directives = {d.strip().split("=", 1)[0] for d in control.split(",")}
-    semantic = (header(scope, b"x-llmrelay-semantic-cache") or "").strip().lower() in _YES
+    semantic = (ex.header(b"x-llmrelay-semantic-cache") or "").strip().lower() in _YES
     return CacheOptions(
         no_cache="no-cache" in directives,
         no_store="no-store" in directives,
         semantic=semantic,
-        tenant=caller.tenant_id,
-        report=lambda info: announce(scope, info),
+        tenant=ex.caller.tenant_id,
+        report=lambda info: announce(ex, info),
     )
 
 
-def announce(scope: Scope, info: CacheInfo) -> None:
+def announce(ex: Exchange, info: CacheInfo) -> None:
     """Put the cache's verdict in the answer's headers (before the status line goes), and
     in the request's facts (a stream from the cache that its client leaves costs nothing)."""
-    facts: RequestFacts | None = scope.get("llmrelay.facts")
-    if facts is not None and facts.cache is None:
-        facts.cache = _verdict(info)
-    headers = dict(scope.get("llmrelay.headers") or {})
-    headers["x-llmrelay-cache"] = info.status
+    if ex.facts.cache is None:
+        ex.facts.cache = _verdict(info)
+    ex.headers["x-llmrelay-cache"] = info.status
     if info.coalesced:
-        headers["x-llmrelay-coalesced"] = "true"
-    scope["llmrelay.headers"] = headers
+        ex.headers["x-llmrelay-coalesced"] = "true"
 
 
 def note_answer(facts: RequestFacts, response: ChatResponse) -> None:

@@ -18,12 +18,13 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
-from ..cache.options import DEFAULT_OPTIONS
+from ..cache import DEFAULT_OPTIONS
 from ..router.records import CallTrace
 from ..types import ChatRequest, ChatResponse, Finish, Route, StreamEvent, Usage
 from .billing import counted_usage
 from .caching import announce, note_answer, options_for
-from .http import HTTPError, Receive, Scope, Send, send_json
+from .exchange import Exchange
+from .http import HTTPError
 from .metrics import RequestFacts
 from .streaming import Encoder, relay
 
@@ -38,9 +39,7 @@ PRICED_TIERS = frozenset(("auto", "default", "standard_only", "flex"))
 
 async def serve_chat(
     gw: Gateway,
-    scope: Scope,
-    receive: Receive,
-    send: Send,
+    ex: Exchange,
     request: ChatRequest,
     *,
     stream: bool,
@@ -57,10 +56,10 @@ async def serve_chat(
             f"(use one of {', '.join(sorted(PRICED_TIERS))})", param="service_tier",
         )  # fmt: skip
     group = gw.group_for(request.model)
-    facts: RequestFacts = scope["llmrelay.facts"]
+    facts = ex.facts
     facts.model, facts.group = request.model, group
-    ticket = await gw.admit(scope, group, request, request.model)
-    cache = options_for(scope) if gw.client.cache.applies(group) else DEFAULT_OPTIONS
+    ticket = await gw.admit(ex, group, request, request.model)
+    cache = options_for(ex) if gw.client.caches(group) else DEFAULT_OPTIONS
     trace = CallTrace()
     try:
         if stream:  # (inline, not a coroutine of its own: every event of the stream resumes this frame)
@@ -76,19 +75,19 @@ async def serve_chat(
                     await charge_abandoned(gw, facts, request, trace)
                     billed = True  # only once made: a client leaving mid-count has it made again, whole
 
-            events = gw.client.cache.stream(group, request, cache, trace)
+            events = gw.client.send_stream(group, request, cache=cache, trace=trace)
             if wrap is not None:
                 events = wrap(events)
             try:
                 await relay(
-                    events, encoder(), receive, send, facts, given, bill, gw.scrub.error,
+                    events, encoder(), ex.receive, ex.send, facts, given, bill, gw.scrub.error,
                     gw.server_limits.write_timeout_s,
                 )  # fmt: skip
             finally:
                 await bill()
             return
         try:
-            response = await gw.client.cache.chat(group, request, cache, trace)
+            response = await gw.client.send(group, request, cache=cache, trace=trace)
         except errors.LLMError:
             await charge_abandoned(gw, facts, request, trace)
             raise
@@ -99,8 +98,8 @@ async def serve_chat(
         await charge_abandoned(gw, facts, request, trace)
         payload = await to_wire(response)
         if response.cache is not None:
-            announce(scope, response.cache)
-        await send_json(send, 200, payload, route_headers(response.route))
+            announce(ex, response.cache)
+        await ex.reply(200, payload, route_headers(response.route))
     finally:
         await gw.settle(ticket, facts)
 

@@ -15,8 +15,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .admin_api import own_tenant, query_params
-from .http import HTTPError, Receive, Scope, Send, header, send_json
+from .admin_api import own_tenant
+from .exchange import Exchange
+from .http import HTTPError
 from .storage import store_call
 from .tenancy import Caller
 
@@ -29,11 +30,11 @@ tenant may take (``store.records.RESERVED_TENANTS``)."""
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 
 
-def conversation_of(scope: Scope, body: dict[str, Any]) -> str | None:
+def conversation_of(ex: Exchange, body: dict[str, Any]) -> str | None:
     """The conversation a request names (the body's field wins over the header); checked."""
     raw = body.pop("conversation_id", None)
     if raw is None:
-        raw = header(scope, b"x-llmrelay-conversation-id")
+        raw = ex.header(b"x-llmrelay-conversation-id")
     if raw is None:
         return None
     if not isinstance(raw, str) or not _ID.fullmatch(raw):
@@ -62,10 +63,9 @@ async def remember(
     await store_call(store.append_messages, tenant_of(caller), conversation_id, [*asked, reply])
 
 
-async def list_conversations(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    caller: Caller = scope["llmrelay.caller"]
-    query = query_params(scope)
-    tenant = own_tenant(caller, query.get("tenant")) or OPERATOR_TENANT
+async def list_conversations(gw: Gateway, ex: Exchange) -> None:
+    query = ex.query
+    tenant = own_tenant(ex.caller, query.get("tenant")) or OPERATOR_TENANT
     try:
         limit, offset = int(query.get("limit", "100")), int(query.get("offset", "0"))
     except ValueError:
@@ -78,30 +78,37 @@ async def list_conversations(gw: Gateway, scope: Scope, receive: Receive, send: 
          "updated_at": c.updated_at, "messages": c.messages}
         for c in found
     ]  # fmt: skip
-    await send_json(send, 200, {"object": "list", "data": data})
+    await ex.reply(200, {"object": "list", "data": data})
 
 
-async def conversation_item(gw: Gateway, scope: Scope, receive: Receive, send: Send, conversation_id: str) -> None:
+async def get_conversation(gw: Gateway, ex: Exchange) -> None:
+    tenant, conversation_id = _addressed(ex)
+    found = await store_call(gw.store_().conversation, tenant, conversation_id)
+    if found is None:
+        raise HTTPError(404, f"no conversation {conversation_id!r}")
+    payload = {
+        "id": found.id, "object": "conversation", "tenant": found.tenant, "created_at": found.created_at,
+        "updated_at": found.updated_at, "messages": found.messages,
+    }  # fmt: skip
+    await ex.reply(200, payload)
+
+
+async def delete_conversation(gw: Gateway, ex: Exchange) -> None:
+    tenant, conversation_id = _addressed(ex)
+    if not await store_call(gw.store_().delete_conversation, tenant, conversation_id):
+        raise HTTPError(404, f"no conversation {conversation_id!r}")
+    await ex.reply(200, {"id": conversation_id, "object": "conversation.deleted", "deleted": True})
+
+
+def _addressed(ex: Exchange) -> tuple[str, str]:
+    """The tenant and the checked id of the conversation in the path."""
+    conversation_id = ex.params["conversation_id"]
     if not _ID.fullmatch(conversation_id):
         raise HTTPError(404, "no such conversation: an id is 1-128 letters, digits, '_', '.', ':' or '-'")
-    caller: Caller = scope["llmrelay.caller"]
-    tenant = own_tenant(caller, query_params(scope).get("tenant")) or OPERATOR_TENANT
-    store = gw.store_()
-    if scope["method"] == "GET":
-        found = await store_call(store.conversation, tenant, conversation_id)
-        if found is None:
-            raise HTTPError(404, f"no conversation {conversation_id!r}")
-        payload = {
-            "id": found.id, "object": "conversation", "tenant": found.tenant, "created_at": found.created_at,
-            "updated_at": found.updated_at, "messages": found.messages,
-        }  # fmt: skip
-        await send_json(send, 200, payload)
-    elif scope["method"] == "DELETE":
-        if not await store_call(store.delete_conversation, tenant, conversation_id):
-            raise HTTPError(404, f"no conversation {conversation_id!r}")
-        await send_json(send, 200, {"id": conversation_id, "object": "conversation.deleted", "deleted": True})
-    else:
-        raise HTTPError(405, f"{scope['method']} is not allowed on /v1/conversations/{{id}}")
+    return own_tenant(ex.caller, ex.query.get("tenant")) or OPERATOR_TENANT, conversation_id
 
 
-__all__ = ["OPERATOR_TENANT", "conversation_item", "conversation_of", "history", "list_conversations", "remember"]
+__all__ = [
+    "OPERATOR_TENANT", "conversation_of", "delete_conversation", "get_conversation", "history", "list_conversations",
+    "remember",
+]  # fmt: skip

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .. import errors
-from ..providers.openai_inbound import error_body as openai_error
+from ..providers.openai.inbound import error_body as openai_error
 
 
 def status_of(exc: errors.LLMError) -> int:

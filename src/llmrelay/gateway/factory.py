@@ -39,7 +39,7 @@ def create_app() -> Gateway:
     store = Store.open(store_url)
     spool = Spool(default_spool_dir(settings, store_url))
     queue: RecordQueue | None = None
-    state = client.router.state
+    state = client.state
     if client.settings.state_url:
         from ..state.redis import RedisState
         from .ledger import RedisQueue

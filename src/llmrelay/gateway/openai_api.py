@@ -17,8 +17,7 @@ from .. import errors
 from .._ids import new_id
 from .._json import dumps
 from .._sse import encode_sse
-from ..client import check_request
-from ..providers.openai_inbound import (
+from ..providers.openai.inbound import (
     chunk_to_wire,
     embedding_request_from_wire,
     embedding_response_to_wire,
@@ -27,19 +26,20 @@ from ..providers.openai_inbound import (
     usage_to_wire,
 )
 from ..types import ChatResponse, Finish, StreamEvent
+from ..validation import check_request
 from .caching import created_at
 from .chat import route_headers, serve_chat
 from .checks import check_name
 from .conversations import conversation_of, history, remember
-from .http import HTTPError, Receive, Scope, Send, send_json
-from .metrics import RequestFacts
+from .exchange import Exchange
+from .http import HTTPError
 
 if TYPE_CHECKING:
     from .app import Gateway
 
 
-async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    body = await gw.json_request(scope, receive)
+async def chat_completions(gw: Gateway, ex: Exchange) -> None:
+    body = await gw.json_request(ex)
     stream = body.get("stream", False)
     if stream is not None and not isinstance(stream, bool):
         raise HTTPError(400, f"'stream' must be true or false, not {stream!r}", param="stream")
@@ -52,8 +52,8 @@ async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Se
             400, f"'n' must be 1, not {choices!r}: the gateway answers with one choice; send separate requests",
             param="n",
         )  # fmt: skip
-    caller = scope["llmrelay.caller"]
-    conversation = conversation_of(scope, body)
+    caller = ex.caller
+    conversation = conversation_of(ex, body)
     asked = body.get("messages")
     if conversation is not None and isinstance(asked, list):
         body["messages"] = [*await history(gw, caller, conversation), *asked]
@@ -71,7 +71,7 @@ async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Se
         return events if conversation is None else _remembering(gw, caller, conversation, asked or [], events)
 
     await serve_chat(
-        gw, scope, receive, send, request, stream=bool(stream), to_wire=to_wire, wrap=wrap,
+        gw, ex, request, stream=bool(stream), to_wire=to_wire, wrap=wrap,
         encoder=lambda: ChunkEncoder(request.model, include_usage),
     )  # fmt: skip
 
@@ -124,36 +124,36 @@ def _data(payload: dict[str, Any]) -> bytes:
     return encode_sse(dumps(payload))
 
 
-async def embeddings(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    body = await gw.json_request(scope, receive)
+async def embeddings(gw: Gateway, ex: Exchange) -> None:
+    body = await gw.json_request(ex)
     request, encoding = embedding_request_from_wire(body)  # a bad field is a 400 naming it
     model = request.model
     group = gw.group_for(model)
-    facts: RequestFacts = scope["llmrelay.facts"]
+    facts = ex.facts
     facts.model, facts.group = model, group
-    ticket = await gw.admit(scope, group, request, model)
+    ticket = await gw.admit(ex, group, request, model)
     try:
-        response = await gw.client.router.embed(group, request)
+        response = await gw.client.send(group, request)
         facts.answered(response.usage, response.cost_usd, response.route)
         facts.upstream_s = response.latency_s
     finally:
         await gw.settle(ticket, facts)
-    await send_json(send, 200, embedding_response_to_wire(response, encoding), route_headers(response.route))
+    await ex.reply(200, embedding_response_to_wire(response, encoding), route_headers(response.route))
 
 
-async def list_models(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    caller = scope["llmrelay.caller"]
-    names = [n for n in gw.model_names() if caller.may_use(n)]
+async def list_models(gw: Gateway, ex: Exchange) -> None:
+    names = [n for n in gw.model_names() if ex.caller.may_use(n)]
     data = [{"id": name, "object": "model", "created": 0, "owned_by": "llmrelay"} for name in names]
-    await send_json(send, 200, {"object": "list", "data": data})
+    await ex.reply(200, {"object": "list", "data": data})
 
 
-async def get_model(gw: Gateway, scope: Scope, receive: Receive, send: Send, model: str) -> None:
+async def get_model(gw: Gateway, ex: Exchange) -> None:
+    model = ex.params["model"]
     check_name(model)
-    scope["llmrelay.caller"].check_model(model)
+    ex.caller.check_model(model)
     if model not in gw.model_names():
         gw.group_for(model)  # a PROVIDER/MODEL the gateway can serve exists too; anything else is a 404
-    await send_json(send, 200, {"id": model, "object": "model", "created": 0, "owned_by": "llmrelay"})
+    await ex.reply(200, {"id": model, "object": "model", "created": 0, "owned_by": "llmrelay"})
 
 
 __all__ = ["chat_completions", "embeddings", "get_model", "list_models"]

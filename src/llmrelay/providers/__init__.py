@@ -1,4 +1,10 @@
-"""Provider kinds: one module per wire format, loaded on first use."""
+"""Provider kinds: one package per wire format, loaded on first use.
+
+Each package has the same shape: ``codec.py`` (pure wire <-> canonical
+functions), ``stream.py`` (its ``ChatStreamDecoder``), ``errors.py``
+(``map_error``), ``provider.py`` (the thin provider class) and, where the
+gateway speaks the format, ``inbound.py``. See docs/providers.md.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +16,17 @@ from .. import errors
 if TYPE_CHECKING:
     from .base import Provider
 
-# kind -> "module:Class". OpenAI-compatible services are kinds of the openai module
-# (see providers/openai_compat.py for their quirks).
+# kind -> "module:Class". OpenAI-compatible services are kinds of the openai package
+# (see providers/openai/compat.py for their quirks).
 _KINDS: dict[str, str] = {
-    "openai": "llmrelay.providers.openai:OpenAIProvider",
-    "openai-responses": "llmrelay.providers.openai_responses:OpenAIResponsesProvider",
-    "azure": "llmrelay.providers.azure:AzureOpenAIProvider",
-    "anthropic": "llmrelay.providers.anthropic:AnthropicProvider",
-    "gemini": "llmrelay.providers.gemini:GeminiProvider",
-    "cohere": "llmrelay.providers.cohere:CohereProvider",
-    "bedrock": "llmrelay.providers.bedrock:BedrockProvider",
-    "local": "llmrelay.providers.local:LocalProvider",
+    "openai": "llmrelay.providers.openai.provider:OpenAIProvider",
+    "openai-responses": "llmrelay.providers.openai_responses.provider:OpenAIResponsesProvider",
+    "azure": "llmrelay.providers.openai.azure:AzureOpenAIProvider",
+    "anthropic": "llmrelay.providers.anthropic.provider:AnthropicProvider",
+    "gemini": "llmrelay.providers.gemini.provider:GeminiProvider",
+    "cohere": "llmrelay.providers.cohere.provider:CohereProvider",
+    "bedrock": "llmrelay.providers.bedrock.provider:BedrockProvider",
+    "local": "llmrelay.providers.local.provider:LocalProvider",
 }
 
 
@@ -30,7 +36,7 @@ def register_kind(kind: str, target: str) -> None:
 
 
 def known_kinds() -> list[str]:
-    from .openai_compat import COMPAT_KINDS
+    from .openai.compat import COMPAT_KINDS
 
     return sorted({*_KINDS, *COMPAT_KINDS})
 
@@ -38,7 +44,7 @@ def known_kinds() -> list[str]:
 def provider_class(kind: str) -> type[Provider]:
     target = _KINDS.get(kind)
     if target is None:
-        from .openai_compat import COMPAT_KINDS
+        from .openai.compat import COMPAT_KINDS
 
         if kind in COMPAT_KINDS:
             target = _KINDS["openai"]

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from .groups import Deployment, ModelGroup, RoutingSettings, fallback_chain, to_deployment
 from .health import CheckResult, DeploymentHealth, HealthStatus
-from .records import AttemptRecord, Hook
+from .records import AttemptRecord, CallTrace, Hook
 from .router import Router, verdict
 from .strategies import Candidate, Strategy, register_strategy, strategy_names
 
 __all__ = [
     "AttemptRecord",
+    "CallTrace",
     "Candidate",
     "CheckResult",
     "Deployment",

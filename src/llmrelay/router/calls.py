@@ -64,11 +64,12 @@ class Pick:
 
 
 class Call:
-    """One caller's call across attempts and groups."""
+    """One caller's call across attempts and groups: where it is in the chain, what
+    each deployment said, and the errors seen."""
 
     __slots__ = (
-        "attempts", "chain", "deadline", "earliest", "errors", "notes", "op", "requested", "skipped", "start", "trace",
-        "tried",
+        "attempts", "chain", "deadline", "earliest", "errors", "notes", "op", "requested", "skipped", "stage", "start",
+        "trace", "tried", "used",
     )  # fmt: skip
 
     def __init__(
@@ -81,6 +82,8 @@ class Call:
         self.deadline = deadline
         self.start = time.monotonic()
         self.attempts = 0
+        self.stage = 0  # the group of the chain being tried
+        self.used = 0  # attempts in that group that count against its retries
         self.tried: set[str] = set()
         self.skipped: set[str] = set()
         self.notes: dict[str, str] = {}

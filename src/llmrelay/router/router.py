@@ -12,6 +12,8 @@ all are busy), attempt it under its timeout, and on a failure decide:
   cooldown), then retry, on an untried deployment at once or else after the
   backoff, up to ``retries`` more attempts per group, then the fallbacks.
 
+One loop (``_next``) serves chat, embeddings and streams; each attempt is an
+``Attempt`` (attempt.py), which counts it, times it and records its outcome.
 Streams follow the same path until their first token; events before it are
 held back, so a failed attempt leaves no trace. After the first token a
 failure ends the stream with ``StreamInterrupted`` and is never retried.
@@ -41,20 +43,18 @@ from ..types import (
     EmbeddingRequest,
     EmbeddingResponse,
     Finish,
-    Route,
     StreamEvent,
     Usage,
 )
+from ..validation import check_fits
+from .attempt import Attempt
 from .calls import (
     CONTENT,
-    NO_VERDICT,
     PROBE_RECHECK_S,
     SKIPPED,
     Call,
     Pick,
-    as_llm_error,
     estimate_tokens,
-    interrupted,
     pause,
     send_chat,
     send_embed,
@@ -64,9 +64,8 @@ from .checks import HealthChecks, describe
 from .embed_batch import EmbedBatcher
 from .groups import Deployment, ModelGroup, RoutingSettings, check_groups, fallback_chain
 from .health import HealthMonitor
-from .records import AttemptRecord, CallTrace, Hook, Operation, Outcome
+from .records import AttemptRecord, CallTrace, Hook, Operation
 from .strategies import Candidate, Strategy, make_strategy, strategy_names
-from .watch import StreamWatch
 
 if TYPE_CHECKING:
     from ..providers.base import Provider
@@ -75,16 +74,15 @@ log = logging.getLogger("llmrelay.router")
 R = TypeVar("R", ChatResponse, EmbeddingResponse)
 Req = TypeVar("Req", ChatRequest, EmbeddingRequest)
 ProviderFor = Callable[[str], "Provider"]
-FitCheck = Callable[["Provider", ChatRequest], Callable[[], None] | None]
-"""Raises ``ContextWindowExceeded`` for a request that cannot fit, or returns the count
-that decides it for a prompt too long to count on the event loop (run in a thread)."""
 
 
 class Router(HealthChecks):
     """Routes calls to model groups. Made by ``AsyncClient`` from the config; the
     gateway shares one. ``provider_for(name)`` returns the provider instance
-    a deployment names; ``check_fits`` raises ``ContextWindowExceeded`` for a
-    request a deployment's model cannot take (checked before sending)."""
+    a deployment names (``ProviderRegistry.get``); with ``check_context_window`` a
+    prompt a deployment's model cannot take is refused before sending, and the call
+    moves on to a deployment that can take it. ``clock``: the clock of breakers,
+    cooldowns, rate windows and health (their own defaults when ``None``)."""
 
     def __init__(
         self,
@@ -94,7 +92,8 @@ class Router(HealthChecks):
         settings: RoutingSettings | None = None,
         state: StateBackend | None = None,
         hooks: Iterable[Hook] = (),
-        check_fits: FitCheck | None = None,
+        check_context_window: bool = True,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.settings = settings = settings or RoutingSettings()
         self.groups: dict[str, ModelGroup] = dict(groups)
@@ -104,12 +103,13 @@ class Router(HealthChecks):
             )
         check_groups(self.groups, strategy_names())
         self.state = state if state is not None else MemoryState()
-        self.breaker = CircuitBreaker(settings.circuit_breaker, self.state)
-        self.cooldown = Cooldown(self.state)
-        self.limiter = RateLimiter(self.state)
-        self.monitor = HealthMonitor(self.state)
+        wall, steady = clock or time.time, clock or time.monotonic  # tests move a fake one instead of sleeping
+        self.breaker = CircuitBreaker(settings.circuit_breaker, self.state, wall)
+        self.cooldown = Cooldown(self.state, clock=wall)
+        self.limiter = RateLimiter(self.state, clock=wall)
+        self.monitor = HealthMonitor(self.state, clock=steady)
         self._provider_for = provider_for
-        self._check_fits = check_fits
+        self.check_context_window = check_context_window
         self._rng = random.Random(settings.seed)
         self._policy = RetryPolicy(
             max_attempts=settings.retries + 1,
@@ -121,7 +121,7 @@ class Router(HealthChecks):
         self._strategies: dict[str, Strategy] = {}
         self._chains: dict[str, list[ModelGroup]] = {}
         self._prices: dict[str, float | None] = {}
-        self._hooks: list[Hook] = list(hooks)
+        self.hooks: list[Hook] = list(hooks)
         self._checker: asyncio.Task[None] | None = None
         self._embed_batches = EmbedBatcher()
 
@@ -149,7 +149,7 @@ class Router(HealthChecks):
 
     def add_hook(self, hook: Hook) -> None:
         """``hook(record)`` after every attempt (keep it quick; it runs inline)."""
-        self._hooks.append(hook)
+        self.hooks.append(hook)
 
     def chain(self, name: str) -> list[ModelGroup]:
         found = self._chains.get(name)
@@ -163,78 +163,21 @@ class Router(HealthChecks):
 
     async def chat(self, group: str, request: ChatRequest, trace: CallTrace | None = None) -> ChatResponse:
         """``trace``, when given, follows the deployment of the attempt under way."""
-        return await self._run("chat", group, request, send_chat, trace)
+        return await self._run(Call("chat", group, self._deadline(), self.chain(group), trace), request, send_chat)
 
     async def embed(self, group: str, request: EmbeddingRequest, trace: CallTrace | None = None) -> EmbeddingResponse:
-        return await self._run("embed", group, request, send_embed, trace)
+        call = Call("embed", group, self._deadline(), self.chain(group), trace)
+        return await self._run(call, request, send_embed)
 
-    async def _run(
-        self,
-        op: Operation,
-        name: str,
-        request: Req,
-        send: Callable[[Provider, Req], Awaitable[R]],
-        trace: CallTrace | None,
-    ) -> R:
-        self._ensure_checker()
-        chain = self.chain(name)
-        call = Call(op, name, self._deadline(), chain, trace)
-        for group in chain:
-            used = 0
-            group_send = self._embed_batches.sender(group, send) if op == "embed" else send
-            while used <= self.settings.retries:
-                pick = await self._pick(group, call, request, may_wait=group is chain[-1])
-                if pick is None:
-                    break
-                used += 1
-                try:
-                    result = await self._attempt(group, pick, call, group_send)
-                except errors.LLMError as exc:
-                    step = await self._after_failure(group, call, pick, exc, used)
-                    if step is None:
-                        break
-                    used = await pause(step, used)
-                    continue
-                result.route = Route(name, group.name, pick.deployment.id, call.attempts)
+    async def _run(self, call: Call, request: Req, send: Callable[[Provider, Req], Awaitable[R]]) -> R:
+        attempt = None
+        while (attempt := await self._next(call, request, attempt)) is not None:
+            async with attempt:
+                sender = self._embed_batches.sender(attempt.group, send) if call.op == "embed" else send
+                result = await attempt.wait(sender(attempt.pick.provider, attempt.pick.request))  # type: ignore[arg-type]
+                await attempt.succeeded(result)
                 return result
         raise self._exhausted(call)
-
-    async def _attempt(
-        self, group: ModelGroup, pick: Pick, call: Call, send: Callable[[Provider, Req], Awaitable[R]]
-    ) -> R:
-        dep = pick.deployment
-        stats = self.monitor.stats(dep.id)
-        call.attempts += 1
-        number = call.attempts
-        stats.in_flight += 1
-        start = time.perf_counter()
-        try:
-            limit = call.deadline.timeout_for(dep.timeout_s or self.settings.timeout_s)
-            watch = StreamWatch(limit, None)  # one timer, cheaper than asyncio.timeout
-            try:
-                watch.begin()
-                result = await send(pick.provider, pick.request)  # type: ignore[arg-type]
-            except asyncio.CancelledError:
-                if not watch.claim():
-                    raise
-                raise self._timeout_error(dep, call, limit) from None
-            finally:
-                watch.close()
-        except asyncio.CancelledError:
-            await self._cancelled(group, pick, call, time.perf_counter() - start, number)
-            raise
-        except Exception as raw:
-            exc = as_llm_error(raw, dep)
-            await self._failed(group, pick, call, exc, time.perf_counter() - start, number)
-            if exc is raw:
-                raise
-            raise exc from raw
-        finally:
-            stats.in_flight -= 1
-        if dep.prices is not None:
-            result.cost_usd = dep.prices.cost(result.usage)
-        await self._succeeded(group, pick, call, result.usage, time.perf_counter() - start, None, number)
-        return result
 
     async def stream(
         self, name: str, request: ChatRequest, trace: CallTrace | None = None
@@ -242,97 +185,58 @@ class Router(HealthChecks):
         """Events of one answer. Before the first token a failed attempt is
         retried elsewhere unseen; after it, a failure raises ``StreamInterrupted``.
         ``trace``, when given, follows the deployment of the attempt under way."""
-        self._ensure_checker()
-        chain = self.chain(name)
-        call = Call("stream", name, self._deadline(), chain, trace)
-        for group in chain:
-            used = 0
-            while used <= self.settings.retries:
-                pick = await self._pick(group, call, request, may_wait=group is chain[-1])
-                if pick is None:
-                    break
-                used += 1
-                dep = pick.deployment
-                stats = self.monitor.stats(dep.id)
-                call.attempts += 1
-                number = call.attempts
-                start = time.perf_counter()
-                ttft: float | None = None
-                held: list[StreamEvent] = []
-                shown: list[StreamEvent] = []  # assembled only if the stream breaks
-                outcome: Outcome | None = None
-                wait_s: float | None = None
-                stats.in_flight += 1
-                watch: StreamWatch | None = None
-                try:
-                    first = call.deadline.timeout_for(dep.timeout_s or self.settings.timeout_s)
-                    watch = StreamWatch(first, self.settings.stream_idle_s)
-                    async with aclosing(pick.provider.stream(pick.request)) as events:  # type: ignore[arg-type]
-                        step = events.__anext__
-                        while True:
-                            watch.begin()
-                            try:
-                                event = await step()
-                            except StopAsyncIteration:
-                                break
-                            except asyncio.CancelledError:
-                                if not watch.claim():
-                                    raise
-                                raise self._idle_error(dep, call, watch, ttft is not None) from None
-                            finally:
-                                watch.waiting = False
-                            if ttft is None:
-                                if isinstance(event, CONTENT):
-                                    ttft = time.perf_counter() - start
-                                    watch.first_token()
-                                    for early in held:
-                                        shown.append(early)
-                                        yield early
-                                    held.clear()
-                                elif type(event) is not Finish:
-                                    held.append(event)
-                                    continue
-                                else:  # an answer with no content at all: what was held goes first
-                                    for early in held:
-                                        yield early
-                            if type(event) is Finish:
-                                outcome = "ok"
-                                event.response.route = Route(name, group.name, dep.id, call.attempts)
-                                if dep.prices is not None:
-                                    event.response.cost_usd = dep.prices.cost(event.response.usage)
-                                await self._succeeded(
-                                    group, pick, call, event.response.usage, time.perf_counter() - start, ttft, number
-                                )
-                            else:
-                                shown.append(event)
-                            yield event
-                    if outcome is None:  # the provider ended without a Finish: not an answer
-                        raise errors.ProviderError("the stream ended without finishing", provider=dep.provider)
-                    return
-                except Exception as raw:
-                    outcome = "error"
-                    exc = as_llm_error(raw, dep)
-                    latency = time.perf_counter() - start
-                    if ttft is not None:
-                        failure = interrupted(exc, shown, dep, Route(name, group.name, dep.id, call.attempts))
-                        await self._failed(group, pick, call, failure, latency, number, ttft)
-                        raise failure from (None if failure is raw else raw)
-                    if isinstance(exc, errors.StreamInterrupted):  # nothing was shown: not an interruption
-                        exc = errors.ProviderError(f"stream broke before its first token: {exc.message}",
-                                                   provider=exc.provider, body=exc.body)  # fmt: skip
-                    await self._failed(group, pick, call, exc, latency, number)
-                    wait_s = await self._after_failure(group, call, pick, exc, used)
-                finally:
-                    if watch is not None:
-                        watch.close()
-                    stats.in_flight -= 1
-                    if outcome is None:  # the caller cancelled or stopped reading
-                        await self._cancelled(group, pick, call, time.perf_counter() - start, number)
-                # only a failure before the first token gets here: the stream may go on elsewhere
-                if wait_s is None:
-                    break
-                used = await pause(wait_s, used)
+        call = Call("stream", name, self._deadline(), self.chain(name), trace)
+        attempt = None
+        while (attempt := await self._next(call, request, attempt)) is not None:
+            async with attempt, aclosing(attempt.pick.provider.stream(attempt.pick.request)) as events:  # type: ignore[arg-type]
+                step, held, shown = events.__anext__, [], attempt.shown
+                while True:
+                    try:
+                        event = await attempt.wait(step())
+                    except StopAsyncIteration:
+                        raise errors.ProviderError(
+                            "the stream ended without finishing", provider=attempt.pick.deployment.provider
+                        ) from None
+                    if attempt.ttft is None:  # events before the first token are held back
+                        if isinstance(event, CONTENT):
+                            attempt.first_token()
+                        elif type(event) is not Finish:
+                            held.append(event)
+                            continue
+                        for early in held:
+                            shown.append(early)
+                            yield early
+                    if type(event) is Finish:
+                        await attempt.succeeded(event.response)
+                        yield event
+                        return
+                    shown.append(event)
+                    yield event
         raise self._exhausted(call)
+
+    async def _next(self, call: Call, request: ChatRequest | EmbeddingRequest, last: Attempt | None) -> Attempt | None:
+        """The call's next attempt after ``last`` (which failed), or ``None`` when none is
+        left; raises the failure itself when no other attempt can help it."""
+        chain = call.chain
+        if last is None:
+            self._ensure_checker()
+        elif last.error is not None:
+            step = await self._after_failure(last.group, call, last.pick, last.error, call.used)
+            if step is None:
+                call.stage += 1
+                call.used = 0
+            else:
+                call.used = await pause(step, call.used)
+        while call.stage < len(chain):
+            group = chain[call.stage]
+            if call.used <= self.settings.retries:
+                pick = await self._pick(group, call, request, may_wait=call.stage == len(chain) - 1)
+                if pick is not None:
+                    call.used += 1
+                    return Attempt(self, group, pick, call)
+            call.stage += 1
+            call.used = 0
+        return None
 
     # ---- choosing a deployment ---------------------------------------------------------------
 
@@ -408,8 +312,8 @@ class Router(HealthChecks):
         try:
             provider = self._provider_for(dep.provider)
             prepared = replace(request, model=dep.model)
-            if self._check_fits is not None and isinstance(prepared, ChatRequest):
-                deferred = self._check_fits(provider, prepared)
+            if self.check_context_window and isinstance(prepared, ChatRequest):
+                deferred = check_fits(provider, prepared)
                 if deferred is not None:
                     await asyncio.to_thread(deferred)
         except errors.LLMError as exc:  # not configured, or the prompt cannot fit here
@@ -431,8 +335,6 @@ class Router(HealthChecks):
                 await self.limiter.release(dep.id, ticket, tokens)
             call.note(dep.id, "circuit breaker half-open: a probe is running")
             return min(await self.breaker.available_in(dep.id), PROBE_RECHECK_S) or PROBE_RECHECK_S
-        if call.trace is not None:
-            call.trace.deployment = dep
         return Pick(dep, provider, prepared, ticket, tokens, not trusted)
 
     def _candidate(self, dep: Deployment, op: Operation) -> Candidate:
@@ -470,83 +372,7 @@ class Router(HealthChecks):
         budget = self.settings.deadline_s
         return Deadline(budget) if budget is not None else Deadline.never()
 
-    # ---- outcomes ---------------------------------------------------------------------------
-
-    async def _succeeded(
-        self,
-        group: ModelGroup,
-        pick: Pick,
-        call: Call,
-        usage: Usage,
-        latency: float,
-        ttft: float | None,
-        number: int,
-    ) -> None:
-        dep = pick.deployment
-        self.monitor.observe(dep.id, True, latency_s=latency, ttft_s=ttft)
-        try:
-            await self.breaker.record_success(dep.id)
-            if pick.ticket is not None and pick.tokens:
-                await self.limiter.settle(dep.id, pick.tokens, usage.total_tokens, ticket=pick.ticket)
-        except errors.StateUnavailable as exc:  # the answer came: it goes to the caller all the same
-            log.warning("%s answered but its state could not be updated: %s", dep.id, exc.message)
-        if self._hooks or log.isEnabledFor(logging.DEBUG):
-            self._emit(AttemptRecord(group.name, dep.id, dep.provider, dep.model, call.op, number, "ok", latency, ttft))
-
-    async def _failed(
-        self,
-        group: ModelGroup,
-        pick: Pick,
-        call: Call,
-        exc: BaseException,
-        latency: float,
-        number: int,
-        ttft: float | None = None,
-    ) -> None:
-        dep = pick.deployment
-        if isinstance(exc, errors.Timeout) and call.trace is not None:
-            call.trace.abandoned.append(dep)  # it had the prompt; it may go on (and bill) without us
-        try:
-            if isinstance(exc, errors.Timeout) and call.deadline.expired():
-                counted = False  # cut short by the call's own budget: says nothing about the deployment
-                await self._release_probe(pick)
-            else:
-                counted = await self.breaker.record_error(dep.id, exc)
-            if counted:
-                self.monitor.observe(dep.id, False, error=type(exc).__name__)
-            if isinstance(exc, errors.RateLimited) and self.settings.cooldowns:
-                await self.cooldown.start(dep.id, exc.retry_after or self.settings.cooldown_s)
-            if pick.ticket is not None and pick.tokens:
-                await self.limiter.settle(dep.id, pick.tokens, 0.0, ticket=pick.ticket)
-        except errors.StateUnavailable as down:  # the call's own error is what the caller must see
-            log.warning("the failure of %s could not be recorded: %s", dep.id, down.message)
-        call.tried.add(dep.id)
-        if isinstance(exc, errors.LLMError):
-            call.note(dep.id, describe(exc))
-            call.errors.append(exc)
-        outcome: Outcome = "interrupted" if isinstance(exc, errors.StreamInterrupted) else "error"
-        status = exc.status_code if isinstance(exc, errors.LLMError) else None
-        message = exc.message if isinstance(exc, errors.LLMError) else str(exc)
-        record = AttemptRecord(
-            group.name, dep.id, dep.provider, dep.model, call.op, number, outcome, latency, ttft,
-            type(exc).__name__, message[:300], status,
-        )  # fmt: skip
-        self._emit(record)
-
-    async def _cancelled(self, group: ModelGroup, pick: Pick, call: Call, latency: float, number: int) -> None:
-        dep = pick.deployment
-        try:
-            await self._release_probe(pick)
-            if pick.ticket is not None and pick.tokens:
-                await self.limiter.settle(dep.id, pick.tokens, 0.0, ticket=pick.ticket)
-        except errors.StateUnavailable as down:
-            log.warning("the cancelled attempt at %s could not be recorded: %s", dep.id, down.message)
-        self._emit(AttemptRecord(group.name, dep.id, dep.provider, dep.model, call.op, number, "cancelled", latency))
-
-    async def _release_probe(self, pick: Pick) -> None:
-        """Free a half-open probe slot taken for an attempt that gave no verdict."""
-        if pick.probe:
-            await self.breaker.record_error(pick.deployment.id, NO_VERDICT)
+    # ---- after a failure ----------------------------------------------------------------
 
     async def _after_failure(
         self, group: ModelGroup, call: Call, pick: Pick, exc: errors.LLMError, used: int
@@ -608,33 +434,14 @@ class Router(HealthChecks):
         error.__cause__ = last
         return error
 
-    def _timeout_error(self, dep: Deployment, call: Call, limit: float | None) -> errors.Timeout:
-        if call.deadline.expired():
-            return self._deadline_error(dep, call)
-        return errors.Timeout(f"no answer from {dep.id} within {limit or 0:g}s", provider=dep.provider)
-
-    def _idle_error(self, dep: Deployment, call: Call, watch: StreamWatch, started: bool) -> errors.Timeout:
-        if not started and call.deadline.expired():
-            return self._deadline_error(dep, call)
-        what = "next event" if started else "first token"
-        return errors.Timeout(f"no {what} from {dep.id} within {watch.limit_s or 0:g}s", provider=dep.provider)
-
-    @staticmethod
-    def _deadline_error(dep: Deployment, call: Call) -> errors.Timeout:
-        budget = call.deadline.budget_s
-        return errors.Timeout(
-            f"no answer from {dep.id} before the deadline of {budget:g}s (routing.deadline_s) ran out",
-            provider=dep.provider, retryable=False,
-        )  # fmt: skip
-
-    def _emit(self, record: AttemptRecord) -> None:
+    def emit(self, record: AttemptRecord) -> None:
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "attempt group=%s deployment=%s op=%s n=%d outcome=%s latency_ms=%.1f error=%s",
                 record.group, record.deployment, record.operation, record.number, record.outcome,
                 record.latency_s * 1000, record.error or "-",
             )  # fmt: skip
-        for hook in self._hooks:
+        for hook in self.hooks:
             try:
                 hook(record)
             except Exception:

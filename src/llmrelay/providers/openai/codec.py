@@ -1,8 +1,10 @@
 """OpenAI chat completions wire format <-> canonical types (pure functions).
 
-Both directions are here: the client side (canonical request -> wire, wire
-answer -> canonical) and its inverse, which the gateway uses to accept OpenAI
-requests and answer in OpenAI's format.
+The client side: canonical request -> wire (``encode_chat``, ``encode_embed``),
+wire answer -> canonical (``decode_chat``, ``decode_embed``, ``decode_models``).
+The stream decoder is in :mod:`.stream`, the error mapping in :mod:`.errors`,
+and the inverse direction (the gateway accepting OpenAI requests and answering
+in OpenAI's format) in :mod:`.inbound`.
 """
 
 from __future__ import annotations
@@ -10,34 +12,28 @@ from __future__ import annotations
 import array
 import base64
 import time
-from collections.abc import Iterable
 from typing import Any
 
-from .. import errors
-from .._assemble import StreamAssembler
-from .._json import dumps_str, parse_arguments
-from .._sse import SSEEvent, event_object
-from ..types import (
+from ... import errors
+from ..._json import dumps_str, parse_arguments
+from ...types import (
     ChatRequest,
     ChatResponse,
     ContentPart,
+    EmbeddingRequest,
     EmbeddingResponse,
     FinishReason,
     Message,
     ModelInfo,
-    ReasoningDelta,
     ResponseFormat,
-    StreamEvent,
-    TextDelta,
     TextPart,
     ToolCall,
-    ToolCallDelta,
     ToolSpec,
     Usage,
-    UsageEvent,
 )
-from .extra import merge_extra
-from .openai_compat import Quirks
+from ..extra import merge_extra
+from .compat import Quirks
+from .errors import error_message
 
 FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
@@ -114,13 +110,18 @@ OWNED_FIELDS = frozenset(
         "temperature", "top_p", "stop", "seed", "random_seed", "user", "tools", "tool_choice", "response_format",
     }
 )  # fmt: skip
-"""Chat body fields never taken from ``extra`` (see :mod:`.extra`): what the typed
+"""Chat body fields never taken from ``extra`` (see :mod:`..extra`): what the typed
 fields say, the stream flags (``stream_options.include_usage`` is how usage is
 billed), ``n`` (one choice is returned) and every name of the output limit
 (whichever one a quirks row sends, ``max_tokens`` or ``max_completion_tokens``)."""
 
 
-def request_to_wire(req: ChatRequest, stream: bool, quirks: Quirks) -> dict[str, Any]:
+EMBED_OWNED_FIELDS = frozenset(("model", "input", "dimensions", "user"))
+"""Embeddings body fields never taken from ``extra``: the model, the texts (what is
+billed and how many vectors come back) and the typed fields."""
+
+
+def encode_chat(req: ChatRequest, *, stream: bool, quirks: Quirks) -> dict[str, Any]:
     """The chat completions body; ``req.extra`` adds fields, never replacing one
     this sets nor any of :data:`OWNED_FIELDS`."""
     body: dict[str, Any] = {"model": req.model, "messages": [message_to_wire(m) for m in req.messages]}
@@ -150,7 +151,26 @@ def request_to_wire(req: ChatRequest, stream: bool, quirks: Quirks) -> dict[str,
     return body
 
 
+def encode_embed(request: EmbeddingRequest, *, quirks: Quirks) -> dict[str, Any]:
+    """The embeddings body; ``request.extra`` adds fields (see :mod:`..extra`)."""
+    payload: dict[str, Any] = {"model": request.model, "input": request.inputs}
+    if quirks.embed_base64:
+        payload["encoding_format"] = "base64"
+    if request.dimensions is not None:
+        payload["dimensions"] = request.dimensions
+    if request.user is not None and quirks.send_user:
+        payload["user"] = request.user
+    merge_extra(payload, request.extra, EMBED_OWNED_FIELDS)
+    return payload
+
+
 # ---------------------------------------------------------------- wire -> canonical
+
+
+def finish_reason(native: str | None, *, tool_calls: bool) -> FinishReason:
+    """The canonical reason of ``finish_reason`` (none or unknown: ``tool_calls`` when
+    the answer has calls, else ``stop``)."""
+    return FINISH_REASONS.get(native or "", "tool_calls" if tool_calls else "stop")
 
 
 def usage_from_wire(u: dict[str, Any] | None) -> Usage:
@@ -167,7 +187,7 @@ def usage_from_wire(u: dict[str, Any] | None) -> Usage:
     )
 
 
-def _content_and_reasoning(content: Any) -> tuple[str, str]:
+def content_and_reasoning(content: Any) -> tuple[str, str]:
     """Text and reasoning from a string or a list of parts (Mistral sends parts,
     including ``thinking`` parts that hold a list of text parts)."""
     if content is None:
@@ -212,24 +232,23 @@ def tool_calls_from_wire(raw_calls: list[dict[str, Any]] | None) -> list[ToolCal
     return calls
 
 
-def response_from_wire(data: Any, provider: str, model: str) -> ChatResponse:
+def decode_chat(data: Any, *, provider: str, model: str) -> ChatResponse:
     if not isinstance(data, dict):
         raise errors.ProviderError("chat completion is not a JSON object", provider=provider, body=data)
     if data.get("error"):
-        raise errors.ProviderError(_error_message(data["error"]), provider=provider, body=data)
+        raise errors.ProviderError(error_message(data["error"]), provider=provider, body=data)
     choices = data.get("choices") or []
     if not choices:
         raise errors.ProviderError("chat completion has no choices", provider=provider, body=data)
     choice = choices[0]
     msg = choice.get("message") or {}
-    text, thinking = _content_and_reasoning(msg.get("content"))
+    text, thinking = content_and_reasoning(msg.get("content"))
     reasoning = msg.get("reasoning_content") or msg.get("reasoning") or thinking or None
     native = choice.get("finish_reason")
     calls = tool_calls_from_wire(msg.get("tool_calls"))
-    finish = FINISH_REASONS.get(native or "", "tool_calls" if calls else "stop")
     return ChatResponse(
         content=text,
-        finish_reason=finish,
+        finish_reason=finish_reason(native, tool_calls=bool(calls)),
         usage=usage_from_wire(data.get("usage")),
         model=data.get("model") or model,
         provider=provider,
@@ -242,146 +261,10 @@ def response_from_wire(data: Any, provider: str, model: str) -> ChatResponse:
     )
 
 
-class ChatStreamDecoder:
-    """``chat.completion.chunk`` events -> canonical events (choice 0 only)."""
-
-    __slots__ = ("_asm", "_expect_usage", "_ids", "_provider", "_usage_seen", "done")
-
-    def __init__(self, assembler: StreamAssembler, provider: str, expect_usage: bool = False) -> None:
-        self._asm = assembler
-        self._provider = provider
-        self._expect_usage = expect_usage
-        self._usage_seen = False
-        self._ids: dict[str, int] = {}
-        self.done = False
-
-    def feed(self, event: SSEEvent) -> Iterable[StreamEvent]:
-        if self.done:  # nothing after the end marker belongs to the answer
-            return ()
-        if event.data == "[DONE]":
-            self.done = True
-            return ()
-        obj = event_object(event, self._provider)
-        if obj is None:
-            return ()
-        if obj.get("error"):
-            raise in_stream_error(obj["error"], self._provider)
-        asm = self._asm
-        out: list[StreamEvent] = []
-        if not asm.id and obj.get("id"):
-            asm.id = obj["id"]
-            asm.model = obj.get("model") or asm.model
-        for choice in obj.get("choices") or ():
-            if choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") or {}
-            content = delta.get("content")
-            if content:
-                if isinstance(content, str):
-                    out.append(TextDelta(content))
-                else:
-                    text, thinking = _content_and_reasoning(content)
-                    if thinking:
-                        out.append(ReasoningDelta(thinking))
-                    if text:
-                        out.append(TextDelta(text))
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if reasoning and isinstance(reasoning, str):
-                out.append(ReasoningDelta(reasoning))
-            refusal = delta.get("refusal")
-            if refusal:
-                asm.refusal = (asm.refusal or "") + refusal
-            tool_calls = delta.get("tool_calls")
-            if tool_calls:
-                out.extend(self._tool_deltas(tool_calls))
-            native = choice.get("finish_reason")
-            if native:
-                asm.native_finish_reason = native
-                asm.finish_reason = FINISH_REASONS.get(native, "stop")
-        usage = obj.get("usage") or (obj.get("x_groq") or {}).get("usage")
-        if usage:
-            self._usage_seen = True
-            out.append(UsageEvent(usage_from_wire(usage)))
-        return out
-
-    def _tool_deltas(self, raw_calls: list[dict[str, Any]]) -> Iterable[ToolCallDelta]:
-        for raw in raw_calls:
-            fn = raw.get("function") or {}
-            call_id = raw.get("id")
-            index = raw.get("index")
-            if index is None:  # some compatible servers omit it: whole calls, one id each
-                index = self._ids.setdefault(call_id or "", len(self._ids))
-            args = fn.get("arguments")
-            if isinstance(args, dict):
-                args = dumps_str(args)
-            elif args is not None and not isinstance(args, str):
-                raise TypeError(f"tool call arguments are {type(args).__name__}, not JSON text")
-            yield ToolCallDelta(index=index, id=call_id, name=fn.get("name"), arguments=args or "")
-
-    def close(self) -> None:
-        """Without ``[DONE]`` the stream counts as complete only if the finish reason
-        and (when it was asked for) the usage chunk arrived."""
-        if self.done:
-            return
-        if self._asm.finish_reason is None or (self._expect_usage and not self._usage_seen):
-            raise errors.StreamInterrupted(
-                "stream ended before its end marker ([DONE])", provider=self._provider, retryable=True
-            )
-
-
-# ---------------------------------------------------------------- errors
-
-
-def _error_message(err: Any) -> str:
-    if isinstance(err, dict):
-        return str(err.get("message") or err.get("code") or err)
-    return str(err)
-
-
-_ERROR_CODES: dict[str, type[errors.LLMError]] = {
-    "context_length_exceeded": errors.ContextWindowExceeded,
-    "string_above_max_length": errors.ContextWindowExceeded,
-    "content_filter": errors.ContentFiltered,
-    "content_policy_violation": errors.ContentFiltered,
-    "insufficient_quota": errors.RateLimited,
-    "rate_limit_exceeded": errors.RateLimited,
-    "model_not_found": errors.NotFound,
-    "invalid_api_key": errors.AuthenticationError,
-    "server_error": errors.ProviderError,
-    "overloaded_error": errors.Overloaded,
-}
-
-
-def error_class(status: int, err: Any) -> type[errors.LLMError]:
-    """The error class for an OpenAI-style error object (code/type beat status)."""
-    if isinstance(err, dict):
-        for key in ("code", "type"):
-            value = err.get(key)
-            if isinstance(value, str) and value in _ERROR_CODES:
-                return _ERROR_CODES[value]
-    return errors.class_for_status(status)
-
-
-def is_out_of_credit(err: Any) -> bool:
-    """A 429 that waiting does not fix (the account has no credit left)."""
-    return isinstance(err, dict) and "insufficient_quota" in (err.get("code"), err.get("type"))
-
-
-def in_stream_error(err: Any, provider: str) -> errors.LLMError:
-    """An error object that arrived inside a 200 stream."""
-    status = 500
-    if isinstance(err, dict) and isinstance(err.get("code"), int):
-        status = err["code"]
-    exc = error_class(status, err)(_error_message(err), provider=provider, body=err)
-    if is_out_of_credit(err):
-        exc.retryable = False
-    return exc
-
-
 # ---------------------------------------------------------------- embeddings and models
 
 
-def embeddings_from_wire(data: Any, provider: str, model: str) -> EmbeddingResponse:
+def decode_embed(data: Any, *, provider: str, model: str) -> EmbeddingResponse:
     items = data.get("data") if isinstance(data, dict) else None
     if not isinstance(items, list):
         raise errors.ProviderError("embeddings answer has no data list", provider=provider, body=data)
@@ -407,7 +290,7 @@ def _vector(value: Any, provider: str) -> list[float]:
     raise errors.ProviderError("embedding is neither a list nor base64", provider=provider)
 
 
-def models_from_wire(data: Any, provider: str) -> list[ModelInfo]:
+def decode_models(data: Any, *, provider: str) -> list[ModelInfo]:
     items = data.get("data") if isinstance(data, dict) else data
     if not isinstance(items, list):
         raise errors.ProviderError("models answer has no data list", provider=provider, body=data)

@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from .. import errors
-from .._ids import new_id
-from .._json import dumps
-from .._sse import encode_sse
-from ..tools import to_tools
-from ..types import (
+from ... import errors
+from ..._ids import new_id
+from ..._json import dumps
+from ..._sse import encode_sse
+from ...tools import to_tools
+from ...types import (
     ChatRequest,
     ChatResponse,
     Finish,
@@ -25,7 +25,7 @@ from ..types import (
     ToolCallDelta,
     Usage,
 )
-from .anthropic_codec import messages_from_wire
+from .codec import messages_from_wire
 
 _STOP_REASONS: dict[str, str] = {
     "stop": "end_turn",

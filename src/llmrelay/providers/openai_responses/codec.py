@@ -1,7 +1,8 @@
 """OpenAI Responses API (``POST /responses``) wire format <-> canonical types.
 
-Pure functions and one stream decoder; the provider in ``openai_responses.py``
-runs them. Differences from Chat Completions that shape this module:
+Pure functions; the stream decoder is in :mod:`.stream`, the errors of failed
+responses in :mod:`.errors`, and the provider in :mod:`.provider` runs them.
+Differences from Chat Completions that shape this module:
 
 - system messages become the top-level ``instructions`` string; every other
   turn is an item in ``input`` (messages, ``function_call`` and
@@ -16,39 +17,30 @@ runs them. Differences from Chat Completions that shape this module:
 Requests go out with ``store: false`` (the library keeps the conversation
 itself, so nothing needs to be kept at OpenAI); ``extra={"store": True}``
 turns storing back on. Other ``extra`` fields are added to the body, never
-replacing one built here nor any of :data:`OWNED_FIELDS` (see :mod:`.extra`).
+replacing one built here nor any of :data:`OWNED_FIELDS` (see :mod:`..extra`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import errors
-from .._assemble import StreamAssembler
-from .._json import dumps_str, parse_arguments
-from .._secret import redact
-from .._sse import SSEEvent, event_object
-from ..types import (
+from ... import errors
+from ..._json import dumps_str, parse_arguments
+from ...types import (
     ChatRequest,
     ChatResponse,
     ContentPart,
     FinishReason,
     Message,
-    ReasoningDelta,
     ResponseFormat,
-    StreamEvent,
-    TextDelta,
     TextPart,
     ToolCall,
-    ToolCallDelta,
     ToolSpec,
     Usage,
-    UsageEvent,
 )
-from .extra import merge_extra
-from .openai_codec import in_stream_error
+from ..extra import merge_extra
+from .errors import failure_error
 
 INCOMPLETE_REASONS: dict[str, FinishReason] = {
     "max_output_tokens": "length",
@@ -160,7 +152,7 @@ caller's back (a stored response, conversation or prompt template) or answer
 with no output at all (``background``)."""
 
 
-def request_to_wire(req: ChatRequest, stream: bool) -> dict[str, Any]:
+def encode_chat(req: ChatRequest, *, stream: bool) -> dict[str, Any]:
     """The ``POST /responses`` body. ``seed`` has no Responses equivalent and is left out;
     ``store`` is ``False`` unless ``req.extra`` says otherwise."""
     system = [m.text for m in req.messages if m.role == "system"]
@@ -260,13 +252,14 @@ class Output:
                 self.encrypted.append(item["encrypted_content"])
 
 
-def finish_from_wire(data: dict[str, Any], has_calls: bool) -> tuple[FinishReason, str | None]:
-    """(canonical finish reason, native reason) of a finished response."""
+def finish_reason(data: dict[str, Any], *, tool_calls: bool) -> tuple[FinishReason, str | None]:
+    """(canonical finish reason, native reason) of a finished response: Responses has
+    no finish reason of its own, only ``status`` and ``incomplete_details``."""
     status = data.get("status")
     if status == "incomplete":
         reason = (data.get("incomplete_details") or {}).get("reason")
         return INCOMPLETE_REASONS.get(reason or "", "length"), reason or status
-    return ("tool_calls" if has_calls else "stop"), status
+    return ("tool_calls" if tool_calls else "stop"), status
 
 
 def raise_unfinished(data: dict[str, Any], provider: str) -> None:
@@ -283,7 +276,7 @@ def raise_unfinished(data: dict[str, Any], provider: str) -> None:
         )
 
 
-def response_from_wire(data: Any, provider: str, model: str) -> ChatResponse:
+def decode_chat(data: Any, *, provider: str, model: str) -> ChatResponse:
     if not isinstance(data, dict):
         raise errors.ProviderError("response is not a JSON object", provider=provider, body=data)
     raise_unfinished(data, provider)
@@ -293,7 +286,7 @@ def response_from_wire(data: Any, provider: str, model: str) -> ChatResponse:
         raise errors.ProviderError("response output is not a list of items", provider=provider, body=data)
     for item in output:
         out.add(item)
-    finish, native = finish_from_wire(data, bool(out.calls))
+    finish, native = finish_reason(data, tool_calls=bool(out.calls))
     extra = {"reasoning_encrypted_content": out.encrypted} if out.encrypted else {}
     return ChatResponse(
         content="".join(out.text),
@@ -309,208 +302,3 @@ def response_from_wire(data: Any, provider: str, model: str) -> ChatResponse:
         raw=data,
         extra=extra,
     )
-
-
-# ---------------------------------------------------------------- errors
-
-# ``ResponseErrorCode`` values of a failed response that are the caller's fault
-# (OpenAI's shared code table would treat them as retryable server errors).
-_FAILURE_CODES: dict[str, type[errors.LLMError]] = {
-    "invalid_prompt": errors.InvalidRequest,
-    "bio_policy": errors.ContentFiltered,
-    "image_content_policy_violation": errors.ContentFiltered,
-    "vector_store_timeout": errors.Timeout,
-}
-
-
-def _failure_class(code: Any) -> type[errors.LLMError] | None:
-    if not isinstance(code, str):
-        return None
-    cls = _FAILURE_CODES.get(code)
-    if cls is None and "image" in code:  # invalid_image_url, image_too_large, ...
-        return errors.InvalidRequest
-    return cls
-
-
-def failure_error(err: Any, provider: str) -> errors.LLMError:
-    """The error of a failed response or an ``error`` stream event (after HTTP 200)."""
-    if not isinstance(err, dict):
-        err = {"message": str(err) if err else "the response failed without an error object"}
-    cls = _failure_class(err.get("code"))
-    if cls is None:
-        exc = in_stream_error(err, provider)
-    else:
-        exc = cls(str(err.get("message") or err.get("code")), provider=provider, body=err)
-    exc.message = redact(exc.message)
-    exc.args = (exc.message,)
-    return exc
-
-
-def error_event_payload(obj: dict[str, Any]) -> Any:
-    """The error object of an ``error`` event: nested under ``error`` in recordings,
-    flat (``code``, ``message``, ``param``) in the spec."""
-    nested = obj.get("error")
-    if isinstance(nested, dict):
-        return nested
-    return {k: v for k, v in obj.items() if k not in ("type", "sequence_number")}
-
-
-# ---------------------------------------------------------------- stream
-
-
-def _output_index(obj: dict[str, Any]) -> int:
-    index = obj.get("output_index")
-    return index if isinstance(index, int) else -1
-
-
-Handler = Callable[["ResponsesStreamDecoder", dict[str, Any]], Iterable[StreamEvent]]
-
-
-class ResponsesStreamDecoder:
-    """Responses stream events -> canonical events.
-
-    Function calls are numbered in order of appearance (``ToolCallDelta.index``)
-    whatever their ``output_index``. Items completed without deltas (as some
-    compatible servers send them) are taken from ``response.output_item.done``.
-    """
-
-    __slots__ = ("_asm", "_calls", "_provider", "_reasoning_at", "_streamed", "done")
-
-    def __init__(self, assembler: StreamAssembler, provider: str) -> None:
-        self._asm = assembler
-        self._provider = provider
-        self._calls: dict[int, int] = {}  # output_index -> tool call ordinal
-        self._streamed: set[int] = set()  # output indexes that had deltas
-        self._reasoning_at: tuple[Any, ...] | None = None
-        self.done = False
-
-    def feed(self, event: SSEEvent) -> Iterable[StreamEvent]:
-        if event.data == "[DONE]":
-            return ()
-        obj = event_object(event, self._provider)
-        if obj is None:
-            return ()
-        handler = _HANDLERS.get(str(obj.get("type") or event.event))
-        return handler(self, obj) if handler is not None else ()
-
-    def close(self) -> None:
-        if not self.done:
-            raise errors.StreamInterrupted(
-                "stream ended before response.completed", provider=self._provider, retryable=True
-            )
-
-    # ---- helpers
-
-    def _ordinal(self, index: int) -> int:
-        found = self._calls.get(index)
-        if found is None:
-            found = self._calls[index] = len(self._calls)
-        return found
-
-    def _take_response(self, response: Any) -> dict[str, Any]:
-        if not isinstance(response, dict):
-            return {}
-        if response.get("id"):
-            self._asm.id = response["id"]
-        if response.get("model"):
-            self._asm.model = response["model"]
-        return response
-
-    # ---- handlers
-
-    def on_started(self, obj: dict[str, Any]) -> Iterable[StreamEvent]:
-        self._take_response(obj.get("response"))
-        return ()
-
-    def on_item_added(self, obj: dict[str, Any]) -> Iterable[StreamEvent]:
-        item = obj.get("item")
-        if not isinstance(item, dict) or item.get("type") != "function_call":
-            return ()
-        index = _output_index(obj)
-        arguments = item.get("arguments") or ""
-        if arguments:
-            self._streamed.add(index)
-        extra = {"item_id": item["id"]} if item.get("id") else None
-        ordinal = self._ordinal(index)
-        return (ToolCallDelta(ordinal, item.get("call_id"), item.get("name"), arguments, extra),)
-
-    def on_item_done(self, obj: dict[str, Any]) -> Iterable[StreamEvent]:
-        item = obj.get("item")
-        if not isinstance(item, dict):
-            return ()
-        index = _output_index(obj)
-        kind = item.get("type")
-        if kind == "reasoning" and item.get("encrypted_content"):
-            self._asm.extra.setdefault("reasoning_encrypted_content", []).append(item["encrypted_content"])
-        if index in self._streamed:
-            return ()
-        if kind == "function_call":
-            call = tool_call_from_item(item, 0)
-            return (ToolCallDelta(self._ordinal(index), call.id, call.name, call.raw_arguments),)
-        if kind == "message":
-            text, refusal = message_texts(item)
-            if refusal:
-                self._asm.refusal = (self._asm.refusal or "") + refusal
-            return (TextDelta(text),) if text else ()
-        return ()
-
-    def on_text(self, obj: dict[str, Any]) -> Iterable[StreamEvent]:
-        self._streamed.add(_output_index(obj))
-        delta = obj.get("delta") or ""
-        return (TextDelta(delta),) if delta else ()
-
-    def on_refusal(self, obj: dict[str, Any]) -> Iterable[StreamEvent]:
-        self._streamed.add(_output_index(obj))
-        self._asm.refusal = (self._asm.refusal or "") + (obj.get("delta") or "")
-        return ()
-
-    def on_arguments(self, obj: dict[str, Any]) -> Iterable[StreamEvent]:
-        index = _output_index(obj)
-        self._streamed.add(index)
-        return (ToolCallDelta(self._ordinal(index), arguments=obj.get("delta") or ""),)
-
-    def on_reasoning(self, obj: dict[str, Any]) -> Iterable[StreamEvent]:
-        delta = obj.get("delta") or ""
-        if not delta:
-            return ()
-        where = (_output_index(obj), obj.get("summary_index", obj.get("content_index")))
-        if self._reasoning_at is not None and where != self._reasoning_at:
-            delta = REASONING_SEPARATOR + delta
-        self._reasoning_at = where
-        return (ReasoningDelta(delta),)
-
-    def on_finished(self, obj: dict[str, Any]) -> Iterable[StreamEvent]:
-        response = self._take_response(obj.get("response"))
-        if not response:  # an end marker without its response: still the end
-            response = {"status": "incomplete" if obj.get("type") == "response.incomplete" else "completed"}
-        self.done = True
-        finish, native = finish_from_wire(response, bool(self._calls))
-        self._asm.finish_reason = finish
-        self._asm.native_finish_reason = native
-        usage = response.get("usage")
-        return (UsageEvent(usage_from_wire(usage)),) if usage else ()
-
-    def on_failed(self, obj: dict[str, Any]) -> Iterable[StreamEvent]:
-        response = self._take_response(obj.get("response"))
-        raise failure_error(response.get("error"), self._provider)
-
-    def on_error(self, obj: dict[str, Any]) -> Iterable[StreamEvent]:
-        raise failure_error(error_event_payload(obj), self._provider)
-
-
-_HANDLERS: dict[str, Handler] = {
-    "response.created": ResponsesStreamDecoder.on_started,
-    "response.in_progress": ResponsesStreamDecoder.on_started,
-    "response.queued": ResponsesStreamDecoder.on_started,
-    "response.output_item.added": ResponsesStreamDecoder.on_item_added,
-    "response.output_item.done": ResponsesStreamDecoder.on_item_done,
-    "response.output_text.delta": ResponsesStreamDecoder.on_text,
-    "response.refusal.delta": ResponsesStreamDecoder.on_refusal,
-    "response.function_call_arguments.delta": ResponsesStreamDecoder.on_arguments,
-    "response.reasoning_summary_text.delta": ResponsesStreamDecoder.on_reasoning,
-    "response.reasoning_text.delta": ResponsesStreamDecoder.on_reasoning,
-    "response.completed": ResponsesStreamDecoder.on_finished,
-    "response.incomplete": ResponsesStreamDecoder.on_finished,
-    "response.failed": ResponsesStreamDecoder.on_failed,
-    "error": ResponsesStreamDecoder.on_error,
-}

@@ -8,7 +8,7 @@ import re
 from itertools import pairwise
 from typing import Any
 
-from .gemini_codec import JSON
+from .codec import JSON
 
 _PATH_STEP = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]|\[(['\"])(.*?)\3\]")
 

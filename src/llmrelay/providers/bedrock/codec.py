@@ -1,13 +1,13 @@
 """Amazon Bedrock Converse API <-> canonical types: pure functions, no I/O.
 
-Outbound (``converse_body``): system messages become the top-level ``system``
+Outbound (``encode_chat``): system messages become the top-level ``system``
 blocks; canonical ``tool`` messages become ``toolResult`` blocks of a user turn
 (consecutive ones folded together); consecutive turns of one role are merged.
 The model id is not in the body (it is in the URL), nor is a stream flag (the
 stream has its own route). ``seed`` has no Converse field and is left out; pass
 model-specific fields with ``extra`` (e.g. ``additionalModelRequestFields``),
 which adds fields but never replaces one built here nor any of
-:data:`OWNED_FIELDS` (see :mod:`.extra`).
+:data:`OWNED_FIELDS` (see :mod:`..extra`).
 
 Structured output is asked for like on Anthropic: a forced call of one extra
 tool named after the format, whose input is the answer (given back as JSON
@@ -17,19 +17,21 @@ the system prompt.
 Usage: on Bedrock ``inputTokens`` counts only the input that was neither read
 from nor written to the prompt cache (``totalTokens`` is the sum of all four
 figures), so ``prompt_tokens`` = ``inputTokens`` + cache reads + cache writes.
+
+The stream decoder is in :mod:`.stream`, the error mapping in :mod:`.errors`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from .. import errors
-from .._json import dumps_str, loads
-from .._messages import image_from_url, sniff_image_type
-from ..structured import JSON_OBJECT_INSTRUCTION, structured_tool_name
-from ..types import (
+from ... import errors
+from ..._json import dumps_str, loads
+from ..._messages import image_from_url, sniff_image_type
+from ...structured import JSON_OBJECT_INSTRUCTION, structured_tool_name
+from ...types import (
     ChatRequest,
     ChatResponse,
     ContentPart,
@@ -41,7 +43,7 @@ from ..types import (
     ToolCall,
     Usage,
 )
-from .extra import merge_extra
+from ..extra import merge_extra
 
 Block = dict[str, Any]
 
@@ -66,35 +68,6 @@ IMAGE_FORMATS: dict[str, str] = {
     "image/webp": "webp",
 }
 
-# Error type (HTTP ``x-amzn-ErrorType`` or stream ``:exception-type``, lower-cased) -> class.
-ERROR_TYPES: dict[str, type[errors.LLMError]] = {
-    "validationexception": errors.InvalidRequest,
-    "conflictexception": errors.InvalidRequest,
-    "accessdeniedexception": errors.PermissionDenied,
-    "unrecognizedclientexception": errors.AuthenticationError,
-    "expiredtokenexception": errors.AuthenticationError,
-    "invalidsignatureexception": errors.AuthenticationError,
-    "incompletesignatureexception": errors.AuthenticationError,
-    "missingauthenticationtokenexception": errors.AuthenticationError,
-    "resourcenotfoundexception": errors.NotFound,
-    "throttlingexception": errors.RateLimited,
-    "servicequotaexceededexception": errors.RateLimited,
-    "serviceunavailableexception": errors.Overloaded,
-    "modelnotreadyexception": errors.Overloaded,
-    "internalserverexception": errors.ProviderError,
-    "modelerrorexception": errors.ProviderError,
-    "modelstreamerrorexception": errors.ProviderError,
-    "modeltimeoutexception": errors.Timeout,
-}
-_CONTEXT_PHRASES = (
-    "input is too long",
-    "prompt is too long",
-    "too many input tokens",
-    "maximum context length",
-    "context window",
-    "context length",
-)
-
 
 OWNED_FIELDS = frozenset(("messages", "system", "inferenceConfig"))
 """Converse fields never taken from ``extra``: the prompt and ``inferenceConfig``,
@@ -105,8 +78,9 @@ is a typed field of the request."""
 # --------------------------------------------------------------------------- request
 
 
-def converse_body(request: ChatRequest) -> dict[str, Any]:
-    """The JSON body of ``POST /model/{id}/converse`` (and ``converse-stream``)."""
+def encode_chat(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+    """The JSON body of ``POST /model/{id}/converse`` (and ``converse-stream``: the
+    body is the same, ``stream`` only picks the route, in the provider)."""
     messages = wire_messages(request.messages)
     if not messages:
         raise errors.InvalidRequest("bedrock needs at least one user or assistant message; none was given")
@@ -331,7 +305,7 @@ def finish_reason(stop_reason: str | None, *, tool_calls: bool) -> FinishReason:
     return reason
 
 
-def parse_converse(data: Any, *, provider: str, model: str, structured_tool: str | None = None) -> ChatResponse:
+def decode_chat(data: Any, *, provider: str, model: str, structured_tool: str | None = None) -> ChatResponse:
     """A ``Converse`` answer as a ``ChatResponse``."""
     output = data.get("output") if isinstance(data, dict) else None
     message = output.get("message") if isinstance(output, dict) else None
@@ -397,36 +371,6 @@ def tool_call_from_wire(tool: Block) -> ToolCall:
     )
 
 
-# --------------------------------------------------------------------------- errors
-
-
-def error_type(headers: Mapping[str, str], body: Any) -> str:
-    """The AWS error type: ``x-amzn-ErrorType`` (``ValidationException:http://...``)
-    or the body's ``__type`` (``com.amazon...#ValidationException``); "" if neither."""
-    value = header(headers, "x-amzn-errortype")
-    if not value and isinstance(body, dict):
-        value = str(body.get("__type") or "")
-    return value.split(":", 1)[0].rsplit("#", 1)[-1]
-
-
-def error_message(body: Any, status: int | None) -> str:
-    if isinstance(body, dict):
-        message = body.get("message") or body.get("Message")
-        if message:
-            return str(message)
-    return f"HTTP {status}" if status is not None else "no message"
-
-
-def error_class(kind: str, message: str, status: int | None) -> type[errors.LLMError]:
-    """The class of an AWS error type; a too-long input refines ``ValidationException``."""
-    cls = ERROR_TYPES.get(kind.lower())
-    if cls is None:
-        return errors.class_for_status(status) if status is not None else errors.ProviderError
-    if cls is errors.InvalidRequest and any(phrase in message.lower() for phrase in _CONTEXT_PHRASES):
-        return errors.ContextWindowExceeded
-    return cls
-
-
 def header(headers: Mapping[str, str], name: str) -> str:
     """A header value by case-insensitive name ("" when absent)."""
     value = headers.get(name)
@@ -449,3 +393,16 @@ def model_from_summary(summary: Mapping[str, Any], known: ModelInfo) -> ModelInf
         supports_streaming=bool(summary.get("responseStreamingSupported", True)),
         raw={**known.raw, **summary},
     )
+
+
+def decode_models(data: Any, *, provider: str, model_info: Callable[[str], ModelInfo]) -> list[ModelInfo]:
+    """``ListFoundationModels``, each summary on top of what ``model_info`` (the
+    catalogue) knows of its model id."""
+    summaries = data.get("modelSummaries") if isinstance(data, dict) else None
+    if not isinstance(summaries, list):
+        raise errors.ProviderError("bedrock model list has no modelSummaries", provider=provider, body=data)
+    return [
+        model_from_summary(s, model_info(str(s["modelId"])))
+        for s in summaries
+        if isinstance(s, dict) and s.get("modelId")
+    ]

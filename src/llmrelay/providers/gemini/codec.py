@@ -1,9 +1,10 @@
 """The Gemini ``generateContent`` wire format (v1beta): pure codec functions.
 
-Canonical -> wire: ``encode_chat`` (the request body), ``contents_to_wire``.
-Wire -> canonical: ``parse_chat_response``, ``usage_from_wire``,
-``finish_reason``. No I/O here: the provider, the stream decoder and the error
-mapping live in ``gemini.py``.
+Canonical -> wire: ``encode_chat`` (the request body), ``contents_to_wire``,
+``encode_embed``. Wire -> canonical: ``decode_chat``, ``usage_from_wire``,
+``finish_reason``, ``decode_embed``, ``decode_models``. No I/O here: the stream
+decoder is in :mod:`.stream`, the error mapping in :mod:`.errors`, the provider
+in :mod:`.provider`.
 
 Conventions:
 
@@ -24,22 +25,25 @@ import mimetypes
 from typing import Any, TypeAlias
 from urllib.parse import quote, urlsplit
 
-from .. import errors
-from .._json import JSONDecodeError, dumps_str, loads
-from .._messages import sniff_image_type
-from ..types import (
+from ... import errors
+from ..._json import JSONDecodeError, dumps_str, loads
+from ..._messages import sniff_image_type
+from ...types import (
     ChatRequest,
     ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
     FinishReason,
     ImagePart,
     Message,
+    ModelInfo,
     ResponseFormat,
     TextPart,
     ToolCall,
     ToolSpec,
     Usage,
 )
-from .extra import merge_extra
+from ..extra import merge_extra
 
 JSON: TypeAlias = dict[str, Any]
 
@@ -85,12 +89,16 @@ def model_path(model: str) -> str:
 OWNED_FIELDS = frozenset(
     ("contents", "systemInstruction", "generationConfig.maxOutputTokens", "generationConfig.candidateCount")
 )
-"""generateContent fields never taken from ``extra`` (see :mod:`.extra`): the prompt,
+"""generateContent fields never taken from ``extra`` (see :mod:`..extra`): the prompt,
 the output limit and the number of candidates (one is read, all are billed)."""
+EMBED_OWNED_FIELDS = frozenset(("model", "content"))
+"""Fields of a ``batchEmbedContents`` item never taken from ``extra``: the model
+and the text (what is billed, one vector per item)."""
 
 
-def encode_chat(request: ChatRequest) -> JSON:
-    """The generateContent body. ``request.extra`` is merged in last, never
+def encode_chat(request: ChatRequest, *, stream: bool) -> JSON:
+    """The generateContent body (the same for ``streamGenerateContent``: ``stream``
+    only picks the route, in the provider). ``request.extra`` is merged in last, never
     replacing what is built here: a dict value merges one level into the dict
     built under the same key, the built keys winning (so ``{"generationConfig":
     {"thinkingConfig": {...}}}`` adds to the built config), a list extends the
@@ -284,7 +292,7 @@ def calling_config(choice: str | JSON) -> JSON:
 # --------------------------------------------------------------------------- wire -> canonical
 
 
-def parse_chat_response(data: Any, model: str, provider: str) -> ChatResponse:
+def decode_chat(data: Any, *, provider: str, model: str) -> ChatResponse:
     if not isinstance(data, dict):
         raise errors.ProviderError("Gemini answer is not a JSON object", provider=provider, body=data)
     check_prompt_blocked(data, provider)
@@ -306,7 +314,7 @@ def parse_chat_response(data: Any, model: str, provider: str) -> ChatResponse:
     native = candidate.get("finishReason")
     return ChatResponse(
         content="".join(texts),
-        finish_reason=finish_reason(native, bool(calls)),
+        finish_reason=finish_reason(native, tool_calls=bool(calls)),
         usage=usage_from_wire(data.get("usageMetadata")),
         model=data.get("modelVersion") or model,
         provider=provider,
@@ -371,10 +379,10 @@ def tool_call_from_wire(part: JSON, index: int) -> ToolCall:
     )
 
 
-def finish_reason(native: str | None, has_calls: bool) -> FinishReason:
+def finish_reason(native: str | None, *, tool_calls: bool) -> FinishReason:
     """Unknown reasons map to ``stop``; the native one is kept alongside."""
     mapped = _FINISH.get(native or "", "stop")
-    return "tool_calls" if mapped == "stop" and has_calls else mapped
+    return "tool_calls" if mapped == "stop" and tool_calls else mapped
 
 
 def usage_from_wire(meta: Any) -> Usage:
@@ -391,4 +399,47 @@ def usage_from_wire(meta: Any) -> Usage:
         completion_tokens=count("candidatesTokenCount") + thoughts,
         cached_tokens=count("cachedContentTokenCount"),
         reasoning_tokens=thoughts,
+    )
+
+
+# --------------------------------------------------------------------------- embeddings and models
+
+
+def encode_embed(request: EmbeddingRequest) -> JSON:
+    """The ``batchEmbedContents`` body: one item per text; ``request.extra`` is added
+    to every item, never replacing one of :data:`EMBED_OWNED_FIELDS`."""
+    shared: JSON = {"model": model_path(request.model)}
+    if request.dimensions is not None:
+        shared["outputDimensionality"] = request.dimensions
+    merge_extra(shared, request.extra, EMBED_OWNED_FIELDS)  # once, not once per text
+    return {"requests": [{**shared, "content": {"parts": [{"text": text}]}} for text in request.inputs]}
+
+
+def decode_embed(data: Any, *, provider: str, model: str) -> EmbeddingResponse:
+    embeddings = data.get("embeddings") if isinstance(data, dict) else None
+    if not isinstance(embeddings, list):
+        raise errors.ProviderError("Gemini embeddings answer has no embeddings list", provider=provider, body=data)
+    vectors = [(e.get("values") or []) if isinstance(e, dict) else [] for e in embeddings]
+    meta = data.get("usageMetadata")
+    prompt = meta.get("promptTokenCount") if isinstance(meta, dict) else None
+    usage = Usage(prompt_tokens=prompt if isinstance(prompt, int) else 0)
+    return EmbeddingResponse(vectors, usage, model, provider, raw=data)
+
+
+def decode_models(data: Any, *, provider: str) -> list[ModelInfo]:
+    """One page of ``GET models`` (the provider follows ``nextPageToken``)."""
+    found = data.get("models") if isinstance(data, dict) else None
+    return [model_info(m, provider) for m in found or [] if isinstance(m, dict) and m.get("name")]
+
+
+def model_info(model: JSON, provider: str) -> ModelInfo:
+    name = str(model["name"])
+    methods = model.get("supportedGenerationMethods") or []
+    return ModelInfo(
+        id=name.removeprefix("models/"),
+        provider=provider,
+        context_window=model.get("inputTokenLimit"),
+        max_output_tokens=model.get("outputTokenLimit"),
+        supports_streaming="streamGenerateContent" in methods,
+        raw=model,
     )

@@ -14,11 +14,12 @@ Differences from OpenAI, all handled here or by the shared codec:
 
 from __future__ import annotations
 
-from .._http import Transport
-from .._secret import Secret
-from ..types import ChatRequest, EmbeddingRequest
-from .base import ProviderConfig, WireRequest, join_url
-from .openai import OpenAIProvider
+from ..._http import Transport
+from ..._secret import Secret
+from ...types import ChatRequest, EmbeddingRequest
+from ..base import ProviderConfig, WireRequest
+from ..http import join_url
+from .provider import OpenAIProvider
 
 DEFAULT_API_VERSION = "2024-10-21"
 
@@ -28,7 +29,7 @@ class AzureOpenAIProvider(OpenAIProvider):
 
     def __init__(self, config: ProviderConfig, transport: Transport | None = None) -> None:
         if not config.base_url:
-            from .. import errors
+            from ... import errors
 
             raise errors.ConfigError(
                 f"provider {config.name!r}: Azure needs base_url (your resource endpoint, "

@@ -2,7 +2,7 @@
 
 Request side: ``POST /v2/chat`` bodies. Answer side: chat answers, usage,
 embeddings (``POST /v2/embed``) and the model list (``GET /v1/models``).
-The stream decoder and the error mapping live in :mod:`.cohere`.
+The stream decoder is in :mod:`.stream`, the error mapping in :mod:`.errors`.
 
 Cohere specifics worth knowing:
 
@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import errors
-from .._json import dumps_str, loads, parse_arguments
-from ..types import (
+from ... import errors
+from ..._json import dumps_str, loads, parse_arguments
+from ...types import (
     ChatRequest,
     ChatResponse,
     EmbeddingRequest,
@@ -33,8 +33,8 @@ from ..types import (
     ToolSpec,
     Usage,
 )
-from .extra import merge_extra
-from .openai_codec import part_to_wire, tool_call_to_wire  # Cohere v2 shares these shapes
+from ..extra import merge_extra
+from ..openai.codec import part_to_wire, tool_call_to_wire  # Cohere v2 shares these shapes
 
 DEFAULT_BASE_URL = "https://api.cohere.com"
 DEFAULT_INPUT_TYPE = "search_document"
@@ -45,7 +45,7 @@ DEFAULT_EMBEDDING_TYPES = ("float",)
 """The embed ``embedding_types`` sent unless ``request.extra`` says otherwise."""
 
 OWNED_FIELDS = frozenset(("model", "messages", "stream", "max_tokens"))
-"""``/v2/chat`` fields never taken from ``extra`` (see :mod:`.extra`): the model,
+"""``/v2/chat`` fields never taken from ``extra`` (see :mod:`..extra`): the model,
 the prompt, the stream flag and the output limit."""
 EMBED_OWNED_FIELDS = frozenset(("model", "texts", "inputs", "images", "output_dimension"))
 """``/v2/embed`` fields never taken from ``extra``: the model, what is embedded
@@ -69,7 +69,7 @@ _JSON_FEATURES = frozenset(("json_mode", "json_schema"))
 # ---------------------------------------------------------------- canonical -> wire
 
 
-def chat_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+def encode_chat(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     """The ``/v2/chat`` body; ``request.extra`` is merged last and adds fields, never
     replacing one set here nor any of :data:`OWNED_FIELDS`."""
     body: dict[str, Any] = {
@@ -231,7 +231,7 @@ def arguments_text(args: Any) -> str:
     return args if isinstance(args, str) else ""
 
 
-def parse_chat(data: Any, *, provider: str, model: str) -> ChatResponse:
+def decode_chat(data: Any, *, provider: str, model: str) -> ChatResponse:
     if not isinstance(data, dict) or not isinstance(data.get("message"), dict):
         raise errors.ProviderError("cohere chat answer has no message object", provider=provider, body=data)
     message = data["message"]
@@ -261,7 +261,7 @@ def parse_chat(data: Any, *, provider: str, model: str) -> ChatResponse:
 # ---------------------------------------------------------------- embeddings and models
 
 
-def embed_body(request: EmbeddingRequest) -> dict[str, Any]:
+def encode_embed(request: EmbeddingRequest) -> dict[str, Any]:
     """The ``/v2/embed`` body. ``request.extra`` adds fields (never one of
     :data:`EMBED_OWNED_FIELDS`) and may choose ``input_type`` and
     ``embedding_types``, which are only defaults here."""
@@ -274,7 +274,7 @@ def embed_body(request: EmbeddingRequest) -> dict[str, Any]:
     return body
 
 
-def parse_embed(data: Any, *, provider: str, model: str) -> EmbeddingResponse:
+def decode_embed(data: Any, *, provider: str, model: str) -> EmbeddingResponse:
     embeddings = data.get("embeddings") if isinstance(data, dict) else None
     vectors = _pick_vectors(embeddings)
     if vectors is None:
@@ -304,7 +304,7 @@ def _pick_vectors(embeddings: Any) -> list[list[float]] | None:
     return None
 
 
-def parse_models(data: Any, *, provider: str) -> list[ModelInfo]:
+def decode_models(data: Any, *, provider: str) -> list[ModelInfo]:
     items = data.get("models") if isinstance(data, dict) else None
     if not isinstance(items, list):
         raise errors.ProviderError("cohere models answer has no models list", provider=provider, body=data)

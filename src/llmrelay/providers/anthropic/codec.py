@@ -1,6 +1,6 @@
 """Anthropic Messages API <-> canonical types: pure functions, no I/O.
 
-Outbound (``chat_body``): system messages become the top-level ``system``
+Outbound (``encode_chat``): system messages become the top-level ``system``
 string; canonical ``tool`` messages become ``tool_result`` blocks of a user
 turn; consecutive turns of one role are merged (Anthropic wants them
 alternating, and every ``tool_use`` answered in the very next user turn).
@@ -10,8 +10,9 @@ a forced call of one extra tool named after the format; its input is the
 answer. ``json_object`` (no schema) only adds :data:`JSON_OBJECT_INSTRUCTION`
 to the system prompt.
 
-Inbound: ``parse_message`` reads a non-stream answer and ``messages_from_wire``
+Inbound: ``decode_chat`` reads a non-stream answer and ``messages_from_wire``
 reads the messages of an Anthropic request (the gateway's ``/v1/messages``).
+The stream decoder is in :mod:`.stream`, the error mapping in :mod:`.errors`.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .. import errors
-from .._json import dumps_str
-from .._messages import image_from_url, sniff_image_type
-from ..structured import JSON_OBJECT_INSTRUCTION, structured_tool_name
-from ..types import (
+from ... import errors
+from ..._json import dumps_str
+from ..._messages import image_from_url, sniff_image_type
+from ...structured import JSON_OBJECT_INSTRUCTION, structured_tool_name
+from ...types import (
     ChatRequest,
     ChatResponse,
     ContentPart,
@@ -35,7 +36,7 @@ from ..types import (
     ToolCall,
     Usage,
 )
-from .extra import merge_extra
+from ..extra import merge_extra
 
 API_VERSION = "2023-06-01"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -76,12 +77,12 @@ def default_max_tokens(model: str) -> int:
 
 
 OWNED_FIELDS = frozenset(("model", "messages", "system", "max_tokens", "stream"))
-"""Messages body fields never taken from ``extra`` (see :mod:`.extra`): the model,
+"""Messages body fields never taken from ``extra`` (see :mod:`..extra`): the model,
 the prompt, the output limit and the stream flag. ``thinking`` is not one: it
 passes through, and the default ``max_tokens`` leaves room above its budget."""
 
 
-def chat_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+def encode_chat(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     """The JSON body of ``POST /v1/messages`` for a canonical request. ``request.extra``
     adds fields, never replacing one set here nor any of :data:`OWNED_FIELDS`."""
     system = [m.text for m in request.messages if m.role == "system" and m.text]
@@ -265,7 +266,7 @@ def finish_reason(stop_reason: str | None, *, tool_calls: bool) -> FinishReason:
     return reason
 
 
-def parse_message(data: Any, *, provider: str, structured_tool: str | None = None) -> ChatResponse:
+def decode_chat(data: Any, *, provider: str, structured_tool: str | None = None) -> ChatResponse:
     """A non-stream Message body as a ``ChatResponse``."""
     if not isinstance(data, dict) or not isinstance(data.get("content"), list):
         raise errors.ProviderError("anthropic answer has no content list", provider=provider, body=data)
@@ -320,7 +321,7 @@ def tool_call_from_block(block: Block) -> ToolCall:
     )
 
 
-def parse_models(data: Any, *, provider: str) -> list[ModelInfo]:
+def decode_models(data: Any, *, provider: str) -> list[ModelInfo]:
     """``GET /v1/models`` as ``ModelInfo`` (the display name stays in ``raw``)."""
     items = data.get("data") if isinstance(data, dict) else None
     if not isinstance(items, list):
@@ -348,7 +349,7 @@ def parse_models(data: Any, *, provider: str) -> list[ModelInfo]:
 
 def messages_from_wire(messages: list[Block], system: str | list[Block] | None = None) -> list[Message]:
     """The messages of an Anthropic request as canonical messages (the inverse of
-    ``chat_body``): each ``tool_result`` block becomes its own ``tool`` message."""
+    ``encode_chat``): each ``tool_result`` block becomes its own ``tool`` message."""
     out: list[Message] = []
     system_text = system if isinstance(system, str) else "\n\n".join(b.get("text", "") for b in system or ())
     if system_text:

@@ -3,7 +3,7 @@
 The same account as kind ``openai`` (``OPENAI_API_KEY`` / ``OPENAI_BASE_URL``,
 the same auth headers, base URL, embeddings, model listing and error mapping,
 all inherited); only chat goes through ``/responses``. The wire translation
-lives in :mod:`.openai_responses_codec`.
+lives in :mod:`.codec` and :mod:`.stream`.
 
 Notes:
 
@@ -21,11 +21,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._assemble import StreamAssembler
-from ..types import ChatRequest, ChatResponse
-from . import openai_responses_codec as codec
-from .base import StreamDecoder, WireRequest
-from .openai import OpenAIProvider
+from ..._assemble import StreamAssembler
+from ...types import ChatRequest, ChatResponse
+from ..base import StreamDecoder, WireRequest
+from ..openai.provider import OpenAIProvider
+from . import codec
+from .stream import ChatStreamDecoder
 
 
 class OpenAIResponsesProvider(OpenAIProvider):
@@ -35,11 +36,11 @@ class OpenAIResponsesProvider(OpenAIProvider):
         codec.check_request(request, self.name)
 
     def chat_request(self, request: ChatRequest, stream: bool) -> WireRequest:
-        payload = codec.request_to_wire(request, stream)
+        payload = codec.encode_chat(request, stream=stream)
         return WireRequest(self.url("responses", request.model), self.headers, payload)
 
     def parse_chat(self, data: Any, request: ChatRequest) -> ChatResponse:
-        return codec.response_from_wire(data, self.name, request.model)
+        return codec.decode_chat(data, provider=self.name, model=request.model)
 
     def stream_decoder(self, request: ChatRequest, assembler: StreamAssembler) -> StreamDecoder:
-        return codec.ResponsesStreamDecoder(assembler, self.name)
+        return ChatStreamDecoder(assembler, self.name)

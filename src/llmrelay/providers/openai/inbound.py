@@ -12,12 +12,12 @@ import base64
 import struct
 from typing import Any
 
-from .. import errors
-from .._ids import new_id
-from .._messages import to_messages
-from ..structured import to_response_format
-from ..tools import to_tools
-from ..types import (
+from ... import errors
+from ..._ids import new_id
+from ..._messages import to_messages
+from ...structured import to_response_format
+from ...tools import to_tools
+from ...types import (
     ChatRequest,
     ChatResponse,
     EmbeddingRequest,
@@ -27,7 +27,7 @@ from ..types import (
     ToolCallDelta,
     Usage,
 )
-from .openai_codec import tool_call_to_wire
+from .codec import tool_call_to_wire
 
 _KNOWN = frozenset(
     {

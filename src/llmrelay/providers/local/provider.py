@@ -17,13 +17,13 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
-from .. import errors
-from .._assemble import StreamAssembler
-from .._http import Transport
-from ..cost import Prices
-from ..local.assets import CHAT_MODELS, EMBEDDING_MODELS, MINILM
-from ..local.llama import DEFAULT_SYSTEM_PROMPT
-from ..types import (
+from ... import errors
+from ..._assemble import StreamAssembler
+from ..._http import Transport
+from ...cost import Prices
+from ...local.assets import CHAT_MODELS, EMBEDDING_MODELS, MINILM
+from ...local.llama import DEFAULT_SYSTEM_PROMPT
+from ...types import (
     ChatRequest,
     ChatResponse,
     ConnectionCheck,
@@ -39,11 +39,11 @@ from ..types import (
     Usage,
     UsageEvent,
 )
-from .base import Provider, ProviderConfig, finish_response
+from ..base import Provider, ProviderConfig, finish_response
 
 if TYPE_CHECKING:
-    from ..local.llama import LlamaEngine
-    from ..local.minilm import MiniLM
+    from ...local.llama import LlamaEngine
+    from ...local.minilm import MiniLM
 
 FREE = Prices(input_per_mtok=0.0, output_per_mtok=0.0)
 
@@ -81,7 +81,7 @@ class LocalProvider(Provider):
         key = asset.relative
         found = self._engines.get(key)
         if found is None:
-            from ..local.llama import LlamaEngine
+            from ...local.llama import LlamaEngine
 
             found = self._engines[key] = LlamaEngine(
                 asset.path(), n_ctx=self.n_ctx, n_threads=self.n_threads, provider=self.name,
@@ -138,7 +138,7 @@ class LocalProvider(Provider):
     async def _encoder(self) -> MiniLM:
         async with self._lock:
             if self._minilm is None:
-                from ..local.minilm import MiniLM
+                from ...local.minilm import MiniLM
 
                 self._minilm = await asyncio.to_thread(MiniLM.load, MINILM.path())
             return self._minilm
@@ -166,7 +166,7 @@ class LocalProvider(Provider):
     # ---- catalogue --------------------------------------------------------------------
 
     def count_prompt(self, model: str, messages: list[Message], tools: list[ToolSpec] | None) -> int:
-        from ..tokens._local import vocab
+        from ...tokens._local import vocab
 
         found = vocab(model.lower())
         if found is None:  # llama-cpp-python or the model file missing: an estimate

@@ -1,0 +1,1 @@
+"""Models on this machine (provider kind ``local``): no wire format, no network."""

@@ -32,6 +32,7 @@ class Reply:
     cut_after: int | None = None  # close the connection after this many chunks
     hang_s: float | None = None  # accept, then say nothing for this long
     reset: bool = False  # close the connection without any answer
+    streamed: list[bytes] | None = None  # the chunks for a request asking "stream": true (json for the others)
 
 
 @dataclass
@@ -95,6 +96,8 @@ class FakeServer:
         if reply.hang_s is not None:
             await asyncio.sleep(reply.hang_s)
             return web.Response(status=504)
+        if reply.streamed is not None and body and json.loads(body).get("stream") is True:
+            reply = Reply(chunks=reply.streamed, headers=reply.headers)
         if reply.chunks is not None:
             resp = web.StreamResponse(status=reply.status, headers=reply.headers)
             resp.content_type = reply.content_type or "text/event-stream"

@@ -6,6 +6,7 @@ input is a 4xx naming the problem, in the format of the route's API."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import orjson
@@ -14,9 +15,13 @@ from hypothesis import strategies as st
 
 from llmrelay import AsyncClient, ModelGroup
 from llmrelay.gateway import Gateway
+from llmrelay.store import Store
 from llmrelay.testing import FakeProvider, Reply
 
-ROUTES = ["/v1/chat/completions", "/v1/embeddings", "/v1/messages", "/v1/messages/count_tokens"]
+ROUTES = [
+    "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages", "/v1/messages/count_tokens",
+    "/v1/responses",
+]  # fmt: skip
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False) | st.text(max_size=12),
@@ -72,6 +77,21 @@ near_valid = st.fixed_dictionaries(
         "encoding_format": json_values,
         "dimensions": json_values,
         "metadata": json_values,
+        "prompt": st.one_of(st.text(max_size=12), json_values),
+        "echo": json_values,
+        "n": json_values,
+        "best_of": json_values,
+        "logprobs": json_values,
+        "suffix": json_values,
+        "instructions": json_values,
+        "previous_response_id": st.one_of(st.just("resp_unknown"), json_values),
+        "store": json_values,
+        "text": st.one_of(st.fixed_dictionaries({"format": json_values}), json_values),
+        "reasoning": json_values,
+        "max_output_tokens": json_values,
+        "parallel_tool_calls": json_values,
+        "truncation": json_values,
+        "include": json_values,
     },
 )  # fmt: skip
 bodies = st.one_of(
@@ -105,10 +125,15 @@ async def call(app: Gateway, path: str, body: bytes) -> tuple[int, bytes]:
     return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
 
 
+@functools.cache
+def shared_store() -> Store:
+    return Store.open("sqlite://")  # in memory: stored responses, conversations
+
+
 def gateway() -> Gateway:
     fake = FakeProvider("fake", [Reply("ok")])
     client = AsyncClient(env={}, providers=[fake], models=[ModelGroup("g", ["fake/m"])])
-    return Gateway(client, open_access=True)
+    return Gateway(client, open_access=True, store=shared_store())
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -132,9 +157,11 @@ def test_valid_bodies_are_answered() -> None:
     hi = [{"role": "user", "content": "hi"}]
     valid = {
         "/v1/chat/completions": {"model": "g", "messages": hi},
+        "/v1/completions": {"model": "g", "prompt": "hi"},
         "/v1/embeddings": {"model": "fake/m", "input": ["a", "b"]},
         "/v1/messages": {"model": "g", "max_tokens": 5, "messages": hi},
         "/v1/messages/count_tokens": {"model": "g", "messages": hi},
+        "/v1/responses": {"model": "g", "input": "hi"},
     }
     app = gateway()
     for path, body in valid.items():

@@ -32,7 +32,8 @@ from llmrelay.gateway import Gateway
 from llmrelay.gateway.openapi import document
 from llmrelay.router import RoutingSettings
 from llmrelay.store import Store
-from test_gateway_openai import CHAT, answer
+from recordings import load_sse
+from test_gateway_openai import CHAT, answer, sse
 
 SEEN: dict[int, int] = {}
 EXAMPLES = int(os.environ.get("LLMRELAY_FUZZ_EXAMPLES", "3000"))
@@ -74,9 +75,11 @@ class Background:
     async def _main(self) -> None:
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
         async with FakeServer() as upstream, FakeServer() as claude:
-            upstream.on("POST", CHAT, Reply(json=answer("ok")))
+            upstream.on("POST", CHAT, Reply(json=answer("ok"), streamed=sse("o", "k")))
             upstream.on("POST", "/v1/embeddings", Reply(json=EMBEDDING))
-            claude.on("POST", "/v1/messages", Reply(json=CLAUDE))
+            claude.on(
+                "POST", "/v1/messages", Reply(json=CLAUDE, streamed=[load_sse("anthropic-stream-basic-text-ping.sse")])
+            )
             env = {
                 "OPENAI_API_KEY": "sk-upstream-fuzz", "OPENAI_BASE_URL": upstream.url + "/v1",
                 "ANTHROPIC_API_KEY": "sk-ant-fuzz", "ANTHROPIC_BASE_URL": claude.url,

@@ -33,6 +33,7 @@ from llmrelay.store import (
     Limits,
     NotFoundError,
     Store,
+    StoredResponse,
     StoreError,
     Tenant,
     UsageQuery,
@@ -345,6 +346,39 @@ def test_update_key(store: Store) -> None:
         store.update_key(key.id, tenant="other")
     with pytest.raises(ValueError, match="models"):
         store.create_key("acme", models="gpt")
+
+
+# ---------------------------------------------------------------- stored responses
+
+
+def _response(tenant: str, rid: str, previous: str | None, n: int) -> StoredResponse:
+    return StoredResponse(
+        id=rid, tenant=tenant, created_at=1000.0 + n, model="m", previous_id=previous,
+        input_items=[{"type": "message", "role": "user", "content": [{"type": "input_text", "text": f"q{n}"}]}],
+        output_items=[{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": f"a{n}"}]}],
+        body={"id": rid, "object": "response", "n": n},
+    )  # fmt: skip
+
+
+def test_stored_responses_chain_back_within_their_tenant(store: Store) -> None:
+    table = store.responses
+    table.save(_response("acme", "resp_1", None, 1))
+    table.save(_response("acme", "resp_2", "resp_1", 2))
+    table.save(_response("beta", "resp_3", "resp_1", 3))  # names acme's response: its chain is broken
+    found = table.get("acme", "resp_2")
+    assert found is not None and found.body == {"id": "resp_2", "object": "response", "n": 2}
+    history = table.history("acme", "resp_2")
+    assert history is not None
+    texts = [item["content"][0]["text"] for item in history]
+    assert texts == ["q1", "a1", "q2", "a2"]  # oldest first, each input before its output
+    assert table.get("beta", "resp_1") is None and table.history("beta", "resp_1") is None
+    assert table.history("beta", "resp_3") is None  # never another tenant's items
+    assert table.get("acme", "x" * 65) is None
+    assert table.delete("beta", "resp_2") is False and table.get("acme", "resp_2") is not None
+    assert table.delete("acme", "resp_1") is True
+    assert table.history("acme", "resp_2") is None  # a deleted link breaks the chain
+    with pytest.raises(ValueError, match="tenant id"):
+        table.save(_response("bad tenant", "resp_9", None, 9))
 
 
 # ---------------------------------------------------------------- conversations

@@ -33,7 +33,7 @@ from ..store.records import UsageRecord
 from ..store.store import Store
 from ..tokens import COUNT_IN_THREAD_CHARS
 from ..types import ChatRequest, EmbeddingRequest, Usage
-from . import admin_api, conversations, gc_tuning
+from . import admin_api, conversations, gc_tuning, responses_api
 from .admission import Admission, Ticket
 from .anthropic_api import ANTHROPIC, count_tokens, messages
 from .billing import PriceBook, Unpriced
@@ -56,7 +56,7 @@ from .http import (
 from .ledger import Ledger, MemoryQueue, RecordQueue
 from .logs import AccessSink, JsonLines, log_access, request_id
 from .metrics import CONTENT_TYPE, Metrics, RequestFacts
-from .openai_api import chat_completions, embeddings, get_model, list_models
+from .openai_api import chat_completions, completions, embeddings, get_model, list_models
 from .routes import RouteTable
 from .server import ServerLimits
 from .spool import Spool
@@ -67,7 +67,7 @@ MAX_BODY = 16 * 1024 * 1024
 _LOCAL_MODELS = (LOCAL_DEFAULT, "local/all-minilm-l6-v2")
 _NO_USAGE = Usage(0, 0)
 _NOTHING_HELD = Ticket()  # the operator's requests take no limits or budgets (never settled: nothing held)
-_KEYED = ("/v1/", "/admin/")
+_KEYED = ("/v1/", "/v1beta/", "/admin/")
 """Where every route needs a key: an unknown path there is a 401 to a caller without one."""
 
 
@@ -460,7 +460,12 @@ async def _ready(gw: Gateway, ex: Exchange) -> None:
 def _route_table() -> RouteTable:
     routes = RouteTable()
     routes.add("POST", "/v1/chat/completions", chat_completions, metered=True)
+    routes.add("POST", "/v1/completions", completions, metered=True)
     routes.add("POST", "/v1/embeddings", embeddings, metered=True)
+    routes.add("POST", "/v1/responses", responses_api.create_response, metered=True)
+    routes.add("GET", "/v1/responses/{response_id}", responses_api.get_response)
+    routes.add("DELETE", "/v1/responses/{response_id}", responses_api.delete_response)
+    routes.add("GET", "/v1/responses/{response_id}/input_items", responses_api.list_input_items)
     routes.add("GET", "/v1/models", list_models)
     routes.add("GET", "/v1/models/{model:path}", get_model)  # PROVIDER/MODEL ids hold a "/"
     routes.add("POST", "/v1/messages", messages, api=ANTHROPIC, metered=True)

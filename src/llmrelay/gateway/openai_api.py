@@ -17,6 +17,9 @@ from .. import errors
 from .._ids import new_id
 from .._json import dumps
 from .._sse import encode_sse
+from ..providers.openai.completions import CompletionEncoder
+from ..providers.openai.completions import request_from_wire as completion_request_from_wire
+from ..providers.openai.completions import response_to_wire as completion_to_wire
 from ..providers.openai.inbound import (
     chunk_to_wire,
     embedding_request_from_wire,
@@ -38,14 +41,20 @@ if TYPE_CHECKING:
     from .app import Gateway
 
 
-async def chat_completions(gw: Gateway, ex: Exchange) -> None:
-    body = await gw.json_request(ex)
+def _streaming(body: dict[str, Any]) -> tuple[bool, bool]:
+    """``stream`` and ``stream_options.include_usage`` of a body, checked."""
     stream = body.get("stream", False)
     if stream is not None and not isinstance(stream, bool):
         raise HTTPError(400, f"'stream' must be true or false, not {stream!r}", param="stream")
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise HTTPError(400, "'stream_options' must be an object", param="stream_options")
+    return bool(stream), bool((options or {}).get("include_usage"))
+
+
+async def chat_completions(gw: Gateway, ex: Exchange) -> None:
+    body = await gw.json_request(ex)
+    stream, include_usage = _streaming(body)
     choices = body.pop("n", None)
     if choices is not None and choices != 1:
         raise HTTPError(
@@ -59,7 +68,6 @@ async def chat_completions(gw: Gateway, ex: Exchange) -> None:
         body["messages"] = [*await history(gw, caller, conversation), *asked]
     request = request_from_wire(body)
     check_request(request)
-    include_usage = bool((options or {}).get("include_usage"))
 
     async def to_wire(response: ChatResponse) -> dict[str, Any]:
         payload = response_to_wire(response, created_at(response, time.time()))
@@ -71,8 +79,24 @@ async def chat_completions(gw: Gateway, ex: Exchange) -> None:
         return events if conversation is None else _remembering(gw, caller, conversation, asked or [], events)
 
     await serve_chat(
-        gw, ex, request, stream=bool(stream), to_wire=to_wire, wrap=wrap,
+        gw, ex, request, stream=stream, to_wire=to_wire, wrap=wrap,
         encoder=lambda: ChunkEncoder(request.model, include_usage),
+    )  # fmt: skip
+
+
+async def completions(gw: Gateway, ex: Exchange) -> None:
+    """Legacy completions: the prompt as one user message to any chat deployment."""
+    body = await gw.json_request(ex)
+    stream, include_usage = _streaming(body)
+    request, echo = completion_request_from_wire(body)
+    check_request(request)
+
+    async def to_wire(response: ChatResponse) -> dict[str, Any]:
+        return completion_to_wire(response, created_at(response, time.time()), request.model, echo)
+
+    await serve_chat(
+        gw, ex, request, stream=stream, to_wire=to_wire,
+        encoder=lambda: CompletionEncoder(request.model, int(time.time()), include_usage, echo),
     )  # fmt: skip
 
 
@@ -156,4 +180,4 @@ async def get_model(gw: Gateway, ex: Exchange) -> None:
     await ex.reply(200, {"id": model, "object": "model", "created": 0, "owned_by": "llmrelay"})
 
 
-__all__ = ["chat_completions", "embeddings", "get_model", "list_models"]
+__all__ = ["chat_completions", "completions", "embeddings", "get_model", "list_models"]

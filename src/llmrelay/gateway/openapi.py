@@ -57,6 +57,48 @@ _CHAT = {
         "response_format": _OBJ,
     },
 }
+_COMPLETION = {
+    "type": "object",
+    "required": ["model", "prompt"],
+    "properties": {
+        "model": _STR,
+        "prompt": {"oneOf": [_STR, {"type": "array", "items": _STR, "minItems": 1, "maxItems": 1}]},
+        "max_tokens": {**_INT1, "default": 16},
+        "temperature": _NUM,
+        "top_p": _NUM,
+        "stop": {"oneOf": [_STR, _STRINGS]},
+        "seed": {"type": "integer"},
+        "user": _STR,
+        "echo": {"type": "boolean"},
+        "n": {"const": 1},
+        "best_of": {"const": 1},
+        "stream": {"type": "boolean"},
+        "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
+    },
+}
+_RESPONSES = {
+    "type": "object",
+    "required": ["model"],
+    "properties": {
+        "model": _STR,
+        "input": {"oneOf": [_STR, {"type": "array", "items": _OBJ}]},
+        "instructions": _STR,
+        "previous_response_id": _STR,
+        "store": {"type": "boolean", "default": True},
+        "stream": {"type": "boolean"},
+        "tools": {"type": "array", "items": _OBJ},
+        "tool_choice": {"oneOf": [{"enum": ["auto", "none", "required"]}, _OBJ]},
+        "parallel_tool_calls": {"type": "boolean"},
+        "text": _OBJ,
+        "reasoning": _OBJ,
+        "max_output_tokens": _INT1,
+        "temperature": _NUM,
+        "top_p": _NUM,
+        "metadata": _OBJ,
+        "user": _STR,
+        "truncation": {"enum": ["auto", "disabled"]},
+    },
+}
 _EMBED = {
     "type": "object",
     "required": ["model", "input"],
@@ -192,6 +234,19 @@ def _admin_paths() -> dict[str, Any]:
     )
     return {
         "/v1/models/{model}": {"get": _op("One model", path=("model",))},
+        "/v1/responses/{response_id}": {
+            "get": _op("A stored response", path=("response_id",)),
+            "delete": _op("Delete a stored response", path=("response_id",)),
+        },
+        "/v1/responses/{response_id}/input_items": {
+            "get": _op(
+                "A stored response's input items", path=("response_id",),
+                query=(
+                    ("limit", {"type": "integer", "minimum": 1, "maximum": 100}),
+                    ("order", {"enum": ["asc", "desc"]}), ("after", _STR),
+                ),
+            )
+        },
         "/v1/conversations": _get("This tenant's conversations", (("tenant", _STR), *page)),
         "/v1/conversations/{conversation_id}": {
             "get": _op("A conversation's messages", path=("conversation_id",), query=(("tenant", _STR),)),
@@ -240,7 +295,21 @@ def document() -> dict[str, Any]:
             "/v1/chat/completions": _post(
                 "OpenAI chat completions (JSON or SSE)", _CHAT, _OPENAI_ERROR, stream=True, cached=True
             ),
+            "/v1/completions": _post(
+                "OpenAI legacy completions, served by chat models (JSON or SSE)",
+                _COMPLETION,
+                _OPENAI_ERROR,
+                stream=True,
+                cached=True,
+            ),
             "/v1/embeddings": _post("OpenAI embeddings", _EMBED, _OPENAI_ERROR),
+            "/v1/responses": _post(
+                "OpenAI Responses (JSON or SSE); stored per tenant unless store is false",
+                _RESPONSES,
+                _OPENAI_ERROR,
+                stream=True,
+                cached=True,
+            ),
             "/v1/models": _get("Models this gateway serves"),
             "/v1/messages": _post(
                 "Anthropic Messages (JSON or SSE)", _MESSAGES, _ANTHROPIC_ERROR, stream=True, cached=True

@@ -76,11 +76,26 @@ OPERATOR = Caller(admin=True)
 
 
 def presented_key(scope: Scope) -> str | None:
-    """The key as the OpenAI SDKs (``Authorization: Bearer``) or the Anthropic SDKs (``x-api-key``) send it."""
+    """The key as the OpenAI SDKs (``Authorization: Bearer``), the Anthropic SDKs
+    (``x-api-key``) or Google's (``x-goog-api-key``; on the Gemini routes also ``?key=``,
+    which Google's REST examples use) send it."""
     given = header(scope, b"authorization")
     if given and given[:7].lower() == "bearer ":
         return given[7:].strip() or None
-    return header(scope, b"x-api-key") or None
+    found = header(scope, b"x-api-key") or header(scope, b"x-goog-api-key")
+    if found is None and scope["path"].startswith(GEMINI_PREFIX):
+        found = _query_key(scope.get("query_string", b""))
+    return found or None
+
+
+GEMINI_PREFIX = "/v1beta/"
+
+
+def _query_key(query: bytes) -> str | None:
+    from urllib.parse import parse_qs
+
+    values = parse_qs(query.decode("latin-1"), keep_blank_values=True).get("key")
+    return values[-1] if values else None
 
 
 class Authenticator:

@@ -140,9 +140,28 @@ def _v2_max_parallel(conn: Connection) -> None:
         conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN max_parallel INTEGER")
 
 
+def _v3_responses(conn: Connection) -> None:
+    md = MetaData()
+    Table(
+        "responses",
+        md,
+        Column("tenant", String(64), primary_key=True),
+        Column("id", String(64), primary_key=True),
+        Column("previous_id", String(64)),
+        Column("model", Text, nullable=False),
+        Column("created_at", Double, nullable=False),
+        Column("input_items", Text, nullable=False),
+        Column("output_items", Text, nullable=False),
+        Column("body", Text, nullable=False),
+        Index("ix_responses_tenant_created", "tenant", "created_at"),
+    )
+    md.create_all(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tenants, virtual keys, usage ledger, conversations", _v1_initial),
     Migration(2, "max_parallel: requests in flight per key and per tenant", _v2_max_parallel),
+    Migration(3, "responses: stored Responses API answers, per tenant", _v3_responses),
 )
 """Every step, in order; ``version`` counts from 1 without gaps."""
 

@@ -278,6 +278,21 @@ class ConversationInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """A Responses API answer kept for ``previous_response_id`` and ``GET /v1/responses/{id}``:
+    the request's new input items, the answer's output items and its whole body."""
+
+    id: str
+    tenant: str
+    created_at: float
+    model: str
+    previous_id: str | None
+    input_items: list[dict[str, Any]]
+    output_items: list[dict[str, Any]]
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Conversation:
     """A conversation and its messages (OpenAI-wire message dicts), in order."""
 

@@ -121,3 +121,17 @@ conversation_messages = Table(
         ["tenant", "conversation_id"], ["conversations.tenant", "conversations.id"], ondelete="CASCADE"
     ),
 )
+
+responses = Table(  # version 3
+    "responses",
+    metadata,
+    Column("tenant", String(64), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("previous_id", String(64)),  # the response it continued (same tenant), if any
+    Column("model", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("input_items", Text, nullable=False),  # JSON list: the request's own new items
+    Column("output_items", Text, nullable=False),  # JSON list: the answer's output items
+    Column("body", Text, nullable=False),  # JSON object: the response as it was answered
+    Index("ix_responses_tenant_created", "tenant", "created_at"),
+)

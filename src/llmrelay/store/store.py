@@ -45,6 +45,7 @@ from .records import (
     hash_secret,
     new_secret,
 )
+from .responses import ResponseTable
 from .rows import (
     bulk_insert_ignore,
     check_changes,
@@ -77,6 +78,8 @@ class Store:
         self._engine = engine
         self._clock = clock
         self._lock = threading.RLock() if is_memory(engine.url) else None
+        self.responses = ResponseTable(self)
+        """Stored Responses API answers (responses.py)."""
 
     @classmethod
     def open(cls, url: str) -> Store:

@@ -456,3 +456,32 @@ def test_answers_without_an_upstream_id_get_a_unique_one() -> None:
     assert len(ids) == 50 and all(i.startswith("chatcmpl-") for i in ids)
     given = replace(answer, id="chatcmpl-upstream-1")
     assert response_to_wire(given, 0)["id"] == "chatcmpl-upstream-1"  # an upstream's own id is kept
+
+
+def test_one_formats_own_fields_never_reach_another_format() -> None:
+    """A Gemini SDK's safety settings or an OpenAI client's penalties in ``extra`` reach
+    their own API and are dropped on the way to another (which would refuse them)."""
+    extra = {
+        "safetySettings": [{"category": "HARM_CATEGORY_HATE_SPEECH", "threshold": "BLOCK_NONE"}],
+        "frequency_penalty": 0.5,
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "custom_knob": 1,  # nobody's own field: passed on everywhere, as before
+    }
+    request = ChatRequest("m", [Message("user", "hi")], max_tokens=2048, extra=extra)
+    bodies = {
+        "openai": encode_chat(request, stream=False, quirks=quirks_for("openai")),
+        "anthropic": anthropic_wire.encode_chat(request, stream=False),
+        "gemini": gemini_wire.encode_chat(request, stream=False),
+        "cohere": cohere_wire.encode_chat(request, stream=False),
+        "bedrock": bedrock_wire.encode_chat(request, stream=False),
+        "responses": responses_wire.encode_chat(request, stream=False),
+    }
+    kept = {name: sorted(k for k in extra if k in body) for name, body in bodies.items()}
+    assert kept == {
+        "openai": ["custom_knob", "frequency_penalty", "thinking"],  # OpenAI-compatible servers take thinking
+        "anthropic": ["custom_knob", "thinking"],
+        "gemini": ["custom_knob", "safetySettings"],
+        "cohere": ["custom_knob"],
+        "bedrock": ["custom_knob"],
+        "responses": ["custom_knob"],
+    }

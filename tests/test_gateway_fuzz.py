@@ -20,7 +20,8 @@ from llmrelay.testing import FakeProvider, Reply
 
 ROUTES = [
     "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages", "/v1/messages/count_tokens",
-    "/v1/responses",
+    "/v1/responses", "/v1beta/models/g:generateContent", "/v1beta/models/g:countTokens",
+    "/v1beta/models/fake/m:embedContent", "/v1beta/models/fake/m:batchEmbedContents",
 ]  # fmt: skip
 
 json_values = st.recursive(
@@ -54,6 +55,9 @@ messages = st.lists(
         },
     ),
     max_size=3,
+)
+gemini_contents = st.lists(
+    st.fixed_dictionaries({"role": roles, "parts": st.one_of(content_parts, json_values)}), max_size=2
 )
 tool_lists = st.lists(st.fixed_dictionaries({"type": st.just("function"), "function": json_values}), max_size=2)
 near_valid = st.fixed_dictionaries(
@@ -92,6 +96,13 @@ near_valid = st.fixed_dictionaries(
         "parallel_tool_calls": json_values,
         "truncation": json_values,
         "include": json_values,
+        "contents": st.one_of(gemini_contents, json_values),
+        "systemInstruction": json_values,
+        "generationConfig": json_values,
+        "toolConfig": json_values,
+        "safetySettings": json_values,
+        "content": json_values,
+        "requests": json_values,
     },
 )  # fmt: skip
 bodies = st.one_of(
@@ -162,6 +173,10 @@ def test_valid_bodies_are_answered() -> None:
         "/v1/messages": {"model": "g", "max_tokens": 5, "messages": hi},
         "/v1/messages/count_tokens": {"model": "g", "messages": hi},
         "/v1/responses": {"model": "g", "input": "hi"},
+        "/v1beta/models/g:generateContent": {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
+        "/v1beta/models/g:countTokens": {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
+        "/v1beta/models/fake/m:embedContent": {"content": {"parts": [{"text": "hi"}]}},
+        "/v1beta/models/fake/m:batchEmbedContents": {"requests": [{"content": {"parts": [{"text": "hi"}]}}]},
     }
     app = gateway()
     for path, body in valid.items():

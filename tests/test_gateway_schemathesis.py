@@ -149,6 +149,8 @@ def test_no_request_gets_a_5xx_or_a_body_that_is_not_an_api_error(
         body = response.json()
         if case.path.startswith("/v1/messages"):
             assert body["type"] == "error" and body["error"]["message"], body
+        elif case.path.startswith("/v1beta/") or ":" in case.path:  # Google's error body
+            assert body["error"]["message"] and body["error"]["status"] and body["error"]["code"] == status, body
         else:
             assert isinstance(body["error"]["message"], str) and body["error"]["type"], body
 

@@ -33,7 +33,7 @@ from ..store.records import UsageRecord
 from ..store.store import Store
 from ..tokens import COUNT_IN_THREAD_CHARS
 from ..types import ChatRequest, EmbeddingRequest, Usage
-from . import admin_api, conversations, gc_tuning, responses_api
+from . import admin_api, conversations, gc_tuning, gemini_api, responses_api
 from .admission import Admission, Ticket
 from .anthropic_api import ANTHROPIC, count_tokens, messages
 from .billing import PriceBook, Unpriced
@@ -56,7 +56,7 @@ from .http import (
 from .ledger import Ledger, MemoryQueue, RecordQueue
 from .logs import AccessSink, JsonLines, log_access, request_id
 from .metrics import CONTENT_TYPE, Metrics, RequestFacts
-from .openai_api import chat_completions, completions, embeddings, get_model, list_models
+from .openai_api import chat_completions, completions, embeddings
 from .routes import RouteTable
 from .server import ServerLimits
 from .spool import Spool
@@ -466,8 +466,8 @@ def _route_table() -> RouteTable:
     routes.add("GET", "/v1/responses/{response_id}", responses_api.get_response)
     routes.add("DELETE", "/v1/responses/{response_id}", responses_api.delete_response)
     routes.add("GET", "/v1/responses/{response_id}/input_items", responses_api.list_input_items)
-    routes.add("GET", "/v1/models", list_models)
-    routes.add("GET", "/v1/models/{model:path}", get_model)  # PROVIDER/MODEL ids hold a "/"
+    routes.add("GET", "/v1/models", gemini_api.list_models)  # OpenAI's, or Gemini's with a Google key
+    routes.add("GET", "/v1/models/{model:path}", gemini_api.get_model)  # PROVIDER/MODEL ids hold a "/"
     routes.add("POST", "/v1/messages", messages, api=ANTHROPIC, metered=True)
     routes.add("POST", "/v1/messages/count_tokens", count_tokens, api=ANTHROPIC, metered=True)
     routes.add("GET", "/v1/conversations", conversations.list_conversations)
@@ -484,6 +484,7 @@ def _route_table() -> RouteTable:
     routes.add("POST", "/admin/keys/{key_id}/revoke", admin_api.revoke_key)
     routes.add("POST", "/admin/keys/{key_id}/rotate", admin_api.rotate_key)
     routes.add("GET", "/admin/usage", admin_api.usage)
+    gemini_api.add_routes(routes)
     routes.add("GET", "/health/live", _live, auth=False)
     routes.add("GET", "/health/ready", _ready, auth=False)
     routes.add("GET", "/metrics", _metrics, auth=False)

@@ -113,8 +113,9 @@ def json_body(raw: bytes) -> dict[str, Any]:
 
 async def send_json(send: Send, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> None:
     body = dumps(payload)
-    extra = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": [*_JSON, *extra]})
+    extra = [(k.encode(), v.encode()) for k, v in headers.items()] if headers else []
+    length = (b"content-length", b"%d" % len(body))  # not chunked: fewer bytes, one piece for the client to parse
+    await send({"type": "http.response.start", "status": status, "headers": [*_JSON, length, *extra]})
     await send({"type": "http.response.body", "body": body})
 
 

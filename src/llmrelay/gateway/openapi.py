@@ -99,6 +99,27 @@ _RESPONSES = {
         "truncation": {"enum": ["auto", "disabled"]},
     },
 }
+_CONTENTS = {"type": "array", "items": {"type": "object", "properties": {"role": _STR, "parts": {"type": "array"}}}}
+_GEMINI = {
+    "type": "object",
+    "properties": {
+        "contents": _CONTENTS,
+        "systemInstruction": _OBJ,
+        "tools": {"type": "array", "items": _OBJ},
+        "toolConfig": _OBJ,
+        "generationConfig": _OBJ,
+        "safetySettings": {"type": "array", "items": _OBJ},
+    },
+}
+_GEMINI_EMBED = {
+    "type": "object",
+    "properties": {"content": _OBJ, "requests": {"type": "array", "items": _OBJ}, "outputDimensionality": _INT1},
+}
+_GOOGLE_ERROR = {
+    "type": "object",
+    "properties": {"error": {"type": "object", "properties": {"code": {"type": "integer"}, "message": _STR,
+                                                             "status": _STR}}},
+}  # fmt: skip
 _EMBED = {
     "type": "object",
     "required": ["model", "input"],
@@ -152,7 +173,12 @@ _CACHE_ANSWER = {
 
 
 def _post(
-    summary: str, body: dict[str, Any], error: dict[str, Any], stream: bool = False, cached: bool = False
+    summary: str,
+    body: dict[str, Any],
+    error: dict[str, Any],
+    stream: bool = False,
+    cached: bool = False,
+    path: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     ok: dict[str, Any] = {"application/json": {"schema": _OBJ}}
     if stream:
@@ -171,9 +197,12 @@ def _post(
         "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
         "responses": {"200": answer, **errors},
     }
+    params = [{"name": n, "in": "path", "required": True, "schema": _STR} for n in path]
     if cached:  # the response cache's headers (docs/caching.md)
-        op["parameters"] = _CACHE_HEADERS
+        params += _CACHE_HEADERS
         answer["headers"] = _CACHE_ANSWER
+    if params:
+        op["parameters"] = params
     return {"post": op}
 
 
@@ -278,6 +307,24 @@ def _admin_paths() -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _gemini_paths() -> dict[str, Any]:
+    actions = (
+        ("generateContent", "Gemini generateContent", _GEMINI, False),
+        ("streamGenerateContent", "Gemini streamGenerateContent (?alt=sse)", _GEMINI, True),
+        ("countTokens", "Gemini countTokens", _GEMINI, False),
+        ("embedContent", "Gemini embedContent", _GEMINI_EMBED, False),
+        ("batchEmbedContents", "Gemini batchEmbedContents", _GEMINI_EMBED, False),
+    )
+    paths: dict[str, Any] = {
+        f"/{version}/models/{{model}}:{action}": _post(summary, body, _GOOGLE_ERROR, stream=stream, path=("model",))
+        for version in ("v1beta", "v1")
+        for action, summary, body, stream in actions
+    }
+    paths["/v1beta/models"] = _get("Models this gateway serves, in Gemini's format")
+    paths["/v1beta/models/{model}"] = {"get": _op("One model, in Gemini's format", path=("model",))}
+    return paths
+
+
 def document() -> dict[str, Any]:
     admin = _admin_paths()
     return {
@@ -316,6 +363,7 @@ def document() -> dict[str, Any]:
             ),
             "/v1/messages/count_tokens": _post("Anthropic token count", _MESSAGES, _ANTHROPIC_ERROR),
             **admin,
+            **_gemini_paths(),
             "/health/live": _get("The process answers"),
             "/health/ready": _get("The store and state answer and a deployment can serve (503 otherwise)"),
         },

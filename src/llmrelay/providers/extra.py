@@ -18,6 +18,13 @@ under two rules:
   own set; a dotted name (``"generationConfig.candidateCount"``) owns a key
   inside a dict the extra gives.
 
+A third rule keeps one wire format's own fields away from another: the
+fields in ``FORMAT_FIELDS`` exist in one API only (Gemini's ``safetySettings``,
+Anthropic's ``thinking``, OpenAI's ``frequency_penalty``...). A codec names its
+format, and the fields of the other formats that are not also its own are
+dropped: a Gemini SDK's safety settings do not make an OpenAI deployment refuse
+the request, and a group mixing providers fails over without tripping on them.
+
 Without these rules a gateway client could send ``"stream_options":
 {"include_usage": false}`` and be billed nothing, ``"n": 5`` and pay for one
 answer, or ``"max_completion_tokens"`` above what it was admitted for.
@@ -38,15 +45,60 @@ OWNED = "it decides what is generated and billed"
 SET_BY_CODEC = "the codec set it from the request"
 
 
+FORMAT_FIELDS: dict[str, frozenset[str]] = {
+    "openai": frozenset({
+        "frequency_penalty", "presence_penalty", "logit_bias", "logprobs", "top_logprobs", "reasoning_effort",
+        "parallel_tool_calls", "service_tier", "verbosity", "prediction", "modalities", "audio",
+        "web_search_options", "store", "metadata",
+    }),
+    "openai-responses": frozenset({
+        "reasoning", "parallel_tool_calls", "include", "text", "truncation", "store", "metadata", "service_tier",
+        "prompt_cache_key", "safety_identifier", "max_tool_calls", "top_logprobs",
+    }),
+    "anthropic": frozenset({"thinking", "top_k", "metadata", "service_tier", "container", "mcp_servers"}),
+    "gemini": frozenset({
+        "safetySettings", "generationConfig", "toolConfig", "cachedContent", "serviceTier", "labels", "topK",
+        "thinkingConfig",
+    }),
+    "cohere": frozenset({"safety_mode", "documents", "citation_options", "strict_tools"}),
+    "bedrock": frozenset({
+        "additionalModelRequestFields", "additionalModelResponseFieldPaths", "guardrailConfig",
+        "performanceConfig", "promptVariables", "requestMetadata",
+    }),
+}  # fmt: skip
+"""Fields that exist in one wire format's API only (a name two formats share is in both)."""
+
+COMPATIBLE_EXTRAS = frozenset({"thinking", "reasoning", "top_k", "documents", "text", "include"})
+"""Other formats' names that OpenAI-compatible servers (vLLM, Ollama, OpenRouter, ...) also take:
+never dropped on the way to the ``openai`` format."""
+
+_FOREIGN: dict[str, frozenset[str]] = {
+    wire: frozenset().union(*(f for other, f in FORMAT_FIELDS.items() if other != wire))
+    - own
+    - (COMPATIBLE_EXTRAS if wire == "openai" else frozenset())
+    for wire, own in FORMAT_FIELDS.items()
+}
+FOREIGN = "it belongs to another API's wire format"
+
+
 def merge_extra(
-    body: dict[str, Any], extra: Mapping[str, Any], owned: Collection[str], *, one_level: bool = False
+    body: dict[str, Any],
+    extra: Mapping[str, Any],
+    owned: Collection[str],
+    *,
+    one_level: bool = False,
+    wire: str | None = None,
 ) -> None:
-    """Add ``extra`` to ``body`` in place: owned fields and fields already in
-    ``body`` are dropped (see the module docstring); ``one_level`` merges a dict
-    into the dict the codec built and extends a list the codec built."""
+    """Add ``extra`` to ``body`` in place: owned fields, fields already in ``body``
+    and (given the codec's ``wire`` format) other formats' own fields are dropped
+    (see the module docstring); ``one_level`` merges a dict into the dict the codec
+    built and extends a list the codec built."""
+    foreign = _FOREIGN.get(wire, frozenset()) if wire is not None else frozenset()
     for key, value in extra.items():
         if key in owned:
             _dropped(key, OWNED)
+        elif key in foreign:
+            _dropped(key, FOREIGN)
         elif key not in body:
             body[key] = _without_owned(key, value, owned)
         elif one_level and isinstance(body[key], dict) and isinstance(value, dict):
@@ -82,4 +134,4 @@ def _dropped(name: str, reason: str) -> None:
     log.debug("extra field %.80r dropped: %s", name, reason)
 
 
-__all__ = ["merge_extra"]
+__all__ = ["FORMAT_FIELDS", "merge_extra"]

@@ -85,7 +85,7 @@ class Attempt:
         except asyncio.CancelledError:
             if not watch.claim():
                 raise
-            raise self._timeout_error(watch) from None
+            raise self.timeout_error(watch) from None
         finally:
             watch.waiting = False
 
@@ -207,7 +207,8 @@ class Attempt:
 
     # ---- errors ----------------------------------------------------------------------------
 
-    def _timeout_error(self, watch: StreamWatch) -> errors.Timeout:
+    def timeout_error(self, watch: StreamWatch) -> errors.Timeout:
+        """The error for a time limit that ran out while waiting on the provider."""
         dep, call = self.pick.deployment, self.call
         started = self.ttft is not None
         if not started and call.deadline.expired():

@@ -189,14 +189,22 @@ class Router(HealthChecks):
         attempt = None
         while (attempt := await self._next(call, request, attempt)) is not None:
             async with attempt, aclosing(attempt.pick.provider.stream(attempt.pick.request)) as events:  # type: ignore[arg-type]
-                step, held, shown = events.__anext__, [], attempt.shown
+                step, held, shown, watch = events.__anext__, [], attempt.shown, attempt.watch
+                assert watch is not None
                 while True:
+                    watch.begin()  # Attempt.wait, inline: this runs for every event
                     try:
-                        event = await attempt.wait(step())
+                        event = await step()
                     except StopAsyncIteration:
                         raise errors.ProviderError(
                             "the stream ended without finishing", provider=attempt.pick.deployment.provider
                         ) from None
+                    except asyncio.CancelledError:
+                        if not watch.claim():
+                            raise
+                        raise attempt.timeout_error(watch) from None
+                    finally:
+                        watch.waiting = False
                     if attempt.ttft is None:  # events before the first token are held back
                         if isinstance(event, CONTENT):
                             attempt.first_token()

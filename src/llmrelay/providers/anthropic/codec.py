@@ -112,7 +112,7 @@ def encode_chat(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     _add_tools(body, request)
     if stream:
         body["stream"] = True
-    merge_extra(body, request.extra, OWNED_FIELDS)  # seed has no Anthropic equivalent and is left out
+    merge_extra(body, request.extra, OWNED_FIELDS, wire="anthropic")  # seed has no Anthropic equivalent and is left out
     return body
 
 

@@ -96,7 +96,7 @@ def encode_chat(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     tool_config = _tool_config(request, _has_tool_blocks(messages))
     if tool_config is not None:
         body["toolConfig"] = tool_config
-    merge_extra(body, request.extra, OWNED_FIELDS)
+    merge_extra(body, request.extra, OWNED_FIELDS, wire="bedrock")
     return body
 
 

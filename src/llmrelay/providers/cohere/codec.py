@@ -87,7 +87,7 @@ def encode_chat(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         body["tool_choice"] = choice
     if request.response_format is not None and request.response_format.type != "text":
         body["response_format"] = response_format_to_wire(request.response_format)
-    merge_extra(body, request.extra, OWNED_FIELDS)
+    merge_extra(body, request.extra, OWNED_FIELDS, wire="cohere")
     return body
 
 

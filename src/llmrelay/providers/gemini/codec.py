@@ -117,7 +117,7 @@ def encode_chat(request: ChatRequest, *, stream: bool) -> JSON:
         body["tools"] = [{"functionDeclarations": [function_declaration(t) for t in request.tools]}]
         if request.tool_choice is not None:
             body["toolConfig"] = {"functionCallingConfig": calling_config(request.tool_choice)}
-    merge_extra(body, request.extra, OWNED_FIELDS, one_level=True)
+    merge_extra(body, request.extra, OWNED_FIELDS, one_level=True, wire="gemini")
     return body
 
 

@@ -162,7 +162,7 @@ class StreamEncoder:
     def __init__(self, model: str) -> None:
         self.model = model
         self.response_id = new_id()
-        self._calls = StreamAssembler("", model)  # tool call pieces and signatures, until the end
+        self._held = StreamAssembler("", model)  # call pieces and signature pieces, held to the end
 
     def start(self) -> bytes:
         return b""
@@ -172,14 +172,14 @@ class StreamEncoder:
             return self._chunk([{"text": event.text}]) if event.text else b""
         if type(event) is ReasoningDelta:
             if event.signature:
-                self._calls.add(ReasoningDelta(signature=event.signature))
+                self._held.add(ReasoningDelta(signature=event.signature))
             return self._chunk([{"text": event.text, "thought": True}]) if event.text else b""
         if type(event) is ToolCallDelta:
-            self._calls.add(event)
+            self._held.add(event)
             return b""
         if type(event) is Finish:
-            calls = self._calls.tool_calls()
-            parts = _signed([], self._calls.reasoning_signature)
+            calls = self._held.tool_calls()
+            parts = _signed([], self._held.reasoning_signature)
             parts.extend(function_call_part(call, i) for i, call in enumerate(calls))
             response = event.response
             finish = finish_reason_to_wire(event.reason, response.native_finish_reason, tool_calls=bool(calls))

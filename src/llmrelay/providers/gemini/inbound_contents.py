@@ -31,6 +31,7 @@ from .inbound_fields import fail, field_path, find, get, json_type
 _DATA_FIELDS = ("text", "inlineData", "fileData", "functionCall", "functionResponse")
 _REFUSED_PARTS = ("executableCode", "codeExecutionResult", "toolCall", "toolResponse")
 _FILES_API = ("generativelanguage.googleapis.com",)
+_URL_SAFE = str.maketrans("-_", "+/")
 
 
 def system_message(body: JSON) -> Message | None:
@@ -215,17 +216,14 @@ def _blob(blob: Any, where: str) -> ImagePart:
 
 
 def _standard_base64(data: str, where: str) -> str:
-    """``data`` in standard base64 (Gemini also takes the URL-safe alphabet)."""
-    try:
-        base64.b64decode(data, validate=True)
-        return data
-    except (binascii.Error, ValueError):
-        pass
-    try:
-        raw = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
-    except (binascii.Error, ValueError):
-        fail(where, "is not valid base64")
-    return base64.b64encode(raw).decode("ascii")
+    """``data`` in standard base64 (Gemini also takes the URL-safe alphabet and no padding)."""
+    for candidate in (data, data.translate(_URL_SAFE) + "=" * (-len(data) % 4)):
+        try:
+            base64.b64decode(candidate, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        return candidate
+    fail(where, "is not valid base64")
 
 
 def _file(file: Any, where: str) -> ImagePart:

@@ -147,7 +147,7 @@ def encode_chat(req: ChatRequest, *, stream: bool, quirks: Quirks) -> dict[str, 
         body["stream"] = True
         if quirks.stream_usage_option:
             body["stream_options"] = {"include_usage": True}
-    merge_extra(body, req.extra, OWNED_FIELDS | {quirks.seed_field, quirks.max_tokens_field})
+    merge_extra(body, req.extra, OWNED_FIELDS | {quirks.seed_field, quirks.max_tokens_field}, wire="openai")
     return body
 
 

@@ -169,7 +169,7 @@ def encode_chat(req: ChatRequest, *, stream: bool) -> dict[str, Any]:
         body["text"] = {"format": text_format_to_wire(req.response_format)}
     if stream:
         body["stream"] = True
-    merge_extra(body, req.extra, OWNED_FIELDS)
+    merge_extra(body, req.extra, OWNED_FIELDS, wire="openai-responses")
     body.setdefault("store", False)
     return body
 

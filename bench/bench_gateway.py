@@ -113,12 +113,21 @@ def listening(
 Rows = dict[str, list[float]]
 
 
-def measure(port: int, scripts: dict[str, Path], duration: int, rows: Rows) -> None:
-    """One run against the gateway on ``port``: JSON and streams at 16 connections, p50 at 1."""
+def cpu_s(pid: int) -> float:
+    """The CPU time (user + system) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(port: int, scripts: dict[str, Path], duration: int, rows: Rows, pid: int) -> None:
+    """One run against the gateway on ``port``: JSON and streams at 16 connections (and the
+    server's CPU time per request: steadier than req/s on a machine whose speed moves), p50 at 1."""
     base = f"http://127.0.0.1:{port}/v1/chat/completions"
     for kind in ("json", "stream"):
         run_wrk(base, scripts[kind], 16, 2, 2)  # warm-up
+        before = cpu_s(pid)
         result = run_wrk(base, scripts[kind], 16, 2, duration)
+        rows[f"{kind}_cpu"].append((cpu_s(pid) - before) / max(result.requests, 1) * 1e6)
         rows[kind].append(result.rps)
         rows["errors"].append(result.non2xx + result.socket_errors)
     one = run_wrk(base, scripts["json"], 1, 1, duration)
@@ -165,17 +174,18 @@ def main() -> None:
         floor_port = PORT + len(trees)
         floor_proc = servers.enter_context(floor_proxy(floor, floor_port)) if floor is not None else None
         idle = [rss_mb(p.pid) for p in procs]
-        results: list[Rows] = [{k: [] for k in ("json", "stream", "p50", "errors")} for _ in trees]
-        floor_rows: Rows = {k: [] for k in ("json", "stream", "p50", "errors")}
+        keys = ("json", "stream", "json_cpu", "stream_cpu", "p50", "errors")
+        results: list[Rows] = [{k: [] for k in keys} for _ in trees]
+        floor_rows: Rows = {k: [] for k in keys}
         direct: list[float] = []
         for run in range(args.runs):
             order = list(range(len(trees)))
             if run % 2:
                 order.reverse()  # neither tree always goes first
             for i in order:
-                measure(PORT + i, scripts, args.duration, results[i])
+                measure(PORT + i, scripts, args.duration, results[i], procs[i].pid)
             if floor_proc is not None:
-                measure(floor_port, floor_scripts, args.duration, floor_rows)
+                measure(floor_port, floor_scripts, args.duration, floor_rows, floor_proc.pid)
             direct.append(run_wrk(DIRECT, scripts["direct"], 1, 1, args.duration).p50_ms)
         after = [rss_mb(p.pid) for p in procs]
         floor_rss = rss_mb(floor_proc.pid) if floor_proc is not None else None
@@ -186,20 +196,26 @@ def main() -> None:
         print(f"[{name}]  wrk errors/non-2xx: {sum(rows['errors']):g}")
         print(f"  JSON at 16 connections       {med['json']:>9,.0f} req/s  (goal >= 3,000)")
         print(f"  streams at 16 connections    {med['stream']:>9,.0f} req/s  (goal >= 1,500; 20 chunks each)")
+        print(f"  CPU per request (JSON/stream) {med['json_cpu']:>8.0f} / {med['stream_cpu']:.0f} us")
         print(f"  p50 at 1 connection          {med['p50']:>9.3f} ms: +{med['p50'] - nginx_p50:.3f} ms over nginx")
         print(f"  RSS idle / after load        {rss0:>9.1f} / {rss1:.1f} MB  (goals 80 / 120)")
     if len(meds) == 2:
         this, other = meds
         print("this / compared: " + ", ".join(f"{k} {this[k] / other[k]:.3f}" for k in ("json", "stream", "p50")))
+        print("CPU per request, this / compared: " + ", ".join(
+            f"{k} {this[f'{k}_cpu'] / other[f'{k}_cpu']:.3f}" for k in ("json", "stream")))  # fmt: skip
     if floor_rss is not None:
         low = {k: statistics.median(v) for k, v in floor_rows.items()}
         print(f"[floor proxy]  wrk errors/non-2xx: {sum(floor_rows['errors']):g}; RSS after load {floor_rss:.1f} MB")
-        print(f"  JSON {low['json']:,.0f} req/s, streams {low['stream']:,.0f} req/s, p50 {low['p50']:.3f} ms")
+        print(f"  JSON {low['json']:,.0f} req/s, streams {low['stream']:,.0f} req/s, p50 {low['p50']:.3f} ms; "
+              f"CPU per request {low['json_cpu']:.0f} / {low['stream_cpu']:.0f} us")  # fmt: skip
         for (name, _), med in zip(trees, meds, strict=True):
             print(
                 f"[{name}] / floor: JSON {med['json'] / low['json']:.2f}x (goal >= 0.6), "
                 f"streams {med['stream'] / low['stream']:.2f}x (goal >= 0.9), "
-                f"p50 {med['p50'] - low['p50']:+.3f} ms (goal <= +0.1)"
+                f"p50 {med['p50'] - low['p50']:+.3f} ms (goal <= +0.1); "
+                f"CPU per request {med['json_cpu'] / low['json_cpu']:.2f}x / "
+                f"{med['stream_cpu'] / low['stream_cpu']:.2f}x"
             )
 
 

@@ -6,9 +6,9 @@ Starts nginx (../shared/upstream/nginx.conf: JSON answers on /v1, 20-chunk strea
 /stream/v1) and ``llmrelay serve`` (one worker) as bench_gateway.py does, then, in each
 run and in turn, drives every route with the same question under wrk at 16 connections,
 JSON and streamed: chat completions, the Responses API, legacy completions, Anthropic
-Messages and Gemini generateContent. Prints the median req/s of each and its ratio to
-chat completions measured in the same runs (the goal: no route costs more than chat
-completions, i.e. every ratio about 1.0 or above, within the machine's noise).
+Messages and Gemini generateContent. Prints the median req/s of each and the server's
+CPU time per request, with its ratio to chat completions' in the same runs (the goal: no
+route costs more than chat completions, i.e. every CPU ratio about 1.0 or below).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_client import Upstream  # noqa: E402
-from bench_gateway import CONFIG, PORT, serving  # noqa: E402
+from bench_gateway import CONFIG, PORT, cpu_s, serving  # noqa: E402
 from bench_http_servers import lua_script, run_wrk  # noqa: E402
 
 SYSTEM, QUESTION = "You are terse.", "Hello!"
@@ -66,6 +66,7 @@ def main() -> None:
     args = parser.parse_args()
     table = routes()
     rows: dict[tuple[str, str], list[float]] = {(name, kind): [] for name in table for kind in ("json", "stream")}
+    cpu: dict[tuple[str, str], list[float]] = {key: [] for key in rows}
     failures = 0
     with Upstream() as upstream, tempfile.TemporaryDirectory() as tmp:
         if upstream.kind != "nginx":
@@ -79,7 +80,7 @@ def main() -> None:
             for kind, body in (("json", json_body), ("stream", stream_body))
         }
         env = {"LLMRELAY_LOG_LEVEL": os.environ.get("LLMRELAY_LOG_LEVEL", "INFO")}
-        with serving(config, PORT, env):
+        with serving(config, PORT, env) as server:
             base = f"http://127.0.0.1:{PORT}"
             for run in range(args.runs):
                 names = list(table) if run % 2 == 0 else list(reversed(table))  # no route always goes first
@@ -87,17 +88,24 @@ def main() -> None:
                     json_path, stream_path, _, _ = table[name]
                     for kind, path in (("json", json_path), ("stream", stream_path)):
                         run_wrk(base + path, scripts[(name, kind)], 16, 2, 1)  # warm-up
+                        before = cpu_s(server.pid)
                         result = run_wrk(base + path, scripts[(name, kind)], 16, 2, args.duration)
+                        cpu[(name, kind)].append((cpu_s(server.pid) - before) / max(result.requests, 1) * 1e6)
                         rows[(name, kind)].append(result.rps)
                         failures += result.non2xx + result.socket_errors
     med = {key: statistics.median(values) for key, values in rows.items()}
+    us = {key: statistics.median(values) for key, values in cpu.items()}
     print(f"gateway: 1 worker, median of {args.runs} runs of {args.duration} s at 16 connections; "
           f"wrk errors/non-2xx: {failures}")  # fmt: skip
-    print(f"  {'route':<18} {'JSON req/s':>11} {'x chat':>7} {'stream req/s':>13} {'x chat':>7}")
+    print("  req/s, and the server's CPU time per request (steadier on a machine whose speed moves)")
+    row = "  {:<18} {:>11} {:>7} {:>7} {:>13} {:>7} {:>7}"
+    print(row.format("route", "JSON req/s", "us CPU", "x chat", "stream req/s", "us CPU", "x chat"))
+    chat_json, chat_stream = us[("chat completions", "json")], us[("chat completions", "stream")]
     for name in table:
         j, s = med[(name, "json")], med[(name, "stream")]
-        j_ratio, s_ratio = j / med[("chat completions", "json")], s / med[("chat completions", "stream")]
-        print(f"  {name:<18} {j:>11,.0f} {j_ratio:>7.2f} {s:>13,.0f} {s_ratio:>7.2f}")
+        cj, cs = us[(name, "json")], us[(name, "stream")]
+        print(row.format(name, f"{j:,.0f}", f"{cj:.0f}", f"{cj / chat_json:.2f}", f"{s:,.0f}", f"{cs:.0f}",
+                         f"{cs / chat_stream:.2f}"))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ..providers.anthropic.inbound import StreamEncoder, error_body, request_from_wire, response_to_wire
 from ..types import ChatResponse
 from ..validation import check_request
-from .chat import serve_chat
+from .chat import serve_chat, serve_count
 from .exchange import Api, Exchange
 from .http import HTTPError
 
@@ -45,19 +45,9 @@ async def messages(gw: Gateway, ex: Exchange) -> None:
 
 
 async def count_tokens(gw: Gateway, ex: Exchange) -> None:
-    """Admitted (rate limits) and recorded (with no tokens and no cost) like the model
-    routes; a long prompt is counted in a worker thread, off the event loop."""
     body = await gw.json_request(ex)
     request = request_from_wire({**body, "max_tokens": 1})
-    group = gw.group_for(request.model)  # unknown models are a 404 here too
-    facts = ex.facts
-    facts.model, facts.group = request.model, group
-    ticket = await gw.admit(ex, group, request, request.model, tokens=0.0)
-    try:
-        count = await gw.count_tokens(request)
-    finally:
-        await gw.settle(ticket, facts)
-    await ex.reply(200, {"input_tokens": count})
+    await ex.reply(200, {"input_tokens": await serve_count(gw, ex, request)})
 
 
 __all__ = ["ANTHROPIC", "count_tokens", "messages"]

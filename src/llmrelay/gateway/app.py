@@ -2,20 +2,20 @@
 
     uvicorn --factory llmrelay.gateway.factory:create_app  # what ``llmrelay serve`` runs
 
-Routes: ``POST /v1/chat/completions``, ``POST /v1/embeddings``, ``GET /v1/models``,
-``GET /v1/models/{id}``, ``POST /v1/messages``, ``POST /v1/messages/count_tokens``,
-``GET /v1/conversations``, ``GET|DELETE /v1/conversations/{id}``, the admin API
-under ``/admin/`` (tenants, keys, usage; see admin_api.py), ``GET /health/live``,
+Routes (table.py): OpenAI's chat completions, completions, Responses (with stored
+responses), embeddings and models; Anthropic's Messages and token count; Gemini's
+generateContent and friends (gemini_api.py); conversations; the admin API under
+``/admin/`` (tenants, keys, usage; see admin_api.py); ``GET /health/live``,
 ``GET /health/ready``, ``GET /metrics``, ``GET /openapi.json``, ``GET /docs``.
 
 With a master key configured (``auth: {master_key: ...}`` or
-``LLMRELAY_MASTER_KEY``) every ``/v1/`` and ``/admin/`` route needs a key, as
-``Authorization: Bearer <key>`` (the OpenAI SDKs) or ``x-api-key`` (the
-Anthropic SDKs): the master key, or a virtual key of a tenant (tenancy.py),
-whose limits and budgets are enforced before the upstream call (admission.py)
-and whose every model request lands in the usage ledger (ledger.py). Every
-failure is an answer in the OpenAI error format with the right status; a
-traceback goes to the log only.
+``LLMRELAY_MASTER_KEY``) every ``/v1/``, ``/v1beta/`` and ``/admin/`` route needs a
+key, as ``Authorization: Bearer <key>`` (the OpenAI SDKs), ``x-api-key`` (the
+Anthropic SDKs) or ``x-goog-api-key`` (Google's): the master key, or a virtual key
+of a tenant (tenancy.py), whose limits and budgets are enforced before the upstream
+call (admission.py) and whose every model request lands in the usage ledger
+(ledger.py). Every failure is an answer in the error format of the route's API
+(``Exchange.api``) with the right status; a traceback goes to the log only.
 """
 
 from __future__ import annotations
@@ -33,9 +33,8 @@ from ..store.records import UsageRecord
 from ..store.store import Store
 from ..tokens import COUNT_IN_THREAD_CHARS
 from ..types import ChatRequest, EmbeddingRequest, Usage
-from . import admin_api, conversations, gc_tuning, gemini_api, responses_api
+from . import gc_tuning
 from .admission import Admission, Ticket
-from .anthropic_api import ANTHROPIC, count_tokens, messages
 from .billing import PriceBook, Unpriced
 from .checks import check_name, check_shape
 from .errors import Scrubber, from_llm_error, openai_error
@@ -55,11 +54,10 @@ from .http import (
 )
 from .ledger import Ledger, MemoryQueue, RecordQueue
 from .logs import AccessSink, JsonLines, log_access, request_id
-from .metrics import CONTENT_TYPE, Metrics, RequestFacts
-from .openai_api import chat_completions, completions, embeddings
-from .routes import RouteTable
+from .metrics import Metrics, RequestFacts
 from .server import ServerLimits
 from .spool import Spool
+from .table import route_table
 from .tenancy import Authenticator, Caller
 
 log = logging.getLogger("llmrelay.gateway")
@@ -123,7 +121,7 @@ class Gateway:
         groups = list(settings.models)
         self.metrics = Metrics(groups, [d.id for g in settings.models.values() for d in g.members])
         client.add_hook(self.metrics.attempt)
-        self.routes = _route_table()
+        self.routes = route_table()
 
     @property
     def open(self) -> bool:
@@ -420,77 +418,6 @@ async def _answer(send: Send, started: bool, status: int, body: dict[str, Any], 
         await send_json(send, status, body, headers)
     except OSError:
         pass
-
-
-async def _metrics(gw: Gateway, ex: Exchange) -> None:
-    try:
-        health = await gw.health()
-    except errors.StateUnavailable:
-        health = []  # the state backend is down: every other figure is still worth scraping
-    await _raw(ex.send, gw.metrics.render(health), CONTENT_TYPE.encode())
-
-
-async def _openapi(gw: Gateway, ex: Exchange) -> None:
-    from .openapi import document_bytes
-
-    await _raw(ex.send, document_bytes(), b"application/json")
-
-
-async def _docs(gw: Gateway, ex: Exchange) -> None:
-    from .openapi import docs_page
-
-    await _raw(ex.send, docs_page(), b"text/html; charset=utf-8")
-
-
-async def _raw(send: Send, body: bytes, content_type: bytes) -> None:
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", content_type)]})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _live(gw: Gateway, ex: Exchange) -> None:
-    await ex.reply(200, {"status": "ok"})
-
-
-async def _ready(gw: Gateway, ex: Exchange) -> None:
-    """Ready when the store and the state backend answer and at least one deployment can serve."""
-    detail = await gw.ready()
-    await ex.reply(200 if detail["status"] == "ready" else 503, detail)
-
-
-def _route_table() -> RouteTable:
-    routes = RouteTable()
-    routes.add("POST", "/v1/chat/completions", chat_completions, metered=True)
-    routes.add("POST", "/v1/completions", completions, metered=True)
-    routes.add("POST", "/v1/embeddings", embeddings, metered=True)
-    routes.add("POST", "/v1/responses", responses_api.create_response, metered=True)
-    routes.add("GET", "/v1/responses/{response_id}", responses_api.get_response)
-    routes.add("DELETE", "/v1/responses/{response_id}", responses_api.delete_response)
-    routes.add("GET", "/v1/responses/{response_id}/input_items", responses_api.list_input_items)
-    routes.add("GET", "/v1/models", gemini_api.list_models)  # OpenAI's, or Gemini's with a Google key
-    routes.add("GET", "/v1/models/{model:path}", gemini_api.get_model)  # PROVIDER/MODEL ids hold a "/"
-    routes.add("POST", "/v1/messages", messages, api=ANTHROPIC, metered=True)
-    routes.add("POST", "/v1/messages/count_tokens", count_tokens, api=ANTHROPIC, metered=True)
-    routes.add("GET", "/v1/conversations", conversations.list_conversations)
-    routes.add("GET", "/v1/conversations/{conversation_id}", conversations.get_conversation)
-    routes.add("DELETE", "/v1/conversations/{conversation_id}", conversations.delete_conversation)
-    routes.add("POST", "/admin/tenants", admin_api.create_tenant)
-    routes.add("GET", "/admin/tenants", admin_api.list_tenants)
-    routes.add("GET", "/admin/tenants/{tenant_id}", admin_api.get_tenant)
-    routes.add("PATCH", "/admin/tenants/{tenant_id}", admin_api.update_tenant)
-    routes.add("POST", "/admin/keys", admin_api.create_key)
-    routes.add("GET", "/admin/keys", admin_api.list_keys)
-    routes.add("GET", "/admin/keys/{key_id}", admin_api.get_key)
-    routes.add("PATCH", "/admin/keys/{key_id}", admin_api.update_key)
-    routes.add("POST", "/admin/keys/{key_id}/revoke", admin_api.revoke_key)
-    routes.add("POST", "/admin/keys/{key_id}/rotate", admin_api.rotate_key)
-    routes.add("GET", "/admin/usage", admin_api.usage)
-    gemini_api.add_routes(routes)
-    routes.add("GET", "/health/live", _live, auth=False)
-    routes.add("GET", "/health/ready", _ready, auth=False)
-    routes.add("GET", "/metrics", _metrics, auth=False)
-    routes.add("GET", "/openapi.json", _openapi, auth=False)
-    routes.add("GET", "/docs", _docs, auth=False)
-    return routes
 
 
 def check_access(master_key: str | None, open_access: bool) -> None:

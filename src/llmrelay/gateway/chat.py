@@ -1,7 +1,9 @@
-"""The chat flow every chat route shares: admit, ask (through the cache and the
-router), bill, settle. The routes (openai_api.py, anthropic_api.py) decode their
-wire format into a ``ChatRequest`` and give their answer's encoder; this module
-decides what the request holds and what it is charged.
+"""The flows every model route shares. Chat: admit, ask (through the cache and the
+router), bill, settle; the routes (OpenAI chat completions, completions and
+Responses, Anthropic Messages, Gemini generateContent) decode their wire format
+into a ``ChatRequest`` and give their answer's encoder; this module decides what
+the request holds and what it is charged. Embeddings and token counts have their
+shorter flows here too (``serve_embedding``, ``serve_count``).
 
 What is charged is what the upstream will charge: the answer's usage at the
 price of the deployment that gave it. Where the upstream reported no usage (a
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .. import errors
 from ..cache import DEFAULT_OPTIONS
 from ..router.records import CallTrace
-from ..types import ChatRequest, ChatResponse, Finish, Route, StreamEvent, Usage
+from ..types import ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Finish, Route, StreamEvent, Usage
 from .billing import counted_usage
 from .caching import announce, note_answer, options_for
 from .exchange import Exchange
@@ -104,6 +106,35 @@ async def serve_chat(
         await gw.settle(ticket, facts)
 
 
+async def serve_embedding(gw: Gateway, ex: Exchange, request: EmbeddingRequest) -> EmbeddingResponse:
+    """The embeddings flow every embeddings route shares: admit, send, note, settle; the
+    route encodes the answer in its format."""
+    group = gw.group_for(request.model)
+    facts = ex.facts
+    facts.model, facts.group = request.model, group
+    ticket = await gw.admit(ex, group, request, request.model)
+    try:
+        response = await gw.client.send(group, request)
+        facts.answered(response.usage, response.cost_usd, response.route)
+        facts.upstream_s = response.latency_s
+    finally:
+        await gw.settle(ticket, facts)
+    return response
+
+
+async def serve_count(gw: Gateway, ex: Exchange, request: ChatRequest) -> int:
+    """The token-count flow (Anthropic's and Gemini's count routes): admitted against rate
+    limits and recorded with no tokens and no cost like the model routes; a long prompt is
+    counted in a worker thread, off the event loop."""
+    group = gw.group_for(request.model)  # unknown models are a 404 here too
+    ex.facts.model, ex.facts.group = request.model, group
+    ticket = await gw.admit(ex, group, request, request.model, tokens=0.0)
+    try:
+        return await gw.count_tokens(request)
+    finally:
+        await gw.settle(ticket, ex.facts)
+
+
 def _unreported(facts: RequestFacts) -> bool:
     """The answer came without usage (its tokens must be counted here)."""
     usage = facts.usage
@@ -178,4 +209,4 @@ async def charge(
         facts.error = "client_disconnected"
 
 
-__all__ = ["charge", "route_headers", "serve_chat"]
+__all__ = ["charge", "route_headers", "serve_chat", "serve_count", "serve_embedding"]

@@ -28,9 +28,9 @@ from ..providers.gemini.inbound import (
     request_from_wire,
     response_to_wire,
 )
-from ..types import ChatResponse, EmbeddingRequest
+from ..types import ChatResponse
 from ..validation import check_request
-from .chat import route_headers, serve_chat
+from .chat import route_headers, serve_chat, serve_count, serve_embedding
 from .checks import check_name
 from .exchange import Api, Exchange
 from .http import HTTPError
@@ -78,45 +78,20 @@ async def _chat(gw: Gateway, ex: Exchange, *, stream: bool) -> None:
 
 
 async def count_tokens(gw: Gateway, ex: Exchange) -> None:
-    """Admitted (rate limits) and recorded with no tokens and no cost, like Anthropic's count route."""
     request = count_tokens_request_from_wire(await gw.json_request(ex), _model(ex))
-    group = gw.group_for(request.model)
-    ex.facts.model, ex.facts.group = request.model, group
-    ticket = await gw.admit(ex, group, request, request.model, tokens=0.0)
-    try:
-        count = await gw.count_tokens(request)
-    finally:
-        await gw.settle(ticket, ex.facts)
-    await ex.reply(200, count_tokens_to_wire(count))
+    await ex.reply(200, count_tokens_to_wire(await serve_count(gw, ex, request)))
 
 
 async def embed_content(gw: Gateway, ex: Exchange) -> None:
     request = embed_request_from_wire(await gw.json_request(ex), _model(ex))
-    await ex.reply(200, *_embedded(await _embed(gw, ex, request), single=True))
+    response = await serve_embedding(gw, ex, request)
+    await ex.reply(200, embed_response_to_wire(response), route_headers(response.route))
 
 
 async def batch_embed_contents(gw: Gateway, ex: Exchange) -> None:
     request = batch_embed_request_from_wire(await gw.json_request(ex), _model(ex))
-    await ex.reply(200, *_embedded(await _embed(gw, ex, request), single=False))
-
-
-async def _embed(gw: Gateway, ex: Exchange, request: EmbeddingRequest) -> Any:
-    group = gw.group_for(request.model)
-    facts = ex.facts
-    facts.model, facts.group = request.model, group
-    ticket = await gw.admit(ex, group, request, request.model)
-    try:
-        response = await gw.client.send(group, request)
-        facts.answered(response.usage, response.cost_usd, response.route)
-        facts.upstream_s = response.latency_s
-    finally:
-        await gw.settle(ticket, facts)
-    return response
-
-
-def _embedded(response: Any, *, single: bool) -> tuple[dict[str, Any], dict[str, str]]:
-    body = embed_response_to_wire(response) if single else batch_embed_response_to_wire(response)
-    return body, route_headers(response.route)
+    response = await serve_embedding(gw, ex, request)
+    await ex.reply(200, batch_embed_response_to_wire(response), route_headers(response.route))
 
 
 def _google(ex: Exchange) -> bool:

@@ -31,7 +31,7 @@ from ..providers.openai.inbound import (
 from ..types import ChatResponse, Finish, StreamEvent
 from ..validation import check_request
 from .caching import created_at
-from .chat import route_headers, serve_chat
+from .chat import route_headers, serve_chat, serve_embedding
 from .checks import check_name
 from .conversations import conversation_of, history, remember
 from .exchange import Exchange
@@ -151,17 +151,7 @@ def _data(payload: dict[str, Any]) -> bytes:
 async def embeddings(gw: Gateway, ex: Exchange) -> None:
     body = await gw.json_request(ex)
     request, encoding = embedding_request_from_wire(body)  # a bad field is a 400 naming it
-    model = request.model
-    group = gw.group_for(model)
-    facts = ex.facts
-    facts.model, facts.group = model, group
-    ticket = await gw.admit(ex, group, request, model)
-    try:
-        response = await gw.client.send(group, request)
-        facts.answered(response.usage, response.cost_usd, response.route)
-        facts.upstream_s = response.latency_s
-    finally:
-        await gw.settle(ticket, facts)
+    response = await serve_embedding(gw, ex, request)
     await ex.reply(200, embedding_response_to_wire(response, encoding), route_headers(response.route))
 
 

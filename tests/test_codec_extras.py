@@ -476,12 +476,21 @@ def test_one_formats_own_fields_never_reach_another_format() -> None:
         "bedrock": bedrock_wire.encode_chat(request, stream=False),
         "responses": responses_wire.encode_chat(request, stream=False),
     }
-    kept = {name: sorted(k for k in extra if k in body) for name, body in bodies.items()}
+    camel = {"custom_knob": "customKnob"}  # Google's JSON takes camelCase: the Gemini codec writes it so
+    kept = {name: sorted(k for k in extra if k in body or camel.get(k) in body) for name, body in bodies.items()}
     assert kept == {
         "openai": ["custom_knob", "frequency_penalty", "thinking"],  # OpenAI-compatible servers take thinking
         "anthropic": ["custom_knob", "thinking"],
         "gemini": ["custom_knob", "safetySettings"],
-        "cohere": ["custom_knob"],
+        "cohere": ["custom_knob", "frequency_penalty", "thinking"],  # Cohere v2 takes these
         "bedrock": ["custom_knob"],
         "responses": ["custom_knob"],
     }
+
+
+def test_googles_snake_case_spellings_cannot_slip_past_the_owned_fields() -> None:
+    extra = {"generation_config": {"candidate_count": 4, "max_output_tokens": 60_000, "top_k": 5}, "labels": {"a_b": 1}}
+    body = gemini_wire.encode_chat(ChatRequest("m", [Message("user", "hi")], max_tokens=100, extra=extra), stream=False)
+    assert body["generationConfig"] == {"maxOutputTokens": 100, "topK": 5}  # one candidate, the admitted limit
+    assert body["labels"] == {"a_b": 1}  # the caller's own keys are left as they are
+    assert "generation_config" not in body

@@ -177,3 +177,15 @@ async def test_gemini_requests_are_admitted_and_recorded(gw: Served) -> None:
     await google(gw, key=secret).aio.models.generate_content(model="smart", contents="Hi")
     rows = await ledger_rows(gw, made.id)
     assert [(r.route, r.model, r.prompt_tokens) for r in rows] == [("/v1beta/models/smart:generateContent", "smart", 9)]
+
+
+async def test_the_query_key_works_under_the_sdks_v1_paths_too(gw: Served) -> None:
+    gw.upstream.on("POST", CHAT, Reply(json=answer("ok")))
+    body = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{gw.url}/v1/models/smart:generateContent", params={"key": MASTER}, json=body) as r:
+            assert r.status == 200
+        async with http.get(f"{gw.url}/v1/models", params={"key": MASTER}) as r:
+            assert r.status == 200 and "models/smart" in [m["name"] for m in (await r.json())["models"]]
+        async with http.get(f"{gw.url}/v1/conversations", params={"key": MASTER}) as r:
+            assert r.status == 401  # only the Gemini routes read a key from the URL

@@ -263,3 +263,21 @@ async def test_the_agents_sdk_through_an_anthropic_deployment(gw: Served) -> Non
     assert result.final_output == "Sunny in Paris."
     last = gw.anthropic.requests[-1].json["messages"]
     assert last[-1]["content"][0]["type"] == "tool_result" and last[-1]["content"][0]["tool_use_id"] == "toolu_1"
+
+
+async def test_a_store_that_fails_does_not_cost_the_caller_the_answer(
+    gw: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmrelay.store import StoreUnavailable
+
+    def down(*args: object) -> None:
+        raise StoreUnavailable("the database is gone")
+
+    monkeypatch.setattr(gw.store.responses, "save", down)
+    gw.upstream.on("POST", CHAT, Reply(json=answer("Paris.")), Reply(chunks=sse("Par", "is.")))
+    raw = await gw.sdk().responses.with_raw_response.create(model="smart", input="Capital?")
+    r = raw.parse()
+    assert r.output_text == "Paris." and r.store is False and raw.headers["x-llmrelay-stored"] == "false"
+    async with gw.sdk().responses.stream(model="smart", input="Capital?") as stream:
+        final = await stream.get_final_response()
+    assert final.output_text == "Paris." and final.status == "completed"

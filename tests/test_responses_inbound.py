@@ -655,6 +655,17 @@ def test_final_is_known_before_the_finish_is_fed() -> None:
     assert events[-1]["response"] == final and encoder.feed(TextDelta("late")) == b""
 
 
+def test_final_before_start_keeps_the_sequence_in_order() -> None:
+    """An answer whose first event is its finish (a replay, an empty answer): the gateway
+    stores ``final`` before the stream has started, and the events still go out in order."""
+    encoder = StreamEncoder("resp_1", 1, body())
+    final = encoder.final(FULL)
+    events = checked(encoder.start() + encoder.feed(Finish("tool_calls", FULL)) + encoder.end())
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert [e["type"] for e in events[:2]] == ["response.created", "response.in_progress"]
+    assert events[0]["response"]["output"] == [] and events[-1]["response"] == final
+
+
 def test_incomplete_stream_marks_its_last_item() -> None:
     cut = answer(content="Cut sho", finish_reason="length")
     events = checked(encode([TextDelta("Cut sho"), Finish("length", cut)])[1])

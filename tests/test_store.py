@@ -381,6 +381,24 @@ def test_stored_responses_chain_back_within_their_tenant(store: Store) -> None:
         table.save(_response("bad tenant", "resp_9", None, 9))
 
 
+def test_a_history_too_long_or_too_big_is_refused_by_name(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmrelay.store import responses as stored
+
+    table = store.responses
+    previous = None
+    for n in range(4):
+        table.save(_response("acme", f"resp_{n}", previous, n))
+        previous = f"resp_{n}"
+    assert len(table.history("acme", "resp_3") or []) == 8
+    monkeypatch.setattr(stored, "MAX_CHAIN", 3)
+    with pytest.raises(ValueError, match="over 3 responses"):
+        table.history("acme", "resp_3")
+    monkeypatch.setattr(stored, "MAX_CHAIN", 1000)
+    monkeypatch.setattr(stored, "MAX_HISTORY_BYTES", 300)
+    with pytest.raises(ValueError, match="MB of items"):
+        table.history("acme", "resp_3")
+
+
 # ---------------------------------------------------------------- conversations
 
 

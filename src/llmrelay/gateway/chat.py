@@ -34,9 +34,10 @@ if TYPE_CHECKING:
     from .app import Gateway
 
 Events = AsyncGenerator[StreamEvent, None]
-PRICED_TIERS = frozenset(("auto", "default", "standard_only", "flex"))
-"""``service_tier`` values billed at (or below) the rates the gateway charges; others
-(``priority``, ``scale``) cost more upstream than the gateway would charge."""
+PRICED_TIERS = frozenset(("auto", "default", "standard_only", "flex", "standard", "service_tier_unspecified"))
+"""``service_tier`` (``serviceTier``) values billed at (or below) the rates the gateway
+charges, in any case; others (``priority``, ``scale``) cost more upstream than the
+gateway would charge."""
 
 
 async def serve_chat(
@@ -51,12 +52,13 @@ async def serve_chat(
 ) -> None:
     """Answer ``request`` as JSON (``to_wire`` builds the body) or as a stream
     (``encoder`` makes its encoder; ``wrap`` may watch its events)."""
-    tier = request.extra.get("service_tier")
-    if tier is not None and (not isinstance(tier, str) or tier not in PRICED_TIERS):
-        raise HTTPError(
-            400, f"'service_tier' {repr(tier)[:40]} is not served here: it is billed at other rates than the gateway's "
-            f"(use one of {', '.join(sorted(PRICED_TIERS))})", param="service_tier",
-        )  # fmt: skip
+    for field in ("service_tier", "serviceTier"):  # OpenAI's and Anthropic's; Gemini's
+        tier = request.extra.get(field)
+        if tier is not None and (not isinstance(tier, str) or tier.lower() not in PRICED_TIERS):
+            raise HTTPError(
+                400, f"'{field}' {repr(tier)[:40]} is not served here: it is billed at other rates than the "
+                f"gateway's (use one of {', '.join(sorted(PRICED_TIERS))})", param=field,
+            )  # fmt: skip
     group = gw.group_for(request.model)
     facts = ex.facts
     facts.model, facts.group = request.model, group

@@ -8,11 +8,15 @@ tenant (the master key's under ``default``), written before the answer's last
 bytes go. ``previous_response_id`` puts the stored items of that response's
 chain before the new input; another tenant's id, like an unknown one, is a 404.
 A gateway without a store answers ``store: true`` requests without keeping them,
-and a ``previous_response_id`` or a stored-response route is a 503 there.
+and a ``previous_response_id`` or a stored-response route is a 503 there. A store
+that fails as an answer is saved does not cost the caller the answer: it is sent
+with ``"store": false`` and ``x-llmrelay-stored: false`` (a stream, whose status
+line is gone, just ends as it would), and the failure is logged.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
@@ -38,6 +42,7 @@ if TYPE_CHECKING:
     from ..store.store import Store
     from .app import Gateway
 
+log = logging.getLogger("llmrelay.gateway")
 Events = AsyncGenerator[StreamEvent, None]
 MAX_LISTED = 100
 
@@ -69,8 +74,9 @@ async def create_response(gw: Gateway, ex: Exchange) -> None:
 
     async def to_wire(response: ChatResponse) -> dict[str, Any]:
         payload = response_to_wire(response, response_id=response_id, created_at=created, request=body)
-        if keeper is not None:
-            await keeper.keep(request.model, payload)
+        if keeper is not None and not await keeper.keep(request.model, payload):
+            payload["store"] = False  # answered all the same: the tenant has paid for it
+            ex.headers["x-llmrelay-stored"] = "false"
         return payload
 
     def wrap(events: Events) -> Events:
@@ -85,15 +91,22 @@ class _Keeper:
     def __init__(self, store: Store | None, tenant: str, response_id: str, created: int, body: dict[str, Any]) -> None:
         self.store, self.tenant, self.response_id, self.created, self.body = store, tenant, response_id, created, body
 
-    async def keep(self, model: str, payload: dict[str, Any]) -> None:
+    async def keep(self, model: str, payload: dict[str, Any]) -> bool:
+        """Store the answer; False (logged) when the store could not take it: the answer
+        still goes to its caller, who has paid for it."""
         if self.store is None:
-            return
+            return True
         record = StoredResponse(
             id=self.response_id, tenant=self.tenant, created_at=float(self.created), model=model,
             previous_id=self.body.get("previous_response_id"), input_items=items_from_input(self.body),
             output_items=list(payload.get("output") or []), body=payload,
         )  # fmt: skip
-        await store_call(self.store.responses.save, record)
+        try:
+            await store_call(self.store.responses.save, record)
+        except HTTPError as exc:
+            log.warning("response %s was answered but not stored: %s", self.response_id, exc.message)
+            return False
+        return True
 
 
 async def _keeping(keeper: _Keeper, encoder: StreamEncoder, model: str, events: Events) -> Events:

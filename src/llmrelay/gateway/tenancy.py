@@ -78,17 +78,18 @@ OPERATOR = Caller(admin=True)
 def presented_key(scope: Scope) -> str | None:
     """The key as the OpenAI SDKs (``Authorization: Bearer``), the Anthropic SDKs
     (``x-api-key``) or Google's (``x-goog-api-key``; on the Gemini routes also ``?key=``,
-    which Google's REST examples use) send it."""
+    which Google's REST examples use: ``QUERY_KEY_PATHS``) send it."""
     given = header(scope, b"authorization")
     if given and given[:7].lower() == "bearer ":
         return given[7:].strip() or None
     found = header(scope, b"x-api-key") or header(scope, b"x-goog-api-key")
-    if found is None and scope["path"].startswith(GEMINI_PREFIX):
+    if found is None and scope["path"].startswith(QUERY_KEY_PATHS):
         found = _query_key(scope.get("query_string", b""))
     return found or None
 
 
-GEMINI_PREFIX = "/v1beta/"
+QUERY_KEY_PATHS = ("/v1beta/", "/v1/models")
+"""Where ``?key=`` is read: the Gemini routes, under ``/v1beta/`` and the SDK's ``/v1/models``."""
 
 
 def _query_key(query: bytes) -> str | None:

@@ -49,7 +49,7 @@ FORMAT_FIELDS: dict[str, frozenset[str]] = {
     "openai": frozenset({
         "frequency_penalty", "presence_penalty", "logit_bias", "logprobs", "top_logprobs", "reasoning_effort",
         "parallel_tool_calls", "service_tier", "verbosity", "prediction", "modalities", "audio",
-        "web_search_options", "store", "metadata",
+        "web_search_options", "store", "metadata", "prompt_cache_key", "safety_identifier",
     }),
     "openai-responses": frozenset({
         "reasoning", "parallel_tool_calls", "include", "text", "truncation", "store", "metadata", "service_tier",
@@ -58,9 +58,13 @@ FORMAT_FIELDS: dict[str, frozenset[str]] = {
     "anthropic": frozenset({"thinking", "top_k", "metadata", "service_tier", "container", "mcp_servers"}),
     "gemini": frozenset({
         "safetySettings", "generationConfig", "toolConfig", "cachedContent", "serviceTier", "labels", "topK",
-        "thinkingConfig",
+        "thinkingConfig", "safety_settings", "generation_config", "tool_config", "cached_content",
+        "thinking_config",
     }),
-    "cohere": frozenset({"safety_mode", "documents", "citation_options", "strict_tools"}),
+    "cohere": frozenset({
+        "safety_mode", "documents", "citation_options", "strict_tools", "frequency_penalty", "presence_penalty",
+        "logprobs", "thinking",
+    }),
     "bedrock": frozenset({
         "additionalModelRequestFields", "additionalModelResponseFieldPaths", "guardrailConfig",
         "performanceConfig", "promptVariables", "requestMetadata",

@@ -4,7 +4,6 @@ continued response its history, and deleted. Another tenant's id reads as absent
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -17,6 +16,8 @@ from .schema import responses
 MAX_ID = 64
 MAX_CHAIN = 1000
 """The most responses one history walks back through (a longer chain is an error)."""
+MAX_HISTORY_BYTES = 16_000_000
+"""The most items (as stored JSON) one history holds: about the gateway's body limit."""
 
 
 class _Tables(Protocol):
@@ -57,34 +58,38 @@ class ResponseTable:
     def history(self, tenant: str, response_id: str) -> list[dict[str, Any]] | None:
         """The items a response continuing ``response_id`` goes on from: each response of
         the chain, oldest first, its input items then its output items. ``None`` when
-        ``tenant`` has no response by that id (or the chain is broken or too long)."""
-        chain: list[StoredResponse] = []
-        for found in self._walk(tenant, response_id):
-            if found is None:
-                return None
-            chain.append(found)
-        items: list[dict[str, Any]] = []
-        for found in reversed(chain):
-            items.extend(found.input_items)
-            items.extend(found.output_items)
-        return items
-
-    def _walk(self, tenant: str, response_id: str) -> Iterator[StoredResponse | None]:
-        seen: set[str] = set()
+        ``tenant`` has no response by that id (or a link of the chain is gone); a
+        ``ValueError`` naming the limit for a chain longer than ``MAX_CHAIN`` responses
+        or ``MAX_HISTORY_BYTES`` of items."""
+        links: list[tuple[str, str]] = []
+        size, seen = 0, set()
         next_id: str | None = response_id
-        for _ in range(MAX_CHAIN):
-            if next_id is None:
-                return
-            if next_id in seen:  # a loop cannot be made through the API; refuse one all the same
-                yield None
-                return
+        while next_id is not None:
+            if len(links) == MAX_CHAIN:
+                raise ValueError(f"previous_response_id: the conversation is over {MAX_CHAIN} responses long")
+            if next_id in seen or not next_id or len(next_id) > MAX_ID:  # no loop can be made through the API
+                return None
             seen.add(next_id)
-            found = self.get(tenant, next_id)
-            yield found
-            if found is None:
-                return
-            next_id = found.previous_id
-        yield None
+            with self._store._read() as conn:
+                row = conn.execute(
+                    select(responses.c.previous_id, responses.c.input_items, responses.c.output_items)
+                    .where(responses.c.tenant == tenant)
+                    .where(responses.c.id == next_id)
+                ).first()
+            if row is None:
+                return None
+            size += len(row.input_items) + len(row.output_items)
+            if size > MAX_HISTORY_BYTES:
+                raise ValueError(
+                    f"previous_response_id: the conversation holds over {MAX_HISTORY_BYTES / 1e6:g} MB of items"
+                )
+            links.append((row.input_items, row.output_items))
+            next_id = row.previous_id
+        items: list[dict[str, Any]] = []
+        for input_items, output_items in reversed(links):
+            items.extend(_json.loads(input_items))
+            items.extend(_json.loads(output_items))
+        return items
 
     def delete(self, tenant: str, response_id: str) -> bool:
         """Delete the response; ``False`` if ``tenant`` had none by that id."""

@@ -22,6 +22,7 @@ Conventions:
 from __future__ import annotations
 
 import mimetypes
+from collections.abc import Mapping
 from typing import Any, TypeAlias
 from urllib.parse import quote, urlsplit
 
@@ -117,8 +118,30 @@ def encode_chat(request: ChatRequest, *, stream: bool) -> JSON:
         body["tools"] = [{"functionDeclarations": [function_declaration(t) for t in request.tools]}]
         if request.tool_choice is not None:
             body["toolConfig"] = {"functionCallingConfig": calling_config(request.tool_choice)}
-    merge_extra(body, request.extra, OWNED_FIELDS, one_level=True, wire="gemini")
+    merge_extra(body, camel_keys(request.extra), OWNED_FIELDS, one_level=True, wire="gemini")
     return body
+
+
+def camel_keys(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``extra`` with Google's snake_case spellings in camelCase, at the top and inside
+    the config objects (``generation_config.max_output_tokens``): Google's JSON takes
+    both, and the owned fields must be recognised under either. Other objects (``labels``)
+    hold the caller's own keys and are left as they are."""
+    out: dict[str, Any] = {}
+    for key, value in extra.items():
+        name = _camel(key)
+        if name in _CONFIG_OBJECTS and isinstance(value, dict):
+            value = {_camel(k): v for k, v in value.items()}
+        out[name] = value
+    return out
+
+
+_CONFIG_OBJECTS = frozenset(("generationConfig", "toolConfig"))
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest) if rest else name
 
 
 def contents_to_wire(messages: list[Message]) -> tuple[list[JSON], JSON | None]:

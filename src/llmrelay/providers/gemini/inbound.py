@@ -164,10 +164,11 @@ def _tools(tools: list[Any] | None) -> list[ToolSpec]:
                 )
         for j, declaration in enumerate(get(tool, "functionDeclarations", list, where) or ()):
             out.append(_declaration(declaration, f"{where}.{find(tool, 'functionDeclarations')[0]}[{j}]"))
-    names = [t.name for t in out]
-    for name in names:
-        if names.count(name) > 1:
-            fail("tools", f"function {name!r} is declared more than once")
+    seen: set[str] = set()
+    for spec in out:  # one pass: a request may declare many functions
+        if spec.name in seen:
+            fail("tools", f"function {spec.name!r} is declared more than once")
+        seen.add(spec.name)
     return out
 
 
@@ -215,7 +216,8 @@ def _tool_config(config: JSON | None, tools: list[ToolSpec]) -> tuple[list[ToolS
     if names and mode in ("ANY", "VALIDATED", "MODE_UNSPECIFIED"):
         if mode == "ANY" and len(set(names)) == 1:
             return tools, {"name": names[0]}, rest
-        tools = [t for t in tools if t.name in names]
+        allowed = set(names)
+        tools = [t for t in tools if t.name in allowed]
     return tools, choice, rest
 
 

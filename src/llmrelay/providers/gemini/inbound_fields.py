@@ -67,7 +67,12 @@ def get_int(obj: dict[str, Any], name: str, where: str = "", low: int | None = N
         fail(field_path(where, key), f"must be an integer, not {value!r}")
     if low is not None and value < low:
         fail(field_path(where, key), f"must be at least {low}, not {value!r}")
+    if abs(value) > MAX_INT:  # Google's fields are int32 (the seed int64): nothing larger is a real value
+        fail(field_path(where, key), f"must be at most {MAX_INT}, not {value!r}")
     return int(value)
+
+
+MAX_INT = 2**63 - 1
 
 
 def get_number(obj: dict[str, Any], name: str, where: str, high: float) -> float | None:

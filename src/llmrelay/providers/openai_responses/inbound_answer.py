@@ -200,8 +200,8 @@ class StreamEncoder:
     the gateway to store; its output items have the ids the stream gave them."""
 
     __slots__ = (
-        "_calls", "_ending", "_items", "_open", "_sequence", "_text_seen", "created_at", "request", "response",
-        "response_id",
+        "_calls", "_ending", "_items", "_open", "_sequence", "_started", "_text_seen", "created_at", "request",
+        "response", "response_id",
     )  # fmt: skip
 
     def __init__(self, response_id: str, created_at: int, request: dict[str, Any]) -> None:
@@ -213,8 +213,12 @@ class StreamEncoder:
         self._calls: dict[int, _Item] = {}  # canonical tool call index -> its item
         self._text_seen = False
         self._ending = b""  # the last events, made by ``final`` before the finish is fed
+        self._started = False
 
     def start(self) -> bytes:
+        if self._started:  # ``final`` came first (an answer whose first event is its finish)
+            return b""
+        self._started = True
         return self._event("response.created", response=self._snapshot()) + self._event(
             "response.in_progress", response=self._snapshot()
         )
@@ -242,7 +246,8 @@ class StreamEncoder:
         known before the finish is fed (its events are made now, ``feed`` sends them):
         to store an answer as the stream shows it before the stream's last bytes go."""
         if self.response is None:
-            self._ending = self._finish(response)
+            opening = self.start()  # numbered first, sent first (with the rest, by ``feed``)
+            self._ending = opening + self._finish(response)
         assert self.response is not None  # _finish sets it
         return self.response
 

@@ -42,6 +42,7 @@ class Recorded:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    peer: object = None  # the client's (host, port): which connection it came on
 
     @property
     def json(self) -> Any:
@@ -80,7 +81,10 @@ class FakeServer:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.requests.append(Recorded(request.method, request.path, dict(request.query), dict(request.headers), body))
+        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+        self.requests.append(
+            Recorded(request.method, request.path, dict(request.query), dict(request.headers), body, peer)
+        )
         replies = self._routes.get((request.method, request.path))
         if not replies:
             return web.json_response(

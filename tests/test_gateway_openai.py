@@ -90,6 +90,18 @@ async def test_streaming_with_usage(gw: Served) -> None:
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 3 and not chunks[-1].choices
 
 
+async def test_streams_give_their_upstream_connection_back_to_the_pool(gw: Served) -> None:
+    """The provider reads each stream's body to its end, so the next call reuses the connection."""
+    gw.upstream.on("POST", CHAT, Reply(chunks=sse("Hel", "lo")))
+    for _ in range(3):
+        stream = await gw.sdk().chat.completions.create(
+            model="smart", messages=[{"role": "user", "content": "Hi"}], stream=True
+        )
+        assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == "Hello"
+    peers = {r.peer for r in gw.upstream.requests}
+    assert len(gw.upstream.requests) == 3 and len(peers) == 1, peers
+
+
 async def test_tool_calls_round_trip(gw: Served) -> None:
     call = {"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": '{"city": "Rome"}'}}
     gw.upstream.on("POST", CHAT, Reply(json=answer("", tool_calls=[call])))

@@ -191,20 +191,27 @@ class Router(HealthChecks):
             async with attempt, aclosing(attempt.pick.provider.stream(attempt.pick.request)) as events:  # type: ignore[arg-type]
                 step, held, shown, watch = events.__anext__, [], attempt.shown, attempt.watch
                 assert watch is not None
+                finished = False
                 while True:
                     watch.begin()  # Attempt.wait, inline: this runs for every event
                     try:
                         event = await step()
                     except StopAsyncIteration:
+                        if finished:
+                            return
                         raise errors.ProviderError(
                             "the stream ended without finishing", provider=attempt.pick.deployment.provider
                         ) from None
                     except asyncio.CancelledError:
                         if not watch.claim():
                             raise
+                        if finished:  # the answer is whole; its provider was slow to end the stream
+                            return
                         raise attempt.timeout_error(watch) from None
                     finally:
                         watch.waiting = False
+                    if finished:
+                        continue  # nothing follows a finish
                     if attempt.ttft is None:  # events before the first token are held back
                         if isinstance(event, CONTENT):
                             attempt.first_token()
@@ -216,8 +223,9 @@ class Router(HealthChecks):
                             yield early
                     if type(event) is Finish:
                         await attempt.succeeded(event.response)
+                        finished = True
                         yield event
-                        return
+                        continue  # the provider reads its body to the end: its connection goes back to the pool
                     shown.append(event)
                     yield event
         raise self._exhausted(call)

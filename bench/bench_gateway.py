@@ -1,6 +1,6 @@
 """The gateway (``llmrelay serve``, one worker) under wrk, against nginx in the same run.
 
-    python bench/bench_gateway.py [--duration 5] [--runs 3] [--compare SRC] [--floor PATH | --no-floor]
+    python bench/bench_gateway.py [--duration 5] [--runs 4] [--compare SRC] [--floor PATH | --no-floor]
 
 Starts nginx with ../shared/upstream/nginx.conf on 127.0.0.1:18080 (JSON answers
 on /v1, 20-chunk streams on /stream/v1), then ``llmrelay serve`` on 127.0.0.1:18200
@@ -138,7 +138,7 @@ def measure(port: int, scripts: dict[str, Path], duration: int, rows: Rows, pid:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=5)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=4, help="an even number: each tree goes first as often")
     parser.add_argument("--compare", type=Path, default=None, metavar="SRC", help="another llmrelay src folder")
     parser.add_argument("--floor", type=Path, default=HERE.parents[1] / "shared" / "floor_proxy.py")
     parser.add_argument("--no-floor", action="store_true", help="measure without the floor proxy")

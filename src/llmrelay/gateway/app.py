@@ -131,7 +131,10 @@ class Gateway:
     def store_(self) -> Store:
         """The store, or a 503 saying there is none."""
         if self.store is None:
-            raise HTTPError(503, "this gateway has no store: tenants, keys, usage and conversations are unavailable")
+            raise HTTPError(
+                503, "this gateway has no store: tenants, keys, usage, conversations and stored responses are "
+                "unavailable", code="no_store",
+            )  # fmt: skip
         return self.store
 
     # ---- admission ----------------------------------------------------------------------
@@ -231,6 +234,18 @@ class Gateway:
             return True
         provider, sep, rest = model.partition("/")
         return bool(sep and rest) and provider in reachable
+
+    def listed_models(self, caller: Caller) -> list[str]:
+        """What ``GET /v1/models`` lists to ``caller``: the served names its key may use."""
+        return [name for name in self.model_names() if caller.may_use(name)]
+
+    def check_listed(self, caller: Caller, model: str) -> None:
+        """``GET /v1/models/{id}``: a 400 for a malformed name, a 403 for one outside the
+        caller's models, a 404 for one the gateway does not serve."""
+        check_name(model)
+        caller.check_model(model)
+        if model not in self.model_names():
+            self.group_for(model)  # a PROVIDER/MODEL the gateway can serve exists too; anything else is a 404
 
     def model_names(self) -> list[str]:
         settings = self.client.settings

@@ -17,6 +17,7 @@ their prompts. Answers the cache gave (hits, shared flights) cost nothing.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
@@ -48,10 +49,12 @@ async def serve_chat(
     stream: bool,
     encoder: Callable[[], Encoder],
     to_wire: Callable[[ChatResponse], Awaitable[dict[str, Any]]],
-    wrap: Callable[[Events], Events] | None = None,
+    on_finish: Callable[[ChatResponse], Awaitable[None]] | None = None,
 ) -> None:
     """Answer ``request`` as JSON (``to_wire`` builds the body) or as a stream
-    (``encoder`` makes its encoder; ``wrap`` may watch its events)."""
+    (``encoder`` makes its encoder; ``on_finish(answer)`` runs as the whole answer
+    comes, before the stream's last event goes out: to keep it where the next request
+    finds it)."""
     for field in ("service_tier", "serviceTier"):  # OpenAI's and Anthropic's; Gemini's
         tier = request.extra.get(field)
         if tier is not None and (not isinstance(tier, str) or tier.lower() not in PRICED_TIERS):
@@ -80,8 +83,8 @@ async def serve_chat(
                     billed = True  # only once made: a client leaving mid-count has it made again, whole
 
             events = gw.client.send_stream(group, request, cache=cache, trace=trace)
-            if wrap is not None:
-                events = wrap(events)
+            if on_finish is not None:
+                events = _before_finish(events, on_finish)
             try:
                 await relay(
                     events, encoder(), ex.receive, ex.send, facts, given, bill, gw.scrub.error,
@@ -135,6 +138,15 @@ async def serve_count(gw: Gateway, ex: Exchange, request: ChatRequest) -> int:
         return await gw.count_tokens(request)
     finally:
         await gw.settle(ticket, ex.facts)
+
+
+async def _before_finish(events: Events, action: Callable[[ChatResponse], Awaitable[None]]) -> Events:
+    """``events``, running ``action`` on the answer before its ``Finish`` goes on."""
+    async with aclosing(events):
+        async for event in events:
+            if type(event) is Finish:
+                await action(event.response)
+            yield event
 
 
 def _unreported(facts: RequestFacts) -> bool:

@@ -103,7 +103,7 @@ async def list_models(gw: Gateway, ex: Exchange) -> None:
     if ex.path.startswith("/v1/") and not _google(ex):
         await openai_list_models(gw, ex)
         return
-    names = [name for name in gw.model_names() if ex.caller.may_use(name)]
+    names = gw.listed_models(ex.caller)
     await ex.reply(200, models_to_wire(names, embedding=[n for n in names if _embedding(n)]))
 
 
@@ -111,10 +111,8 @@ async def get_model(gw: Gateway, ex: Exchange) -> None:
     if ex.path.startswith("/v1/") and not _google(ex):
         await openai_get_model(gw, ex)
         return
-    model = _model(ex)
-    ex.caller.check_model(model)
-    if model not in gw.model_names():
-        gw.group_for(model)  # a PROVIDER/MODEL the gateway can serve exists too; anything else is a 404
+    model = ex.params["model"].removeprefix("models/")
+    gw.check_listed(ex.caller, model)
     await ex.reply(200, model_to_wire(model, embedding=_embedding(model)))
 
 

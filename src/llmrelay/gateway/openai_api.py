@@ -9,8 +9,6 @@ group did it (``x-llmrelay-deployment``, ``x-llmrelay-group``, ``x-llmrelay-atte
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
-from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
@@ -32,7 +30,6 @@ from ..types import ChatResponse, Finish, StreamEvent
 from ..validation import check_request
 from .caching import created_at
 from .chat import route_headers, serve_chat, serve_embedding
-from .checks import check_name
 from .conversations import conversation_of, history, remember
 from .exchange import Exchange
 from .http import HTTPError
@@ -75,11 +72,13 @@ async def chat_completions(gw: Gateway, ex: Exchange) -> None:
             await remember(gw, caller, conversation, asked or [], payload["choices"][0]["message"])
         return payload
 
-    def wrap(events: AsyncGenerator[StreamEvent, None]) -> AsyncGenerator[StreamEvent, None]:
-        return events if conversation is None else _remembering(gw, caller, conversation, asked or [], events)
+    async def keep(response: ChatResponse) -> None:
+        assert conversation is not None
+        reply = response_to_wire(response, 0)["choices"][0]["message"]
+        await remember(gw, caller, conversation, asked or [], reply)
 
     await serve_chat(
-        gw, ex, request, stream=stream, to_wire=to_wire, wrap=wrap,
+        gw, ex, request, stream=stream, to_wire=to_wire, on_finish=keep if conversation is not None else None,
         encoder=lambda: ChunkEncoder(request.model, include_usage),
     )  # fmt: skip
 
@@ -98,18 +97,6 @@ async def completions(gw: Gateway, ex: Exchange) -> None:
         gw, ex, request, stream=stream, to_wire=to_wire,
         encoder=lambda: CompletionEncoder(request.model, int(time.time()), include_usage, echo),
     )  # fmt: skip
-
-
-async def _remembering(
-    gw: Gateway, caller: Any, conversation: str, asked: list[Any], events: AsyncGenerator[StreamEvent, None]
-) -> AsyncGenerator[StreamEvent, None]:
-    """``events``, storing the exchange in the conversation before the stream's last event goes out."""
-    async with aclosing(events):
-        async for event in events:
-            if type(event) is Finish:
-                reply = response_to_wire(event.response, 0)["choices"][0]["message"]
-                await remember(gw, caller, conversation, asked, reply)
-            yield event
 
 
 class ChunkEncoder:
@@ -156,17 +143,15 @@ async def embeddings(gw: Gateway, ex: Exchange) -> None:
 
 
 async def list_models(gw: Gateway, ex: Exchange) -> None:
-    names = [n for n in gw.model_names() if ex.caller.may_use(n)]
-    data = [{"id": name, "object": "model", "created": 0, "owned_by": "llmrelay"} for name in names]
+    data = [
+        {"id": name, "object": "model", "created": 0, "owned_by": "llmrelay"} for name in gw.listed_models(ex.caller)
+    ]
     await ex.reply(200, {"object": "list", "data": data})
 
 
 async def get_model(gw: Gateway, ex: Exchange) -> None:
     model = ex.params["model"]
-    check_name(model)
-    ex.caller.check_model(model)
-    if model not in gw.model_names():
-        gw.group_for(model)  # a PROVIDER/MODEL the gateway can serve exists too; anything else is a 404
+    gw.check_listed(ex.caller, model)
     await ex.reply(200, {"id": model, "object": "model", "created": 0, "owned_by": "llmrelay"})
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncGenerator
-from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from .._ids import new_id
@@ -30,7 +29,7 @@ from ..providers.openai_responses.inbound import (
     response_to_wire,
 )
 from ..store.records import StoredResponse
-from ..types import ChatResponse, Finish, StreamEvent
+from ..types import ChatResponse, StreamEvent
 from ..validation import check_request
 from .chat import serve_chat
 from .conversations import tenant_of
@@ -59,7 +58,7 @@ async def create_response(gw: Gateway, ex: Exchange) -> None:
     tenant = tenant_of(ex.caller)
     history: list[dict[str, Any]] = []
     if previous is not None:
-        found = await store_call(_store(gw).responses.history, tenant, previous)
+        found = await store_call(gw.store_().responses.history, tenant, previous)
         if found is None:
             raise HTTPError(
                 404, f"previous response {previous[:80]!r} not found", param="previous_response_id",
@@ -79,10 +78,14 @@ async def create_response(gw: Gateway, ex: Exchange) -> None:
             ex.headers["x-llmrelay-stored"] = "false"
         return payload
 
-    def wrap(events: Events) -> Events:
-        return events if keeper is None else _keeping(keeper, encoder, request.model, events)
+    async def keep(response: ChatResponse) -> None:  # the answer as the stream will show it
+        assert keeper is not None
+        await keeper.keep(request.model, encoder.final(response))
 
-    await serve_chat(gw, ex, request, stream=bool(stream), to_wire=to_wire, wrap=wrap, encoder=lambda: encoder)
+    await serve_chat(
+        gw, ex, request, stream=bool(stream), to_wire=to_wire, encoder=lambda: encoder,
+        on_finish=keep if keeper is not None else None,
+    )  # fmt: skip
 
 
 class _Keeper:
@@ -109,24 +112,9 @@ class _Keeper:
         return True
 
 
-async def _keeping(keeper: _Keeper, encoder: StreamEncoder, model: str, events: Events) -> Events:
-    """``events``, storing the answer as the stream will show it before its last event goes."""
-    async with aclosing(events):
-        async for event in events:
-            if type(event) is Finish:
-                await keeper.keep(model, encoder.final(event.response))
-            yield event
-
-
-def _store(gw: Gateway) -> Store:
-    if gw.store is None:
-        raise HTTPError(503, "this gateway has no store: stored responses are unavailable", code="no_store")
-    return gw.store
-
-
 async def _found(gw: Gateway, ex: Exchange) -> StoredResponse:
     response_id = ex.params["response_id"]
-    found = await store_call(_store(gw).responses.get, tenant_of(ex.caller), response_id)
+    found = await store_call(gw.store_().responses.get, tenant_of(ex.caller), response_id)
     if found is None:
         raise HTTPError(404, f"no response {response_id[:80]!r}", param="response_id")
     return found
@@ -138,7 +126,7 @@ async def get_response(gw: Gateway, ex: Exchange) -> None:
 
 async def delete_response(gw: Gateway, ex: Exchange) -> None:
     response_id = ex.params["response_id"]
-    if not await store_call(_store(gw).responses.delete, tenant_of(ex.caller), response_id):
+    if not await store_call(gw.store_().responses.delete, tenant_of(ex.caller), response_id):
         raise HTTPError(404, f"no response {response_id[:80]!r}", param="response_id")
     await ex.reply(200, {"id": response_id, "object": "response", "deleted": True})
 

@@ -51,6 +51,11 @@ class SmallApp:
         if scope["path"] == "/stream":
             await stream(send)
             return
+        if scope["path"] == "/late":  # headers at once, the body 0.5 s later
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
+            await asyncio.sleep(0.5)
+            await send({"type": "http.response.body", "body": b"late"})
+            return
         if scope["path"] == "/early":
             await send_json(send, 200, {"read": 0})
             return
@@ -78,6 +83,27 @@ class Recording(GuardedHttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.made.append(self)
         super().connection_made(transport)
+
+
+class WriteCounting(GuardedHttpToolsProtocol):
+    """The guarded protocol on a transport that counts the writes reaching the socket."""
+
+    writes: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(_Counted(transport, self.writes))  # type: ignore[arg-type]
+
+
+class _Counted:
+    def __init__(self, transport: asyncio.Transport, writes: list[bytes]) -> None:
+        self._transport, self._writes = transport, writes
+
+    def write(self, data: bytes) -> None:
+        self._writes.append(bytes(data))
+        self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 @dataclass
@@ -399,6 +425,40 @@ def test_a_long_streaming_answer_and_a_request_pipelined_behind_it_are_not_cut(o
         status, _, body = await answer(reader)
         assert status == 200 and json.loads(body) == {"read": 10}
         writer.write(post())
+        assert (await answer(reader))[0] == 200
+        await hang_up(writer)
+
+    on_loop(scenario)
+
+
+def test_an_answers_head_and_body_leave_in_one_write(on_loop: OnLoop) -> None:
+    """uvicorn writes the status line and headers apart from the body; the guarded protocol
+    sends them together: one system call and one TCP segment per answer, not two."""
+
+    async def scenario(srv: Running) -> None:
+        WriteCounting.writes.clear()
+        reader, writer = await srv.connect()
+        for _ in range(3):
+            writer.write(post(body=b"12345"))
+            status, _, body = await answer(reader)
+            assert status == 200 and json.loads(body) == {"read": 5}
+        await hang_up(writer)
+        answers = [w for w in WriteCounting.writes if w.startswith(b"HTTP/1.1")]
+        assert len(answers) == 3 and len(WriteCounting.writes) == 3
+        assert all(w.endswith(b'{"read":5}') for w in answers)
+
+    on_loop(scenario, http=WriteCounting)
+
+
+def test_headers_are_not_held_back_for_a_body_that_comes_later(on_loop: OnLoop) -> None:
+    async def scenario(srv: Running) -> None:
+        reader, writer = await srv.connect()
+        writer.write(b"GET /late HTTP/1.1\r\nhost: t\r\n\r\n")
+        begun = time.monotonic()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200") and time.monotonic() - begun < 0.4
+        assert await asyncio.wait_for(reader.readexactly(4), 5) == b"late"
+        writer.write(post())  # the connection goes on as usual
         assert (await answer(reader))[0] == 200
         await hang_up(writer)
 

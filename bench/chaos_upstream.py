@@ -6,8 +6,12 @@ uniformly among: http500, http429, reset (TCP RST, no response), hang, slow (lat
 cut (connection dropped mid-body) and error_event (in-stream error; 503 when not streaming).
 Otherwise it answers ``"reply to <last message>: w0 w1 ... w19"`` (20 chunks when streaming).
 
+Continuation as vLLM does it: a request with ``continue_final_message: true`` whose last message
+is the assistant's gets only the rest of the answer after that message's text (which must be a
+beginning of the answer: else a 400), so a router can go on with a stream another port cut.
+
     python bench/chaos_upstream.py --ports 9101,9102,9103 --fail 0.3,0.3,0 --seed 7 \\
-        [--think-ms 2] [--chunk-ms 0] [--hang-s 30] [--slow-s 0.4]
+        [--think-ms 2] [--chunk-ms 0] [--hang-s 30] [--slow-s 0.4] [--faults slow,cut]
 
 Prints ``ready`` once every port listens. ``GET /stats`` gives per-port counters of ``ok`` and of
 each fault, ``POST /stats/reset`` zeroes them, ``GET /v1/models`` lists the one model ``chaos``.
@@ -31,7 +35,6 @@ from aiohttp import web
 
 FAULTS = ("http500", "http429", "reset", "hang", "slow", "cut", "error_event")
 WORDS = [f" w{i}" for i in range(20)]  # piece i of the answer is WORDS[i]; piece 0 also carries the prefix
-USAGE = {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}
 JSON = "application/json"
 
 
@@ -47,7 +50,6 @@ ERR_EVENT = b'data: {"error":{"message":"chaos: overloaded","type":"server_error
 # Tails of chunk objects, appended to a per-request prefix '{"id":..,"object":..,"created":..,"model":..'.
 TAILS = [b',"choices":[{"index":0,"delta":{"content":' + orjson.dumps(w) + b'},"finish_reason":null}]}' for w in WORDS]
 STOP_TAIL = b',"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}'
-USAGE_TAIL = b',"choices":[],"usage":' + orjson.dumps(USAGE) + b"}"
 DONE = b"data: [DONE]\n\n"
 MODELS = orjson.dumps({"object": "list", "data": [{"id": "chaos", "object": "model", "owned_by": "chaos"}]})
 RST = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a TCP RST
@@ -62,6 +64,7 @@ class Config:
     chunk_s: float
     hang_s: float
     slow_s: float
+    faults: tuple[str, ...] = FAULTS
 
 
 CONFIG = web.AppKey("config", Config)
@@ -80,18 +83,47 @@ def _drop(request: web.Request, rst: bool) -> None:
     transport.abort()
 
 
-def _prompt(body: Any) -> str:
-    content = body["messages"][-1]["content"]
+def _text(message: Any) -> str:
+    content = message["content"]
     if isinstance(content, str):
         return content
     return "".join(part.get("text", "") for part in content if isinstance(part, dict))
 
 
+def _prompt(body: Any) -> tuple[str, str]:
+    """The question (the last message's text), and the beginning of the answer to go on from."""
+    messages = body["messages"]
+    if body.get("continue_final_message") is True and messages[-1]["role"] == "assistant":
+        return _text(messages[-2]), _text(messages[-1])
+    return _text(messages[-1]), ""
+
+
+def pieces_after(head: str, given: str) -> list[str] | None:
+    """The answer's stream pieces after ``given`` (a piece it ends inside is given from there
+    on), ``None`` when ``given`` is not a beginning of the answer."""
+    pieces = [head + WORDS[0], *WORDS[1:]]
+    if not (head + "".join(WORDS)).startswith(given):
+        return None
+    rest, offset = [], 0
+    for piece in pieces:
+        if offset + len(piece) > len(given):
+            rest.append(piece[max(len(given) - offset, 0) :])
+        offset += len(piece)
+    return rest
+
+
 async def chat(request: web.Request) -> web.StreamResponse:
+    try:
+        return await answer(request)
+    except ConnectionResetError:  # the client left (a hedged attempt that lost, say): nothing to answer
+        return web.Response()
+
+
+async def answer(request: web.Request) -> web.StreamResponse:
     cfg = request.app[CONFIG]
     try:
         body = orjson.loads(await request.read())
-        prompt = _prompt(body)
+        prompt, given = _prompt(body)
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         return web.Response(status=400, body=ERR_400, content_type=JSON)
     stream = body.get("stream") is True
@@ -100,7 +132,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
         return web.Response()
     port: int = request.transport.get_extra_info("sockname")[1]
     rng = cfg.rngs[port]
-    fault = rng.choice(FAULTS) if rng.random() < cfg.fail[port] else "ok"
+    fault = rng.choice(cfg.faults) if rng.random() < cfg.fail[port] else "ok"
     cfg.stats[str(port)][fault] += 1
 
     if fault == "http500":
@@ -126,8 +158,16 @@ async def chat(request: web.Request) -> web.StreamResponse:
     rid = f"chatcmpl-chaos{next(_ids)}"
     created = int(time.time())
     head = "reply to " + prompt + ":"
+    pieces = pieces_after(head, given)
+    if pieces is None:
+        return web.Response(
+            status=400,
+            body=_error("chaos: not a beginning of the answer", "invalid_request_error", None),
+            content_type=JSON,
+        )
+    usage = {"prompt_tokens": 10, "completion_tokens": len(pieces), "total_tokens": 10 + len(pieces)}
     if not stream:
-        answer = head + "".join(WORDS)
+        answer = "".join(pieces)
         payload = orjson.dumps(
             {
                 "id": rid,
@@ -135,7 +175,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
                 "created": created,
                 "model": model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
-                "usage": USAGE,
+                "usage": usage,
             }
         )
         if fault != "cut":
@@ -150,16 +190,17 @@ async def chat(request: web.Request) -> web.StreamResponse:
     prefix = orjson.dumps({"id": rid, "object": "chat.completion.chunk", "created": created, "model": model})[:-1]
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await resp.prepare(request)
-    stop_after = 20
+    stop_after = len(pieces)
     if fault == "cut":
-        stop_after = 5
+        stop_after = min(5, len(pieces) - 1)
     elif fault == "error_event":
-        stop_after = 0 if rng.random() < 0.5 else 5
+        stop_after = 0 if rng.random() < 0.5 else min(5, len(pieces) - 1)
+    whole = not given  # the whole answer: its usual pieces, pre-encoded
     for i in range(stop_after):
-        if i == 0:
-            delta = {"role": "assistant", "content": head + WORDS[0]}
-            first = {"index": 0, "delta": delta, "finish_reason": None}
-            line = b"data: " + prefix + b',"choices":[' + orjson.dumps(first) + b"]}\n\n"
+        if i == 0 or not whole:
+            delta = {"role": "assistant", "content": pieces[i]} if i == 0 else {"content": pieces[i]}
+            choice = {"index": 0, "delta": delta, "finish_reason": None}
+            line = b"data: " + prefix + b',"choices":[' + orjson.dumps(choice) + b"]}\n\n"
         else:
             line = b"data: " + prefix + TAILS[i] + b"\n\n"
         await resp.write(line)
@@ -175,7 +216,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     tail = b"data: " + prefix + STOP_TAIL + b"\n\n"
     options = body.get("stream_options")
     if isinstance(options, dict) and options.get("include_usage"):
-        tail += b"data: " + prefix + USAGE_TAIL + b"\n\n"
+        tail += b"data: " + prefix + b',"choices":[],"usage":' + orjson.dumps(usage) + b"}\n\n"
     await resp.write(tail + DONE)
     await resp.write_eof()
     return resp
@@ -205,7 +246,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[list[int], Config]:
     parser.add_argument("--chunk-ms", type=float, default=0.0, help="delay between stream chunks")
     parser.add_argument("--hang-s", type=float, default=30.0, help="how long a hung request stays open")
     parser.add_argument("--slow-s", type=float, default=0.4, help="extra delay of a slow answer")
+    parser.add_argument("--faults", default=",".join(FAULTS), help="the faults to pick from (comma-separated)")
     args = parser.parse_args(argv)
+    faults = tuple(args.faults.split(","))
+    if not faults or not set(faults) <= set(FAULTS):
+        parser.error(f"--faults takes some of {', '.join(FAULTS)}")
     ports = [int(p) for p in args.ports.split(",")]
     fails = [float(f) for f in args.fail.split(",")]
     if len(fails) != len(ports) or not all(0.0 <= f <= 1.0 for f in fails):
@@ -218,6 +263,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[list[int], Config]:
         chunk_s=args.chunk_ms / 1000,
         hang_s=args.hang_s,
         slow_s=args.slow_s,
+        faults=faults,
     )
     return ports, config
 

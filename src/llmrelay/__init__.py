@@ -17,6 +17,7 @@ from ._version import __version__ as __version__
 from .errors import (
     AuthenticationError,
     BudgetExceeded,
+    CapabilityUnavailable,
     CircuitOpen,
     ConfigError,
     ConnectionError,
@@ -101,6 +102,7 @@ __all__ = [
     "BudgetExceeded",
     "CacheInfo",
     "CacheOptions",
+    "CapabilityUnavailable",
     "ChatRequest",
     "ChatResponse",
     "CircuitOpen",

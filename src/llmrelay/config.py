@@ -134,6 +134,8 @@ def model_groups(file: ConfigFile, path: str | os.PathLike[str]) -> dict[str, Mo
                 entry.semantic_cache,
                 entry.coalesce,
                 entry.embed_batch_ms,
+                entry.stream_resume,
+                entry.hedge.model_dump() if entry.hedge is not None else None,
             )
         except errors.ConfigError as exc:
             problems.add(("models", i), exc.message)
@@ -143,12 +145,14 @@ def model_groups(file: ConfigFile, path: str | os.PathLike[str]) -> dict[str, Mo
 
 def _deployment(entry: DeploymentEntry) -> Deployment:
     from .cost import Prices
+    from .router.capabilities import Accepts
     from .router.groups import Deployment
 
     fields = entry.model_dump()
     priced = {k: fields.pop(k) for k in ("input_per_mtok", "output_per_mtok", "cached_input_per_mtok")}
     prices = Prices(**priced) if any(v is not None for v in priced.values()) else None  # both, says the schema
-    return Deployment(**fields, prices=prices)
+    stated = {k: v for k, v in (fields.pop("capabilities") or {}).items() if v is not None}
+    return Deployment(**fields, prices=prices, accepts=Accepts(**stated) if stated else None)
 
 
 def routing_settings(entry: RoutingEntry) -> RoutingSettings:

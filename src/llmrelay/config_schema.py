@@ -8,6 +8,7 @@ schema can see.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any, Literal, get_args
@@ -26,6 +27,7 @@ from pydantic_core import ErrorDetails
 
 from .config_errors import Loc, Problems, closest, did_you_mean
 from .router.groups import MAX_EMBED_BATCH_MS, cycles
+from .router.hedge import MAX_HEDGES
 
 
 class _Strict(BaseModel):
@@ -79,6 +81,19 @@ class ProviderEntry(_Strict):
         return quirks if quirks is None else _known("quirks", quirks, list(COMPAT_KINDS))
 
 
+class CapabilitiesEntry(_Strict):
+    """What a deployment accepts, over the catalogue's facts (``router/capabilities.py``);
+    an unset key stays the catalogue's (unknown: accepted)."""
+
+    tools: bool | None = None
+    parallel_tool_calls: bool | None = None
+    images: bool | None = None
+    audio: bool | None = None
+    json_schema: bool | None = None
+    context_window: int | None = Field(None, gt=0)
+    max_output_tokens: int | None = Field(None, gt=0)
+
+
 class DeploymentEntry(_Strict):
     provider: str = Field(min_length=1)
     model: str = Field(min_length=1)
@@ -92,6 +107,8 @@ class DeploymentEntry(_Strict):
     cached_input_per_mtok: float | None = Field(None, ge=0, allow_inf_nan=False)
     max_output_tokens: int | None = Field(None, gt=0)
     """The most tokens an answer from here holds, where the catalogue does not know it."""
+    capabilities: CapabilitiesEntry | None = None
+    """What requests this deployment can take (tools, images, context window...): wins over the catalogue."""
 
     @model_validator(mode="after")
     def _both_prices(self) -> DeploymentEntry:
@@ -99,6 +116,19 @@ class DeploymentEntry(_Strict):
         if any(p is not None for p in prices) and None in prices[:2]:
             raise ValueError("set both input_per_mtok and output_per_mtok (USD per million tokens; 0 for free)")
         return self
+
+
+class HedgeEntry(_Strict):
+    after_ms: float | Literal["p95"] = Field(union_mode="left_to_right")
+    """Milliseconds without a first token before one more attempt starts, or "p95": the deployment's own."""
+    max: int = Field(1, ge=1, le=MAX_HEDGES)
+
+    @field_validator("after_ms")
+    @classmethod
+    def _positive(cls, value: float | str) -> float | str:
+        if isinstance(value, float | int) and not (math.isfinite(value) and value > 0):
+            raise ValueError('after_ms must be a number of milliseconds > 0, or "p95"')
+        return value
 
 
 class ModelGroupEntry(_Strict):
@@ -110,6 +140,10 @@ class ModelGroupEntry(_Strict):
     semantic_cache: bool = False
     coalesce: bool = False
     embed_batch_ms: float = Field(0, ge=0, le=MAX_EMBED_BATCH_MS)
+    stream_resume: bool = False
+    """A stream cut after its first token goes on where it stopped, on a deployment that can continue it."""
+    hedge: HedgeEntry | None = None
+    """One more attempt elsewhere when the first is slow to its first token."""
 
     @field_validator("strategy")
     @classmethod

@@ -123,15 +123,21 @@ class ConnectionError(LLMError):  # noqa: A001 - the name DESIGN.md gives it
 
 
 class StreamInterrupted(LLMError):
-    """A stream broke after it began; ``partial`` holds what was received."""
+    """A stream broke after it began; ``partial`` holds what was received. It is never
+    retried (that would repeat text); ``transient`` says whether its cause would have
+    been (a dropped connection, a 5xx: the answer could go on elsewhere, which a group
+    with ``stream_resume`` does)."""
 
     retryable = False
     default_status = 502
     code = "stream_interrupted"
 
-    def __init__(self, message: str, *, partial: ChatResponse | None = None, **kw: Any) -> None:
+    def __init__(
+        self, message: str, *, partial: ChatResponse | None = None, transient: bool = False, **kw: Any
+    ) -> None:
         super().__init__(message, **kw)
         self.partial = partial
+        self.transient = transient
 
 
 class StructuredOutputError(LLMError):
@@ -188,6 +194,16 @@ class NoHealthyDeployment(LLMError):
         self.last_error = last_error
 
 
+class CapabilityUnavailable(NoHealthyDeployment):
+    """No deployment of the model group (or its fallbacks) can take this request: each
+    lacks something it needs (tool calling, image or audio input, JSON-schema output,
+    a context window or output limit large enough). The request's own matter, not an
+    outage: a 400, whose message and ``tried`` say what each deployment lacks."""
+
+    default_status = 400
+    code = "capability_unavailable"
+
+
 class ConfigError(LLMError):
     """The configuration is wrong; the message names the entry (and line)."""
 
@@ -237,6 +253,7 @@ def class_for_status(status: int) -> type[LLMError]:
 __all__ = [
     "AuthenticationError",
     "BudgetExceeded",
+    "CapabilityUnavailable",
     "CircuitOpen",
     "ConfigError",
     "ConnectionError",

@@ -204,13 +204,17 @@ _REPLAYED_EXTRA = frozenset(("redacted_thinking", "tool_plan"))
 @dataclass(frozen=True, slots=True)
 class Route:
     """Where an answer came from: the model group asked for, the group and
-    deployment that answered (a fallback group when they differ), and how many
-    attempts the call took."""
+    deployment that answered (a fallback group when they differ), how many
+    attempts the call took, the deployments whose streams were cut and
+    continued by the next (``stream_resume``), in order, and those whose
+    attempts lost a hedged race and were cancelled (``hedge``)."""
 
     requested: str
     group: str
     deployment: str
     attempts: int = 1
+    resumed: tuple[str, ...] = ()
+    hedged: tuple[str, ...] = ()
 
     @property
     def fallback(self) -> bool:

@@ -37,6 +37,7 @@ from .._assemble import partial_answer
 from .._json import JSONEncodeError, dumps
 from ..router.embed_batch import token_bound
 from ..router.groups import Deployment, fallback_chain
+from ..router.hedge import Hedge, hedgeable
 from ..types import ChatRequest, ChatResponse, EmbeddingRequest, ImagePart, StreamEvent, Usage
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ class PriceBook:
             raise Unpriced(searches, _SEARCHES)
         prompt, images = worst_prompt_tokens(request)
         asked = request.max_tokens if isinstance(request, ChatRequest) else 0
-        worst = 0.0
+        worst = sent = 0.0
         for _, r in entries:
             assert r is not None
             # what the request allows: its own max_tokens whole (a model may answer more than the
@@ -123,7 +124,9 @@ class PriceBook:
             output = 0 if not chat else r.max_output if asked is None else asked
             seen = prompt + sum(_image_tokens(r.kind, r.model, image) for image in images)
             worst = max(worst, r.fixed + seen * r.input + output * (r.output or 0.0))
-        return worst
+            sent = max(sent, r.fixed + seen * r.input)
+        # hedged attempts that lose are cancelled before their first token: each costs its prompt
+        return worst + self._hedges(group) * sent if chat and hedgeable(request) else worst
 
     def dearest(self, group: str) -> Deployment | None:
         """The deployment ``group`` may reach whose answers cost the most (for an answer
@@ -147,6 +150,14 @@ class PriceBook:
         if own is not None:
             return own.cost(usage)
         return chat_cost(provider.price_provider, deployment.model, usage)
+
+    def _hedges(self, group: str) -> int:
+        """The most hedged attempts a call to ``group`` may start beside its answer's."""
+        try:
+            chain = fallback_chain(group, self._client.groups)
+        except KeyError:
+            return 0
+        return max((g.hedge.max for g in chain if isinstance(g.hedge, Hedge)), default=0)
 
     def _rates(self, group: str) -> list[tuple[Deployment, Rates | None]]:
         """Every deployment ``group`` may reach, fallbacks' included, with its rates."""

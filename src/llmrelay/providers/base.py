@@ -33,6 +33,7 @@ from ..types import (
     ToolSpec,
     Usage,
 )
+from .prefill import Continuation
 
 _MAX_REMEMBERED = 4096
 
@@ -127,6 +128,12 @@ class Provider(ABC):
         from ..tokens import count_tokens
 
         return count_tokens(f"{self.config.kind}/{model}", messages, tools)
+
+    def continuation(self, request: ChatRequest, text: str) -> Continuation | None:
+        """The request that makes this deployment go on with an answer that begins with
+        ``text`` (a stream cut short elsewhere), or ``None`` when it cannot continue an
+        answer (``prefill.py``; the router's ``stream_resume``)."""
+        return None
 
     def own_prices(self, model: str) -> Prices | None:
         """Prices the provider knows itself, ahead of the catalogue (the local models: 0)."""

@@ -291,6 +291,7 @@ def _mid_stream(exc: errors.LLMError, assembler: StreamAssembler, model: str) ->
         partial = None
     if isinstance(exc, errors.StreamInterrupted):
         exc.partial = exc.partial or partial
+        exc.transient = exc.transient or exc.retryable
         exc.retryable = False
         return exc
     return errors.StreamInterrupted(
@@ -299,6 +300,7 @@ def _mid_stream(exc: errors.LLMError, assembler: StreamAssembler, model: str) ->
         model=model,
         partial=partial,
         body=exc.body,
+        transient=exc.retryable,
     )
 
 

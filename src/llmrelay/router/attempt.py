@@ -43,7 +43,8 @@ class Attempt:
     """One attempt of ``call`` at ``pick``'s deployment in ``group``."""
 
     __slots__ = (
-        "call", "error", "group", "number", "outcome", "pick", "router", "shown", "start", "stream", "ttft", "watch",
+        "call", "error", "group", "number", "outcome", "pick", "resumable", "router", "shown", "start", "stream",
+        "ttft", "watch",
     )  # fmt: skip
 
     def __init__(self, router: Router, group: ModelGroup, pick: Pick, call: Call) -> None:
@@ -57,12 +58,15 @@ class Attempt:
         self.ttft: float | None = None
         self.outcome: Outcome | None = None
         self.error: errors.LLMError | None = None
+        self.resumable = False  # a stream cut for a reason worth another attempt (``resume.py``)
         self.shown: list[StreamEvent] = []  # what a stream's caller saw: its partial answer if it breaks
         self.watch: StreamWatch | None = None
 
     # ---- running ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> Attempt:
+        if self.watch is not None:
+            return self  # entered already: a hedged stream's winner, read to its first token elsewhere
         call, dep = self.call, self.pick.deployment
         call.attempts += 1
         self.number = call.attempts
@@ -97,7 +101,9 @@ class Attempt:
 
     @property
     def route(self) -> Route:
-        return Route(self.call.requested, self.group.name, self.pick.deployment.id, self.call.attempts)
+        call = self.call
+        hedged = tuple(call.hedged) if call.hedged else ()
+        return Route(call.requested, self.group.name, self.pick.deployment.id, call.attempts, hedged=hedged)
 
     async def succeeded(self, result: ChatResponse | EmbeddingResponse) -> None:
         """The answer came: route and cost go on it, and the deployment is credited."""
@@ -125,6 +131,7 @@ class Attempt:
         error = as_llm_error(exc, dep)
         if self.ttft is not None:
             error = interrupted(error, self.shown, dep, self.route)
+            self.resumable = error.transient
         elif isinstance(error, errors.StreamInterrupted):  # nothing was shown: not an interruption
             error = errors.ProviderError(
                 f"stream broke before its first token: {error.message}", provider=error.provider, body=error.body

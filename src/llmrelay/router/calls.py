@@ -25,6 +25,7 @@ from ..types import (
 )
 from .groups import Deployment, ModelGroup
 from .records import CallTrace, Operation
+from .resume import Resume
 
 if TYPE_CHECKING:
     from ..providers.base import Provider
@@ -61,6 +62,8 @@ class Pick:
     ticket: str | None
     tokens: float
     probe: bool
+    echo: str = ""
+    """Text a continuation is expected to write again first (``resume.py``)."""
 
 
 class Call:
@@ -68,8 +71,8 @@ class Call:
     each deployment said, and the errors seen."""
 
     __slots__ = (
-        "attempts", "chain", "deadline", "earliest", "errors", "notes", "op", "requested", "skipped", "stage", "start",
-        "trace", "tried", "used",
+        "attempts", "chain", "deadline", "earliest", "errors", "hedged", "notes", "op", "requested", "resume",
+        "skipped", "stage", "start", "trace", "tried", "used",
     )  # fmt: skip
 
     def __init__(
@@ -89,6 +92,8 @@ class Call:
         self.notes: dict[str, str] = {}
         self.errors: list[errors.LLMError] = []
         self.earliest: float | None = None
+        self.resume: Resume | None = None  # a stream going on after a cut (``resume.py``)
+        self.hedged: list[str] = []  # deployments of attempts that lost a hedged race (``race.py``)
 
     @property
     def last_error(self) -> errors.LLMError | None:
@@ -122,9 +127,10 @@ def interrupted(
     """A failure after the first token, as ``StreamInterrupted`` with the partial answer."""
     if isinstance(exc, errors.StreamInterrupted):
         failure = exc
+        failure.transient = failure.transient or failure.retryable
     else:
         failure = errors.StreamInterrupted(
-            f"stream broke after it began: {exc.message}", provider=exc.provider, body=exc.body
+            f"stream broke after it began: {exc.message}", provider=exc.provider, body=exc.body, transient=exc.retryable
         )
     failure.retryable = False
     if failure.partial is None:

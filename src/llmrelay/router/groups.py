@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .. import errors
 from ..cost import Prices
 from ..resilience import BreakerConfig, RateLimits
+from .capabilities import Accepts
+from .hedge import Hedge, to_hedge
 
 if TYPE_CHECKING:
     from .strategies import Strategy
@@ -34,7 +36,10 @@ class Deployment:
     (self-hosted models, negotiated rates, models the catalogue lacks);
     ``max_output_tokens`` is the most an answer from here can hold, where the
     catalogue does not know it (budgets reserve it for requests without
-    ``max_tokens``).
+    ``max_tokens``; routing refuses a larger ``max_tokens`` here). ``accepts`` says
+    what requests this deployment can take, over the catalogue's facts (an
+    ``Accepts`` or a mapping of its fields; YAML ``capabilities:``): a request that
+    needs what it lacks goes to another deployment (``capabilities.py``).
     """
 
     provider: str
@@ -46,6 +51,7 @@ class Deployment:
     id: str = ""
     prices: Prices | None = None
     max_output_tokens: int | None = None
+    accepts: Accepts | None = None
 
     def __post_init__(self) -> None:
         where = f"deployment {self.provider}/{self.model}"
@@ -59,6 +65,11 @@ class Deployment:
                 raise errors.ConfigError(f"{where}: {name} must be > 0, not {value!r}")
         if not self.id:
             object.__setattr__(self, "id", f"{self.provider}/{self.model}")
+        if self.accepts is not None and not isinstance(self.accepts, Accepts):
+            try:
+                object.__setattr__(self, "accepts", Accepts.of(self.accepts))
+            except errors.ConfigError as exc:
+                raise errors.ConfigError(f"{where}: {exc.message}") from None
 
     @property
     def limits(self) -> RateLimits | None:
@@ -96,7 +107,11 @@ class ModelGroup:
     when no deployment here can answer. ``strategy`` is a registered name or a
     ``Strategy`` object (``None``: the routing default). ``embed_batch_ms``: how long
     an embeddings call waits for others to the same deployment to go upstream with
-    (``embed_batch.py``); 0, the default, sends each call on its own."""
+    (``embed_batch.py``); 0, the default, sends each call on its own. ``stream_resume``:
+    a stream cut after its first token goes on from where it stopped on a deployment
+    that can continue an answer (``docs/routing.md``), instead of ending with
+    ``StreamInterrupted``. ``hedge``: start one more attempt elsewhere when the first
+    is slow to its first token (``hedge.py``; ``{"after_ms": 300 | "p95", "max": 1}``)."""
 
     name: str
     deployments: Sequence[DeploymentLike]
@@ -106,6 +121,8 @@ class ModelGroup:
     semantic_cache: bool = False
     coalesce: bool = False
     embed_batch_ms: float = 0.0
+    stream_resume: bool = False
+    hedge: Hedge | Mapping[str, Any] | None = None
     members: tuple[Deployment, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -121,6 +138,10 @@ class ModelGroup:
                 deployments[i] = _with_id(dep, f"{dep.id}#{seen[dep.id]}")
         self.deployments = self.members = tuple(deployments)
         self.fallbacks = tuple(self.fallbacks)
+        try:
+            self.hedge = to_hedge(self.hedge)
+        except errors.ConfigError as exc:
+            raise errors.ConfigError(f"model group {self.name!r}: {exc.message}") from None
         if self.name in self.fallbacks:
             raise errors.ConfigError(f"model group {self.name!r} lists itself as a fallback")
         if not (isinstance(self.embed_batch_ms, int | float) and 0 <= self.embed_batch_ms <= MAX_EMBED_BATCH_MS):

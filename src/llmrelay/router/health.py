@@ -17,9 +17,11 @@ Shared entries are read through a short local cache (``refresh_s``).
 
 from __future__ import annotations
 
+import math
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from .._json import dumps_str, loads
@@ -27,6 +29,12 @@ from ..state.base import StateBackend
 
 ALPHA = 0.2
 RECOVERY_HALF_LIFE_S = 30.0
+RECENT = 200
+"""First-token times kept per deployment for its p95 (hedged requests)."""
+MIN_SAMPLES = 20
+"""No p95 before this many first tokens were seen."""
+P95_EVERY = 16
+"""The p95 is sorted out again after this many new samples, not on every call."""
 
 HealthStatus = Literal["healthy", "degraded", "unhealthy", "disabled"]
 
@@ -43,6 +51,36 @@ class Stats:
     last_at: float | None = None
     last_error: str | None = None
     in_flight: int = 0
+    first_tokens: Recent = field(default_factory=lambda: Recent(), repr=False)
+    """Streams: the latest successful attempts' time to the first token."""
+    answers: Recent = field(default_factory=lambda: Recent(), repr=False)
+    """Whole answers (not streamed): the latest successful attempts' latency."""
+
+
+class Recent:
+    """The latest ``RECENT`` durations, and their 95th percentile, sorted out again only
+    every ``P95_EVERY`` new ones."""
+
+    __slots__ = ("_p95", "_unsorted", "samples")
+
+    def __init__(self) -> None:
+        self.samples: deque[float] = deque(maxlen=RECENT)
+        self._p95: float | None = None
+        self._unsorted = 0
+
+    def add(self, seconds: float) -> None:
+        self.samples.append(seconds)
+        self._unsorted += 1
+
+    def p95(self) -> float | None:
+        """``None`` until ``MIN_SAMPLES`` were seen."""
+        if len(self.samples) < MIN_SAMPLES:
+            return None
+        if self._p95 is None or self._unsorted >= P95_EVERY:
+            ordered = sorted(self.samples)
+            self._p95 = ordered[math.ceil(0.95 * len(ordered)) - 1]
+            self._unsorted = 0
+        return self._p95
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +167,10 @@ class HealthMonitor:
                 s.latency_s = _average(s.latency_s, latency_s)
             if ttft_s is not None:
                 s.ttft_s = _average(s.ttft_s, ttft_s)
+            if ttft_s is not None:
+                s.first_tokens.add(ttft_s)
+            elif latency_s is not None:
+                s.answers.add(latency_s)
         else:
             s.failures += 1
             s.last_error = error
@@ -196,4 +238,4 @@ def status_of(
     return "healthy", "ok"
 
 
-__all__ = ["CheckResult", "DeploymentHealth", "HealthMonitor", "HealthStatus", "Stats", "status_of"]
+__all__ = ["CheckResult", "DeploymentHealth", "HealthMonitor", "HealthStatus", "Recent", "Stats", "status_of"]

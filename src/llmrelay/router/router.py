@@ -31,6 +31,7 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from contextlib import aclosing
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 from .. import errors
@@ -44,6 +45,7 @@ from ..types import (
     EmbeddingResponse,
     Finish,
     StreamEvent,
+    TextDelta,
     Usage,
 )
 from ..validation import check_fits
@@ -60,11 +62,14 @@ from .calls import (
     send_embed,
     verdict,
 )
+from .capabilities import refusal, skip_unfit
 from .checks import HealthChecks, describe
 from .embed_batch import EmbedBatcher
 from .groups import Deployment, ModelGroup, RoutingSettings, check_groups, fallback_chain
 from .health import HealthMonitor
+from .race import prime, race, threshold_s
 from .records import AttemptRecord, CallTrace, Hook, Operation
+from .resume import Resume, trim_echo
 from .strategies import Candidate, Strategy, make_strategy, strategy_names
 
 if TYPE_CHECKING:
@@ -172,24 +177,52 @@ class Router(HealthChecks):
     async def _run(self, call: Call, request: Req, send: Callable[[Provider, Req], Awaitable[R]]) -> R:
         attempt = None
         while (attempt := await self._next(call, request, attempt)) is not None:
-            async with attempt:
-                sender = self._embed_batches.sender(attempt.group, send) if call.op == "embed" else send
-                result = await attempt.wait(sender(attempt.pick.provider, attempt.pick.request))  # type: ignore[arg-type]
-                await attempt.succeeded(result)
+            after = threshold_s(self, call, attempt, request) if attempt.group.hedge is not None else None
+            if after is None:
+                result = await self._complete(attempt, send)
+            else:
+                result, attempt = await race(self, call, request, attempt, after, partial(self._complete, send=send))
+                if result is not None and call.hedged:
+                    result.route = attempt.route  # now with the attempts it raced
+            if result is not None:
                 return result
         raise self._exhausted(call)
+
+    async def _complete(self, attempt: Attempt, send: Callable[[Provider, Req], Awaitable[R]]) -> R | None:
+        """``attempt`` to its answer; ``None`` when it failed (recorded, in ``attempt.error``)."""
+        async with attempt:
+            sender = self._embed_batches.sender(attempt.group, send) if attempt.call.op == "embed" else send
+            result = await attempt.wait(sender(attempt.pick.provider, attempt.pick.request))  # type: ignore[arg-type]
+            await attempt.succeeded(result)
+            return result
+        return None
 
     async def stream(
         self, name: str, request: ChatRequest, trace: CallTrace | None = None
     ) -> AsyncGenerator[StreamEvent, None]:
         """Events of one answer. Before the first token a failed attempt is
-        retried elsewhere unseen; after it, a failure raises ``StreamInterrupted``.
-        ``trace``, when given, follows the deployment of the attempt under way."""
+        retried elsewhere unseen; after it, a failure raises ``StreamInterrupted``,
+        or, in a group with ``stream_resume``, the answer goes on where it stopped on
+        a deployment that can continue it (``resume.py``). ``trace``, when given,
+        follows the deployment of the attempt under way."""
         call = Call("stream", name, self._deadline(), self.chain(name), trace)
         attempt = None
         while (attempt := await self._next(call, request, attempt)) is not None:
-            async with attempt, aclosing(attempt.pick.provider.stream(attempt.pick.request)) as events:  # type: ignore[arg-type]
-                step, held, shown, watch = events.__anext__, [], attempt.shown, attempt.watch
+            after = threshold_s(self, call, attempt, request) if attempt.group.hedge is not None else None
+            if after is None:
+                source = attempt.pick.provider.stream(attempt.pick.request)  # type: ignore[arg-type]
+                primed = None
+            else:  # a hedged call: the first attempt to its first token goes on
+                primed, attempt = await race(self, call, request, attempt, after, prime)
+                if primed is None:
+                    continue
+                source = primed.events
+            resume, echo = call.resume, attempt.pick.echo
+            if resume is not None:  # what the caller has seen is this attempt's beginning
+                attempt.shown.append(TextDelta(resume.text))
+            async with attempt, aclosing(source) as events:
+                step = events.__anext__ if primed is None else primed.step()
+                held, shown, watch = [], attempt.shown, attempt.watch
                 assert watch is not None
                 finished = False
                 while True:
@@ -212,6 +245,11 @@ class Router(HealthChecks):
                         watch.waiting = False
                     if finished:
                         continue  # nothing follows a finish
+                    if echo and type(event) is TextDelta:
+                        text, echo = trim_echo(event.text, echo)
+                        if not text:
+                            continue
+                        event = TextDelta(text)
                     if attempt.ttft is None:  # events before the first token are held back
                         if isinstance(event, CONTENT):
                             attempt.first_token()
@@ -223,11 +261,19 @@ class Router(HealthChecks):
                             yield early
                     if type(event) is Finish:
                         await attempt.succeeded(event.response)
+                        if resume is not None:
+                            await resume.finish(attempt, event.response)
                         finished = True
                         yield event
                         continue  # the provider reads its body to the end: its connection goes back to the pool
                     shown.append(event)
                     yield event
+            if attempt.ttft is not None and isinstance(attempt.error, errors.StreamInterrupted):
+                call.resume = call.resume or Resume()
+                if not await call.resume.cut(attempt):
+                    raise attempt.error
+        if call.resume is not None and call.resume.interruption is not None:
+            raise call.resume.interruption  # no deployment could go on: the caller keeps what it saw
         raise self._exhausted(call)
 
     async def _next(self, call: Call, request: ChatRequest | EmbeddingRequest, last: Attempt | None) -> Attempt | None:
@@ -245,7 +291,7 @@ class Router(HealthChecks):
                 call.used = await pause(step, call.used)
         while call.stage < len(chain):
             group = chain[call.stage]
-            if call.used <= self.settings.retries:
+            if call.used <= self.settings.retries and (call.resume is None or group.stream_resume):
                 pick = await self._pick(group, call, request, may_wait=call.stage == len(chain) - 1)
                 if pick is not None:
                     call.used += 1
@@ -261,7 +307,10 @@ class Router(HealthChecks):
     ) -> Pick | None:
         """The next deployment to attempt, or ``None`` when the group has none left.
         With ``may_wait`` (the last group of the chain: no fallback is left to try),
-        waits within the deadline for the earliest deployment to come back."""
+        waits within the deadline for the earliest deployment to come back. Deployments
+        that lack something a chat request needs are left out first (``capabilities.py``)."""
+        if isinstance(request, ChatRequest):
+            skip_unfit(group.members, call, request, self._provider_for, windows=self.check_context_window)
         for _ in range(100_000):  # each round returns or sleeps until something changes (>= 1 ms)
             if call.deadline.expired():
                 return None
@@ -328,6 +377,15 @@ class Router(HealthChecks):
         try:
             provider = self._provider_for(dep.provider)
             prepared = replace(request, model=dep.model)
+            echo = ""
+            if call.resume is not None:  # a cut stream, to go on with
+                assert isinstance(prepared, ChatRequest)
+                going_on = call.resume.continuation(provider.continuation(prepared, call.resume.text), prepared)
+                if going_on is None:
+                    call.skipped.add(dep.id)
+                    call.note(dep.id, f"cannot continue a cut stream (provider kind {provider.kind!r})")
+                    return math.inf
+                prepared, echo = going_on.request, going_on.echo
             if self.check_context_window and isinstance(prepared, ChatRequest):
                 deferred = check_fits(provider, prepared)
                 if deferred is not None:
@@ -351,7 +409,7 @@ class Router(HealthChecks):
                 await self.limiter.release(dep.id, ticket, tokens)
             call.note(dep.id, "circuit breaker half-open: a probe is running")
             return min(await self.breaker.available_in(dep.id), PROBE_RECHECK_S) or PROBE_RECHECK_S
-        return Pick(dep, provider, prepared, ticket, tokens, not trusted)
+        return Pick(dep, provider, prepared, ticket, tokens, not trusted, echo)
 
     def _candidate(self, dep: Deployment, op: Operation) -> Candidate:
         stats = self.monitor.stats(dep.id)
@@ -421,6 +479,9 @@ class Router(HealthChecks):
 
     def _exhausted(self, call: Call) -> errors.LLMError:
         """The error for a call no deployment answered."""
+        refused = refusal(call)
+        if refused is not None:
+            return refused  # no deployment can take this request: a 400 saying what each lacks
         last = call.last_error
         members = {dep.id for group in call.chain for dep in group.members}
         if last is not None and len(members) == 1:

@@ -14,6 +14,7 @@ from ...structured import structured_tool_name
 from ...types import ChatRequest, ChatResponse, ModelInfo
 from ..base import WireRequest
 from ..http import HTTPProvider, join_url
+from ..prefill import Continuation, prefilled
 from . import codec
 from .errors import error_from_payload, map_error
 from .stream import ChatStreamDecoder
@@ -31,6 +32,13 @@ class AnthropicProvider(HTTPProvider):
             exc.provider = exc.provider or self.name
             raise
         return WireRequest(self._url("v1/messages"), self._headers(), payload)
+
+    def continuation(self, request: ChatRequest, text: str) -> Continuation | None:
+        """A last assistant message is the beginning of the answer (not with extended
+        thinking, whose answers must begin with a thinking block)."""
+        if request.extra.get("thinking"):
+            return None
+        return prefilled(request, text, strip_trailing_space=True)
 
     def parse_chat(self, data: Any, request: ChatRequest) -> ChatResponse:
         if isinstance(data, dict) and data.get("type") == "error":

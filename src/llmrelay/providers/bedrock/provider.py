@@ -41,6 +41,7 @@ from ...structured import structured_tool_name
 from ...types import ChatRequest, ChatResponse, ModelInfo
 from ..base import ProviderConfig, WireRequest
 from ..http import HTTPProvider, encode_json, join_url
+from ..prefill import Continuation, prefilled
 from ..wire_errors import describe_body
 from . import codec
 from .auth import SECRET_OPTIONS, make_auth
@@ -94,6 +95,13 @@ class BedrockProvider(HTTPProvider):
         body = encode_json(payload)  # the bytes signed are the bytes the flow sends
         headers = self._signed("POST", url, {"content-type": "application/json"}, body)
         return WireRequest(url, headers, payload, body=body)
+
+    def continuation(self, request: ChatRequest, text: str) -> Continuation | None:
+        """Claude on Bedrock continues a last assistant message, as Anthropic's own API
+        does; other model families there are not known to."""
+        if "anthropic." not in request.model or request.extra.get("thinking"):
+            return None
+        return prefilled(request, text, strip_trailing_space=True)
 
     def parse_chat(self, data: Any, request: ChatRequest) -> ChatResponse:
         structured = structured_tool_name(request)

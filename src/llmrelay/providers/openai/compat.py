@@ -31,6 +31,13 @@ class Quirks:
     vLLM, llama.cpp, LM Studio, Together...): 32, a conservative guess."""
     max_embed_tokens: int | None = None
     """Tokens summed over one embeddings request's texts, when the service caps the sum."""
+    continues: bool = False
+    """Continues a last assistant message with ``CONTINUE_FINAL_MESSAGE`` (``prefill.py``)."""
+
+
+CONTINUE_FINAL_MESSAGE = {"continue_final_message": True, "add_generation_prompt": False}
+"""vLLM's fields (SGLang and llama.cpp's server take them too) for "go on with the last
+assistant message" rather than "answer after it"."""
 
 
 COMPAT_KINDS: dict[str, Quirks] = {
@@ -83,6 +90,15 @@ COMPAT_KINDS: dict[str, Quirks] = {
         base_url_env="VLLM_BASE_URL",
         price_provider="",
         requires_key=False,
+        continues=True,
+    ),
+    "sglang": Quirks(
+        base_url="http://localhost:30000/v1",
+        api_key_env="SGLANG_API_KEY",
+        base_url_env="SGLANG_BASE_URL",
+        price_provider="",
+        requires_key=False,
+        continues=True,
     ),
     "llamacpp": Quirks(
         base_url="http://localhost:8080/v1",
@@ -90,6 +106,7 @@ COMPAT_KINDS: dict[str, Quirks] = {
         base_url_env="LLAMACPP_BASE_URL",
         price_provider="",
         requires_key=False,
+        continues=True,
     ),
     "lmstudio": Quirks(
         base_url="http://localhost:1234/v1",

@@ -12,8 +12,9 @@ from ..._http import Transport
 from ...types import ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ModelInfo
 from ..base import ProviderConfig, StreamDecoder, WireRequest
 from ..http import HTTPProvider, join_url
+from ..prefill import Continuation, prefilled
 from . import codec
-from .compat import quirks_for
+from .compat import CONTINUE_FINAL_MESSAGE, quirks_for
 from .errors import map_error
 from .stream import ChatStreamDecoder
 
@@ -51,6 +52,12 @@ class OpenAIProvider(HTTPProvider):
     def chat_request(self, request: ChatRequest, stream: bool) -> WireRequest:
         payload = codec.encode_chat(request, stream=stream, quirks=self.quirks)
         return WireRequest(self.url("chat/completions", request.model), self.headers, payload)
+
+    def continuation(self, request: ChatRequest, text: str) -> Continuation | None:
+        """Servers that continue a last assistant message when asked to (``Quirks.continues``)."""
+        if not self.quirks.continues:
+            return None
+        return prefilled(request, text, extra=CONTINUE_FINAL_MESSAGE)
 
     def parse_chat(self, data: Any, request: ChatRequest) -> ChatResponse:
         return codec.decode_chat(data, provider=self.name, model=request.model)

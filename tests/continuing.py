@@ -47,6 +47,7 @@ class Seen:
 @dataclass
 class ContinuingServer:
     cuts: list[Cut] = field(default_factory=list)
+    refuses_to_continue: bool = False  # a server without continue_final_message: 400 on a prefill
     requests: list[Seen] = field(default_factory=list)
     url: str = ""
     _runner: web.AppRunner | None = None
@@ -80,6 +81,8 @@ class ContinuingServer:
         messages = body["messages"]
         given = ""
         if messages[-1]["role"] == "assistant":
+            if self.refuses_to_continue:
+                return _error(400, "unknown field: continue_final_message")
             if body.get("continue_final_message") is not True or body.get("add_generation_prompt") is not False:
                 return _error(400, "a last assistant message is answered, not continued, without the flags")
             given = _text(messages[-1])

@@ -24,7 +24,8 @@ from llmrelay.router import AttemptRecord, Deployment, ModelGroup, RoutingSettin
 from llmrelay.router.health import MIN_SAMPLES, Recent
 from llmrelay.router.hedge import Hedge, hedgeable, to_hedge
 from llmrelay.store import Store, UsageQuery
-from llmrelay.types import ChatRequest, EmbeddingRequest, Finish, Message, TextDelta
+from llmrelay.testing import FakeProvider
+from llmrelay.types import ChatRequest, ChatResponse, EmbeddingRequest, Finish, Message, TextDelta, Usage
 
 CHAT = "/v1/chat/completions"
 ROUTING = RoutingSettings(
@@ -282,3 +283,61 @@ def test_a_budget_reserves_the_prompts_of_the_hedges_too() -> None:
     assert hedged == pytest.approx(plain + 2 * prompt_only)
     effects = ChatRequest("gpt-4o-mini", request.messages, max_tokens=10, extra={"store": True})
     assert book.reservation("hedged", effects) == pytest.approx(book.reservation("plain", effects))  # never hedged
+
+
+# ---- the race's edges, with in-process providers whose timing the test controls -----------------
+
+
+class Timed(FakeProvider):
+    """Streams ``from <name>`` once ``gate`` opens (or after ``first_s``); notes when closed."""
+
+    def __init__(self, name: str, gate: asyncio.Event | None = None, first_s: float = 0.0) -> None:
+        super().__init__(name)
+        self.gate, self.first_s = gate, first_s
+        self.closed: list[str] = []
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Any]:  # type: ignore[override]
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            await asyncio.sleep(self.first_s)
+            yield TextDelta(f"from {self.name}")
+            done = ChatResponse(content=f"from {self.name}", finish_reason="stop", usage=Usage(3, 2),
+                                model=request.model, provider=self.name)  # fmt: skip
+            yield Finish("stop", done)
+        finally:
+            self.closed.append(self.name)
+
+
+def timed_client(a: Timed, b: Timed, records: list[AttemptRecord]) -> AsyncClient:
+    group = ModelGroup("g", [Deployment("a", "m", rpm=100), Deployment("b", "m", rpm=100)], hedge={"after_ms": 50})
+    return AsyncClient(env={}, providers=[a, b], models=[group], routing=ROUTING, hooks=[records.append])
+
+
+async def test_two_first_tokens_in_the_same_step_leave_nothing_open() -> None:
+    gate = asyncio.Event()
+    a, b = Timed("a", gate), Timed("b", gate)
+    records: list[AttemptRecord] = []
+    async with timed_client(a, b, records) as client:
+        asyncio.get_running_loop().call_later(0.15, gate.set)  # after the hedge started: both at once
+        events = [e async for e in client.stream("g", ASK)]
+        assert isinstance(events[-1], Finish) and sum(isinstance(e, TextDelta) for e in events) == 1
+        for dep in ("a/m", "b/m"):
+            assert client.router.monitor.stats(dep).in_flight == 0
+    assert sorted(x.outcome for x in records) == ["cancelled", "ok"]
+    assert a.closed == ["a"] and b.closed == ["b"]  # both streams closed: the loser's too
+
+
+async def test_a_caller_leaving_as_the_race_ends_leaves_nothing_open() -> None:
+    a, b = Timed("a", first_s=5.0), Timed("b", first_s=0.2)
+    records: list[AttemptRecord] = []
+    async with timed_client(a, b, records) as client:
+        reading = asyncio.ensure_future(client.stream("g", ASK).__anext__())
+        await asyncio.sleep(0.1)
+        reading.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reading
+        await asyncio.sleep(0.3)
+        for dep in ("a/m", "b/m"):
+            assert client.router.monitor.stats(dep).in_flight == 0
+    assert sorted(x.outcome for x in records) == ["cancelled", "cancelled"]

@@ -140,6 +140,27 @@ async def test_a_deployment_that_cannot_continue_is_never_sent_the_rest(upstream
     assert plain.count() == 0  # OpenAI's API answers a prefill anew: it is never asked to continue
 
 
+async def test_a_deployment_refusing_the_continuation_is_passed_over(upstreams: list[ContinuingServer]) -> None:
+    a, b, _ = upstreams
+    a.cuts, b.refuses_to_continue = [3], True
+    async with client_for([vllm("a", a), vllm("b", b)]) as client:
+        events = await events_of(client)
+    assert shown(events) == ANSWER  # b said 400 to the prefill: a went on instead, the caller saw no error
+    assert b.count() == 1 and a.count() == 2
+
+
+async def test_an_anthropic_cut_counts_the_output_it_gave(upstreams: list[ContinuingServer]) -> None:
+    a, b, _ = upstreams
+    a.cuts = [8]  # Anthropic reported usage at the message's start (1 output token): not the output given
+    async with client_for([claude("a", a), claude("b", b)], model="claude-sonnet-4-5") as client:
+        events = await events_of(client, max_tokens=100)
+    assert shown(events) == ANSWER
+    given = "".join(pieces_of(ANSWER)[:8])
+    assert b.requests[0].body["max_tokens"] <= 100 - len(given) // 6  # lowered by what a gave, counted
+    done = finish(events).response
+    assert done.usage.completion_tokens >= len(pieces_of(ANSWER)) - 8 + len(given) // 6
+
+
 async def test_without_stream_resume_a_cut_still_ends_the_stream(upstreams: list[ContinuingServer]) -> None:
     a, b, _ = upstreams
     a.cuts = [3]

@@ -35,16 +35,22 @@ class Continuation:
 
 
 def prefilled(
-    request: ChatRequest, text: str, *, strip_trailing_space: bool = False, extra: dict[str, Any] | None = None
+    request: ChatRequest,
+    text: str,
+    *,
+    strip_trailing_space: bool = False,
+    extra: dict[str, Any] | None = None,
+    prefilled_by_caller: bool = True,
 ) -> Continuation | None:
-    """``request`` with ``text`` as the beginning of the answer (merged into a last
-    assistant message of the caller's own prefill), or ``None`` when the conversation
-    cannot be continued as text: structured output, or a last assistant turn that
-    calls tools or holds more than text."""
+    """``request`` with ``text`` as the beginning of the answer, or ``None`` when the
+    conversation cannot be continued as text: structured output, or a last assistant
+    turn that calls tools or holds more than text. A last assistant message of the
+    caller's own is merged with ``text`` when the provider took it as the beginning of
+    the answer (``prefilled_by_caller``); else it stays a turn of its own."""
     if request.response_format is not None and request.response_format.type != "text":
         return None
     messages = list(request.messages)
-    if messages and messages[-1].role == "assistant":
+    if messages and messages[-1].role == "assistant" and prefilled_by_caller:
         last = messages.pop()
         if last.tool_calls or not isinstance(last.content, str | None) or last.reasoning:
             return None

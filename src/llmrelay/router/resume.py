@@ -73,6 +73,9 @@ class Resume:
         self.completion_tokens += usage.completion_tokens
         self.deployments.append(dep.id)
         self.cost_usd = _plus(self.cost_usd, _cost(attempt, usage))
+        trace = attempt.call.trace
+        if trace is not None:  # billed by the gateway if the caller leaves before the finish
+            trace.abandoned.append(dep)
         # the cut is the deployment's failure (recorded as such); for what comes next it
         # is one more retryable failure of the group
         attempt.error = errors.ProviderError(f"stream cut: {error.message}", provider=error.provider)
@@ -89,6 +92,12 @@ class Resume:
         response.content = text
         response.usage = self.usage + own
         response.cost_usd = _plus(self.cost_usd, cost)
+        trace = attempt.call.trace
+        if trace is not None:  # the cut attempts are in the answer's usage now: billed once
+            for dep_id in self.deployments:
+                found = next((d for d in trace.abandoned if d.id == dep_id), None)
+                if found is not None:
+                    trace.abandoned.remove(found)
         if response.route is not None:
             response.route = replace(response.route, resumed=tuple(self.deployments))
 
@@ -105,10 +114,13 @@ def trim_echo(text: str, echo: str) -> tuple[str, str]:
 
 
 async def _attempt_usage(attempt: Attempt, given: str) -> Usage:
-    """The cut attempt's usage: as reported before the cut, else counted here."""
+    """The attempt's usage: as reported after its last text (Anthropic reports one at the
+    start of a message too, before any text: not the output's), else counted here."""
     for event in reversed(attempt.shown):
         if type(event) is UsageEvent:
             return event.usage
+        if type(event) is TextDelta:
+            break
     pick = attempt.pick
     request = pick.request
     assert isinstance(request, ChatRequest)

@@ -67,7 +67,7 @@ from .checks import HealthChecks, describe
 from .embed_batch import EmbedBatcher
 from .groups import Deployment, ModelGroup, RoutingSettings, check_groups, fallback_chain
 from .health import HealthMonitor
-from .race import prime, race, threshold_s
+from .race import prime, race, threshold_s, unprime
 from .records import AttemptRecord, CallTrace, Hook, Operation
 from .resume import Resume, trim_echo
 from .strategies import Candidate, Strategy, make_strategy, strategy_names
@@ -209,18 +209,16 @@ class Router(HealthChecks):
         attempt = None
         while (attempt := await self._next(call, request, attempt)) is not None:
             after = threshold_s(self, call, attempt, request) if attempt.group.hedge is not None else None
-            if after is None:
-                source = attempt.pick.provider.stream(attempt.pick.request)  # type: ignore[arg-type]
-                primed = None
-            else:  # a hedged call: the first attempt to its first token goes on
-                primed, attempt = await race(self, call, request, attempt, after, prime)
+            primed = None
+            if after is not None:  # a hedged call: the first attempt to its first token goes on
+                primed, attempt = await race(self, call, request, attempt, after, prime, unprime)
                 if primed is None:
                     continue
-                source = primed.events
             resume, echo = call.resume, attempt.pick.echo
             if resume is not None:  # what the caller has seen is this attempt's beginning
                 attempt.shown.append(TextDelta(resume.text))
-            async with attempt, aclosing(source) as events:
+            pick = attempt.pick
+            async with attempt, aclosing(primed.events if primed else pick.provider.stream(pick.request)) as events:  # type: ignore[arg-type]
                 step = events.__anext__ if primed is None else primed.step()
                 held, shown, watch = [], attempt.shown, attempt.watch
                 assert watch is not None
@@ -283,7 +281,11 @@ class Router(HealthChecks):
         if last is None:
             self._ensure_checker()
         elif last.error is not None:
-            step = await self._after_failure(last.group, call, last.pick, last.error, call.used)
+            if call.resume is not None and verdict(last.error) == "raise":  # refused the continuation
+                call.skipped.add(last.pick.deployment.id)
+                step: float | None = SKIPPED
+            else:
+                step = await self._after_failure(last.group, call, last.pick, last.error, call.used)
             if step is None:
                 call.stage += 1
                 call.used = 0

@@ -57,7 +57,8 @@ class OpenAIProvider(HTTPProvider):
         """Servers that continue a last assistant message when asked to (``Quirks.continues``)."""
         if not self.quirks.continues:
             return None
-        return prefilled(request, text, extra=CONTINUE_FINAL_MESSAGE)
+        asked = request.extra.get("continue_final_message") is True  # the caller's own prefill
+        return prefilled(request, text, extra=CONTINUE_FINAL_MESSAGE, prefilled_by_caller=asked)
 
     def parse_chat(self, data: Any, request: ChatRequest) -> ChatResponse:
         return codec.decode_chat(data, provider=self.name, model=request.model)

@@ -107,7 +107,7 @@ async def test_structured_output_is_valid_json_by_grammar() -> None:
 
 async def test_unsupported_input_and_oversized_prompts() -> None:
     with pytest.raises(errors.InvalidRequest, match="tools"):
-        await local().chat(ask("Hi", tools=[ToolSpec("f")]))
+        await local().chat(ask("Hi", tools=[ToolSpec("f")], tool_choice={"name": "g"}))  # tools: test_local_tools.py
     image = Message("user", [TextPart("What is this?"), ImagePart(url="https://example.com/a.png")])
     with pytest.raises(errors.InvalidRequest, match="text only"):
         await local().chat(ChatRequest("smollm2", [image]))

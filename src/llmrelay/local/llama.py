@@ -106,8 +106,8 @@ class LlamaEngine:
 
     def _generate(self, request: ChatRequest, cancel: threading.Event) -> Iterator[tuple[str | None, Any]]:
         llm = self._load()
-        formatted = self._formatter(messages=to_template_messages(request.messages, self.system_prompt))
-        prompt = llm.tokenize(formatted.prompt.encode(), add_bos=not formatted.added_special, special=True)
+        text, special, stop = open_prompt(self._formatter, request.messages, self.system_prompt)
+        prompt = llm.tokenize(text.encode(), add_bos=not special, special=True)
         max_tokens = request.max_tokens or DEFAULT_MAX_TOKENS
         if len(prompt) + 1 > self.n_ctx:
             raise errors.ContextWindowExceeded(
@@ -115,7 +115,7 @@ class LlamaEngine:
                 provider=self.provider, model=request.model,
             )  # fmt: skip
         max_tokens = min(max_tokens, self.n_ctx - len(prompt))
-        stops = list(_as_list(formatted.stop)) + list(request.stop or [])
+        stops = list(_as_list(stop)) + list(request.stop or [])
         kwargs: dict[str, Any] = {
             "max_tokens": max_tokens,
             "temperature": DEFAULT_TEMPERATURE if request.temperature is None else request.temperature,
@@ -126,10 +126,7 @@ class LlamaEngine:
         }
         if request.seed is not None:
             kwargs["seed"] = request.seed
-        grammar = _grammar(request)
-        if grammar is not None:
-            kwargs["grammar"] = grammar
-        kwargs.update(request.extra)
+        kwargs.update(request.extra)  # a grammar (JSON answers, tool calls) comes here, checked by the provider
         pieces: list[str] = []
         finish = "stop"
         chunks = llm.create_completion(prompt, **kwargs)
@@ -191,13 +188,28 @@ class LlamaEngine:
         """Free the model (in its worker, after any running generation) and stop the worker."""
         _live.discard(self)
         if self._llm is not None:
-            self._pool.submit(self._free)
+            try:
+                self._pool.submit(self._free)
+            except RuntimeError:  # at exit, after Python stopped its worker threads: free it here
+                self._free()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _free(self) -> None:
         llm, self._llm = self._llm, None
         if llm is not None:
             llm.close()
+
+
+def open_prompt(formatter: Any, messages: list[Message], system_prompt: str) -> tuple[str, bool, Any]:
+    """The prompt the model is given, whether the template added its special tokens, and
+    its stop strings: the chat template's, ending with the assistant's turn opened. A last assistant message
+    is the beginning of that turn (a prefill, or an answer cut short elsewhere that this
+    model is to go on with: the router's ``stream_resume``), left open for the model."""
+    prefill = ""
+    if messages and messages[-1].role == "assistant" and not messages[-1].tool_calls:
+        prefill, messages = messages[-1].text, messages[:-1]
+    formatted = formatter(messages=to_template_messages(messages, system_prompt))
+    return formatted.prompt + prefill, bool(formatted.added_special), formatted.stop
 
 
 def to_template_messages(messages: list[Message], system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> list[dict[str, str]]:
@@ -215,25 +227,6 @@ def to_template_messages(messages: list[Message], system_prompt: str = DEFAULT_S
             text = f"Tool result ({message.name or message.tool_call_id}): {text}"
         out.append({"role": role, "content": text})
     return out
-
-
-def _grammar(request: ChatRequest) -> Any:
-    """A grammar that makes the model write JSON (of the schema, when there is one)."""
-    fmt = request.response_format
-    if fmt is None or fmt.type == "text":
-        return None
-    from llama_cpp.llama_grammar import LlamaGrammar
-
-    from .._json import dumps_str
-
-    try:
-        if fmt.type == "json_schema" and fmt.schema:
-            return LlamaGrammar.from_json_schema(dumps_str(fmt.schema), verbose=False)
-        from llama_cpp.llama_grammar import JSON_GBNF
-
-        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
-    except (ValueError, RuntimeError, KeyError, TypeError) as exc:
-        raise errors.InvalidRequest(f"the local model cannot follow this JSON schema: {exc}") from None
 
 
 def _as_list(value: Any) -> list[str]:

@@ -54,15 +54,15 @@ class LocalVocab:
         """The prompt's tokens as the engine builds it, with its default system prompt
         (``system_prompt``: the one a provider is configured with instead)."""
         from .._messages import to_messages
-        from ..local.llama import DEFAULT_SYSTEM_PROMPT, to_template_messages
+        from ..local.llama import DEFAULT_SYSTEM_PROMPT, open_prompt
 
         if tools:
             raise errors.InvalidRequest(f"local/{model} cannot call tools: remove the tools", model=model)
         canonical = to_messages([m if isinstance(m, Message) else dict(m) for m in messages])
         default = DEFAULT_SYSTEM_PROMPT if system_prompt is None else system_prompt
-        formatted = self._formatter(messages=to_template_messages(canonical, default))
+        text, special, _ = open_prompt(self._formatter, canonical, default)
         with self._lock:
-            prompt = self._model.tokenize(formatted.prompt.encode(), add_bos=not formatted.added_special, special=True)
+            prompt = self._model.tokenize(text.encode(), add_bos=not special, special=True)
         return len(prompt)
 
     def close(self) -> None:

@@ -12,9 +12,12 @@ conversations without a system message; default ``DEFAULT_SYSTEM_PROMPT`` of
 from __future__ import annotations
 
 import asyncio
+import inspect
+import logging
 import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ... import errors
@@ -33,6 +36,7 @@ from ...types import (
     FinishReason,
     Message,
     ModelInfo,
+    ResponseFormat,
     StreamEvent,
     TextDelta,
     ToolSpec,
@@ -40,12 +44,16 @@ from ...types import (
     UsageEvent,
 )
 from ..base import Provider, ProviderConfig, finish_response
+from ..prefill import Continuation, prefilled
+from .grammar import answer_grammar, check_grammar
+from .tools import OWN_EXTRA, CallReader, Plan, plan, prepare, render
 
 if TYPE_CHECKING:
     from ...local.llama import LlamaEngine
     from ...local.minilm import MiniLM
 
 FREE = Prices(input_per_mtok=0.0, output_per_mtok=0.0)
+log = logging.getLogger("llmrelay.provider")
 
 
 class LocalProvider(Provider):
@@ -89,29 +97,77 @@ class LocalProvider(Provider):
             )  # fmt: skip
         return found
 
-    def _check(self, request: ChatRequest) -> None:
-        if request.tools:
-            raise errors.InvalidRequest(f"local/{request.model} cannot call tools", provider=self.name)
+    async def _prepare(self, request: ChatRequest, engine: LlamaEngine) -> tuple[ChatRequest, Plan | None]:
+        """The request as the engine runs it: only the llama.cpp options of ``extra``, and
+        tools, earlier calls and results written into the prompt (``tools.py``)."""
+        extra = _llama_options(request.extra)
+        if not request.tools and not any(m.tool_calls or m.role == "tool" for m in request.messages):
+            fmt = request.response_format
+            if fmt is not None and fmt.type != "text":  # a grammar llama.cpp cannot parse would crash the process
+                extra = {**extra, "grammar": await self._json_grammar(fmt, request.model, engine)}
+            return replace(request, extra=extra), None
+        found = None
+        if request.tools and request.tool_choice != "none":
+            await engine.load()  # a missing model or engine is said here, before the vocabulary is read
+            from ...tokens._local import vocab
+
+            found = vocab(request.model.lower())  # the grammar is checked with it
+        return prepare(request, self.system_prompt, extra, found._model.vocab if found is not None else None)
+
+    async def _json_grammar(self, fmt: ResponseFormat, model: str, engine: LlamaEngine) -> Any:
+        """The grammar of a JSON answer, checked by llama.cpp's own parser first."""
+        from llama_cpp.llama_grammar import LlamaGrammar
+
+        from ...tokens._local import vocab
+
+        gbnf = answer_grammar(fmt)
+        await engine.load()  # a missing model or engine is said here, before the vocabulary is read
+        found = vocab(model.lower())
+        check_grammar(gbnf, found._model.vocab if found is not None else None)
+        return LlamaGrammar.from_string(gbnf, verbose=False)
+
+    def continuation(self, request: ChatRequest, text: str) -> Continuation | None:
+        """The engine takes a last assistant message as the beginning of its turn, left open
+        (``local/llama.py``); white space at its end is left out (a word's space begins the
+        next token) and expected again."""
+        return prefilled(request, text, strip_trailing_space=True)
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
-        self._check(request)
         start = time.perf_counter()
         engine = self.engine(request.model)
+        prepared, found = await self._prepare(request, engine)
+        reader = CallReader() if found is not None else None
         assembler = StreamAssembler(self.name, request.model)
         summary: dict[str, Any] = {}
-        async with aclosing(engine.stream(request)) as pieces:  # closing it stops the generation
+        async with aclosing(engine.stream(prepared)) as pieces:  # closing it stops the generation
             async for text, info in pieces:
-                if text is not None:
-                    event = TextDelta(text)
+                if text is None:
+                    summary = info
+                    continue
+                for event in reader.feed(text) if reader is not None else [TextDelta(text)]:
                     assembler.add(event)
                     yield event
-                else:
-                    summary = info
+                if reader is not None and reader.repeated:
+                    break  # closing the stream stops the generation
+        if not summary and reader is not None:  # stopped early: counted as the engine counts
+            summary = self._counted(prepared, reader.text)
+        for event in reader.close() if reader is not None else []:
+            assembler.add(event)
+            yield event
         usage = UsageEvent(Usage(summary["prompt_tokens"], summary["completion_tokens"]))
         assembler.add(usage)
         yield usage
         response = self._finish(assembler, summary, request, start)
         yield Finish(response.finish_reason, response)
+
+    def _counted(self, prepared: ChatRequest, output: str) -> dict[str, Any]:
+        from ...tokens._local import vocab
+
+        found = vocab(prepared.model.lower())
+        if found is None:
+            raise errors.ProviderError("the local model's vocabulary could not be read", provider=self.name)
+        prompt = found.count_messages(prepared.model, prepared.messages, None, self.system_prompt)
+        return {"finish": "stop", "prompt_tokens": prompt, "completion_tokens": found.count_text(output)}
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         response: ChatResponse | None = None
@@ -125,7 +181,7 @@ class LocalProvider(Provider):
         self, assembler: StreamAssembler, summary: dict[str, Any], request: ChatRequest, start: float
     ) -> ChatResponse:
         native = str(summary.get("finish") or "stop")
-        reason: FinishReason = "length" if native == "length" else "stop"
+        reason: FinishReason = "length" if native == "length" else "tool_calls" if assembler.tool_calls() else "stop"
         assembler.native_finish_reason = native
         response = assembler.response(reason)
         response.latency_s = time.perf_counter() - start
@@ -171,7 +227,11 @@ class LocalProvider(Provider):
         found = vocab(model.lower())
         if found is None:  # llama-cpp-python or the model file missing: an estimate
             return super().count_prompt(model, messages, tools)
-        return found.count_messages(model, messages, tools, self.system_prompt)
+        if tools:
+            plan(ChatRequest(model, messages, tools=tools))  # tools the model cannot be given are refused here too
+        # as sent with tool_choice auto or required (tool_choice none leaves the tools out: fewer tokens)
+        rendered = render(messages, tools or [], self.system_prompt)
+        return found.count_messages(model, rendered, None, self.system_prompt)
 
     def own_prices(self, model: str) -> Prices | None:
         return FREE  # it runs here
@@ -189,7 +249,7 @@ class LocalProvider(Provider):
             )  # fmt: skip
         return ModelInfo(
             id=name, provider=self.name, context_window=self.n_ctx, max_output_tokens=self.n_ctx,
-            supports_tools=False, supports_structured_output=True, input_price_per_mtok=0.0,
+            supports_tools=True, supports_structured_output=True, input_price_per_mtok=0.0,
             output_price_per_mtok=0.0,
         )  # fmt: skip
 
@@ -205,3 +265,31 @@ class LocalProvider(Provider):
     async def aclose(self) -> None:
         for engine in self._engines.values():
             engine.close()
+
+
+_OWNED = frozenset(("prompt", "stream", *OWN_EXTRA))
+
+
+def _llama_options(extra: dict[str, Any]) -> dict[str, Any]:
+    """The fields of ``extra`` that are llama.cpp options (``Llama.create_completion``'s keyword
+    arguments): a gateway client's other fields (``parallel_tool_calls``, ``frequency_penalty``
+    of another API...) are dropped, not passed on to fail there."""
+    if not extra:
+        return extra
+    keep = {k: v for k, v in extra.items() if k in _completion_options() and k not in _OWNED}
+    for key in extra.keys() - keep.keys() - set(OWN_EXTRA):
+        log.debug("extra field %r dropped: not an option of the local model", key)
+    return keep
+
+
+_options: list[frozenset[str]] = []
+
+
+def _completion_options() -> frozenset[str]:
+    if not _options:
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            return frozenset()
+        _options.append(frozenset(inspect.signature(Llama.create_completion).parameters) - {"self"})
+    return _options[0]

@@ -369,7 +369,9 @@ class StreamEncoder:
         self._open = None
         item.status = status
         if item.kind == "function_call":
-            out = self._event("response.function_call_arguments.done", **self._where(item), arguments=item.arguments)
+            out = self._event(
+                "response.function_call_arguments.done", **self._where(item), name=item.name, arguments=item.arguments
+            )
         else:
             out = self._close_part(item)
         return out + self._event("response.output_item.done", output_index=item.index, item=item.wire())
@@ -392,10 +394,10 @@ class StreamEncoder:
             model=model if isinstance(model, str) else "", output=[item.wire() for item in self._items], error=error,
         )  # fmt: skip
 
-    def _event(self, name: str, **fields: Any) -> bytes:
-        payload = {"type": name, **fields, "sequence_number": self._sequence}
+    def _event(self, kind: str, /, **fields: Any) -> bytes:
+        payload = {"type": kind, **fields, "sequence_number": self._sequence}
         self._sequence += 1
-        return encode_sse(dumps(payload), name)
+        return encode_sse(dumps(payload), kind)
 
 
 __all__ = [

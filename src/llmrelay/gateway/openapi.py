@@ -253,6 +253,12 @@ _USAGE_QUERY = (
     ("group_by", _STR),
 )  # fmt: skip
 
+_SERIES_QUERY = (
+    ("bucket", {"enum": ["minute", "hour", "day"]}), ("since", _NUM), ("until", _NUM),
+    ("split", {"enum": ["model", "tenant", "key", "deployment", "status"]}),
+    ("top", {"type": "integer", "minimum": 1, "maximum": 50}), ("tenant", _STR), ("key_id", _STR), ("model", _STR),
+)  # fmt: skip
+
 
 def _admin_paths() -> dict[str, Any]:
     from .admin_api import KeyBody, KeyPatch, TenantBody, TenantPatch
@@ -304,6 +310,8 @@ def _admin_paths() -> dict[str, Any]:
         "/admin/keys/{key_id}/revoke": {"post": _op("Revoke a key", path=("key_id",))},
         "/admin/keys/{key_id}/rotate": {"post": _op("A new secret for a key; the old one stops", path=("key_id",))},
         "/admin/usage": _get("The usage ledger with totals (a virtual key sees its tenant's)", _USAGE_QUERY),
+        "/admin/usage/series": _get("The usage ledger per time bucket and series, for charts (a virtual key sees "
+                                    "its tenant's)", _SERIES_QUERY),
     }  # fmt: skip
 
 

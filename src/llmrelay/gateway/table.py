@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import errors
-from . import admin_api, conversations, gemini_api, responses_api
+from . import admin_api, admin_series, conversations, gemini_api, responses_api
 from .anthropic_api import ANTHROPIC, count_tokens, messages
 from .exchange import Exchange
 from .http import Send
@@ -80,6 +80,7 @@ def route_table() -> RouteTable:
     routes.add("POST", "/admin/keys/{key_id}/revoke", admin_api.revoke_key)
     routes.add("POST", "/admin/keys/{key_id}/rotate", admin_api.rotate_key)
     routes.add("GET", "/admin/usage", admin_api.usage)
+    routes.add("GET", "/admin/usage/series", admin_series.usage_series)
     gemini_api.add_routes(routes)
     routes.add("GET", "/health/live", _live, auth=False)
     routes.add("GET", "/health/ready", _ready, auth=False)

@@ -266,6 +266,66 @@ class UsageQuery:
             raise ValueError(f"usage query: limit and offset must be >= 0, not {self.limit} and {self.offset}")
 
 
+BUCKETS: dict[str, int] = {"minute": 60, "hour": 3600, "day": 86400}
+"""A usage series' bucket sizes, in seconds."""
+Bucket = Literal["minute", "hour", "day"]
+Split = Literal["model", "tenant", "key", "deployment", "status"]
+SPLITS: tuple[str, ...] = get_args(Split)
+MAX_BUCKETS = 2000
+"""The most buckets a usage series has."""
+MAX_TOP = 50
+"""The most series a split gives (besides ``other``)."""
+LAST_TIME = 253402300799.0
+"""9999-12-31T23:59:59Z: the latest time a series may reach (its buckets are written as ISO 8601)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesQuery:
+    """A usage time series: records with ``created_at`` in ``[since, until)``, in
+    ``bucket`` buckets (UTC, aligned on the epoch), one series per ``split`` value
+    (the ``top`` most requested, the rest summed as ``other``) or one for all;
+    ``tenant``, ``key_id`` and ``model`` filter as in ``UsageQuery``."""
+
+    bucket: Bucket
+    since: float
+    until: float
+    split: Split | None = None
+    top: int = 10
+    tenant: str | None = None
+    key_id: str | None = None
+    model: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.bucket not in BUCKETS:
+            raise ValueError(f"series: bucket must be one of {', '.join(BUCKETS)}, not {self.bucket!r}")
+        if self.split is not None and self.split not in SPLITS:
+            raise ValueError(f"series: split must be one of {', '.join(SPLITS)}, not {self.split!r}")
+        if not isinstance(self.top, int) or isinstance(self.top, bool) or not 1 <= self.top <= MAX_TOP:
+            raise ValueError(f"series: top must be a whole number from 1 to {MAX_TOP}, not {self.top!r}")
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0 <= value <= LAST_TIME:
+                raise ValueError(f"series: {name} must be epoch seconds from 0 to {LAST_TIME:.0f}, not {value!r}")
+        if self.since >= self.until:
+            raise ValueError(f"series: since ({self.since:g}) must be before until ({self.until:g})")
+        if self.buckets > MAX_BUCKETS:
+            raise ValueError(
+                f"series: {self.buckets} {self.bucket} buckets from since to until, over the limit of {MAX_BUCKETS}: "
+                "choose a larger bucket or a shorter range"
+            )
+
+    @property
+    def first_bucket(self) -> int:
+        """The number of the first bucket (its start is this times the bucket's seconds)."""
+        return math.floor(self.since / BUCKETS[self.bucket])
+
+    @property
+    def buckets(self) -> int:
+        """How many buckets cover ``[since, until)`` (the last holds the time just before ``until``)."""
+        last = math.floor(math.nextafter(self.until, 0.0) / BUCKETS[self.bucket])
+        return last - self.first_bucket + 1
+
+
 @dataclass(frozen=True, slots=True)
 class ConversationInfo:
     """A conversation without its messages (for listings)."""

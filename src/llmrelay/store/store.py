@@ -35,6 +35,7 @@ from .records import (
     Limits,
     NotFoundError,
     Period,
+    SeriesQuery,
     StoreError,
     StoreUnavailable,
     Tenant,
@@ -59,6 +60,7 @@ from .rows import (
     tenant_row,
 )
 from .schema import api_keys, conversation_messages, conversations, tenants, usage
+from .series import UsageSeries, series_result, series_statement
 
 TENANT_CHANGES = frozenset(("rpm", "tpm", "budget_usd", "budget_period", "model_limits", "max_parallel"))
 KEY_CHANGES = frozenset(
@@ -332,6 +334,13 @@ class Store:
         with self._read() as conn:
             rows = conn.execute(totals_statement(query, fields)).all()
         return totals_rows(rows, fields)
+
+    def usage_series(self, query: SeriesQuery) -> UsageSeries:
+        """The ledger per time bucket and series (see series.py), in one query; every
+        bucket of the range is there, those without records as zeros."""
+        with self._read() as conn:
+            rows = conn.execute(series_statement(query, conn.dialect.name)).all()
+        return series_result(query, rows)
 
     def spend(self, *, tenant: str | None = None, key_id: str | None = None, since: float | None = None) -> float:
         """The sum of ``cost_usd`` (records without a cost count 0)."""

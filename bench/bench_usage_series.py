@@ -1,0 +1,135 @@
+"""The usage series' SQL on a big SQLite ledger (docs/performance.md, "Usage series").
+
+Fills a temporary SQLite store with ROWS ledger rows (default 1,000,000) spread over
+30 days (busier by day than by night, 8 tenants, 40 keys, 12 models with a few taking
+most of the traffic, 3% errors, log-normal latencies), then times each chart query,
+``Store.usage_series`` end to end (the SQL and the zero-filled series), the median of
+5 runs after one warm-up, and prints a table. ``EXPLAIN QUERY PLAN`` of each query
+with ``--plans``.
+
+    python bench/bench_usage_series.py [--rows 1000000] [--plans] [--keep PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import sqlite3
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from llmrelay.store import Store
+from llmrelay.store.ledger import COLUMNS, utc_day
+from llmrelay.store.records import SeriesQuery
+from llmrelay.store.series import series_statement
+
+DAYS = 30
+END = 1_767_225_600.0  # 2026-01-01T00:00:00Z: the ledger's last 30 days end here
+TENANTS = [f"tenant-{n}" for n in range(8)]
+KEYS = [(f"key_{n:016x}", TENANTS[n % len(TENANTS)]) for n in range(40)]
+MODELS = [f"model-{n:02d}" for n in range(12)]
+MODEL_WEIGHTS = [1 / (n + 1) ** 1.2 for n in range(len(MODELS))]  # a few models take most requests
+RUNS = 5
+
+
+def rows(count: int, seed: int = 7) -> list[tuple[object, ...]]:
+    """``count`` ledger rows as value tuples in ``COLUMNS`` order."""
+    rnd = random.Random(seed)
+    start = END - DAYS * 86400
+    models = rnd.choices(MODELS, MODEL_WEIGHTS, k=count)
+    keys = rnd.choices(KEYS, k=count)
+    out: list[tuple[object, ...]] = []
+    for n in range(count):
+        # busier in the (UTC) day: accept a uniform time with a daily-cycle probability
+        while True:
+            t = start + rnd.random() * DAYS * 86400
+            if rnd.random() < 0.55 + 0.45 * math.sin((t % 86400) / 86400 * math.pi):
+                break
+        key_id, tenant = keys[n]
+        model = models[n]
+        status = 200 if rnd.random() > 0.03 else rnd.choice((400, 429, 500, 502, 499))
+        prompt, completion = rnd.randint(20, 4000), rnd.randint(1, 800)
+        upstream = rnd.lognormvariate(6.2, 0.6)
+        out.append((
+            f"u{n:08d}", f"req-{n}", tenant, key_id, "/v1/chat/completions", model, f"openai/{model}", status,
+            prompt, completion, 0, 0, (prompt * 0.15 + completion * 0.6) / 1e6, upstream + rnd.random() * 8,
+            upstream, False, None if status < 400 else "upstream_error", t, utc_day(t),
+        ))  # fmt: skip
+    out.sort(key=lambda row: row[-2])  # type: ignore[arg-type, return-value]  # written in time order, as a ledger is
+    return out
+
+
+def fill(path: Path, count: int) -> float:
+    """A migrated store at ``path`` holding ``count`` rows; the seconds the insert took."""
+    Store.open(f"sqlite:///{path}").close()  # the schema, its indexes included
+    made = rows(count)
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        began = time.perf_counter()
+        db.execute("BEGIN")
+        marks = ", ".join("?" * len(COLUMNS))
+        db.executemany(f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ({marks})", made)
+        db.execute("COMMIT")
+        took = time.perf_counter() - began
+        db.execute("ANALYZE")
+    finally:
+        db.close()
+    return took
+
+
+CHARTS: list[tuple[str, SeriesQuery]] = [
+    ("hour x 7 days, split by model", SeriesQuery("hour", END - 7 * 86400, END, split="model")),
+    ("minute x 1 hour, split by model", SeriesQuery("minute", END - 3600, END, split="model")),
+    ("hour x 7 days, no split", SeriesQuery("hour", END - 7 * 86400, END)),
+    ("hour x 24 h, split by tenant", SeriesQuery("hour", END - 86400, END, split="tenant")),
+    ("hour x 7 days, 1 tenant, by key", SeriesQuery("hour", END - 7 * 86400, END, split="key", tenant="tenant-3")),
+    ("day x 30 days, split by status", SeriesQuery("day", END - 30 * 86400, END, split="status")),
+    ("minute x 24 h, split by model", SeriesQuery("minute", END - 86400, END, split="model")),
+]  # fmt: skip
+
+
+def time_chart(store: Store, query: SeriesQuery) -> tuple[float, int]:
+    """The median of ``RUNS`` timed calls (ms) after a warm-up, and the rows the range holds."""
+    answer = store.usage_series(query)
+    times = []
+    for _ in range(RUNS):
+        began = time.perf_counter()
+        store.usage_series(query)
+        times.append((time.perf_counter() - began) * 1000)
+    counted = sum(sum(s.values["requests"]) for s in answer.series)
+    return statistics.median(times), int(counted)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--plans", action="store_true", help="print each query's EXPLAIN QUERY PLAN")
+    parser.add_argument("--keep", type=Path, help="fill this file (reused if it exists) instead of a temporary one")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        path = args.keep or Path(folder) / "ledger.db"
+        if args.keep is None or not path.exists():
+            took = fill(path, args.rows)
+            print(f"filled {args.rows:,} rows in {took:.1f} s ({path.stat().st_size / 2**20:.0f} MiB)")
+        store = Store.open(f"sqlite:///{path}")
+        try:
+            print(f"{'chart':44} {'rows in range':>13} {'buckets':>8} {'series':>6} {'median ms':>10}")
+            for name, query in CHARTS:
+                ms, counted = time_chart(store, query)
+                answer = store.usage_series(query)
+                print(f"{name:44} {counted:>13,} {query.buckets:>8} {len(answer.series):>6} {ms:>10.1f}")
+                if args.plans:
+                    sql = str(series_statement(query, "sqlite").compile(compile_kwargs={"literal_binds": True}))
+                    db = sqlite3.connect(path)
+                    for row in db.execute("EXPLAIN QUERY PLAN " + sql):
+                        print("    ", row[-1])
+                    db.close()
+        finally:
+            store.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -237,8 +237,8 @@ async def usage(gw: Gateway, ex: Exchange) -> None:
             raise HTTPError(400, f"group_by: {g!r} is not one of {', '.join(_GROUPS)}", param="group_by")
     asked = UsageQuery(
         tenant=own_tenant(ex.caller, query.get("tenant")), key_id=query.get("key_id"), model=query.get("model"),
-        since=_number(query, "since"), until=_number(query, "until"),
-        limit=int(_number(query, "limit", 100, 1, 1000)), offset=int(_number(query, "offset", 0, 0, 1e12)),
+        since=query_number(query, "since"), until=query_number(query, "until"),
+        limit=int(query_number(query, "limit", 100, 1, 1000)), offset=int(query_number(query, "offset", 0, 0, 1e12)),
     )  # fmt: skip
     store = gw.store_()
     rows = await store_call(store.usage, asked)
@@ -248,7 +248,11 @@ async def usage(gw: Gateway, ex: Exchange) -> None:
     await ex.reply(200, payload)
 
 
-def _number(query: dict[str, str], name: str, default: float | None = None, low: float = 0, high: float = 1e15) -> Any:
+def query_number(
+    query: dict[str, str], name: str, default: float | None = None, low: float = 0, high: float = 1e15
+) -> Any:
+    """The query parameter ``name`` as a number from ``low`` to ``high`` (``default`` when it is
+    absent); a 400 naming it otherwise (NaN and infinities fail the range)."""
     raw = query.get(name)
     if raw is None:
         return default
@@ -263,5 +267,5 @@ def _number(query: dict[str, str], name: str, default: float | None = None, low:
 
 __all__ = [
     "create_key", "create_tenant", "get_key", "get_tenant", "key_json", "list_keys", "list_tenants", "own_tenant",
-    "revoke_key", "rotate_key", "tenant_json", "update_key", "update_tenant", "usage",
+    "query_number", "revoke_key", "rotate_key", "tenant_json", "update_key", "update_tenant", "usage",
 ]  # fmt: skip

@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any, cast
 
 from ..store.records import BUCKETS, LAST_TIME, MAX_BUCKETS, MAX_TOP, SPLITS, Bucket, SeriesQuery, Split
-from .admin_api import own_tenant
+from .admin_api import own_tenant, query_number
 from .exchange import Exchange
 from .http import HTTPError
 from .storage import store_call
@@ -91,16 +91,7 @@ def _text(raw: dict[str, str], name: str) -> str | None:
 
 
 def _time(raw: dict[str, str], name: str, default: float | None) -> Any:
-    value = raw.get(name)
-    if value is None:
-        return default
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise HTTPError(400, f"{name!r} must be epoch seconds, not {_shown(value)}", param=name) from None
-    if not 0 <= seconds <= LAST_TIME:  # NaN fails too
-        raise HTTPError(400, f"{name!r} must be epoch seconds from 0 to {LAST_TIME:.0f}", param=name)
-    return seconds
+    return query_number(raw, name, default, 0, LAST_TIME)  # epoch seconds
 
 
 def _choice(raw: dict[str, str], name: str, allowed: tuple[str, ...]) -> str | None:

@@ -263,3 +263,31 @@ async def test_the_anthropic_sdk_sees_one_whole_stream_through_the_gateway(
         final = await stream.get_final_message()
     assert text == ANSWER and final.content[0].type == "text" and final.content[0].text == ANSWER
     assert final.usage.input_tokens > 20
+
+
+async def test_a_stream_no_deployment_could_go_on_with_bills_every_attempts_prompt(
+    upstreams: list[ContinuingServer], gateway: tuple[str, Gateway]
+) -> None:
+    from llmrelay.gateway.billing import counted_usage
+    from llmrelay.types import ChatRequest, Message
+
+    url, app = gateway
+    upstreams[0].cuts, upstreams[1].cuts = [3, 1, 1, 1], [1, 1, 1, 1]  # every stream cut: retries run out
+    sdk = openai.AsyncOpenAI(base_url=url + "/v1", api_key=MASTER, max_retries=0)
+    text = ""
+    async with sdk:
+        stream = await sdk.chat.completions.create(
+            model="g", messages=[{"role": "user", "content": QUESTION}], stream=True
+        )
+        with pytest.raises(openai.APIError):
+            async for chunk in stream:
+                text += "".join(choice.delta.content or "" for choice in chunk.choices)
+    assert text and ANSWER.startswith(text)
+    tried = upstreams[0].count() + upstreams[1].count()
+    assert tried == 1 + FAST.retries
+    assert app.ledger is not None and app.store is not None
+    await app.ledger.flush()
+    [row] = app.store.usage(UsageQuery())
+    one = await counted_usage("vllm", "m", ChatRequest("m", [Message("user", QUESTION)]), None, None)
+    assert row.prompt_tokens == tried * one.prompt_tokens  # each attempt had the prompt: each is billed once
+    assert row.completion_tokens > 0

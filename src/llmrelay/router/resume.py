@@ -25,6 +25,8 @@ from ..types import ChatRequest, ChatResponse, TextDelta, Usage, UsageEvent
 if TYPE_CHECKING:
     from ..providers.prefill import Continuation
     from .attempt import Attempt
+    from .groups import Deployment
+    from .records import CallTrace
 
 _RESUMABLE_EVENTS = (TextDelta, UsageEvent)
 
@@ -94,12 +96,26 @@ class Resume:
         response.cost_usd = _plus(self.cost_usd, cost)
         trace = attempt.call.trace
         if trace is not None:  # the cut attempts are in the answer's usage now: billed once
-            for dep_id in self.deployments:
-                found = next((d for d in trace.abandoned if d.id == dep_id), None)
-                if found is not None:
-                    trace.abandoned.remove(found)
+            _unlist(trace.abandoned, self.deployments)
         if response.route is not None:
             response.route = replace(response.route, resumed=tuple(self.deployments))
+
+    def give_up(self, call_trace: CallTrace | None) -> errors.StreamInterrupted:
+        """The interruption to raise when no deployment can go on. The gateway bills the text
+        shown at the deployment of the last attempt (the trace's) and the other cut attempts'
+        prompts (its ``abandoned``): the last one is not listed twice."""
+        assert self.interruption is not None
+        last = call_trace.deployment if call_trace is not None else None
+        if call_trace is not None and self.deployments and last is not None and last.id == self.deployments[-1]:
+            _unlist(call_trace.abandoned, self.deployments[-1:])
+        return self.interruption
+
+
+def _unlist(abandoned: list[Deployment], ids: list[str]) -> None:
+    for dep_id in ids:
+        found = next((d for d in reversed(abandoned) if d.id == dep_id), None)
+        if found is not None:
+            abandoned.remove(found)
 
 
 def trim_echo(text: str, echo: str) -> tuple[str, str]:

@@ -271,7 +271,7 @@ class Router(HealthChecks):
                 if not await call.resume.cut(attempt):
                     raise attempt.error
         if call.resume is not None and call.resume.interruption is not None:
-            raise call.resume.interruption  # no deployment could go on: the caller keeps what it saw
+            raise call.resume.give_up(call.trace)  # no deployment could go on: the caller keeps what it saw
         raise self._exhausted(call)
 
     async def _next(self, call: Call, request: ChatRequest | EmbeddingRequest, last: Attempt | None) -> Attempt | None:

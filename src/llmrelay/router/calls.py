@@ -140,6 +140,11 @@ def interrupted(
     return failure
 
 
+def ended_early(dep: Deployment) -> errors.ProviderError:
+    """A stream that ended without its finish."""
+    return errors.ProviderError("the stream ended without finishing", provider=dep.provider)
+
+
 def as_llm_error(exc: Exception, dep: Deployment) -> errors.LLMError:
     """Anything a provider raises, as an ``LLMError`` (unknown failures are the
     provider's, and worth another deployment)."""

@@ -12,10 +12,9 @@ from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, TypeVar
 
-from .. import errors
 from ..types import ChatRequest, EmbeddingRequest, Finish, StreamEvent
 from .attempt import Attempt
-from .calls import CONTENT, verdict
+from .calls import CONTENT, ended_early, verdict
 from .hedge import Hedge, hedgeable
 
 if TYPE_CHECKING:
@@ -146,13 +145,8 @@ async def _another(
     within the group's retries."""
     if call.used > router.settings.retries:
         return None
-    taken = {attempt.pick.deployment.id for attempt in busy}
-    before = call.skipped
-    call.skipped = before | taken  # not these: they are already answering this call
-    try:
-        pick = await router._pick(first.group, call, request, may_wait=False)
-    finally:
-        call.skipped = before | (call.skipped - taken)
+    taken = frozenset(attempt.pick.deployment.id for attempt in busy)
+    pick = await router.pick(first.group, call, request, may_wait=False, busy=taken)
     if pick is None:
         return None
     call.used += 1
@@ -192,8 +186,7 @@ async def prime(attempt: Attempt) -> Primed | None:
             try:
                 event = await attempt.wait(events.__anext__())
             except StopAsyncIteration:
-                dep = attempt.pick.deployment
-                raise errors.ProviderError("the stream ended without finishing", provider=dep.provider) from None
+                raise ended_early(attempt.pick.deployment) from None
             pulled.append(event)
             if isinstance(event, CONTENT) or type(event) is Finish:
                 return Primed(events, pulled)

@@ -23,6 +23,7 @@ from .. import errors
 from ..types import ChatRequest, ChatResponse, TextDelta, Usage, UsageEvent
 
 if TYPE_CHECKING:
+    from ..providers.base import Provider
     from ..providers.prefill import Continuation
     from .attempt import Attempt
     from .groups import Deployment
@@ -34,7 +35,7 @@ _RESUMABLE_EVENTS = (TextDelta, UsageEvent)
 class Resume:
     """What a resumed stream has given so far, across its cut attempts."""
 
-    __slots__ = ("completion_tokens", "cost_usd", "deployments", "interruption", "text", "usage")
+    __slots__ = ("cost_usd", "deployments", "interruption", "text", "usage")
 
     def __init__(self) -> None:
         self.text = ""
@@ -42,17 +43,18 @@ class Resume:
         self.usage = Usage()
         """Of the cut attempts."""
         self.cost_usd: float | None = 0.0
-        self.completion_tokens = 0
         self.deployments: list[str] = []
         self.interruption: errors.StreamInterrupted | None = None
         """The last cut, raised when no deployment can go on."""
 
-    def continuation(self, provider_continuation: Continuation | None, request: ChatRequest) -> Continuation | None:
-        """The continuation a deployment offered, with ``max_tokens`` less what was given."""
-        if provider_continuation is None or request.max_tokens is None:
-            return provider_continuation
-        left = max(request.max_tokens - self.completion_tokens, 1)
-        return replace(provider_continuation, request=replace(provider_continuation.request, max_tokens=left))
+    def going_on(self, provider: Provider, request: ChatRequest) -> Continuation | None:
+        """The request that makes ``provider`` continue the text shown (``None``: it cannot),
+        with ``max_tokens`` less what was given."""
+        offered = provider.continuation(request, self.text)
+        if offered is None or request.max_tokens is None:
+            return offered
+        left = max(request.max_tokens - self.usage.completion_tokens, 1)
+        return replace(offered, request=replace(offered.request, max_tokens=left))
 
     async def cut(self, attempt: Attempt) -> bool:
         """Take in a cut attempt: whether the stream may go on elsewhere (else it ends
@@ -61,18 +63,17 @@ class Resume:
         if not isinstance(error, errors.StreamInterrupted):
             return False
         self.interruption = error
+        text = _shown_text(attempt)
         if self.deployments and error.partial is not None:  # a continuation: the caller saw more than it gave
-            error.partial.content = "".join(e.text for e in attempt.shown if type(e) is TextDelta)
+            error.partial.content = text
         if not (attempt.group.stream_resume and attempt.resumable):
             return False
         if any(not isinstance(event, _RESUMABLE_EVENTS) for event in attempt.shown):
             return False  # a tool call or reasoning had begun: not continued as text
-        text = "".join(event.text for event in attempt.shown if type(event) is TextDelta)
         given, self.text = text[len(self.text) :], text
         usage = await _attempt_usage(attempt, given)
         dep = attempt.pick.deployment
         self.usage = self.usage + usage
-        self.completion_tokens += usage.completion_tokens
         self.deployments.append(dep.id)
         self.cost_usd = _plus(self.cost_usd, _cost(attempt, usage))
         trace = attempt.call.trace
@@ -86,7 +87,7 @@ class Resume:
     async def finish(self, attempt: Attempt, response: ChatResponse) -> None:
         """Make the last attempt's answer the whole answer: all the text shown, and the usage
         and cost of every attempt (the last one's counted here when it reported none)."""
-        text = "".join(event.text for event in attempt.shown if type(event) is TextDelta)
+        text = _shown_text(attempt)
         own, cost = response.usage, response.cost_usd
         if not (own.prompt_tokens or own.completion_tokens):
             own = await _attempt_usage(attempt, text[len(self.text) :])
@@ -109,6 +110,11 @@ class Resume:
         if call_trace is not None and self.deployments and last is not None and last.id == self.deployments[-1]:
             _unlist(call_trace.abandoned, self.deployments[-1:])
         return self.interruption
+
+
+def _shown_text(attempt: Attempt) -> str:
+    """All the text the caller saw (a continuation's ``shown`` begins with what came before)."""
+    return "".join(event.text for event in attempt.shown if type(event) is TextDelta)
 
 
 def _unlist(abandoned: list[Deployment], ids: list[str]) -> None:

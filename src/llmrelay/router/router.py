@@ -56,6 +56,7 @@ from .calls import (
     SKIPPED,
     Call,
     Pick,
+    ended_early,
     estimate_tokens,
     pause,
     send_chat,
@@ -230,9 +231,7 @@ class Router(HealthChecks):
                     except StopAsyncIteration:
                         if finished:
                             return
-                        raise errors.ProviderError(
-                            "the stream ended without finishing", provider=attempt.pick.deployment.provider
-                        ) from None
+                        raise ended_early(attempt.pick.deployment) from None
                     except asyncio.CancelledError:
                         if not watch.claim():
                             raise
@@ -294,7 +293,7 @@ class Router(HealthChecks):
         while call.stage < len(chain):
             group = chain[call.stage]
             if call.used <= self.settings.retries and (call.resume is None or group.stream_resume):
-                pick = await self._pick(group, call, request, may_wait=call.stage == len(chain) - 1)
+                pick = await self.pick(group, call, request, may_wait=call.stage == len(chain) - 1)
                 if pick is not None:
                     call.used += 1
                     return Attempt(self, group, pick, call)
@@ -304,13 +303,20 @@ class Router(HealthChecks):
 
     # ---- choosing a deployment ---------------------------------------------------------------
 
-    async def _pick(
-        self, group: ModelGroup, call: Call, request: ChatRequest | EmbeddingRequest, *, may_wait: bool
+    async def pick(
+        self,
+        group: ModelGroup,
+        call: Call,
+        request: ChatRequest | EmbeddingRequest,
+        *,
+        may_wait: bool,
+        busy: frozenset[str] = frozenset(),
     ) -> Pick | None:
         """The next deployment to attempt, or ``None`` when the group has none left.
         With ``may_wait`` (the last group of the chain: no fallback is left to try),
         waits within the deadline for the earliest deployment to come back. Deployments
-        that lack something a chat request needs are left out first (``capabilities.py``)."""
+        that lack something a chat request needs are left out first (``capabilities.py``),
+        and those in ``busy`` (answering this call already: a hedge goes elsewhere)."""
         if isinstance(request, ChatRequest):
             skip_unfit(group.members, call, request, self._provider_for, windows=self.check_context_window)
         for _ in range(100_000):  # each round returns or sleeps until something changes (>= 1 ms)
@@ -321,7 +327,7 @@ class Router(HealthChecks):
             trusted: set[str] = set()  # forced by hand, or breaker seen closed: no need to ask it
             earliest = math.inf
             for dep in group.members:
-                if dep.id in call.skipped:
+                if dep.id in call.skipped or dep.id in busy:
                     continue
                 manual, check = await self.monitor.shared(dep.id)
                 if manual is False:
@@ -382,7 +388,7 @@ class Router(HealthChecks):
             echo = ""
             if call.resume is not None:  # a cut stream, to go on with
                 assert isinstance(prepared, ChatRequest)
-                going_on = call.resume.continuation(provider.continuation(prepared, call.resume.text), prepared)
+                going_on = call.resume.going_on(provider, prepared)
                 if going_on is None:
                     call.skipped.add(dep.id)
                     call.note(dep.id, f"cannot continue a cut stream (provider kind {provider.kind!r})")

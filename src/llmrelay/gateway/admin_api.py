@@ -228,9 +228,7 @@ async def _changed(gw: Gateway, ex: Exchange, key: ApiKey, secret: str | None = 
 async def usage(gw: Gateway, ex: Exchange) -> None:
     """``GET /admin/usage?tenant=&key_id=&model=&since=&until=&limit=&offset=&group_by=tenant,key,model,day``."""
     query = ex.query
-    unknown = set(query) - {"tenant", "key_id", "model", "since", "until", "limit", "offset", "group_by"}
-    if unknown:
-        raise HTTPError(400, f"unknown query parameter {sorted(unknown)[0]!r}", param=sorted(unknown)[0])
+    refuse_unknown(query, _USAGE_PARAMS)
     group_by = [g for g in query.get("group_by", "").split(",") if g]
     for g in group_by:
         if g not in _GROUPS:
@@ -246,6 +244,20 @@ async def usage(gw: Gateway, ex: Exchange) -> None:
     count = await store_call(store.count_usage, asked)
     payload = {"object": "list", "data": [r.to_json() for r in rows], "totals": totals, "total_count": count}
     await ex.reply(200, payload)
+
+
+_USAGE_PARAMS = frozenset(("tenant", "key_id", "model", "since", "until", "limit", "offset", "group_by"))
+
+
+def printable(value: str) -> str:
+    """``value`` as an error may quote it: unprintable characters as ``?``, 64 at most."""
+    return "".join(c if c.isprintable() else "?" for c in value)[:64]
+
+
+def refuse_unknown(query: dict[str, str], known: frozenset[str]) -> None:
+    """A 400 naming the first query parameter not in ``known``."""
+    for name in sorted(set(query) - known):
+        raise HTTPError(400, f"unknown query parameter {printable(name)!r}", param=printable(name))
 
 
 def query_number(
@@ -267,5 +279,6 @@ def query_number(
 
 __all__ = [
     "create_key", "create_tenant", "get_key", "get_tenant", "key_json", "list_keys", "list_tenants", "own_tenant",
-    "query_number", "revoke_key", "rotate_key", "tenant_json", "update_key", "update_tenant", "usage",
+    "printable", "query_number", "refuse_unknown", "revoke_key", "rotate_key", "tenant_json", "update_key",
+    "update_tenant", "usage",
 ]  # fmt: skip

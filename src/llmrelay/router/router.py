@@ -58,12 +58,13 @@ from .calls import (
     Pick,
     ended_early,
     estimate_tokens,
+    exhausted,
     pause,
     send_chat,
     send_embed,
     verdict,
 )
-from .capabilities import refusal, skip_unfit
+from .capabilities import skip_unfit
 from .checks import HealthChecks, describe
 from .embed_batch import EmbedBatcher
 from .groups import Deployment, ModelGroup, RoutingSettings, check_groups, fallback_chain
@@ -187,7 +188,7 @@ class Router(HealthChecks):
                     result.route = attempt.route  # now with the attempts it raced
             if result is not None:
                 return result
-        raise self._exhausted(call)
+        raise exhausted(call)
 
     async def _complete(self, attempt: Attempt, send: Callable[[Provider, Req], Awaitable[R]]) -> R | None:
         """``attempt`` to its answer; ``None`` when it failed (recorded, in ``attempt.error``)."""
@@ -271,7 +272,7 @@ class Router(HealthChecks):
                     raise attempt.error
         if call.resume is not None and call.resume.interruption is not None:
             raise call.resume.give_up(call.trace)  # no deployment could go on: the caller keeps what it saw
-        raise self._exhausted(call)
+        raise exhausted(call)
 
     async def _next(self, call: Call, request: ChatRequest | EmbeddingRequest, last: Attempt | None) -> Attempt | None:
         """The call's next attempt after ``last`` (which failed), or ``None`` when none is
@@ -484,40 +485,6 @@ class Router(HealthChecks):
             return False
         limits = dep.limits
         return limits is None or (await self.limiter.check(dep.id, 0.0, limits)).allowed
-
-    def _exhausted(self, call: Call) -> errors.LLMError:
-        """The error for a call no deployment answered."""
-        refused = refusal(call)
-        if refused is not None:
-            return refused  # no deployment can take this request: a 400 saying what each lacks
-        last = call.last_error
-        members = {dep.id for group in call.chain for dep in group.members}
-        if last is not None and len(members) == 1:
-            return last  # one deployment only: its own error says it best
-        tried = list(call.notes.items())
-        listing = "; ".join(f"{dep}: {why}" for dep, why in tried) or "no deployment"
-        if call.deadline.expired():
-            return errors.Timeout(
-                f"model group {call.requested!r}: deadline of {call.deadline.budget_s:g}s spent after "
-                f"{call.attempts} attempt(s): {listing}",
-                retryable=False,
-            )
-        if (
-            last is not None
-            and verdict(last) == "skip"
-            and members <= call.skipped
-            and all(type(e) is type(last) for e in call.errors)
-        ):
-            return last  # every deployment refused the request for the same reason (e.g. it is too long)
-        error = errors.NoHealthyDeployment(
-            f"model group {call.requested!r}: no deployment could answer after {call.attempts} attempt(s): {listing}",
-            tried=tried,
-            last_error=last,
-            body=last.body if last is not None else None,
-            retry_after=call.earliest,
-        )
-        error.__cause__ = last
-        return error
 
     def emit(self, record: AttemptRecord) -> None:
         if log.isEnabledFor(logging.DEBUG):

@@ -1,11 +1,13 @@
-"""The usage series' SQL on a big SQLite ledger (docs/performance.md, "Usage series").
+"""The usage series on a big SQLite ledger (docs/performance.md, "Usage series").
 
 Fills a temporary SQLite store with ROWS ledger rows (default 1,000,000) spread over
 30 days (busier by day than by night, 8 tenants, 40 keys, 12 models with a few taking
-most of the traffic, 3% errors, log-normal latencies), then times each chart query,
-``Store.usage_series`` end to end (the SQL and the zero-filled series), the median of
-5 runs after one warm-up, and prints a table. ``EXPLAIN QUERY PLAN`` of each query
-with ``--plans``.
+most of the traffic, 3% errors, log-normal latencies, half of them streams with a time
+to first token) through ``Store.add_usage`` in batches of 500, as the ledger writes
+them, and prints what a row cost to write and the share of it the rollups took
+(``rollup.write``). Then times each chart query, ``Store.usage_series`` end to end
+(the SQL and the zero-filled series), the median of 5 runs after one warm-up, and
+prints a table. ``EXPLAIN QUERY PLAN`` of each query with ``--plans``.
 
     python bench/bench_usage_series.py [--rows 1000000] [--plans] [--keep PATH]
 """
@@ -21,8 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from llmrelay.store import Store
-from llmrelay.store.ledger import COLUMNS, utc_day
+from llmrelay.store import Store, UsageRecord, rollup
 from llmrelay.store.records import SeriesQuery
 from llmrelay.store.series import series_statement
 
@@ -33,10 +34,11 @@ KEYS = [(f"key_{n:016x}", TENANTS[n % len(TENANTS)]) for n in range(40)]
 MODELS = [f"model-{n:02d}" for n in range(12)]
 MODEL_WEIGHTS = [1 / (n + 1) ** 1.2 for n in range(len(MODELS))]  # a few models take most requests
 RUNS = 5
+BATCH = 500
 
 
-def rows(count: int, seed: int = 7) -> list[tuple[object, ...]]:
-    """``count`` ledger rows as value tuples in ``COLUMNS`` order."""
+def rows(count: int, seed: int = 7) -> list[UsageRecord]:
+    """``count`` ledger records, in time order."""
     rnd = random.Random(seed)
     start = END - DAYS * 86400
     models = rnd.choices(MODELS, MODEL_WEIGHTS, k=count)
@@ -53,31 +55,45 @@ def rows(count: int, seed: int = 7) -> list[tuple[object, ...]]:
         status = 200 if rnd.random() > 0.03 else rnd.choice((400, 429, 500, 502, 499))
         prompt, completion = rnd.randint(20, 4000), rnd.randint(1, 800)
         upstream = rnd.lognormvariate(6.2, 0.6)
-        out.append((
-            f"u{n:08d}", f"req-{n}", tenant, key_id, "/v1/chat/completions", model, f"openai/{model}", status,
-            prompt, completion, 0, 0, (prompt * 0.15 + completion * 0.6) / 1e6, upstream + rnd.random() * 8,
-            upstream, False, None if status < 400 else "upstream_error", t, utc_day(t),
+        out.append(UsageRecord(
+            id=f"u{n:08d}", request_id=f"req-{n}", tenant=tenant, key_id=key_id, route="/v1/chat/completions",
+            model=model, deployment=f"openai/{model}", status=status, prompt_tokens=prompt,
+            completion_tokens=completion, cost_usd=(prompt * 0.15 + completion * 0.6) / 1e6,
+            latency_ms=upstream + rnd.random() * 8, upstream_ms=upstream,
+            error=None if status < 400 else "upstream_error", created_at=t,
+            ttft_ms=upstream * rnd.random() if n % 2 else None,
         ))  # fmt: skip
-    out.sort(key=lambda row: row[-2])  # type: ignore[arg-type, return-value]  # written in time order, as a ledger is
+    out.sort(key=lambda record: record.created_at)  # written in time order, as a ledger is
     return out
 
 
-def fill(path: Path, count: int) -> float:
-    """A migrated store at ``path`` holding ``count`` rows; the seconds the insert took."""
-    Store.open(f"sqlite:///{path}").close()  # the schema, its indexes included
+def fill(path: Path, count: int) -> tuple[float, float]:
+    """A migrated store at ``path`` holding ``count`` rows written as the ledger writes them; the
+    seconds the writes took, and of those the seconds summing them into the rollups."""
     made = rows(count)
+    spent = [0.0]
+    write = rollup.write
+
+    def timed(*args: object) -> None:
+        began = time.perf_counter()
+        write(*args)  # type: ignore[arg-type]
+        spent[0] += time.perf_counter() - began
+
+    rollup.write = timed  # type: ignore[assignment]
+    try:
+        with Store.open(f"sqlite:///{path}") as store:
+            began = time.perf_counter()
+            for start in range(0, len(made), BATCH):
+                store.add_usage(made[start : start + BATCH])
+            took = time.perf_counter() - began
+    finally:
+        rollup.write = write  # type: ignore[assignment]
     db = sqlite3.connect(path, isolation_level=None)
     try:
-        began = time.perf_counter()
-        db.execute("BEGIN")
-        marks = ", ".join("?" * len(COLUMNS))
-        db.executemany(f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ({marks})", made)
-        db.execute("COMMIT")
-        took = time.perf_counter() - began
         db.execute("ANALYZE")
     finally:
         db.close()
-    return took
+    return took, spent[0]
 
 
 CHARTS: list[tuple[str, SeriesQuery]] = [
@@ -112,8 +128,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = args.keep or Path(folder) / "ledger.db"
         if args.keep is None or not path.exists():
-            took = fill(path, args.rows)
-            print(f"filled {args.rows:,} rows in {took:.1f} s ({path.stat().st_size / 2**20:.0f} MiB)")
+            took, summing = fill(path, args.rows)
+            print(
+                f"wrote {args.rows:,} rows in batches of {BATCH} in {took:.1f} s ({took / args.rows * 1e6:.1f} us a row, "
+                f"{summing / took:.0%} of it summing the rollups; {path.stat().st_size / 2**20:.0f} MiB)"
+            )
         store = Store.open(f"sqlite:///{path}")
         try:
             print(f"{'chart':44} {'rows in range':>13} {'buckets':>8} {'series':>6} {'median ms':>10}")

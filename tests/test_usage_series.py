@@ -1,24 +1,34 @@
-"""``GET /admin/usage/series`` and ``Store.usage_series``: sums per bucket, zero-filled
-gaps, top-N with ``other``, nearest-rank percentiles against Python's, the same answer
+"""``GET /admin/usage/series`` and ``Store.usage_series``: sums per bucket (whole buckets),
+zero-filled gaps, top-N with ``other``, percentiles in the exact nearest-rank value's
+histogram bin, rollups written with the ledger (records sent twice counted once, rollups
+filled from an older database's ledger when it is migrated), the same answer
 on SQLite and PostgreSQL (``LLMRELAY_TEST_POSTGRES_URL``, see test_store.py; skipped
 with the reason when no server answers), hostile parameters, tenant isolation."""
 
 from __future__ import annotations
 
 import random
+import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import make_url
 
 from fakeserver import Reply
 from gateways import Served
 from llmrelay.store import Store, UsageQuery, UsageRecord
+from llmrelay.store.engine import make_engine
+from llmrelay.store.histogram import BOUNDS_MS, bin_of, percentiles
+from llmrelay.store.ledger import COLUMNS, usage_params
+from llmrelay.store.migrations import MIGRATIONS, migrate
 from llmrelay.store.records import SeriesQuery
-from test_gateway_openai import CHAT, answer
+from test_gateway_openai import CHAT, answer, sse
 from test_gateway_tenants import HI, call, new_key
 from test_store import PG_URL, db_url, postgres_reason, record  # noqa: F401  (db_url: SQLite file or PG schema)
 
@@ -49,18 +59,21 @@ def spread(seed: int = 3, count: int = 600) -> list[UsageRecord]:
                 prompt_tokens=rnd.randint(1, 500),
                 completion_tokens=rnd.randint(0, 90),
                 cost_usd=None if n % 13 == 0 else rnd.randint(1, 10_000) / 1e6,
-                latency_ms=float(rnd.randint(5, 5000)),
+                latency_ms=rnd.choice([float(rnd.randint(5, 5000)), rnd.lognormvariate(6, 1.2)]),
                 created_at=T0 + hour * HOUR + rnd.random() * HOUR,
+                ttft_ms=None if n % 3 else rnd.lognormvariate(5, 1),
             )
         )
     return out
 
 
 def expected(rows: list[UsageRecord], query: SeriesQuery) -> dict[Any, dict[str, list[float]]]:
-    """What the series should be, computed here from the records."""
+    """What the series should be, computed here from the records (whole buckets; exact
+    nearest-rank percentiles, which ``answered`` turns into their histogram bins)."""
     width = {"minute": 60, "hour": 3600, "day": 86400}[query.bucket]
     first = int(query.since // width)
-    picked = [r for r in rows if query.since <= r.created_at < query.until]
+    begin, end = first * width, (first + query.buckets) * width
+    picked = [r for r in rows if begin <= r.created_at < end]
     attr = {"key": "key_id"}.get(query.split or "", query.split)
     value = (lambda r: getattr(r, attr)) if attr else (lambda r: "all")
     counts: dict[Any, int] = {}
@@ -82,20 +95,31 @@ def expected(rows: list[UsageRecord], query: SeriesQuery) -> dict[Any, dict[str,
             series["prompt_tokens"][i] = sum(r.prompt_tokens for r in members)
             series["completion_tokens"][i] = sum(r.completion_tokens for r in members)
             series["cost_usd"][i] = pytest.approx(sum(r.cost_usd or 0.0 for r in members))
-            series["latency_ms_p50"][i] = rank(latencies, 50)
-            series["latency_ms_p95"][i] = rank(latencies, 95)
+            ttfts = [r.ttft_ms for r in members if r.ttft_ms is not None]
+            for p in (50, 95):
+                series[f"latency_ms_p{p}"][i] = bin_of(rank(latencies, p))
+                series[f"ttft_ms_p{p}"][i] = bin_of(rank(ttfts, p)) if ttfts else 0
         out[name] = series
     return out
 
 
 METRICS = (
     "requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd", "latency_ms_p50", "latency_ms_p95",
+    "ttft_ms_p50", "ttft_ms_p95",
 )  # fmt: skip
 
 
 def answered(store: Store, query: SeriesQuery) -> dict[Any, dict[str, list[float]]]:
+    """The store's series, each percentile as its histogram bin (the exact value's, when right)."""
     got = store.usage_series(query)
-    return {("other", True) if s.other else s.name: s.values for s in got.series}
+    out = {}
+    for s in got.series:
+        values = dict(s.values)
+        for metric in METRICS:
+            if "_p" in metric:
+                values[metric] = [bin_of(v) if v else 0 for v in values[metric]]
+        out[("other", True) if s.other else s.name] = values
+    return out
 
 
 @pytest.fixture
@@ -189,6 +213,89 @@ def test_the_query_checks_itself() -> None:
             SeriesQuery(**fields)
 
 
+@given(
+    st.lists(st.floats(0, 300_000, allow_nan=False), min_size=1, max_size=200),
+    st.lists(st.sampled_from([1, 25, 50, 90, 95, 99, 100]), min_size=1, max_size=4, unique=True).map(sorted),
+)
+def test_a_percentile_lies_in_the_exact_values_bin(latencies: list[float], ps: list[int]) -> None:
+    counts = [0] * (len(BOUNDS_MS) + 1)
+    for ms in latencies:
+        counts[bin_of(ms)] += 1
+    got = percentiles(counts, ps, max(latencies))
+    assert len(got) == len(ps) and got == sorted(got)
+    for p, value in zip(ps, got, strict=True):
+        exact = rank(latencies, p)
+        assert bin_of(value) == bin_of(exact) or value == exact  # equal on a bin's edge
+        assert value <= max(latencies) + 1e-3
+    assert percentiles([0] * len(counts), ps, 0.0) == [0.0] * len(ps)
+
+
+def test_a_record_sent_twice_is_summed_once(store: Store) -> None:
+    rows = spread(seed=4, count=150)
+    assert store.add_usage(rows[:100]) == 100
+    assert store.add_usage(rows) == 50  # a retried batch: its first 100 are stored already
+    assert store.add_usage(rows[:10] + rows[:10]) == 0
+    query = SeriesQuery("hour", T0, T0 + 12 * HOUR)
+    assert answered(store, query) == expected(rows, query)
+
+
+def test_migrating_an_older_database_fills_the_rollups(tmp_path: Path) -> None:
+    """A ledger written before the rollups existed gets its rows summed into them by the migration."""
+    rows = spread(seed=6, count=400)
+    older = make_engine(f"sqlite:///{tmp_path}/old.db")
+    try:
+        migrate(older, MIGRATIONS[:3])
+        columns = [c for c in COLUMNS if c != "ttft_ms"]  # version 3's ledger
+        with older.begin() as conn:
+            for row in usage_params(rows, 0.0):
+                conn.exec_driver_sql(
+                    f"INSERT INTO usage ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                    tuple(v for c, v in zip(COLUMNS, row, strict=True) if c != "ttft_ms"),
+                )
+    finally:
+        older.dispose()
+    untimed = [replace(r, ttft_ms=None) for r in rows]
+    with Store.open(f"sqlite:///{tmp_path}/old.db") as migrated, Store.open(f"sqlite:///{tmp_path}/new.db") as fresh:
+        fresh.add_usage(untimed)
+        for query in (
+            SeriesQuery("hour", T0, T0 + 12 * HOUR, split="model", top=3),
+            SeriesQuery("minute", T0 + HOUR, T0 + 3 * HOUR, split="tenant"),
+        ):
+            assert answered(migrated, query) == expected(untimed, query)
+            for old, new in zip(migrated.usage_series(query).series, fresh.usage_series(query).series, strict=True):
+                assert old.values["latency_ms_p95"] == new.values["latency_ms_p95"]  # the same bins and maxima
+
+
+def test_writers_at_once_sum_every_row_once(db_url: str) -> None:  # noqa: F811
+    """Gateway workers write their batches at the same time, into the same rollup rows, in
+    different orders: every row is summed once and none waits on another forever (no deadlock)."""
+    rows = spread(seed=8, count=800)
+    batches = [rows[i : i + 40] for i in range(0, len(rows), 40)]
+    failures: list[BaseException] = []
+
+    def work(mine: list[list[UsageRecord]]) -> None:
+        try:
+            with Store.open(db_url) as store:
+                for batch in mine:
+                    store.add_usage(batch)
+        except BaseException as exc:
+            failures.append(exc)
+
+    # each writer its share of the batches, half of them backwards, some sent by two writers
+    shares = [batches[i::4] for i in range(4)]
+    shares = [share[::-1] if i % 2 else share for i, share in enumerate(shares)]
+    shares[0] = shares[0] + shares[1][:2]
+    threads = [threading.Thread(target=work, args=(share,)) for share in shares]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads) and failures == []
+    with Store.open(db_url) as store:
+        query = SeriesQuery("hour", T0, T0 + 12 * HOUR, split="tenant")
+        assert answered(store, query) == expected(rows, query)
+
+
 # ---------------------------------------------------------------- through the gateway
 
 
@@ -216,12 +323,32 @@ async def test_real_requests_land_in_their_buckets(gw: Served) -> None:
     assert len(filled) <= 2 and smart["requests"].count(0) >= 1439  # the rest of the day: zeros
     latencies = [r.latency_ms for r in rows]
     if len(filled) == 1:
-        assert smart["latency_ms_p50"][filled[0]] == rank(latencies, 50)
-        assert smart["latency_ms_p95"][filled[0]] == rank(latencies, 95)
+        assert bin_of(smart["latency_ms_p50"][filled[0]]) == bin_of(rank(latencies, 50))
+        assert bin_of(smart["latency_ms_p95"][filled[0]]) == bin_of(rank(latencies, 95))
+        assert smart["latency_ms_p95"][filled[0]] <= max(latencies)
 
     status, default, _ = await call(gw, "GET", "/admin/usage/series")  # the master key, defaults
     assert status == 200 and default["bucket"] == "hour" and len(default["buckets"]) in (24, 25)
     assert sum(default["series"][0]["requests"]) == 3 and default["until"] - default["since"] >= 86400
+
+
+async def test_a_streams_time_to_first_token_is_in_the_ledger_and_its_series(gw: Served) -> None:
+    gw.upstream.on("POST", CHAT, Reply(chunks=sse("Hel", "lo"), delay_s=0.25))
+    stream = await gw.sdk().chat.completions.create(model="smart", messages=HI, stream=True)  # type: ignore[arg-type]
+    assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == "Hello"
+    gw.upstream.on("POST", CHAT, Reply(json=answer("ok")))
+    await gw.sdk().chat.completions.create(model="smart", messages=HI)  # type: ignore[arg-type]
+    await gw.app.ledger.flush()  # type: ignore[union-attr]
+    streamed, plain = sorted(gw.store.usage(UsageQuery()), key=lambda r: r.ttft_ms is None)
+    assert streamed.ttft_ms is not None and 250 <= streamed.ttft_ms <= streamed.latency_ms and plain.ttft_ms is None
+
+    status, body, _ = await call(gw, "GET", "/admin/usage/series?bucket=minute")
+    assert status == 200, body
+    [series] = body["series"]
+    [i] = [i for i, n in enumerate(series["requests"]) if n]  # both in one minute: the test takes under one
+    assert series["requests"][i] == 2
+    assert bin_of(series["ttft_ms_p50"][i]) == bin_of(streamed.ttft_ms)  # the one stream's first token
+    assert series["ttft_ms_p95"][i] <= streamed.ttft_ms + 1e-3
 
 
 async def test_a_tenant_key_sees_only_its_tenant(gw: Served) -> None:

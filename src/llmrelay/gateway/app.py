@@ -337,6 +337,7 @@ class Gateway:
             cached_tokens=usage.cached_tokens, reasoning_tokens=usage.reasoning_tokens,
             cost_usd=facts.cost_usd, latency_ms=round(elapsed * 1000, 3), upstream_ms=round(facts.upstream_s * 1000, 3),
             cache_hit=facts.cache in ("hit", "semantic_hit"), error=facts.error or failure, created_at=time.time(),
+            ttft_ms=None if facts.ttft_s is None else round(facts.ttft_s * 1000, 3),
         )  # fmt: skip
         try:
             await self.ledger.record(record)

@@ -79,6 +79,8 @@ def conditions(query: UsageQuery) -> list[ColumnElement[bool]]:
         out.append(usage.c.key_id == query.key_id)
     if query.model is not None:
         out.append(usage.c.model == query.model)
+    if query.request_id is not None:
+        out.append(usage.c.request_id == query.request_id)
     if query.since is not None:
         out.append(usage.c.created_at >= query.since)
     if query.until is not None:

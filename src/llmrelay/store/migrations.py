@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Connection,
@@ -158,10 +159,82 @@ def _v3_responses(conn: Connection) -> None:
     md.create_all(conn)
 
 
+_V4_BOUNDS_MS = (
+    5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500,
+    10_000, 15_000, 20_000, 30_000, 60_000, 120_000,
+)  # fmt: skip
+"""The histogram bins of version 4's rollups (``histogram.BOUNDS_MS`` when it was made)."""
+_V4_KEYS = ("start", "model", "tenant", "key_id", "deployment", "status")
+_V4_COUNTS = (
+    "requests", "errors", "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "ttft_count",
+)  # fmt: skip
+_V4_FIGURES = ("cost_usd", "latency_ms_sum", "latency_ms_max", "ttft_ms_max")
+_V4_BINS = len(_V4_BOUNDS_MS) + 1
+
+
+def _v4_rollups(conn: Connection) -> None:
+    """``usage.ttft_ms``; ``usage_minute``, ``usage_hour`` and ``usage_day``, filled from the ledger's rows."""
+    conn.exec_driver_sql("ALTER TABLE usage ADD COLUMN ttft_ms DOUBLE PRECISION")
+    md = MetaData()
+    for name in ("usage_minute", "usage_hour", "usage_day"):
+        Table(
+            name,
+            md,
+            Column("start", BigInteger, primary_key=True, autoincrement=False),
+            Column("model", Text, primary_key=True),
+            Column("tenant", String(64), primary_key=True),
+            Column("key_id", String(20), primary_key=True),
+            Column("deployment", Text, primary_key=True),
+            Column("status", Integer, primary_key=True, autoincrement=False),
+            *(Column(n, BigInteger, nullable=False) for n in _V4_COUNTS),
+            *(Column(n, Double, nullable=False) for n in _V4_FIGURES),
+            *(Column(f"lat_{i:02d}", Integer, nullable=False) for i in range(_V4_BINS)),
+            *(Column(f"ttft_{i:02d}", Integer, nullable=False) for i in range(_V4_BINS)),
+            sqlite_with_rowid=False,
+        )
+    md.create_all(conn)
+    for statement in _v4_backfill(conn.dialect.name):
+        conn.exec_driver_sql(statement)
+
+
+def _v4_backfill(dialect: str) -> list[str]:
+    """The SQL summing the ledger's rows into the minutes, the minutes into the hours, the hours into the days."""
+
+    def bins(column: str, prefix: str) -> list[str]:
+        out = []
+        for i in range(_V4_BINS):
+            low = f"{column} > {_V4_BOUNDS_MS[i - 1]}" if i else f"{column} IS NOT NULL"
+            high = f" AND {column} <= {_V4_BOUNDS_MS[i]}" if i < len(_V4_BOUNDS_MS) else ""
+            out.append(f"SUM(CASE WHEN {low}{high} THEN 1 ELSE 0 END) AS {prefix}_{i:02d}")
+        return out
+
+    minute = "CAST(created_at / 60 AS INTEGER) * 60"  # created_at >= 0: SQLite's CAST floors
+    if dialect == "postgresql":
+        minute = "CAST(floor(created_at / 60) AS BIGINT) * 60"
+    keys = f"{minute}, model, COALESCE(tenant, ''), COALESCE(key_id, ''), COALESCE(deployment, ''), status"
+    values = ", ".join((
+        "COUNT(*)", "SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END)", "SUM(prompt_tokens)", "SUM(completion_tokens)",
+        "SUM(cached_tokens)", "SUM(reasoning_tokens)", "COUNT(ttft_ms)", "COALESCE(SUM(cost_usd), 0)",
+        "SUM(latency_ms)", "MAX(latency_ms)", "COALESCE(MAX(ttft_ms), 0)",
+        *bins("latency_ms", "lat"), *bins("ttft_ms", "ttft"),
+    ))  # fmt: skip
+    sums = [*_V4_COUNTS, *_V4_FIGURES]
+    sums += [f"lat_{i:02d}" for i in range(_V4_BINS)] + [f"ttft_{i:02d}" for i in range(_V4_BINS)]
+    names = ", ".join((*_V4_KEYS, *sums))
+    again = ", ".join(f"MAX({n})" if n.endswith("_max") else f"SUM({n})" for n in sums)
+    coarser = [
+        f"INSERT INTO {into} ({names}) SELECT start / {width} * {width}, model, tenant, key_id, deployment, status, "
+        f"{again} FROM {source} GROUP BY start / {width} * {width}, model, tenant, key_id, deployment, status"
+        for into, source, width in (("usage_hour", "usage_minute", 3600), ("usage_day", "usage_hour", 86400))
+    ]
+    return [f"INSERT INTO usage_minute ({names}) SELECT {keys}, {values} FROM usage GROUP BY {keys}", *coarser]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tenants, virtual keys, usage ledger, conversations", _v1_initial),
     Migration(2, "max_parallel: requests in flight per key and per tenant", _v2_max_parallel),
     Migration(3, "responses: stored Responses API answers, per tenant", _v3_responses),
+    Migration(4, "usage rollups per minute and hour for the usage series; usage.ttft_ms", _v4_rollups),
 )
 """Every step, in order; ``version`` counts from 1 without gaps."""
 

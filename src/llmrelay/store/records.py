@@ -224,6 +224,8 @@ class UsageRecord:
     cache_hit: bool = False
     error: str | None = None
     created_at: float = 0.0
+    ttft_ms: float | None = None
+    """A stream's time to its first token (``None``: not a stream, or no token came)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id or len(self.id) > 64:
@@ -236,6 +238,10 @@ class UsageRecord:
                 raise ValueError(f"usage record {self.id}: {name} must be a non-negative integer, not {value!r}")
         if self.cost_usd is not None and not math.isfinite(self.cost_usd):
             raise ValueError(f"usage record {self.id}: cost_usd must be finite, not {self.cost_usd!r}")
+        for name in ("latency_ms", "upstream_ms", "ttft_ms"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int | float) or not 0 <= value < math.inf):
+                raise ValueError(f"usage record {self.id}: {name} must be a finite number >= 0, not {value!r}")
 
     def to_json(self) -> dict[str, Any]:
         """The record as JSON-safe data (``from_json`` reads it back)."""
@@ -260,6 +266,8 @@ class UsageQuery:
     until: float | None = None
     limit: int = 100
     offset: int = 0
+    request_id: str | None = None
+    """One request's records (give ``since`` too on a big ledger: ``request_id`` has no index)."""
 
     def __post_init__(self) -> None:
         if self.limit < 0 or self.offset < 0:

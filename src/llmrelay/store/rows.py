@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, Insert, Row, Table, select
@@ -25,16 +26,19 @@ def insert_ignore(conn: Connection, table: Table) -> Insert:
     return sqlite_insert(table).on_conflict_do_nothing()
 
 
-def bulk_insert_ignore(conn: Connection, table: str, columns: Sequence[str], rows: int) -> str:
-    """One DB-API ``INSERT`` of ``rows`` rows of ``columns`` (multi-row ``VALUES``, in
-    the driver's parameter style) that skips rows whose key exists."""
-    mark = "%s" if conn.dialect.name == "postgresql" else "?"
+@cache
+def bulk_insert_ignore(dialect: str, table: str, columns: Sequence[str], rows: int, *, returning: str = "") -> str:
+    """One DB-API ``INSERT`` of ``rows`` rows of ``columns`` (multi-row ``VALUES``, in the
+    parameter style of ``dialect``'s driver) that skips rows whose key exists, and gives back
+    the ``returning`` column of the rows it added."""
+    mark = "%s" if dialect == "postgresql" else "?"
     one = f"({', '.join([mark] * len(columns))})"
     values = ", ".join([one] * rows)
     names = ", ".join(columns)
-    if conn.dialect.name == "postgresql":
-        return f"INSERT INTO {table} ({names}) VALUES {values} ON CONFLICT DO NOTHING"
-    return f"INSERT OR IGNORE INTO {table} ({names}) VALUES {values}"
+    back = f" RETURNING {returning}" if returning else ""
+    if dialect == "postgresql":
+        return f"INSERT INTO {table} ({names}) VALUES {values} ON CONFLICT DO NOTHING{back}"
+    return f"INSERT OR IGNORE INTO {table} ({names}) VALUES {values}{back}"
 
 
 def check_changes(what: str, changes: Mapping[str, Any], allowed: frozenset[str]) -> None:

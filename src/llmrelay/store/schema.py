@@ -9,11 +9,15 @@ this module to match.
 Times are epoch seconds (double precision). JSON is kept as text, the same on
 SQLite and PostgreSQL. ``usage.day`` (``YYYY-MM-DD``, UTC) is computed when a
 record is written, so totals per day are a plain ``GROUP BY`` on both engines.
+``usage_minute``, ``usage_hour`` and ``usage_day`` are the ledger summed per minute, hour and day
+(latencies as histograms), written in the same transaction as its rows: the usage
+series read them, not the ledger (``rollup.py``).
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Double,
@@ -26,6 +30,8 @@ from sqlalchemy import (
     Table,
     Text,
 )
+
+from .histogram import BINS
 
 metadata = MetaData()
 
@@ -93,6 +99,7 @@ usage = Table(
     Column("error", Text),
     Column("created_at", Double, nullable=False),
     Column("day", String(10), nullable=False),
+    Column("ttft_ms", Double),  # version 4: streams' time to first token
     Index("ix_usage_tenant_created", "tenant", "created_at"),
     Index("ix_usage_key_created", "key_id", "created_at"),
     Index("ix_usage_model_created", "model", "created_at"),
@@ -135,3 +142,38 @@ responses = Table(  # version 3
     Column("body", Text, nullable=False),  # JSON object: the response as it was answered
     Index("ix_responses_tenant_created", "tenant", "created_at"),
 )
+
+
+ROLLUP_KEYS = ("start", "model", "tenant", "key_id", "deployment", "status")
+"""A rollup row's key: its minute's (or hour's) start in epoch seconds, and the ledger's
+columns a series can be split or filtered by (``''`` where the ledger has ``NULL``)."""
+ROLLUP_COUNTS = (
+    "requests", "errors", "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "ttft_count",
+)  # fmt: skip
+ROLLUP_TOTALS = ("cost_usd", "latency_ms_sum")
+ROLLUP_MAXES = ("latency_ms_max", "ttft_ms_max")
+LATENCY_BINS = tuple(f"lat_{i:02d}" for i in range(BINS))
+TTFT_BINS = tuple(f"ttft_{i:02d}" for i in range(BINS))
+"""Per bin of ``histogram.BOUNDS_MS``: how many requests took that long, or had their first token then."""
+
+
+def _rollup(name: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("start", BigInteger, primary_key=True, autoincrement=False),
+        Column("model", Text, primary_key=True),  # next to start: series split by model read in key order
+        Column("tenant", String(64), primary_key=True),
+        Column("key_id", String(20), primary_key=True),
+        Column("deployment", Text, primary_key=True),
+        Column("status", Integer, primary_key=True, autoincrement=False),
+        *(Column(n, BigInteger, nullable=False) for n in ROLLUP_COUNTS),
+        *(Column(n, Double, nullable=False) for n in (*ROLLUP_TOTALS, *ROLLUP_MAXES)),
+        *(Column(n, Integer, nullable=False) for n in (*LATENCY_BINS, *TTFT_BINS)),
+        sqlite_with_rowid=False,  # rows kept in key order: a range of starts is one read, no lookups
+    )
+
+
+usage_minute = _rollup("usage_minute")  # version 4: the ledger summed per minute, written with it
+usage_hour = _rollup("usage_hour")  # version 4: ... per hour
+usage_day = _rollup("usage_day")  # version 4: ... per UTC day

@@ -1,21 +1,19 @@
-"""Usage time series: the ledger summed per time bucket and per series, in one SQL query.
+"""Usage time series: the ledger's rollups summed per time bucket and per series, in one SQL query.
 
-Every figure is computed by the database, percentiles included, in one statement
-per series query. Percentiles are *nearest rank*: the p-th percentile of n
-latencies is the ``ceil(p * n)``-th smallest, an observed value, so SQLite and
-PostgreSQL give the same number for the same rows:
+The series read the rollup of their bucket's width (per minute, hour or day), which
+the ledger writes with its rows (``rollup.py``), never the ledger itself: a chart's
+cost grows with its buckets and series, not with the requests in its range, and the
+rows group by their start in the order they are stored. A bucket is always counted whole (the first and the last too,
+whatever ``since`` and ``until`` say inside them).
 
-- PostgreSQL: ``percentile_disc(p) WITHIN GROUP (ORDER BY latency_ms)`` (its
-  definition is exactly that rank);
-- SQLite, which has no percentile function: ``ROW_NUMBER()`` and ``COUNT(*)`` over
-  the rows of each (bucket, series) ordered by latency, then per group the least
-  latency whose row number ``rn`` has ``rn * 100 >= P * n`` (integer arithmetic:
-  no rounding to differ).
+Latency and time-to-first-token percentiles come from the rollups' histograms
+(``histogram.py``): the nearest-rank percentile's bin, interpolated inside it, so the
+exact value lies in the same bin as the answer. The database sums the bins; the
+percentile of the sums is read here, the same on SQLite and PostgreSQL.
 
 A ``split`` keeps the ``top`` values with the most requests in the range (ties by
-value, NULL last, in byte order on both engines) and sums the others as one
-``other`` series, percentiles included: the top values are a CTE the rows are
-joined to, so "other" is ranked over its own rows, not merged from per-value figures.
+value, the ledger's ``NULL`` last, in byte order on both engines) and sums the others
+as one ``other`` series: the top values are a CTE the rollup rows are joined to.
 """
 
 from __future__ import annotations
@@ -25,40 +23,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    ColumnElement,
-    FromClause,
-    Integer,
-    Row,
-    Select,
-    case,
-    cast,
-    func,
-    literal_column,
-    or_,
-    select,
-)
+from sqlalchemy import BigInteger, ColumnElement, Row, Select, cast, func, literal_column, select
 
-from .ledger import conditions
-from .records import BUCKETS, SeriesQuery, UsageQuery
-from .schema import usage
+from .histogram import BINS, percentiles
+from .records import BUCKETS, SeriesQuery
+from .schema import LATENCY_BINS, ROLLUP_COUNTS, TTFT_BINS, usage_day, usage_hour, usage_minute
 
-SPLIT_COLUMNS: dict[str, Any] = {
-    "model": usage.c.model,
-    "tenant": usage.c.tenant,
-    "key": usage.c.key_id,
-    "deployment": usage.c.deployment,
-    "status": usage.c.status,
-}
-"""split name -> the ledger column whose values make the series."""
+SPLIT_COLUMNS: dict[str, str] = {
+    "model": "model", "tenant": "tenant", "key": "key_id", "deployment": "deployment", "status": "status",
+}  # fmt: skip
+"""split name -> the rollup column whose values make the series."""
 
 PERCENTILES = (50, 95)
+SUMS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd")
 METRICS = (
-    "requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd", "latency_ms_p50", "latency_ms_p95",
+    *SUMS, *(f"latency_ms_p{p}" for p in PERCENTILES), *(f"ttft_ms_p{p}" for p in PERCENTILES),
 )  # fmt: skip
-"""What each series holds, one number per bucket."""
-_FLOATS = frozenset(("cost_usd", *(f"latency_ms_p{p}" for p in PERCENTILES)))
+"""What each series holds, one number per bucket. ``ttft_ms_*``: over the streams that had a first token."""
+_PERCENTILE_METRICS = METRICS[len(SUMS) :]
+_MAXIMA = ("latency_ms_max", "ttft_ms_max")
 
 ALL = "all"
 """The name of the one series of a query without ``split``."""
@@ -104,140 +87,112 @@ def iso(ts: int) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _bucket(dialect: str, width: int) -> ColumnElement[int]:
-    """The bucket number of a row: ``floor(created_at / width)`` (``created_at`` >= 0, so
-    SQLite's truncating ``CAST`` floors; PostgreSQL's would round)."""
-    if dialect == "postgresql":
-        return cast(func.floor(usage.c.created_at / literal_column(str(width))), BigInteger)
-    return cast(usage.c.created_at / literal_column(str(width)), Integer)
+_TABLES = {"minute": usage_minute, "hour": usage_hour, "day": usage_day}
+"""The rollup each bucket reads: its rows are the buckets, so rows group by their start as they are stored."""
 
 
 def series_statement(query: SeriesQuery, dialect: str) -> Select[Any]:
     """The one statement for ``query`` in ``dialect`` (``sqlite`` or ``postgresql``): a row per
-    (bucket ``b``, series number ``k``) that has records, with the series' ``name`` and the metrics.
-    ``k`` is the split value's rank by requests (1 is the most), ``top + 1`` for ``other``, 0 without split."""
-    filters = UsageQuery(
-        tenant=query.tenant, key_id=query.key_id, model=query.model, since=query.since, until=query.until
-    )
-    where = conditions(filters)
-    column = SPLIT_COLUMNS[query.split] if query.split else None
-    base = (
+    (bucket ``b``, series number ``k``) that has requests, with the series' ``name`` (``''`` for
+    the ledger's ``NULL``), the sums and the histograms' bins summed. ``k`` is the split value's
+    rank by requests (1 is the most), ``top + 1`` for ``other``, 0 without split."""
+    table = _TABLES[query.bucket]
+    t = table.c
+    width = BUCKETS[query.bucket]
+    first = query.first_bucket * width
+    where = [t.start >= first, t.start < first + query.buckets * width]
+    for name, value in (("tenant", query.tenant), ("key_id", query.key_id), ("model", query.model)):
+        if value is not None:
+            where.append(t[name] == value)
+    figures = (*ROLLUP_COUNTS, "cost_usd", *LATENCY_BINS, *TTFT_BINS)
+    maxima = _MAXIMA
+    if not query.split:
+        return (
+            select(
+                t.start.label("b"), literal_column("0").label("k"), literal_column("NULL").label("name"),
+                *(_sum(t[n]) for n in figures), *(func.max(t[n]).label(n) for n in maxima),
+            )
+            .where(*where)
+            .group_by(t.start)
+        )  # fmt: skip
+    column = t[SPLIT_COLUMNS[query.split]]
+    # first per (bucket, value), once (materialized), in the rollup's key order where the split
+    # is its next column (model): the wide rows are summed as they are read. The top values are
+    # ranked from those few sums, which are then joined to them and summed again per series
+    per_value = (
         select(
-            _bucket(dialect, BUCKETS[query.bucket]).label("b"),
-            *([column.label("s")] if column is not None else []),
-            usage.c.status,
-            usage.c.prompt_tokens,
-            usage.c.completion_tokens,
-            usage.c.cost_usd,
-            usage.c.latency_ms,
+            t.start.label("b"), column.label("s"),
+            *(_sum(t[n]) for n in figures), *(func.max(t[n]).label(n) for n in maxima),
         )
         .where(*where)
-        .subquery("base")
+        .group_by(t.start, column)
+        .cte("per_value")
+        .prefix_with("MATERIALIZED")
+    )  # fmt: skip
+    v = per_value.c
+    if query.split == "status":
+        order: tuple[Any, ...] = (func.sum(v.requests).desc(), v.s)
+    else:  # the ledger's NULL ('' here) last, the others in byte order
+        order = (func.sum(v.requests).desc(), v.s == "", v.s.collate("C") if dialect == "postgresql" else v.s)
+    top = (
+        select(v.s, func.row_number().over(order_by=order).label("rank"))
+        .group_by(v.s)
+        .order_by(*order)
+        .limit(query.top)
+        .cte("top")
     )
-    if column is not None:
-        # read from the table, not from base: the (column, created_at) index answers it without a sort
-        in_bytes = column.collate("C") if dialect == "postgresql" and query.split != "status" else column
-        order = (func.count().desc(), column.is_(None), in_bytes)
-        top = (
-            select(column.label("s"), func.row_number().over(order_by=order).label("rank"))
-            .where(*where)
-            .group_by(column)
-            .order_by(*order)
-            .limit(query.top)
-            .cte("top")
-        )
-        rows: FromClause = base.outerjoin(top, base.c.s.is_not_distinct_from(top.c.s))
-        k: ColumnElement[Any] = func.coalesce(top.c.rank, literal_column(str(query.top + 1)))
-        name: ColumnElement[Any] = top.c.s
-    else:
-        rows, k, name = base, literal_column("0"), literal_column("NULL")
-    if dialect == "postgresql":
-        ranks = [
-            func.percentile_disc(p / 100).within_group(base.c.latency_ms).label(f"latency_ms_p{p}") for p in PERCENTILES
-        ]
-        return (
-            select(base.c.b, k.label("k"), name.label("name"), *_sums(base.c), *ranks)
-            .select_from(rows)
-            .group_by(base.c.b, *((k, name) if column is not None else ()))
-        )
-    # SQLite: one sort. Each (bucket, series) partition ordered by latency gives every row its
-    # rank rn, the partition's size n and running sums; only the rows at the percentiles' ranks
-    # and the last row (whose running sums are the totals) go on to the GROUP BY
-    part = (base.c.b, k)
-    latency = base.c.latency_ms
-    ranked = (
-        select(
-            base.c.b,
-            k.label("k"),
-            name.label("name"),
-            base.c.latency_ms,
-            func.row_number().over(partition_by=part, order_by=latency, rows=(None, 0)).label("rn"),
-            func.count().over(partition_by=part, order_by=latency, rows=(None, None)).label("n"),
-            *(
-                total.over(partition_by=part, order_by=latency, rows=(None, 0)).label(label)
-                for label, total in _running(base.c)
-            ),
-        )
-        .select_from(rows)
-        .subquery("ranked")
-    )
-    r = ranked.c
-    at_rank = {p: (r.rn * 100 >= p * r.n) & ((r.rn - 1) * 100 < p * r.n) for p in PERCENTILES}
-    last = r.rn == r.n
+    k: ColumnElement[Any] = func.coalesce(top.c.rank, literal_column(str(query.top + 1))).label("k")
     return (
         select(
-            r.b,
-            r.k,
-            r.name,
-            *(func.max(case((last, r[label]))).label(label) for label, _ in _running(base.c)),
-            *(func.max(case((at_rank[p], r.latency_ms))).label(f"latency_ms_p{p}") for p in PERCENTILES),
+            v.b, k, top.c.s.label("name"),
+            *(_sum(v[n]) for n in figures), *(func.max(v[n]).label(n) for n in maxima),
         )
-        .where(or_(last, *at_rank.values()))
-        .group_by(r.b, *((r.k, r.name) if column is not None else ()))
-    )
+        .select_from(per_value.outerjoin(top, v.s == top.c.s))
+        .group_by(v.b, k, top.c.s)
+    )  # fmt: skip
 
 
-def _running(c: Any) -> list[tuple[str, Any]]:
-    """The additive metrics as window aggregates (their value on a partition's last row is its total)."""
-    return [
-        ("requests", func.count()),
-        ("errors", func.sum(case((c.status >= 400, 1), else_=0))),
-        ("prompt_tokens", func.sum(c.prompt_tokens)),
-        ("completion_tokens", func.sum(c.completion_tokens)),
-        ("cost_usd", func.total(c.cost_usd)),
-    ]
-
-
-def _sums(c: Any) -> list[ColumnElement[Any]]:
-    """The additive metrics over the rows whose columns are ``c``."""
-    return [
-        func.count().label("requests"),
-        func.coalesce(func.sum(case((c.status >= 400, 1), else_=0)), 0).label("errors"),
-        func.coalesce(func.sum(c.prompt_tokens), 0).label("prompt_tokens"),
-        func.coalesce(func.sum(c.completion_tokens), 0).label("completion_tokens"),
-        func.coalesce(func.sum(c.cost_usd), 0.0).label("cost_usd"),
-    ]
+def _sum(column: Any) -> ColumnElement[Any]:
+    """The sum of a rollup column, a whole number on both engines where it counts (PostgreSQL
+    sums ``BIGINT`` as ``NUMERIC``, which Python reads as ``Decimal``)."""
+    total = func.sum(column)
+    return (total if column.name == "cost_usd" else cast(total, BigInteger)).label(column.name)
 
 
 def series_result(query: SeriesQuery, rows: Sequence[Row[Any]]) -> UsageSeries:
-    """The statement's rows as series over every bucket, the empty ones zeros."""
+    """The statement's rows as series over every bucket, the empty ones zeros, the
+    percentiles read from the summed bins."""
     width, first, count = BUCKETS[query.bucket], query.first_bucket, query.buckets
     found: dict[int, Series] = {}
+    if rows:
+        names = list(rows[0]._fields)
+        at = {name: names.index(name) for name in (*SUMS, "b", "k", "name", "ttft_count", *_MAXIMA)}
+        lat, ttft = names.index(LATENCY_BINS[0]), names.index(TTFT_BINS[0])
     for row in rows:
-        v = row._mapping
-        k = int(v["k"])
+        k = int(row[at["k"]])
         series = found.get(k)
         if series is None:
             other = bool(query.split) and k > query.top
-            named = ALL if not query.split else OTHER if other else v["name"]
+            named = ALL if not query.split else OTHER if other else _name(row[at["name"]])
             series = found[k] = Series(named, other, {m: [0] * count for m in METRICS})
-        i = int(v["b"]) - first
-        for metric in METRICS:
-            series.values[metric][i] = float(v[metric]) if metric in _FLOATS else int(v[metric])
+        i = int(row[at["b"]]) // width - first
+        values = series.values
+        for metric in SUMS:
+            values[metric][i] = float(row[at[metric]]) if metric == "cost_usd" else int(row[at[metric]])
+        got = percentiles(row[lat : lat + BINS], PERCENTILES, row[at["latency_ms_max"]])
+        if row[at["ttft_count"]]:
+            got += percentiles(row[ttft : ttft + BINS], PERCENTILES, row[at["ttft_ms_max"]])
+        for metric, value in zip(_PERCENTILE_METRICS, got, strict=False):  # no first token: zeros
+            values[metric][i] = value
     if not found and not query.split:
         found[0] = Series(ALL, False, {m: [0] * count for m in METRICS})
     starts = [(first + i) * width for i in range(count)]
     return UsageSeries(query, starts, [found[k] for k in sorted(found)])
+
+
+def _name(value: Any) -> str | int | None:
+    """A split value as the ledger has it (the rollups keep its ``NULL`` as ``''``)."""
+    return None if value == "" else value
 
 
 __all__ = ["ALL", "METRICS", "OTHER", "SPLIT_COLUMNS", "Series", "UsageSeries", "series_result", "series_statement"]

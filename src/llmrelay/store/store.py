@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, text, u
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import _json
+from . import rollup
 from .engine import db_reason, is_memory, make_engine, redact, write_transaction
 from .ledger import COLUMNS as USAGE_COLUMNS
 from .ledger import check_group_by, records_statement, totals_rows, totals_statement, usage_params, usage_record
@@ -224,8 +225,12 @@ class Store:
 
     def key_by_secret(self, secret: str) -> ApiKey | None:
         """The key whose secret this is, revoked and expired ones included (see ``ApiKey.usable``)."""
+        return self.key_by_hash(hash_secret(secret))
+
+    def key_by_hash(self, secret_hash: str) -> ApiKey | None:
+        """The key whose secret hashes (``hash_secret``) to ``secret_hash``, as ``key_by_secret``."""
         with self._read() as conn:
-            row = conn.execute(select(api_keys).where(api_keys.c.secret_hash == hash_secret(secret))).first()
+            row = conn.execute(select(api_keys).where(api_keys.c.secret_hash == secret_hash)).first()
         return None if row is None else key_from_row(row)
 
     def has_keys(self) -> bool:
@@ -290,31 +295,31 @@ class Store:
     # ------------------------------------------------------------ usage ledger
 
     def add_usage(self, records: Sequence[UsageRecord]) -> int:
-        """Write ``records`` in one transaction; a record whose id is already
-        stored is skipped. Returns how many rows were added."""
+        """Write ``records`` in one transaction, and their sums to the per-minute and per-hour
+        rollups (``rollup.py``); a record whose id is already stored is skipped (and not summed
+        again). Returns how many rows were added."""
         params = usage_params(records, self._clock())
         if not params:
             return 0
         with self._write() as conn:
-            # straight to the driver, in multi-row INSERTs of a fixed size (one prepared
-            # statement, reused) and the rest one row at a time: the database works in few
-            # long steps without the GIL, not one per row
-            full = len(params) - len(params) % _ROWS_PER_INSERT
+            # straight to the driver, in multi-row INSERTs of at most a fixed size (prepared
+            # once per size, reused): the database works in few long steps without the GIL,
+            # not one per row; RETURNING names the rows added, the ones the rollups sum
+            dialect = conn.dialect.name
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            added = 0
             try:
-                if full:
-                    many = bulk_insert_ignore(conn, usage.name, USAGE_COLUMNS, _ROWS_PER_INSERT)
-                    for start in range(0, full, _ROWS_PER_INSERT):
-                        chunk = params[start : start + _ROWS_PER_INSERT]
-                        cursor.execute(many, [value for row in chunk for value in row])
-                        added += max(int(cursor.rowcount), 0)
-                if full < len(params):
-                    cursor.executemany(bulk_insert_ignore(conn, usage.name, USAGE_COLUMNS, 1), params[full:])
-                    added += max(int(cursor.rowcount), 0)
+                added: set[str] = set()
+                for start in range(0, len(params), _ROWS_PER_INSERT):
+                    chunk = params[start : start + _ROWS_PER_INSERT]
+                    cursor.execute(
+                        bulk_insert_ignore(dialect, usage.name, USAGE_COLUMNS, len(chunk), returning="id"),
+                        [value for row in chunk for value in row],
+                    )
+                    added.update(row[0] for row in cursor.fetchall())
+                rollup.write(cursor, dialect, [row for row in params if row[0] in added])
             finally:
                 cursor.close()
-            return added
+            return len(added)
 
     def usage(self, query: UsageQuery) -> list[UsageRecord]:
         """The records ``query`` matches, newest first, ``query.limit`` from ``query.offset``."""

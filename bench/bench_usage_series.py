@@ -130,7 +130,8 @@ def main() -> None:
         if args.keep is None or not path.exists():
             took, summing = fill(path, args.rows)
             print(
-                f"wrote {args.rows:,} rows in batches of {BATCH} in {took:.1f} s ({took / args.rows * 1e6:.1f} us a row, "
+                f"wrote {args.rows:,} rows in batches of {BATCH} in {took:.1f} s "
+                f"({took / args.rows * 1e6:.1f} us a row, "
                 f"{summing / took:.0%} of it summing the rollups; {path.stat().st_size / 2**20:.0f} MiB)"
             )
         store = Store.open(f"sqlite:///{path}")

@@ -70,9 +70,12 @@ async def serve(app: Gateway) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
 
 
-async def served_gateway(extra: Sequence[ModelGroup] = ()) -> AsyncIterator[Served]:
+async def served_gateway(
+    extra: Sequence[ModelGroup] = (), routing: RoutingSettings | None = None
+) -> AsyncIterator[Served]:
     """A gateway with groups ``smart`` (OpenAI) and ``claude`` (Anthropic) over two fake
-    upstreams, and the ``extra`` groups (whose deployments name those providers)."""
+    upstreams, and the ``extra`` groups (whose deployments name those providers); no retries
+    and no cooldowns unless ``routing`` says otherwise."""
     async with FakeServer() as upstream, FakeServer() as anthropic:
         env = {
             "OPENAI_API_KEY": "sk-upstream-key-123456", "OPENAI_BASE_URL": upstream.url + "/v1",
@@ -83,7 +86,7 @@ async def served_gateway(extra: Sequence[ModelGroup] = ()) -> AsyncIterator[Serv
             ModelGroup("claude", ["anthropic/claude-sonnet-4-5"]),
             *extra,
         ]
-        routing = RoutingSettings(retries=0, cooldowns=False)
+        routing = routing or RoutingSettings(retries=0, cooldowns=False)
         client = AsyncClient(env=env, models=groups, routing=routing)
         client.settings.models.update({g.name: g for g in groups})  # listed by /v1/models
         folder = Path(tempfile.mkdtemp(prefix="llmrelay-gw-"))

@@ -115,6 +115,8 @@ def _cases() -> st.SearchStrategy[Any]:
     strategies = []
     for result in SCHEMA.get_all_operations():
         operation = result.ok()
+        if operation.path == "/admin/deployments/{deployment}/health":
+            continue  # taking the deployments out would make the model routes' 503s expected
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             strategies.append(operation.as_strategy(generation_mode=mode))
     return st.one_of(strategies)

@@ -232,6 +232,8 @@ class ServerEntry(_Strict):
     max_body_mb: float = Field(default=16.0, gt=0)
     write_timeout_s: float = Field(default=30.0, gt=0, allow_inf_nan=False)
     max_header_kb: int = Field(default=64, gt=0)
+    dashboard: bool = True
+    """Serve the dashboard at ``/ui`` (the admin API serves its data either way)."""
 
 
 class ConfigFile(_Strict):

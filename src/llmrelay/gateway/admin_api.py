@@ -100,7 +100,7 @@ def key_json(key: ApiKey) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _operator(caller: Caller) -> None:
+def operator_only(caller: Caller) -> None:
     if not caller.admin:
         raise HTTPError(403, "this needs the master key", code="admin_only")
 
@@ -118,7 +118,7 @@ def own_tenant(caller: Caller, asked: str | None) -> str | None:
 
 
 async def create_tenant(gw: Gateway, ex: Exchange) -> None:
-    _operator(ex.caller)
+    operator_only(ex.caller)
     body = _parse(TenantBody, await gw.json_request(ex))
     try:
         made = Tenant(
@@ -132,13 +132,13 @@ async def create_tenant(gw: Gateway, ex: Exchange) -> None:
 
 
 async def list_tenants(gw: Gateway, ex: Exchange) -> None:
-    _operator(ex.caller)
+    operator_only(ex.caller)
     tenants = await store_call(gw.store_().list_tenants)
     await ex.reply(200, {"object": "list", "data": [tenant_json(t) for t in tenants]})
 
 
 async def get_tenant(gw: Gateway, ex: Exchange) -> None:
-    _operator(ex.caller)
+    operator_only(ex.caller)
     tenant_id = ex.params["tenant_id"]
     tenant = await store_call(gw.store_().get_tenant, tenant_id)
     if tenant is None:
@@ -147,7 +147,7 @@ async def get_tenant(gw: Gateway, ex: Exchange) -> None:
 
 
 async def update_tenant(gw: Gateway, ex: Exchange) -> None:
-    _operator(ex.caller)
+    operator_only(ex.caller)
     tenant_id = ex.params["tenant_id"]
     store = gw.store_()
     patch = _parse(TenantPatch, await gw.json_request(ex))
@@ -163,7 +163,7 @@ async def update_tenant(gw: Gateway, ex: Exchange) -> None:
 
 
 async def create_key(gw: Gateway, ex: Exchange) -> None:
-    _operator(ex.caller)
+    operator_only(ex.caller)
     body = _parse(KeyBody, await gw.json_request(ex))
     if body.expires_at is not None and body.expires_in_s is not None:
         raise HTTPError(400, "give 'expires_at' or 'expires_in_s', not both", param="expires_in_s")
@@ -194,7 +194,7 @@ async def get_key(gw: Gateway, ex: Exchange) -> None:
 
 
 async def update_key(gw: Gateway, ex: Exchange) -> None:
-    _operator(ex.caller)
+    operator_only(ex.caller)
     patch = _parse(KeyPatch, await gw.json_request(ex))
     changes = patch.model_dump(exclude_unset=True)
     if "models" in changes:
@@ -206,12 +206,12 @@ async def update_key(gw: Gateway, ex: Exchange) -> None:
 
 
 async def revoke_key(gw: Gateway, ex: Exchange) -> None:
-    _operator(ex.caller)
+    operator_only(ex.caller)
     await _changed(gw, ex, await store_call(gw.store_().revoke_key, ex.params["key_id"]))
 
 
 async def rotate_key(gw: Gateway, ex: Exchange) -> None:
-    _operator(ex.caller)
+    operator_only(ex.caller)
     key, secret = await store_call(gw.store_().rotate_key, ex.params["key_id"])
     await _changed(gw, ex, key, secret)
 
@@ -228,7 +228,7 @@ async def _changed(gw: Gateway, ex: Exchange, key: ApiKey, secret: str | None = 
 async def usage(gw: Gateway, ex: Exchange) -> None:
     """``GET /admin/usage?tenant=&key_id=&model=&since=&until=&limit=&offset=&group_by=tenant,key,model,day``."""
     query = ex.query
-    refuse_unknown(query, _USAGE_PARAMS)
+    refuse_unknown(query, USAGE_PARAMS)
     group_by = [g for g in query.get("group_by", "").split(",") if g]
     for g in group_by:
         if g not in _GROUPS:
@@ -237,6 +237,7 @@ async def usage(gw: Gateway, ex: Exchange) -> None:
         tenant=own_tenant(ex.caller, query.get("tenant")), key_id=query.get("key_id"), model=query.get("model"),
         since=query_number(query, "since"), until=query_number(query, "until"),
         limit=int(query_number(query, "limit", 100, 1, 1000)), offset=int(query_number(query, "offset", 0, 0, 1e12)),
+        request_id=query.get("request_id"),
     )  # fmt: skip
     store = gw.store_()
     rows = await store_call(store.usage, asked)
@@ -246,7 +247,7 @@ async def usage(gw: Gateway, ex: Exchange) -> None:
     await ex.reply(200, payload)
 
 
-_USAGE_PARAMS = frozenset(("tenant", "key_id", "model", "since", "until", "limit", "offset", "group_by"))
+USAGE_PARAMS = frozenset(("tenant", "key_id", "model", "since", "until", "limit", "offset", "group_by", "request_id"))
 
 
 def printable(value: str) -> str:
@@ -278,7 +279,23 @@ def query_number(
 
 
 __all__ = [
-    "create_key", "create_tenant", "get_key", "get_tenant", "key_json", "list_keys", "list_tenants", "own_tenant",
-    "printable", "query_number", "refuse_unknown", "revoke_key", "rotate_key", "tenant_json", "update_key",
-    "update_tenant", "usage",
+    "USAGE_PARAMS",
+    "create_key",
+    "create_tenant",
+    "get_key",
+    "get_tenant",
+    "key_json",
+    "list_keys",
+    "list_tenants",
+    "operator_only",
+    "own_tenant",
+    "printable",
+    "query_number",
+    "refuse_unknown",
+    "revoke_key",
+    "rotate_key",
+    "tenant_json",
+    "update_key",
+    "update_tenant",
+    "usage",
 ]  # fmt: skip

@@ -59,6 +59,7 @@ from .server import ServerLimits
 from .spool import Spool
 from .table import route_table
 from .tenancy import Authenticator, Caller
+from .ui_sessions import Sessions
 
 log = logging.getLogger("llmrelay.gateway")
 MAX_BODY = 16 * 1024 * 1024
@@ -86,6 +87,7 @@ class Gateway:
         configured_only: bool | None = None,
         spool: Spool | None = None,
         server_limits: ServerLimits | None = None,
+        dashboard: bool = True,
     ) -> None:
         """``store`` keeps keys, tenants, the ledger and conversations (``None``: none of them);
         ``ledger_queue`` defaults to one in memory. ``access_log`` receives one dict per
@@ -97,6 +99,7 @@ class Gateway:
         (default: when the client's settings come from a config file). ``spool``: where
         usage records go when the ledger's queue cannot take them (ledger.py).
         ``server_limits``: the HTTP server's timeouts and connection cap (server.py).
+        ``dashboard``: serve the page at ``/ui``, and take its sessions' cookies (dashboard.py).
         The gateway closes ``client`` and ``store``."""
         check_access(master_key, open_access)
         self.client = client
@@ -105,6 +108,8 @@ class Gateway:
         self._access_log = access_log
         self.max_body = max_body
         self.auth = Authenticator(store, master_key)
+        if dashboard:
+            self.auth.sessions = Sessions(client.state)  # the dashboard's (dashboard.py)
         self.admission = Admission(client.state, store)
         self.prices = PriceBook(client)
         self.ledger = Ledger(store, ledger_queue or MemoryQueue(), spool=spool) if store is not None else None
@@ -121,7 +126,7 @@ class Gateway:
         groups = list(settings.models)
         self.metrics = Metrics(groups, [d.id for g in settings.models.values() for d in g.members])
         client.add_hook(self.metrics.attempt)
-        self.routes = route_table()
+        self.routes = route_table(dashboard=dashboard)
 
     @property
     def open(self) -> bool:

@@ -57,6 +57,7 @@ def create_app() -> Gateway:
         spool=spool,
         server_limits=server_limits(client),
         max_body=max_body(client),
+        dashboard=settings.file.server.dashboard if settings.file is not None else True,
     )
 
 

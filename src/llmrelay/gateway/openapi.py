@@ -250,7 +250,7 @@ _SCHEMAS: dict[str, Any] = {}
 _USAGE_QUERY = (
     ("tenant", _STR), ("key_id", _STR), ("model", _STR), ("since", _NUM), ("until", _NUM),
     ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}), ("offset", {"type": "integer", "minimum": 0}),
-    ("group_by", _STR),
+    ("group_by", _STR), ("request_id", _STR),
 )  # fmt: skip
 
 _SERIES_QUERY = (
@@ -258,6 +258,15 @@ _SERIES_QUERY = (
     ("split", {"enum": ["model", "tenant", "key", "deployment", "status"]}),
     ("top", {"type": "integer", "minimum": 1, "maximum": 50}), ("tenant", _STR), ("key_id", _STR), ("model", _STR),
 )  # fmt: skip
+
+
+_HEALTH_BODY = {
+    "type": "object", "required": ["healthy"], "additionalProperties": False,
+    "properties": {"healthy": {"type": ["boolean", "null"]}},
+}  # fmt: skip
+_SIGN_IN_BODY = {
+    "type": "object", "additionalProperties": False, "properties": {"key": {"type": "string", "maxLength": 256}},
+}  # fmt: skip
 
 
 def _admin_paths() -> dict[str, Any]:
@@ -312,6 +321,18 @@ def _admin_paths() -> dict[str, Any]:
         "/admin/usage": _get("The usage ledger with totals (a virtual key sees its tenant's)", _USAGE_QUERY),
         "/admin/usage/series": _get("The usage ledger per time bucket and series, for charts (a virtual key sees "
                                     "its tenant's)", _SERIES_QUERY),
+        "/admin/usage.csv": _get("The usage ledger's records as CSV (up to 10,000; a virtual key sees its tenant's)",
+                                 tuple(q for q in _USAGE_QUERY if q[0] != "group_by")),
+        "/admin/deployments": _get("Every configured deployment's health as the router sees it (master key)"),
+        "/admin/deployments/{deployment}/health": {
+            "put": _op("Override a deployment's health (master key): true, false, or null to clear",
+                       path=("deployment",), body=_HEALTH_BODY),
+        },
+        "/ui/session": {
+            "post": _op("Sign the dashboard in: a session cookie for this key", body=_SIGN_IN_BODY),
+            "get": _op("Who the dashboard session is, and its CSRF token"),
+            "delete": _op("Sign the dashboard out (needs the session's CSRF token)"),
+        },
     }  # fmt: skip
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from .. import errors
 from . import admin_api, admin_series, conversations, gemini_api, responses_api
+from . import dashboard as dashboard_api
 from .anthropic_api import ANTHROPIC, count_tokens, messages
 from .exchange import Exchange
 from .http import Send
@@ -53,7 +54,8 @@ async def _ready(gw: Gateway, ex: Exchange) -> None:
     await ex.reply(200 if detail["status"] == "ready" else 503, detail)
 
 
-def route_table() -> RouteTable:
+def route_table(*, dashboard: bool = True) -> RouteTable:
+    """Every route the gateway serves (the dashboard's page and sessions only with ``dashboard``)."""
     routes = RouteTable()
     routes.add("POST", "/v1/chat/completions", chat_completions, metered=True)
     routes.add("POST", "/v1/completions", completions, metered=True)
@@ -82,6 +84,11 @@ def route_table() -> RouteTable:
     routes.add("GET", "/admin/usage", admin_api.usage)
     routes.add("GET", "/admin/usage/series", admin_series.usage_series)
     gemini_api.add_routes(routes)
+    routes.add("GET", "/admin/deployments", dashboard_api.deployments)
+    routes.add("PUT", "/admin/deployments/{deployment:path}/health", dashboard_api.set_deployment_health)
+    routes.add("GET", "/admin/usage.csv", dashboard_api.usage_csv)
+    if dashboard:
+        dashboard_api.add_page_routes(routes)
     routes.add("GET", "/health/live", _live, auth=False)
     routes.add("GET", "/health/ready", _ready, auth=False)
     routes.add("GET", "/metrics", _metrics, auth=False)

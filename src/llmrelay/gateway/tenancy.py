@@ -27,6 +27,7 @@ from ..store.records import ApiKey, Tenant, hash_secret
 from ..store.store import Store
 from .http import HTTPError, Scope, header
 from .storage import store_call
+from .ui_sessions import Sessions, check_csrf, session_id
 
 KEY_CACHE_S = 5.0
 _MAX_CACHED = 10_000
@@ -108,40 +109,67 @@ class Authenticator:
         self._cache_s = cache_s
         self._keys: OrderedDict[str, tuple[float, ApiKey | None, Tenant | None]] = OrderedDict()
         self._any_key: tuple[float, bool] = (0.0, False)  # open mode: (until, the store holds a usable key)
+        self.sessions: Sessions | None = None
+        """The dashboard's sessions, when it is served (their cookie then stands for a key)."""
 
     @property
     def open(self) -> bool:
         return self._master is None
 
     async def caller(self, scope: Scope) -> Caller:
-        """The caller of a request; 401 for a missing, unknown, revoked or expired key."""
+        """The caller of a request; 401 for a missing, unknown, revoked or expired key. A request
+        without a key may carry a dashboard session's cookie (``ui_sessions.py``) instead."""
         secret = presented_key(scope)
+        if secret is None and self.sessions is not None:
+            sid = session_id(scope)
+            if sid is not None:
+                return await self._session_caller(scope, sid)
+        return await self.caller_for(secret)
+
+    async def caller_for(self, secret: str | None) -> Caller:
+        """The caller a key makes (``None``: no key); 401 as for ``caller``."""
         if secret is None:
             if self._master is None:
                 return await self._open_operator(_MISSING)
             raise HTTPError(401, _MISSING, code="missing_api_key")
         if self._master is not None and hmac.compare_digest(secret.encode(), self._master):
             return OPERATOR
-        key, tenant = await self._lookup(secret)
+        key, tenant = await self._lookup(hash_secret(secret))
         if key is None:
             if self._master is None and not secret.startswith("sk-relay-"):
                 # open mode: SDKs insist on sending some key; only a virtual key means a tenant
                 return await self._open_operator("invalid API key")
             raise HTTPError(401, "invalid API key", code="invalid_api_key")
+        return self._usable(key, tenant)
+
+    async def _session_caller(self, scope: Scope, sid: str) -> Caller:
+        assert self.sessions is not None
+        session = await self.sessions.find(sid)
+        if session is None:
+            raise HTTPError(401, "the dashboard session has ended: sign in again", code="session_ended")
+        check_csrf(scope, session)
+        if session.admin:
+            return OPERATOR if self._master is not None else await self._open_operator(_MISSING)
+        key, tenant = await self._lookup(session.key_hash or "")
+        if key is None:  # rotated (its secret is another now) or deleted
+            raise HTTPError(401, "the key this session signed in with is no longer valid", code="session_ended")
+        return self._usable(key, tenant)
+
+    @staticmethod
+    def _usable(key: ApiKey, tenant: Tenant | None) -> Caller:
         reason = key.usable(time.time())
         if reason is not None:
             raise HTTPError(401, f"this API key is {reason} (key id {key.id})", code=f"{reason}_api_key")
         return Caller(admin=False, key=key, tenant=tenant)
 
-    async def _lookup(self, secret: str) -> tuple[ApiKey | None, Tenant | None]:
+    async def _lookup(self, digest: str) -> tuple[ApiKey | None, Tenant | None]:
         if self.store is None:
             return None, None
-        digest = hash_secret(secret)
         now = time.monotonic()
         hit = self._keys.get(digest)
         if hit is not None and hit[0] > now:
             return hit[1], hit[2]
-        key, tenant = await store_call(self._read, digest, secret)
+        key, tenant = await store_call(self._read, digest)
         self._keys[digest] = (now + self._cache_s, key, tenant)
         self._keys.move_to_end(digest)
         while len(self._keys) > _MAX_CACHED:
@@ -161,9 +189,9 @@ class Authenticator:
             )
         return OPERATOR
 
-    def _read(self, digest: str, secret: str) -> tuple[ApiKey | None, Tenant | None]:
+    def _read(self, digest: str) -> tuple[ApiKey | None, Tenant | None]:
         assert self.store is not None
-        key = self.store.key_by_secret(secret)
+        key = self.store.key_by_hash(digest)
         return key, (self.store.get_tenant(key.tenant) if key is not None else None)
 
     def forget(self, key_id: str | None = None, tenant: str | None = None) -> None:

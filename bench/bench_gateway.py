@@ -1,6 +1,6 @@
 """The gateway (``llmrelay serve``, one worker) under wrk, against nginx in the same run.
 
-    python bench/bench_gateway.py [--duration 5] [--runs 4] [--compare SRC] [--floor PATH | --no-floor]
+    python bench/bench_gateway.py [--duration 5] [--runs 4] [--compare SRC] [--otel] [--floor PATH | --no-floor]
 
 Starts nginx with ../shared/upstream/nginx.conf on 127.0.0.1:18080 (JSON answers
 on /v1, 20-chunk streams on /stream/v1), then ``llmrelay serve`` on 127.0.0.1:18200
@@ -25,6 +25,10 @@ to it, since this machine's speed moves from hour to hour. Goals as ratios: JSON
 earlier commit, say: ``git worktree add /tmp/before <commit>``) on the next port, and
 runs the two in turn within each run, so both are measured on the machine as it is at
 that moment; the table gains its column and the ratio of the two.
+
+``--otel`` also serves this tree with OpenTelemetry on (``OTEL_EXPORTER_OTLP_ENDPOINT``:
+an OTLP/HTTP receiver in this process, on 127.0.0.1, that counts what it gets), in the
+same runs, and prints the CPU time telemetry adds per request.
 
 The goals (issue: gateway): >= 3,000 JSON and >= 1,500 streamed req/s at 16
 connections, <= 0.5 ms added p50 at 1 connection, RSS <= 80 MB idle and
@@ -111,6 +115,43 @@ def listening(
 
 
 Rows = dict[str, list[float]]
+OTLP_SEEN = {"requests": 0, "bytes": 0}
+
+
+@contextmanager
+def otlp_receiver() -> Iterator[int]:
+    """An OTLP/HTTP traces receiver on 127.0.0.1 (a thread of this process) that counts
+    what it is sent and answers 200; its port."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            size = int(self.headers.get("content-length") or 0)
+            self.rfile.read(size)
+            OTLP_SEEN["requests"] += 1
+            OTLP_SEEN["bytes"] += size
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+
+
+def _otel_env(tree: str, receiver: int | None) -> dict[str, str]:
+    """The environment that turns telemetry on for the ``telemetry on`` tree."""
+    if receiver is None or "telemetry" not in tree:
+        return {}
+    return {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver}", "OTEL_SERVICE_NAME": "bench"}
 
 
 def cpu_s(pid: int) -> float:
@@ -142,6 +183,9 @@ def main() -> None:
     parser.add_argument("--compare", type=Path, default=None, metavar="SRC", help="another llmrelay src folder")
     parser.add_argument("--floor", type=Path, default=HERE.parents[1] / "shared" / "floor_proxy.py")
     parser.add_argument("--no-floor", action="store_true", help="measure without the floor proxy")
+    parser.add_argument(
+        "--otel", action="store_true", help="also this tree with telemetry on, exporting to a local OTLP receiver"
+    )
     args = parser.parse_args()
     floor: Path | None = None if args.no_floor else args.floor
     if floor is not None and not floor.exists():
@@ -151,6 +195,8 @@ def main() -> None:
         if not (args.compare / "llmrelay" / "__init__.py").exists():
             raise SystemExit(f"{args.compare} holds no llmrelay package (give its src folder)")
         trees.append((str(args.compare), args.compare))
+    if args.otel:
+        trees.append(("this, telemetry on", None))
     with Upstream() as upstream, tempfile.TemporaryDirectory() as tmp, ExitStack() as servers:
         if upstream.kind != "nginx":
             raise SystemExit("this benchmark needs nginx (apt-get install nginx)")
@@ -170,7 +216,11 @@ def main() -> None:
             "stream": lua_script(directory, "floor-stream", body_for(STREAM_BODY, "gpt-4o-mini-stream")),
         }
         env = {"LLMRELAY_LOG_LEVEL": os.environ.get("LLMRELAY_LOG_LEVEL", "INFO")}  # the access log on
-        procs = [servers.enter_context(serving(configs[i], PORT + i, env, src)) for i, (_, src) in enumerate(trees)]
+        receiver = servers.enter_context(otlp_receiver()) if args.otel else None
+        procs = [
+            servers.enter_context(serving(configs[i], PORT + i, {**env, **_otel_env(name, receiver)}, src))
+            for i, (name, src) in enumerate(trees)
+        ]
         floor_port = PORT + len(trees)
         floor_proc = servers.enter_context(floor_proxy(floor, floor_port)) if floor is not None else None
         idle = [rss_mb(p.pid) for p in procs]
@@ -199,7 +249,16 @@ def main() -> None:
         print(f"  CPU per request (JSON/stream) {med['json_cpu']:>8.0f} / {med['stream_cpu']:.0f} us")
         print(f"  p50 at 1 connection          {med['p50']:>9.3f} ms: +{med['p50'] - nginx_p50:.3f} ms over nginx")
         print(f"  RSS idle / after load        {rss0:>9.1f} / {rss1:.1f} MB  (goals 80 / 120)")
-    if len(meds) == 2:
+    if args.otel:
+        plain, traced = meds[0], meds[-1]
+        print(
+            "telemetry on, CPU per request added: "
+            f"JSON {traced['json_cpu'] - plain['json_cpu']:+.0f} us, "
+            f"stream {traced['stream_cpu'] - plain['stream_cpu']:+.0f} us; "
+            f"req/s {traced['json'] / plain['json']:.3f} / {traced['stream'] / plain['stream']:.3f} of off; "
+            f"the receiver got {OTLP_SEEN['requests']:,} exports ({OTLP_SEEN['bytes'] / 2**20:.1f} MiB)"
+        )
+    if len(meds) == 2 and not args.otel:
         this, other = meds
         print("this / compared: " + ", ".join(f"{k} {this[k] / other[k]:.3f}" for k in ("json", "stream", "p50")))
         print("CPU per request, this / compared: " + ", ".join(

@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import openai
@@ -71,7 +72,7 @@ async def serve(app: Gateway) -> AsyncIterator[str]:
 
 
 async def served_gateway(
-    extra: Sequence[ModelGroup] = (), routing: RoutingSettings | None = None
+    extra: Sequence[ModelGroup] = (), routing: RoutingSettings | None = None, telemetry: Any = None
 ) -> AsyncIterator[Served]:
     """A gateway with groups ``smart`` (OpenAI) and ``claude`` (Anthropic) over two fake
     upstreams, and the ``extra`` groups (whose deployments name those providers); no retries
@@ -87,7 +88,7 @@ async def served_gateway(
             *extra,
         ]
         routing = routing or RoutingSettings(retries=0, cooldowns=False)
-        client = AsyncClient(env=env, models=groups, routing=routing)
+        client = AsyncClient(env=env, models=groups, routing=routing, telemetry=telemetry)
         client.settings.models.update({g.name: g for g in groups})  # listed by /v1/models
         folder = Path(tempfile.mkdtemp(prefix="llmrelay-gw-"))
         store = Store.open(f"sqlite:///{folder / 'gateway.db'}")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, Unpack, overload
 
 from . import errors
 from ._http import AiohttpTransport, Transport
+from ._install import install_hint
 from ._messages import to_messages
 from .cache import DEFAULT_OPTIONS, CacheBackend, CacheLayer, CacheOptions, cache_options
 from .config import Settings, load_settings
@@ -38,6 +39,7 @@ from .validation import check_params, embed_inputs
 
 if TYPE_CHECKING:
     from .batch import BatchResult, RequestsIn
+    from .telemetry.spans import Telemetry
 
 log = logging.getLogger("llmrelay")
 MessagesIn = str | Iterable[Message | dict[str, Any]]
@@ -100,10 +102,18 @@ class AsyncClient:
         state: StateBackend | None = None,
         hooks: Iterable[Callable[[AttemptRecord], None]] = (),
         cache: CacheBackend | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         env = os.environ if env is None else env
         self.settings = config if isinstance(config, Settings) else load_settings(config, env)
-        self.providers = ProviderRegistry(self.settings, env, transport or AiohttpTransport(), providers)
+        self.telemetry = telemetry if telemetry is not None else _telemetry(self.settings, env)
+        """Trace spans (``llmrelay.telemetry``), or ``None``: off, and nothing of OpenTelemetry loaded."""
+        transport = transport or AiohttpTransport()
+        if self.telemetry is not None:
+            from .telemetry.spans import TracingTransport
+
+            transport = TracingTransport(transport)
+        self.providers = ProviderRegistry(self.settings, env, transport, providers)
         """The provider instances, made on first use."""
         _configure_logging(env)
         groups = dict(self.settings.models)
@@ -124,6 +134,7 @@ class AsyncClient:
             hooks=hooks,
             check_context_window=check_context_window,
         )
+        self.router.telemetry = self.telemetry
         self.cache = CacheLayer(self.router, self.settings.cache, backend=cache)
         """The response cache and in-flight coalescing in front of the router."""
         self._implicit: dict[str, None] = {}
@@ -319,6 +330,15 @@ class AsyncClient:
         """Send a checked request to ``group`` (from ``route``): through the cache and the
         router for chat, the router for embeddings. ``chat``, ``embed``, the gateway's
         routes and ``batch`` all come in here; ``trace`` follows the attempt under way."""
+        if self.telemetry is not None:
+            async with self.telemetry.call(group, request) as outcome:
+                outcome.append(await self._send(group, request, cache, trace))
+                return outcome[0]  # type: ignore[no-any-return]
+        return await self._send(group, request, cache, trace)
+
+    async def _send(
+        self, group: str, request: ChatRequest | EmbeddingRequest, cache: CacheOptions, trace: CallTrace | None
+    ) -> ChatResponse | EmbeddingResponse:
         if isinstance(request, EmbeddingRequest):
             return await self.router.embed(group, request, trace)
         return await self.cache.chat(group, request, cache, trace)
@@ -327,7 +347,8 @@ class AsyncClient:
         self, group: str, request: ChatRequest, *, cache: CacheOptions = DEFAULT_OPTIONS, trace: CallTrace | None = None
     ) -> AsyncGenerator[StreamEvent, None]:
         """``send`` for a streamed answer (uncached: the router's own events, no extra step each)."""
-        return self.cache.stream(group, request, cache, trace)
+        events = self.cache.stream(group, request, cache, trace)
+        return events if self.telemetry is None else self.telemetry.stream(group, request, events)
 
     def caches(self, group: str) -> bool:
         """Whether answers of ``group`` are cached unless a call says otherwise."""
@@ -433,12 +454,29 @@ class AsyncClient:
         if self._own_state is not None:
             await self._own_state.aclose()
         await self.providers.aclose()
+        if self.telemetry is not None:
+            self.telemetry.shutdown()
 
     async def __aenter__(self) -> AsyncClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _telemetry(settings: Settings, env: Mapping[str, str]) -> Telemetry | None:
+    """Spans when the config or the environment asks for them (``llmrelay.telemetry``); a
+    clear error when they do and the ``otel`` extra is missing."""
+    from .telemetry import wanted
+
+    asked = wanted(settings.file.telemetry if settings.file is not None else None, env)
+    if asked is None:
+        return None
+    try:
+        from .telemetry.spans import Telemetry
+    except ImportError:
+        raise errors.ConfigError(f"telemetry is on but OpenTelemetry is missing: {install_hint('otel')}") from None
+    return Telemetry.from_settings(asked)
 
 
 async def _raising(exc: errors.LLMError) -> AsyncGenerator[StreamEvent, None]:

@@ -236,6 +236,17 @@ class ServerEntry(_Strict):
     """Serve the dashboard at ``/ui`` (the admin API serves its data either way)."""
 
 
+class TelemetryEntry(_Strict):
+    """OpenTelemetry traces (the ``otel`` extra): see llmrelay/telemetry."""
+
+    enabled: bool = False
+    service_name: str | None = None
+    endpoint: str | None = None
+    """The OTLP/HTTP traces URL; unset: ``OTEL_EXPORTER_OTLP_*``, else http://localhost:4318/v1/traces."""
+    headers: dict[str, str] = {}
+    capture_content: bool = False
+
+
 class ConfigFile(_Strict):
     providers: list[ProviderEntry] = []
     models: list[ModelGroupEntry] = []
@@ -245,6 +256,7 @@ class ConfigFile(_Strict):
     store: StoreEntry = StoreEntry()
     auth: AuthEntry = AuthEntry()
     server: ServerEntry = ServerEntry()
+    telemetry: TelemetryEntry = TelemetryEntry()
     default_model: str | None = None
     _lines: dict[tuple[Any, ...], int] = PrivateAttr(default_factory=dict)
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 PARAMS = frozenset(("bucket", "since", "until", "split", "top", "tenant", "key_id", "model"))
 DEFAULT_RANGE_S = 86400.0
 """Without ``since``: the last 24 hours."""
-DEFAULT_BUCKETS = 1000
+DEFAULT_BUCKETS = 200
 """Without ``bucket``: the finest of minute, hour, day that gives at most this many."""
 MAX_FILTER_CHARS = 256
 

@@ -289,6 +289,8 @@ class Gateway:
             await send(message)
 
         ex.send = tracked
+        telemetry = self.client.telemetry
+        traced = telemetry.request_span(ex.method, ex.path, _trace_headers(scope)) if telemetry is not None else None
         try:
             await self._dispatch(ex)
         except HTTPError as exc:
@@ -314,6 +316,9 @@ class Gateway:
             self.metrics.request(ex.route, status, elapsed, facts, failure)
             if self._access_log is not None:
                 self._access_log(_access_fields(ex.request_id, ex.method, ex.route, status, elapsed, facts, failure))
+            if traced is not None:
+                assert telemetry is not None
+                telemetry.end_request(*traced, ex.method, ex.route, status, _span_facts(ex, failure))
 
     async def _dispatch(self, ex: Exchange) -> None:
         """Find the request's route, check its key, and run its handler."""
@@ -430,6 +435,29 @@ def _access_fields(
     if failure is not None:
         fields["error"] = failure
     return fields
+
+
+def _trace_headers(scope: Scope) -> dict[str, str]:
+    """The W3C trace context headers the caller sent, if any."""
+    found = {}
+    for name in (b"traceparent", b"tracestate", b"baggage"):
+        value = header(scope, name)
+        if value is not None:
+            found[name.decode()] = value
+    return found
+
+
+def _span_facts(ex: Exchange, failure: str | None) -> dict[str, Any]:
+    """What the request's span says of it (never a key: the tenant and the key's id only)."""
+    facts, usage, caller = ex.facts, ex.facts.usage, ex.caller
+    return {
+        "gen_ai.request.model": facts.model, "llmrelay.group": facts.group, "llmrelay.deployment": facts.deployment,
+        "gen_ai.usage.input_tokens": usage.prompt_tokens if usage is not None else None,
+        "gen_ai.usage.output_tokens": usage.completion_tokens if usage is not None else None,
+        "llmrelay.cost_usd": facts.cost_usd, "llmrelay.cache": facts.cache, "error.type": failure,
+        "llmrelay.tenant": caller.tenant_id, "llmrelay.key_id": caller.key_id,
+        "llmrelay.request_id": ex.request_id,
+    }  # fmt: skip
 
 
 async def _answer(send: Send, started: bool, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:

@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable
 from types import TracebackType
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import errors
 from ..types import ChatResponse, EmbeddingResponse, Route, StreamEvent, Usage
@@ -43,8 +43,8 @@ class Attempt:
     """One attempt of ``call`` at ``pick``'s deployment in ``group``."""
 
     __slots__ = (
-        "call", "error", "group", "number", "outcome", "pick", "resumable", "router", "shown", "start", "stream",
-        "ttft", "watch",
+        "call", "error", "group", "number", "outcome", "pick", "result", "resumable", "router", "shown", "span",
+        "start", "stream", "ttft", "watch",
     )  # fmt: skip
 
     def __init__(self, router: Router, group: ModelGroup, pick: Pick, call: Call) -> None:
@@ -61,6 +61,8 @@ class Attempt:
         self.resumable = False  # a stream cut for a reason worth another attempt (``resume.py``)
         self.shown: list[StreamEvent] = []  # what a stream's caller saw: its partial answer if it breaks
         self.watch: StreamWatch | None = None
+        self.result: ChatResponse | EmbeddingResponse | None = None
+        self.span: Any = None  # the attempt's trace span, with telemetry on (``router.telemetry``)
 
     # ---- running ---------------------------------------------------------------------------
 
@@ -76,6 +78,8 @@ class Attempt:
         settings = self.router.settings
         first = call.deadline.timeout_for(dep.timeout_s or settings.timeout_s)
         self.watch = StreamWatch(first, settings.stream_idle_s if self.stream else None)
+        if self.router.telemetry is not None:
+            self.span = self.router.telemetry.attempt_start(self)
         self.start = time.perf_counter()
         return self
 
@@ -109,6 +113,7 @@ class Attempt:
         """The answer came: route and cost go on it, and the deployment is credited."""
         dep = self.pick.deployment
         self.outcome = "ok"
+        self.result = result
         result.route = self.route
         if dep.prices is not None:
             result.cost_usd = dep.prices.cost(result.usage)
@@ -117,6 +122,15 @@ class Attempt:
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool:
+        try:
+            return await self._end(exc)
+        finally:
+            if self.span is not None:
+                self.router.telemetry.attempt_end(self.span, self)
+                self.span = None
+
+    async def _end(self, exc: BaseException | None) -> bool:
+        """Record the outcome; ``True`` when ``exc`` was turned into ``self.error`` (swallowed)."""
         latency = time.perf_counter() - self.start
         if self.watch is not None:
             self.watch.close()

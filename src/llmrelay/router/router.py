@@ -32,7 +32,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mappi
 from contextlib import aclosing
 from dataclasses import replace
 from functools import partial
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import errors
 from ..resilience import CircuitBreaker, CircuitState, Cooldown, Deadline, RateLimiter, RetryPolicy
@@ -129,6 +129,8 @@ class Router(HealthChecks):
         self._chains: dict[str, list[ModelGroup]] = {}
         self._prices: dict[str, float | None] = {}
         self.hooks: list[Hook] = list(hooks)
+        self.telemetry: Any = None
+        """Spans for attempts (``telemetry.spans.Telemetry``), set by the client when tracing is on."""
         self._checker: asyncio.Task[None] | None = None
         self._embed_batches = EmbedBatcher()
 

@@ -163,9 +163,9 @@ function rangeControls(onChange, withSplit) {
   return { row, read };
 }
 
-function bucketFor(seconds) {
-  if (seconds <= 1000 * 60) return "minute";
-  if (seconds <= 1000 * 3600) return "hour";
+function bucketFor(seconds) {  // as the API's default: the finest giving at most 200 buckets
+  if (seconds <= 200 * 60) return "minute";
+  if (seconds <= 200 * 3600) return "hour";
   return "day";
 }
 

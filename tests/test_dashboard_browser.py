@@ -19,6 +19,7 @@ import pytest
 from fakeserver import Reply
 from gateways import MASTER, Served, served_gateway
 from llmrelay.router import RoutingSettings
+from llmrelay.store import Tenant
 from test_gateway_openai import CHAT, answer, sse
 from test_gateway_tenants import HI, new_key
 
@@ -283,4 +284,20 @@ async def test_a_phone_screen_and_dark_mode(gw: Served, browser: Any) -> None:
     await t.page.click("#sign-out")
     await t.page.wait_for_selector("#sign-in:not([hidden])", timeout=WAIT_MS)
     assert await t.fetch_status("/admin/keys") == 401
+    t.clean()
+
+
+async def test_a_tenant_managing_its_own_keys_makes_one_from_the_page(gw: Served, browser: Any) -> None:
+    gw.store.create_tenant(Tenant(id="selfie", self_keys=True))
+    _, own = await new_key(gw, "selfie", name="first")
+    t = await tab(browser, gw)
+    await t.open(own)
+    await t.go("keys")
+    await t.page.wait_for_selector("#new-key-form", timeout=WAIT_MS)
+    assert await t.page.input_value("#new-key-tenant") == "selfie"  # its own tenant, fixed
+    assert await t.page.locator("#new-tenant-form").count() == 0  # tenants stay the master key's
+    await t.page.fill("#new-key-name", "second")
+    await t.page.click("#new-key-form button")
+    await t.page.wait_for_selector("#new-secret", timeout=WAIT_MS)
+    assert sorted(k.name for k in gw.store.list_keys("selfie")) == ["first", "second"]
     t.clean()

@@ -296,3 +296,47 @@ async def test_a_session_made_by_one_worker_serves_on_another_through_redis(redi
     finally:
         await one.aclose()
         await two.aclose()
+
+
+async def test_a_tenant_allowed_manages_its_own_keys_and_nothing_else(
+    gw: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmrelay.gateway import admin_api
+
+    status, _, _ = await call(gw, "POST", "/admin/tenants", {"id": "selfie", "self_keys": True})
+    assert status == 201
+    status, _, _ = await call(gw, "POST", "/admin/tenants", {"id": "locked"})
+    assert status == 201
+    own_id, own = await new_key(gw, "selfie")
+    other_id, _ = await new_key(gw, "acme")
+    _, locked = await new_key(gw, "locked")
+    async with Browser(gw) as b:
+        status, who, _ = await b.sign_in(own)
+        assert status == 200 and who["self_keys"] is True
+        status, made, _ = await b.request("POST", "/admin/keys", {"tenant": "selfie", "name": "made-by-tenant"})
+        assert status == 201 and made["tenant"] == "selfie" and made["key"].startswith("sk-relay-")
+        status, body, _ = await b.request("POST", "/admin/keys", {"tenant": "acme"})
+        assert status == 403 and body["error"]["code"] == "other_tenant"
+        for path in (f"/admin/keys/{other_id}/revoke", f"/admin/keys/{other_id}/rotate"):
+            status, _, _ = await b.request("POST", path)
+            assert status == 404, path
+        status, _, _ = await b.request("PATCH", f"/admin/keys/{other_id}", {"name": "x"})
+        assert status == 404
+        assert gw.store.get_key(other_id).revoked_at is None  # type: ignore[union-attr]
+        status, body, _ = await b.request("PATCH", f"/admin/keys/{made['id']}", {"budget_usd": 1.5})
+        assert status == 200 and body["budget_usd"] == 1.5
+        status, body, _ = await b.request("POST", f"/admin/keys/{made['id']}/revoke")
+        assert status == 200 and body["status"] == "revoked"
+        status, body, _ = await b.request("PATCH", "/admin/tenants/selfie", {"self_keys": False})
+        assert status == 403  # a tenant cannot change its own standing
+        monkeypatch.setattr(admin_api, "MAX_SELF_KEYS", 2)
+        assert (await b.request("POST", "/admin/keys", {"tenant": "selfie"}))[0] == 201
+        status, body, _ = await b.request("POST", "/admin/keys", {"tenant": "selfie"})
+        assert status == 409 and body["error"]["code"] == "too_many_keys"
+    async with Browser(gw) as b:
+        await b.sign_in(locked)
+        status, body, _ = await b.request("POST", "/admin/keys", {"tenant": "locked"})
+        assert status == 403 and body["error"]["code"] == "admin_only"
+    status, tenant, _ = await call(gw, "GET", "/admin/tenants/selfie")
+    assert tenant["self_keys"] is True
+    assert own_id in {k.id for k in gw.store.list_keys("selfie")}

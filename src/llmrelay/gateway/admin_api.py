@@ -1,9 +1,11 @@
 """The admin API: tenants, virtual keys and the usage ledger, under ``/admin/``.
 
 The master key may do everything. A virtual key may read its own tenant's keys
-(never their secrets) and usage, and nothing else: asking for another tenant's
-is a 403. A key's secret is in the answer that creates or rotates it, and
-nowhere else ever again.
+(never their secrets) and usage, and, when its tenant manages its own keys
+(``self_keys``), create, change, rotate and revoke its tenant's keys (at most
+``MAX_SELF_KEYS`` active); nothing else: asking for another tenant's is a 403.
+A key's secret is in the answer that creates or rotates it, and nowhere else
+ever again.
 """
 
 from __future__ import annotations
@@ -49,10 +51,11 @@ class LimitsPatch(_Body):
 class TenantBody(LimitsPatch):
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     budget_period: Literal["day", "month", "total"] | None = "month"
+    self_keys: bool = False
 
 
 class TenantPatch(LimitsPatch):
-    pass
+    self_keys: bool | None = None
 
 
 class KeyPatch(LimitsPatch):
@@ -84,7 +87,7 @@ def tenant_json(tenant: Tenant) -> dict[str, Any]:
     return {
         "id": tenant.id, "rpm": tenant.rpm, "tpm": tenant.tpm, "max_parallel": tenant.max_parallel,
         "budget_usd": tenant.budget_usd,
-        "budget_period": tenant.budget_period, "created_at": tenant.created_at,
+        "budget_period": tenant.budget_period, "created_at": tenant.created_at, "self_keys": tenant.self_keys,
         "model_limits": {m: {"rpm": v.rpm, "tpm": v.tpm} for m, v in tenant.model_limits.items()},
     }  # fmt: skip
 
@@ -103,6 +106,35 @@ def key_json(key: ApiKey) -> dict[str, Any]:
 def operator_only(caller: Caller) -> None:
     if not caller.admin:
         raise HTTPError(403, "this needs the master key", code="admin_only")
+
+
+MAX_SELF_KEYS = 100
+"""Active keys a tenant managing its own keys may have (the master key has no such cap)."""
+
+
+def may_manage(caller: Caller, tenant_id: str) -> None:
+    """The master key may manage any tenant's keys; a virtual key only its own tenant's, and only
+    when the tenant manages its own keys (``self_keys``). A 403 otherwise."""
+    if caller.admin:
+        return
+    if caller.tenant is None or not caller.tenant.self_keys:
+        raise HTTPError(
+            403, "this needs the master key (or a key of a tenant allowed to manage its own keys)", code="admin_only"
+        )
+    if tenant_id != caller.tenant_id:
+        raise HTTPError(403, f"this API key belongs to another tenant than {tenant_id!r}", code="other_tenant")
+
+
+async def _key_to_manage(gw: Gateway, ex: Exchange) -> ApiKey:
+    """The key of the path, if the caller may manage it (another tenant's is not there for it)."""
+    key_id, caller = ex.params["key_id"], ex.caller
+    if not caller.admin and caller.tenant_id is not None:
+        may_manage(caller, caller.tenant_id)  # a tenant that may not manage keys: 403 whatever the key
+    found = await store_call(gw.store_().get_key, key_id)
+    if found is None or (not caller.admin and found.tenant != caller.tenant_id):
+        raise HTTPError(404, f"no key {key_id!r}")
+    may_manage(caller, found.tenant)
+    return found
 
 
 def own_tenant(caller: Caller, asked: str | None) -> str | None:
@@ -124,6 +156,7 @@ async def create_tenant(gw: Gateway, ex: Exchange) -> None:
         made = Tenant(
             id=body.id, rpm=body.rpm, tpm=body.tpm, max_parallel=body.max_parallel, budget_usd=body.budget_usd,
             budget_period=body.budget_period or "month", model_limits=_limits(body.model_limits) or {},
+            self_keys=body.self_keys,
         )  # fmt: skip
     except ValueError as exc:
         raise HTTPError(400, str(exc)) from None
@@ -163,8 +196,15 @@ async def update_tenant(gw: Gateway, ex: Exchange) -> None:
 
 
 async def create_key(gw: Gateway, ex: Exchange) -> None:
-    operator_only(ex.caller)
     body = _parse(KeyBody, await gw.json_request(ex))
+    may_manage(ex.caller, body.tenant)
+    if not ex.caller.admin:
+        held = await store_call(gw.store_().list_keys, body.tenant)
+        if len(held) >= MAX_SELF_KEYS:
+            raise HTTPError(
+                409, f"tenant {body.tenant!r} has {len(held)} active keys, the most it may make itself: revoke some",
+                code="too_many_keys",
+            )  # fmt: skip
     if body.expires_at is not None and body.expires_in_s is not None:
         raise HTTPError(400, "give 'expires_at' or 'expires_in_s', not both", param="expires_in_s")
     expires = body.expires_at if body.expires_in_s is None else time.time() + body.expires_in_s
@@ -194,7 +234,7 @@ async def get_key(gw: Gateway, ex: Exchange) -> None:
 
 
 async def update_key(gw: Gateway, ex: Exchange) -> None:
-    operator_only(ex.caller)
+    await _key_to_manage(gw, ex)
     patch = _parse(KeyPatch, await gw.json_request(ex))
     changes = patch.model_dump(exclude_unset=True)
     if "models" in changes:
@@ -206,12 +246,12 @@ async def update_key(gw: Gateway, ex: Exchange) -> None:
 
 
 async def revoke_key(gw: Gateway, ex: Exchange) -> None:
-    operator_only(ex.caller)
+    await _key_to_manage(gw, ex)
     await _changed(gw, ex, await store_call(gw.store_().revoke_key, ex.params["key_id"]))
 
 
 async def rotate_key(gw: Gateway, ex: Exchange) -> None:
-    operator_only(ex.caller)
+    await _key_to_manage(gw, ex)
     key, secret = await store_call(gw.store_().rotate_key, ex.params["key_id"])
     await _changed(gw, ex, key, secret)
 

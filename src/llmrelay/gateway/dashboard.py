@@ -92,6 +92,7 @@ def _who(gw: Gateway, caller: Any) -> dict[str, Any]:
     return {
         "admin": caller.admin, "tenant": caller.tenant_id, "key_id": caller.key_id,
         "key_name": caller.key.name if caller.key is not None else None,
+        "self_keys": caller.admin or (caller.tenant is not None and caller.tenant.self_keys),
         "open": gw.auth.open,
     }  # fmt: skip
 

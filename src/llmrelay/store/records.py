@@ -138,7 +138,8 @@ def limits_from_json(data: Mapping[str, Any]) -> dict[str, Limits]:
 @dataclass(frozen=True, slots=True)
 class Tenant:
     """Who a key belongs to, with the tenant-wide limits and budget. ``max_parallel``:
-    requests of all its keys in flight at once (``None``: no limit)."""
+    requests of all its keys in flight at once (``None``: no limit). ``self_keys``: its
+    own keys may create, change, rotate and revoke its keys (never another tenant's)."""
 
     id: str
     rpm: int | None = None
@@ -148,6 +149,7 @@ class Tenant:
     model_limits: Mapping[str, Limits] = field(default_factory=dict)
     created_at: float = 0.0
     max_parallel: int | None = None
+    self_keys: bool = False
 
     def __post_init__(self) -> None:
         check_slug(self.id)

@@ -71,6 +71,7 @@ def tenant_row(tenant: Tenant) -> dict[str, Any]:
         "model_limits": _json.dumps_str(limits_to_json(tenant.model_limits)),
         "created_at": tenant.created_at,
         "max_parallel": tenant.max_parallel,
+        "self_keys": tenant.self_keys,
     }
 
 
@@ -84,6 +85,7 @@ def tenant_from_row(row: Row[Any]) -> Tenant:
         model_limits=limits_from_json(_json.loads(row.model_limits)),
         created_at=row.created_at,
         max_parallel=row.max_parallel,
+        self_keys=bool(row.self_keys),
     )
 
 

@@ -29,6 +29,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 from .histogram import BINS
@@ -54,6 +55,7 @@ tenants = Table(
     Column("model_limits", Text, nullable=False),  # JSON {model: {rpm, tpm}}
     Column("created_at", Double, nullable=False),
     Column("max_parallel", Integer),  # version 2
+    Column("self_keys", Boolean, nullable=False, server_default=false()),  # version 5
 )
 
 api_keys = Table(

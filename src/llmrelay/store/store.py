@@ -63,7 +63,7 @@ from .rows import (
 from .schema import api_keys, conversation_messages, conversations, tenants, usage
 from .series import UsageSeries, series_result, series_statement
 
-TENANT_CHANGES = frozenset(("rpm", "tpm", "budget_usd", "budget_period", "model_limits", "max_parallel"))
+TENANT_CHANGES = frozenset(("rpm", "tpm", "budget_usd", "budget_period", "model_limits", "max_parallel", "self_keys"))
 KEY_CHANGES = frozenset(
     ("name", "models", "expires_at", "rpm", "tpm", "budget_usd", "budget_period", "model_limits", "max_parallel")
 )

@@ -361,13 +361,15 @@ function showSecret(box, key) {
 
 function keys(page) {
   const admin = state.who.admin;
+  const manage = state.who.self_keys;  // the master key, or a tenant that manages its own keys
   const problem = errorLine();
   const secretBox = h("div", { class: "card", id: "secret-box" });
   const body = h("tbody", {});
   const revoked = h("input", { type: "checkbox", id: "include-revoked" });
   revoked.style.width = "auto";
   revoked.addEventListener("change", load);
-  if (admin) page.append(createKeyForm(), tenantsCard());
+  if (manage) page.append(createKeyForm());
+  if (admin) page.append(tenantsCard());
   page.append(secretBox, h("div", { class: "card" }, h("h2", { text: admin ? "Keys" : "Your tenant's keys" }),
     h("label", {}, revoked, " show revoked keys"), problem,
     h("div", { class: "scroll" }, h("table", { id: "keys" }, h("thead", {}, h("tr", {},
@@ -413,7 +415,7 @@ function keys(page) {
           h("td", { class: "wrap", text: k.models.length ? k.models.join(", ") : "all" }),
           h("td", { text: k.budget_usd === null ? "–" : `${fmt.usd(k.budget_usd)} / ${k.budget_period}` }),
           h("td", { text: `${k.rpm ?? "–"} / ${k.tpm ?? "–"}` }), h("td", { text: fmt.time(k.created_at) }),
-          h("td", {}, admin && k.status === "active" ? h("div", { class: "actions" },
+          h("td", {}, manage && k.status === "active" ? h("div", { class: "actions" },
             h("button", { class: "quiet", onclick: (e) => editRow(k, e.target.closest("tr")) }, "Edit"),
             h("button", { class: "quiet", onclick: () => act(k, "rotate") }, "Rotate"),
             h("button", { class: "danger", onclick: () => act(k, "revoke") }, "Revoke")) : null));
@@ -423,7 +425,8 @@ function keys(page) {
   }
 
   function createKeyForm() {
-    const tenant = h("input", { id: "new-key-tenant", required: true, placeholder: "acme" });
+    const tenant = h("input", { id: "new-key-tenant", required: true, placeholder: "acme",
+      value: admin ? null : state.who.tenant, readonly: !admin });
     const name = h("input", { id: "new-key-name", placeholder: "backend" });
     const models = h("input", { id: "new-key-models", placeholder: "all models" });
     const budget = h("input", { id: "new-key-budget", type: "number", min: "0", step: "any" });
@@ -455,15 +458,20 @@ function keys(page) {
     const budget = h("input", { id: "new-tenant-budget", type: "number", min: "0", step: "any" });
     const period = h("select", { id: "new-tenant-period" }, ...["month", "day", "total"].map((p) => h("option", { value: p }, p)));
     const rpm = h("input", { id: "new-tenant-rpm", type: "number", min: "1" });
+    const selfKeys = h("input", { id: "new-tenant-self-keys", type: "checkbox" });
+    selfKeys.style.width = "auto";
     const oops = errorLine();
     const form = h("form", { id: "new-tenant-form" }, h("div", { class: "row" }, field("Tenant id", id),
-      field("Budget USD", budget), field("Budget period", period), field("rpm", rpm), h("button", { type: "submit" }, "Create tenant")), oops);
+      field("Budget USD", budget), field("Budget period", period), field("rpm", rpm),
+      h("div", {}, h("label", { for: "new-tenant-self-keys", text: "Manages its own keys" }), selfKeys),
+      h("button", { type: "submit" }, "Create tenant")), oops);
     async function loadTenants() {
       try {
         const rows = (await api("GET", "/admin/tenants")).data;
         body.replaceChildren(...rows.map((t) => h("tr", { "data-tenant": t.id }, h("td", { text: t.id }),
           h("td", { text: t.budget_usd === null ? "–" : `${fmt.usd(t.budget_usd)} / ${t.budget_period}` }),
-          h("td", { text: `${t.rpm ?? "–"} / ${t.tpm ?? "–"}` }), h("td", { text: t.max_parallel ?? "–" }))));
+          h("td", { text: `${t.rpm ?? "–"} / ${t.tpm ?? "–"}` }), h("td", { text: t.max_parallel ?? "–" }),
+          h("td", { text: t.self_keys ? "yes" : "no" }))));
       } catch (err) { fail(oops, err); }
     }
     form.addEventListener("submit", async (event) => {
@@ -471,14 +479,14 @@ function keys(page) {
       oops.textContent = "";
       try {
         await api("POST", "/admin/tenants", { id: id.value.trim(), budget_usd: numberOrNull(budget.value),
-          budget_period: period.value, rpm: numberOrNull(rpm.value) });
+          budget_period: period.value, rpm: numberOrNull(rpm.value), self_keys: selfKeys.checked });
         form.reset();
         await loadTenants();
       } catch (err) { fail(oops, err); }
     });
     loadTenants();
     return h("div", { class: "card" }, h("h2", { text: "Tenants" }), form, h("div", { class: "scroll" },
-      h("table", { id: "tenants" }, h("thead", {}, h("tr", {}, ...["id", "budget", "rpm / tpm", "in flight"].map((t) => h("th", { text: t })))), body)));
+      h("table", { id: "tenants" }, h("thead", {}, h("tr", {}, ...["id", "budget", "rpm / tpm", "in flight", "manages its keys"].map((t) => h("th", { text: t })))), body)));
   }
   load();
 }

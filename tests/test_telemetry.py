@@ -14,7 +14,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from aiohttp import web
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -228,25 +227,11 @@ async def test_the_gateway_continues_the_callers_trace(
 async def test_spans_reach_an_otlp_http_receiver(upstream: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-    received: list[ExportTraceServiceRequest] = []
-
-    async def traces(request: web.Request) -> web.Response:
-        message = ExportTraceServiceRequest()
-        message.ParseFromString(await request.read())
-        received.append(message)
-        return web.Response(status=200)
-
-    app = web.Application()
-    app.router.add_post("/v1/traces", traces)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with FakeServer() as collector:
+        collector.on("POST", "/v1/traces", Reply(status=200, body=b""))
         env = {
             "OPENAI_API_KEY": "sk-upstream-key-123456", "OPENAI_BASE_URL": upstream.url + "/v1",
-            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}", "OTEL_SERVICE_NAME": "relay-test",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_SERVICE_NAME": "relay-test",
         }  # fmt: skip
         for name, value in env.items():
             monkeypatch.setenv(name, value)  # the exporter reads the endpoint from the environment
@@ -254,14 +239,16 @@ async def test_spans_reach_an_otlp_http_receiver(upstream: FakeServer, monkeypat
         client = AsyncClient(env=env, models=[ModelGroup("smart", ["openai/gpt-4o-mini"])])
         assert client.telemetry is not None
         await client.chat("smart", "Hi")
-        await asyncio.to_thread(lambda: None)
         await client.aclose()  # shuts its provider down: the batch goes now
         for _ in range(50):
-            if received:
+            if collector.count("/v1/traces"):
                 break
             await asyncio.sleep(0.1)
-    finally:
-        await runner.cleanup()
+    received = []
+    for request in collector.requests:
+        message = ExportTraceServiceRequest()
+        message.ParseFromString(request.body)
+        received.append(message)
     names = {s.name for m in received for rs in m.resource_spans for ss in rs.scope_spans for s in ss.spans}
     assert names == {"chat smart", "chat gpt-4o-mini"}
     services = {

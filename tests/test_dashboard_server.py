@@ -62,12 +62,9 @@ async def test_the_page_and_its_assets_come_with_a_strict_policy(gw: Served) -> 
         assert r.headers["content-security-policy"] == CSP
         assert "'unsafe-inline'" not in CSP and "frame-ancestors 'none'" in CSP and "script-src 'self'" in CSP
         assert r.headers["x-frame-options"] == "DENY" and r.headers["x-content-type-options"] == "nosniff"
-        assert b'<script src="/ui/assets/app.js"' in page and b"<script>" not in page  # no inline script
-        for name, kind in (
-            ("app.js", "text/javascript"),
-            ("app.css", "text/css"),
-            ("vendor/uPlot.iife.min.js", "text/javascript"),
-        ):
+        assert b'<script type="module" src="/ui/assets/app.js">' in page and b"<script>" not in page  # none inline
+        scripts = ("app.js", "ui.js", "overview.js", "manage.js", "ledger.js", "vendor/uPlot.iife.min.js")
+        for name, kind in (*((n, "text/javascript") for n in scripts), ("app.css", "text/css")):
             status, body, r = await b.request("GET", f"/ui/assets/{name}")
             assert status == 200 and r.headers["content-type"].startswith(kind), name
             assert body == (ASSETS / name).read_bytes()

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, TypedDict, Unpack, overload
 
 from . import errors
 from ._http import AiohttpTransport, Transport
-from ._install import install_hint
 from ._messages import to_messages
 from .cache import DEFAULT_OPTIONS, CacheBackend, CacheLayer, CacheOptions, cache_options
 from .config import Settings, load_settings
@@ -23,6 +22,7 @@ from .registry import ProviderRegistry
 from .router import AttemptRecord, CallTrace, Deployment, DeploymentHealth, ModelGroup, Router, RoutingSettings
 from .state.base import StateBackend
 from .structured import to_response_format
+from .telemetry import telemetry_for
 from .tools import runnable_tools, to_tools, tool_loop
 from .types import (
     ChatRequest,
@@ -106,7 +106,9 @@ class AsyncClient:
     ) -> None:
         env = os.environ if env is None else env
         self.settings = config if isinstance(config, Settings) else load_settings(config, env)
-        self.telemetry = telemetry if telemetry is not None else _telemetry(self.settings, env)
+        if telemetry is None:
+            telemetry = telemetry_for(self.settings.file.telemetry if self.settings.file is not None else None, env)
+        self.telemetry = telemetry
         """Trace spans (``llmrelay.telemetry``), or ``None``: off, and nothing of OpenTelemetry loaded."""
         transport = transport or AiohttpTransport()
         if self.telemetry is not None:
@@ -462,21 +464,6 @@ class AsyncClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-def _telemetry(settings: Settings, env: Mapping[str, str]) -> Telemetry | None:
-    """Spans when the config or the environment asks for them (``llmrelay.telemetry``); a
-    clear error when they do and the ``otel`` extra is missing."""
-    from .telemetry import wanted
-
-    asked = wanted(settings.file.telemetry if settings.file is not None else None, env)
-    if asked is None:
-        return None
-    try:
-        from .telemetry.spans import Telemetry
-    except ImportError:
-        raise errors.ConfigError(f"telemetry is on but OpenTelemetry is missing: {install_hint('otel')}") from None
-    return Telemetry.from_settings(asked)
 
 
 async def _raising(exc: errors.LLMError) -> AsyncGenerator[StreamEvent, None]:

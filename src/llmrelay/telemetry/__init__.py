@@ -13,7 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from .. import errors
+from .._install import install_hint
+
+if TYPE_CHECKING:
+    from .spans import Telemetry
 
 CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 
@@ -50,4 +56,17 @@ def wanted(entry: Any, env: Mapping[str, str]) -> TelemetrySettings | None:
     )
 
 
-__all__ = ["CONTENT_ENV", "TelemetrySettings", "wanted"]
+def telemetry_for(entry: Any, env: Mapping[str, str]) -> Telemetry | None:
+    """Spans when the config or the environment asks for them (imported only then), else
+    ``None``; a ``ConfigError`` naming the command to run when the ``otel`` extra is missing."""
+    asked = wanted(entry, env)
+    if asked is None:
+        return None
+    try:
+        from .spans import Telemetry
+    except ImportError:
+        raise errors.ConfigError(f"telemetry is on but OpenTelemetry is missing: {install_hint('otel')}") from None
+    return Telemetry.from_settings(asked)
+
+
+__all__ = ["CONTENT_ENV", "TelemetrySettings", "telemetry_for", "wanted"]

@@ -48,19 +48,23 @@ MAX_CSV_ROWS = 10_000
 
 
 @cache
+def _assets() -> dict[str, tuple[bytes, str]]:
+    """Every file of ``dashboard_assets`` by its path there (``vendor/uPlot.min.css``), and its
+    type, read once: a request can name only these (no ``..``, no hidden files, no folders)."""
+    found: dict[str, tuple[bytes, str]] = {}
+    for path in ASSETS.rglob("*"):
+        name = path.relative_to(ASSETS).as_posix()
+        if not path.is_file() or any(part.startswith((".", "_")) for part in name.split("/")):
+            continue
+        kind = _TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        if kind.startswith("text/") and "charset" not in kind:
+            kind += "; charset=utf-8"
+        found[name] = (path.read_bytes(), kind)
+    return found
+
+
 def _asset(name: str) -> tuple[bytes, str] | None:
-    """A file of ``dashboard_assets`` by its path there (``vendor/uPlot.min.css``), and its type;
-    ``None`` for anything else (no ``..``, no hidden files, no folders)."""
-    parts = name.split("/")
-    if not name or any(not p or p.startswith(".") for p in parts):
-        return None
-    path = ASSETS.joinpath(*parts)
-    if not path.is_file() or ASSETS not in path.resolve().parents:
-        return None
-    kind = _TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    if kind.startswith("text/") and "charset" not in kind:
-        kind += "; charset=utf-8"
-    return path.read_bytes(), kind
+    return _assets().get(name)
 
 
 async def send_bytes(ex: Exchange, status: int, body: bytes, kind: str, headers: dict[str, str] | None = None) -> None:

@@ -448,10 +448,11 @@ def _trace_headers(scope: Scope) -> dict[str, str]:
 
 
 def _span_facts(ex: Exchange, failure: str | None) -> dict[str, Any]:
-    """What the request's span says of it (never a key: the tenant and the key's id only)."""
+    """What the request's span says of it: the model asked for and what it was billed (the call's
+    and the attempts' spans below say the rest); never a key, the tenant and the key's id only."""
     facts, usage, caller = ex.facts, ex.facts.usage, ex.caller
     return {
-        "gen_ai.request.model": facts.model, "llmrelay.group": facts.group, "llmrelay.deployment": facts.deployment,
+        "gen_ai.request.model": facts.model,
         "gen_ai.usage.input_tokens": usage.prompt_tokens if usage is not None else None,
         "gen_ai.usage.output_tokens": usage.completion_tokens if usage is not None else None,
         "llmrelay.cost_usd": facts.cost_usd, "llmrelay.cache": facts.cache, "error.type": failure,

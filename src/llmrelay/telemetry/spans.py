@@ -146,8 +146,13 @@ class Telemetry:
     ) -> None:
         if span.is_recording():
             found: dict[str, Any] = {}
-            if result is not None:
-                found.update(_response_attributes(result))
+            if result is not None:  # the answer's details are on its attempt's span; here, the call's
+                found["gen_ai.usage.input_tokens"] = result.usage.prompt_tokens
+                if isinstance(result, ChatResponse):
+                    found["gen_ai.usage.output_tokens"] = result.usage.completion_tokens
+                if result.route is not None:
+                    found["llmrelay.deployment"] = result.route.deployment
+                    found["llmrelay.attempts"] = result.route.attempts
                 cache = getattr(result, "cache", None)
                 if cache is not None:
                     found["llmrelay.cache"], found["llmrelay.coalesced"] = cache.status, cache.coalesced
@@ -267,8 +272,6 @@ def _response_attributes(result: ChatResponse | EmbeddingResponse) -> dict[str, 
         found["gen_ai.response.model"] = result.model
     if result.cost_usd is not None:
         found["llmrelay.cost_usd"] = result.cost_usd
-    if result.route is not None:
-        found["llmrelay.deployment"], found["llmrelay.attempts"] = result.route.deployment, result.route.attempts
     return found
 
 

@@ -143,13 +143,20 @@ async def test_signing_in_shows_every_chart_from_real_requests(gw: Served, brows
     t.clean()
 
 
-async def test_creating_and_revoking_a_key(gw: Served, browser: Any) -> None:
+async def test_creating_editing_and_revoking_tenants_and_keys(gw: Served, browser: Any) -> None:
     t = await tab(browser, gw)
     await t.open(MASTER)
     await t.go("keys")
     await t.page.fill("#new-tenant-id", "acme")
     await t.page.click("#new-tenant-form button")
     await t.page.wait_for_selector("#tenants tr[data-tenant=acme]", timeout=WAIT_MS)
+    await t.page.locator("#tenants tr[data-tenant=acme] button", has_text="Edit").click()
+    await t.page.fill("#edit-tenant-budget", "9")
+    await t.page.check("#edit-tenant-self-keys")
+    await t.page.locator("#tenants tr.editing button", has_text="Save").click()
+    await t.page.wait_for_selector("#tenants tr.editing", state="detached", timeout=WAIT_MS)
+    edited = gw.store.get_tenant("acme")
+    assert edited is not None and edited.budget_usd == 9 and edited.self_keys
     await t.page.fill("#new-key-tenant", "acme")
     await t.page.fill("#new-key-name", "from-the-page")
     await t.page.fill("#new-key-budget", "2.5")

@@ -159,8 +159,31 @@ export function keys(page) {
         body.replaceChildren(...rows.map((t) => h("tr", { "data-tenant": t.id }, h("td", { text: t.id }),
           h("td", { text: t.budget_usd === null ? "–" : `${fmt.usd(t.budget_usd)} / ${t.budget_period}` }),
           h("td", { text: `${t.rpm ?? "–"} / ${t.tpm ?? "–"}` }), h("td", { text: t.max_parallel ?? "–" }),
-          h("td", { text: t.self_keys ? "yes" : "no" }))));
+          h("td", { text: t.self_keys ? "yes" : "no" }),
+          h("td", {}, h("button", { class: "quiet", onclick: (e) => editTenant(t, e.target.closest("tr")) }, "Edit")))));
       } catch (err) { fail(oops, err); }
+    }
+    function editTenant(t, row) {
+      const budget = h("input", { id: "edit-tenant-budget", type: "number", min: "0", step: "any", value: t.budget_usd ?? "" });
+      const period = h("select", { id: "edit-tenant-period" },
+        ...["month", "day", "total"].map((p) => h("option", { value: p, selected: p === t.budget_period }, p)));
+      const rpm = h("input", { id: "edit-tenant-rpm", type: "number", min: "1", value: t.rpm ?? "" });
+      const tpm = h("input", { id: "edit-tenant-tpm", type: "number", min: "1", value: t.tpm ?? "" });
+      const parallel = h("input", { id: "edit-tenant-parallel", type: "number", min: "1", value: t.max_parallel ?? "" });
+      const own = h("input", { id: "edit-tenant-self-keys", type: "checkbox", checked: t.self_keys });
+      own.style.width = "auto";
+      row.after(h("tr", { class: "editing" }, h("td", { colspan: "6" }, h("div", { class: "row" },
+        field("Budget USD", budget), field("Budget period", period), field("rpm", rpm), field("tpm", tpm),
+        field("In flight at most", parallel),
+        h("div", {}, h("label", { for: "edit-tenant-self-keys", text: "Manages its own keys" }), own),
+        h("button", { onclick: async () => {
+          try {
+            await api("PATCH", `/admin/tenants/${encodeURIComponent(t.id)}`, { budget_usd: numberOrNull(budget.value),
+              budget_period: period.value, rpm: numberOrNull(rpm.value), tpm: numberOrNull(tpm.value),
+              max_parallel: numberOrNull(parallel.value), self_keys: own.checked });
+            await loadTenants();
+          } catch (err) { fail(oops, err); }
+        } }, "Save"), h("button", { class: "quiet", onclick: loadTenants }, "Cancel")))));
     }
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
@@ -174,7 +197,7 @@ export function keys(page) {
     });
     loadTenants();
     return h("div", { class: "card" }, h("h2", { text: "Tenants" }), form, h("div", { class: "scroll" },
-      h("table", { id: "tenants" }, h("thead", {}, h("tr", {}, ...["id", "budget", "rpm / tpm", "in flight", "manages its keys"].map((t) => h("th", { text: t })))), body)));
+      h("table", { id: "tenants" }, h("thead", {}, h("tr", {}, ...["id", "budget", "rpm / tpm", "in flight", "manages its keys", ""].map((t) => h("th", { text: t })))), body)));
   }
   load();
 }

@@ -7,9 +7,10 @@ to first token) through ``Store.add_usage`` in batches of 500, as the ledger wri
 them, and prints what a row cost to write and the share of it the rollups took
 (``rollup.write``). Then times each chart query, ``Store.usage_series`` end to end
 (the SQL and the zero-filled series), the median of 5 runs after one warm-up, and
-prints a table. ``EXPLAIN QUERY PLAN`` of each query with ``--plans``.
+prints a table. ``EXPLAIN QUERY PLAN`` of each query with ``--plans``; ``--postgres URL``
+runs it all on a new schema of that PostgreSQL database (dropped at the end) instead.
 
-    python bench/bench_usage_series.py [--rows 1000000] [--plans] [--keep PATH]
+    python bench/bench_usage_series.py [--rows 1000000] [--plans] [--keep PATH] [--postgres URL]
 """
 
 from __future__ import annotations
@@ -21,9 +22,13 @@ import sqlite3
 import statistics
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from llmrelay.store import Store, UsageRecord, rollup
+from llmrelay.store.engine import make_engine
 from llmrelay.store.records import SeriesQuery
 from llmrelay.store.series import series_statement
 
@@ -67,8 +72,8 @@ def rows(count: int, seed: int = 7) -> list[UsageRecord]:
     return out
 
 
-def fill(path: Path, count: int) -> tuple[float, float]:
-    """A migrated store at ``path`` holding ``count`` rows written as the ledger writes them; the
+def fill(url: str, count: int) -> tuple[float, float]:
+    """A migrated store at ``url`` holding ``count`` rows written as the ledger writes them; the
     seconds the writes took, and of those the seconds summing them into the rollups."""
     made = rows(count)
     spent = [0.0]
@@ -81,19 +86,36 @@ def fill(path: Path, count: int) -> tuple[float, float]:
 
     rollup.write = timed  # type: ignore[assignment]
     try:
-        with Store.open(f"sqlite:///{path}") as store:
+        with Store.open(url) as store:
             began = time.perf_counter()
             for start in range(0, len(made), BATCH):
                 store.add_usage(made[start : start + BATCH])
             took = time.perf_counter() - began
     finally:
         rollup.write = write  # type: ignore[assignment]
-    db = sqlite3.connect(path, isolation_level=None)
+    engine = make_engine(url)
     try:
-        db.execute("ANALYZE")
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
     finally:
-        db.close()
+        engine.dispose()
     return took, spent[0]
+
+
+@contextmanager
+def postgres_schema(url: str) -> Iterator[str]:
+    """A store URL on a new schema of the PostgreSQL database at ``url``, dropped at the end."""
+    import psycopg
+    from sqlalchemy import make_url
+
+    schema = f"llmrelay_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True, connect_timeout=3) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield make_url(url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(False)
+    finally:
+        with psycopg.connect(url, autocommit=True, connect_timeout=3) as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 CHARTS: list[tuple[str, SeriesQuery]] = [
@@ -122,26 +144,27 @@ def time_chart(store: Store, query: SeriesQuery) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--plans", action="store_true", help="print each query's EXPLAIN QUERY PLAN")
+    parser.add_argument("--plans", action="store_true", help="print each query's EXPLAIN QUERY PLAN (SQLite)")
     parser.add_argument("--keep", type=Path, help="fill this file (reused if it exists) instead of a temporary one")
+    parser.add_argument("--postgres", metavar="URL", help="on a new schema of this PostgreSQL database instead")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, ExitStack() as stack:
         path = args.keep or Path(folder) / "ledger.db"
-        if args.keep is None or not path.exists():
-            took, summing = fill(path, args.rows)
+        url = stack.enter_context(postgres_schema(args.postgres)) if args.postgres else f"sqlite:///{path}"
+        if args.postgres or args.keep is None or not path.exists():
+            took, summing = fill(url, args.rows)
             print(
                 f"wrote {args.rows:,} rows in batches of {BATCH} in {took:.1f} s "
-                f"({took / args.rows * 1e6:.1f} us a row, "
-                f"{summing / took:.0%} of it summing the rollups; {path.stat().st_size / 2**20:.0f} MiB)"
+                f"({took / args.rows * 1e6:.1f} us a row, {summing / took:.0%} of it summing the rollups)"
             )
-        store = Store.open(f"sqlite:///{path}")
+        store = Store.open(url)
         try:
             print(f"{'chart':44} {'rows in range':>13} {'buckets':>8} {'series':>6} {'median ms':>10}")
             for name, query in CHARTS:
                 ms, counted = time_chart(store, query)
                 answer = store.usage_series(query)
                 print(f"{name:44} {counted:>13,} {query.buckets:>8} {len(answer.series):>6} {ms:>10.1f}")
-                if args.plans:
+                if args.plans and not args.postgres:
                     sql = str(series_statement(query, "sqlite").compile(compile_kwargs={"literal_binds": True}))
                     db = sqlite3.connect(path)
                     for row in db.execute("EXPLAIN QUERY PLAN " + sql):

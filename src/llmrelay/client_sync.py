@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .registry import ProviderRegistry
     from .router import AttemptRecord, CallTrace, DeploymentHealth, ModelGroup, Router, RoutingSettings
     from .state.base import StateBackend
+    from .telemetry.spans import Telemetry
 
 T = TypeVar("T")
 
@@ -56,11 +57,12 @@ class Client:
         state: StateBackend | None = None,
         hooks: Iterable[Callable[[AttemptRecord], None]] = (),
         cache: CacheBackend | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         # first: a bad config must not leave a thread behind
         self.aio = AsyncClient(
             config, providers=providers, transport=transport, env=env, check_context_window=check_context_window,
-            models=models, routing=routing, state=state, hooks=hooks, cache=cache,
+            models=models, routing=routing, state=state, hooks=hooks, cache=cache, telemetry=telemetry,
         )  # fmt: skip
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="llmrelay-client", daemon=True)
@@ -91,6 +93,11 @@ class Client:
     @property
     def router(self) -> Router:
         return self.aio.router
+
+    @property
+    def telemetry(self) -> Telemetry | None:
+        """Trace spans (``llmrelay.telemetry``), or ``None``: off."""
+        return self.aio.telemetry
 
     @property
     def cache(self) -> CacheLayer:

@@ -195,6 +195,7 @@ async def test_a_deployment_goes_from_healthy_to_cooling_down_and_back_by_hand(c
         await gw.sdk().chat.completions.create(model="smart", messages=HI)  # type: ignore[arg-type]
     await t.page.wait_for_selector(f"{row} .badge:not(.healthy)", timeout=WAIT_MS)  # the page refreshes itself
     assert "cooling down" in await t.page.inner_text(row)
+    assert "RateLimited" in await t.page.inner_text(f"{row} td.errors")  # its latest errors, with their time
     await t.page.locator(f"{row} button", has_text="Take out").click()
     await t.page.wait_for_selector(f"{row} .badge.disabled", timeout=WAIT_MS)
     assert (await gw.client.health("smart"))[0].manual is False

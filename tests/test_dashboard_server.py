@@ -215,13 +215,24 @@ async def test_a_forged_or_malformed_session_cookie_is_a_401(gw: Served) -> None
 
 
 async def test_deployments_report_and_take_a_manual_override(gw: Served) -> None:
+    gw.upstream.on("POST", CHAT, Reply(status=500, json={"error": {"message": "boom-xyz"}}))
+    for _ in range(2):
+        with pytest.raises(Exception, match=r"500|boom"):
+            await gw.sdk().chat.completions.create(model="smart", messages=HI)  # type: ignore[arg-type]
     async with Browser(gw) as b:
         await b.sign_in(MASTER)
+        status, body, _ = await b.request("GET", "/admin/deployments")
+        [failing] = [d for d in body["data"] if d["deployment"] == "openai/gpt-4o-mini"]
+        assert len(failing["recent_errors"]) == 2 and failing["calls"] == failing["failures"] == 2
+        newest = failing["recent_errors"][0]
+        assert "ProviderError" in newest["error"] and "boom-xyz" in newest["error"], newest
+        assert newest["at"] >= failing["recent_errors"][1]["at"] and gw.upstream.url not in str(failing)
+        gw.upstream.on("POST", CHAT, Reply(json=answer("ok")))
         status, body, _ = await b.request("GET", "/admin/deployments")
         assert status == 200
         names = {d["deployment"]: d for d in body["data"]}
         target = "openai/gpt-4o-mini"
-        assert target in names and names[target]["status"] == "healthy" and names[target]["manual"] is None
+        assert target in names and names[target]["status"] != "disabled" and names[target]["manual"] is None
         status, done, _ = await b.request("PUT", f"/admin/deployments/{target}/health", {"healthy": False})
         assert status == 200 and done == {"deployment": target, "manual": False}
         status, body, _ = await b.request("GET", "/admin/deployments")

@@ -156,7 +156,8 @@ def _json_bytes(payload: Any) -> bytes:
 
 
 async def deployments(gw: Gateway, ex: Exchange) -> None:
-    """``GET /admin/deployments``: every configured deployment's health as the router sees it."""
+    """``GET /admin/deployments``: every configured deployment's health as the router sees it, with
+    its latest errors, newest first (upstream addresses hidden, as in any answer)."""
     operator_only(ex.caller)
     rows = []
     for h in await gw.health():
@@ -167,6 +168,7 @@ async def deployments(gw: Gateway, ex: Exchange) -> None:
             "calls": h.calls, "failures": h.failures,
             "success_rate": None if not h.calls else round(1 - h.failures / h.calls, 4),
             "latency_ms": h.latency_ms, "ttft_ms": h.ttft_ms, "last_error": h.last_error, "manual": h.manual,
+            "recent_errors": [{"at": at, "error": gw.scrub(text)} for at, text in reversed(h.recent_errors)],
             "check": None if check is None else {"ok": check.ok, "at": check.at, "error": check.error},
         })  # fmt: skip
     await ex.reply(200, {"object": "list", "data": rows})

@@ -192,6 +192,7 @@ class Attempt:
                 await router.limiter.settle(dep.id, pick.tokens, 0.0, ticket=pick.ticket)
         except errors.StateUnavailable as down:  # the call's own error is what the caller must see
             log.warning("the failure of %s could not be recorded: %s", dep.id, down.message)
+        router.monitor.note_error(dep.id, type(exc).__name__, exc.message)
         call.tried.add(dep.id)
         call.note(dep.id, describe(exc))
         call.errors.append(exc)

@@ -76,6 +76,7 @@ class HealthChecks:
                     stats.last_error,
                     check,
                     manual,
+                    tuple(stats.errors),
                 )
             )
         return report

@@ -51,10 +51,16 @@ class Stats:
     last_at: float | None = None
     last_error: str | None = None
     in_flight: int = 0
+    errors: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=ERRORS_KEPT), repr=False)
+    """The latest failures: (epoch seconds, what happened), oldest first."""
     first_tokens: Recent = field(default_factory=lambda: Recent(), repr=False)
     """Streams: the latest successful attempts' time to the first token."""
     answers: Recent = field(default_factory=lambda: Recent(), repr=False)
     """Whole answers (not streamed): the latest successful attempts' latency."""
+
+
+ERRORS_KEPT = 5
+"""Failures each deployment's record keeps, to show (``DeploymentHealth.recent_errors``)."""
 
 
 class Recent:
@@ -109,6 +115,8 @@ class DeploymentHealth:
     last_error: str | None
     check: CheckResult | None
     manual: bool | None
+    recent_errors: tuple[tuple[float, str], ...] = ()
+    """The latest failures this process saw, oldest first: (epoch seconds, the error)."""
 
 
 def _average(old: float | None, new: float) -> float:
@@ -174,6 +182,11 @@ class HealthMonitor:
         else:
             s.failures += 1
             s.last_error = error
+
+    def note_error(self, deployment: str, error: str, detail: str) -> None:
+        """Keep a failure among the deployment's latest (every failure, counted against its
+        health or not: a rate limit, a timeout cut short by the caller's own deadline)."""
+        self.stats(deployment).errors.append((time.time(), f"{error}: {detail}"[:300]))
 
     def forget(self, deployment: str) -> None:
         """Drop what this process saw (keeps the in-flight count)."""

@@ -8,7 +8,7 @@ export function deployments(page) {
     h("p", { class: "muted", text: "As the router sees them now (this process). Refreshes every 5 seconds." }), problem,
     h("div", { class: "scroll" }, h("table", { id: "deployments" }, h("thead", {}, h("tr", {},
       ...["group", "deployment", "state", "why", "breaker", "success", "calls", "latency", "first token",
-        "last error", "override"].map((t) => h("th", { text: t })))), body))));
+        "latest errors", "override"].map((t) => h("th", { text: t })))), body))));
 
   async function setHealth(name, healthy) {
     try {
@@ -26,7 +26,8 @@ export function deployments(page) {
         h("td", { class: "wrap", text: d.reason }),
         h("td", { text: d.breaker }), h("td", { text: fmt.pct(d.success_rate) }), h("td", { text: fmt.int(d.calls) }),
         h("td", { text: fmt.ms(d.latency_ms) }), h("td", { text: fmt.ms(d.ttft_ms) }),
-        h("td", { class: "wrap", text: d.last_error || "" }),
+        h("td", { class: "wrap errors" }, ...d.recent_errors.map((e) =>
+          h("div", { text: `${new Date(e.at * 1000).toLocaleTimeString()} ${e.error}` }))),
         h("td", {}, h("div", { class: "actions" },
           h("button", { class: "quiet", onclick: () => setHealth(d.deployment, true), disabled: d.manual === true }, "Keep in"),
           h("button", { class: "quiet", onclick: () => setHealth(d.deployment, false), disabled: d.manual === false }, "Take out"),

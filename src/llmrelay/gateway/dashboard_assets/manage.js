@@ -7,8 +7,8 @@ export function deployments(page) {
   page.append(h("div", { class: "card" }, h("h2", { text: "Deployments" }),
     h("p", { class: "muted", text: "As the router sees them now (this process). Refreshes every 5 seconds." }), problem,
     h("div", { class: "scroll" }, h("table", { id: "deployments" }, h("thead", {}, h("tr", {},
-      ...["group", "deployment", "state", "why", "breaker", "success", "calls", "latency", "first token",
-        "latest errors", "override"].map((t) => h("th", { text: t })))), body))));
+      ...["group", "deployment", "state", "override", "why", "breaker", "success", "calls", "latency", "first token",
+        "latest errors"].map((t) => h("th", { text: t })))), body))));
 
   async function setHealth(name, healthy) {
     try {
@@ -23,15 +23,16 @@ export function deployments(page) {
       body.replaceChildren(...rows.map((d) => h("tr", { "data-deployment": d.deployment },
         h("td", { text: d.group }), h("td", { text: d.deployment }),
         h("td", {}, h("span", { class: "badge " + d.status, text: d.status })),
+        h("td", {}, h("div", { class: "actions" },
+          h("button", { class: "quiet", onclick: () => setHealth(d.deployment, true), disabled: d.manual === true }, "Keep in"),
+          h("button", { class: "quiet", onclick: () => setHealth(d.deployment, false), disabled: d.manual === false }, "Take out"),
+          h("button", { class: "quiet", onclick: () => setHealth(d.deployment, null), disabled: d.manual === null }, "Clear"))),
         h("td", { class: "wrap", text: d.reason }),
         h("td", { text: d.breaker }), h("td", { text: fmt.pct(d.success_rate) }), h("td", { text: fmt.int(d.calls) }),
         h("td", { text: fmt.ms(d.latency_ms) }), h("td", { text: fmt.ms(d.ttft_ms) }),
         h("td", { class: "wrap errors" }, ...d.recent_errors.map((e) =>
           h("div", { text: `${new Date(e.at * 1000).toLocaleTimeString()} ${e.error}` }))),
-        h("td", {}, h("div", { class: "actions" },
-          h("button", { class: "quiet", onclick: () => setHealth(d.deployment, true), disabled: d.manual === true }, "Keep in"),
-          h("button", { class: "quiet", onclick: () => setHealth(d.deployment, false), disabled: d.manual === false }, "Take out"),
-          h("button", { class: "quiet", onclick: () => setHealth(d.deployment, null), disabled: d.manual === null }, "Clear"))))));
+        )));
     } catch (err) { fail(problem, err); }
   }
   load();

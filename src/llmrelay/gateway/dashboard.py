@@ -19,12 +19,14 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..store.records import hash_secret
+from .._json import dumps
+from ..store.records import UsageQuery, UsageRecord, hash_secret
 from .admin_api import USAGE_PARAMS, operator_only, own_tenant, query_number, refuse_unknown
 from .exchange import Exchange
 from .http import HTTPError
 from .storage import store_call
-from .ui_sessions import COOKIE, check_csrf, cookie, is_https, session_id
+from .tenancy import Caller
+from .ui_sessions import COOKIE, Session, Sessions, check_csrf, cookie, is_https, session_id
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -92,7 +94,7 @@ async def asset(gw: Gateway, ex: Exchange) -> None:
     await send_bytes(ex, 200, *found, {"cache-control": "no-cache"})
 
 
-def _who(gw: Gateway, caller: Any) -> dict[str, Any]:
+def _who(gw: Gateway, caller: Caller) -> dict[str, Any]:
     return {
         "admin": caller.admin, "tenant": caller.tenant_id, "key_id": caller.key_id,
         "key_name": caller.key.name if caller.key is not None else None,
@@ -101,10 +103,20 @@ def _who(gw: Gateway, caller: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _sessions(gw: Gateway) -> Sessions:
+    sessions = gw.auth.sessions
+    assert sessions is not None, "the dashboard's routes are only served with its sessions"
+    return sessions
+
+
+async def _session(gw: Gateway, ex: Exchange) -> Session | None:
+    """The session the request's cookie names, if it holds one that has not ended."""
+    sid = session_id(ex.scope)
+    return await _sessions(gw).find(sid) if sid is not None else None
+
+
 async def sign_in(gw: Gateway, ex: Exchange) -> None:
     """``POST /ui/session`` with ``{"key": "..."}``: a session for that key, in a cookie."""
-    sessions = gw.auth.sessions
-    assert sessions is not None
     body = await gw.json_request(ex)
     secret = body.get("key")
     if set(body) - {"key"} or not (secret is None or isinstance(secret, str)):
@@ -113,43 +125,28 @@ async def sign_in(gw: Gateway, ex: Exchange) -> None:
         raise HTTPError(400, "the key must be up to 256 printable characters, without spaces around", param="key")
     caller = await gw.auth.caller_for(secret or None)
     key_hash = hash_secret(secret) if caller.key is not None and secret else None
-    sid, session = await sessions.create(admin=caller.admin, key_hash=key_hash)
+    sid, session = await _sessions(gw).create(admin=caller.admin, key_hash=key_hash)
     answer = {**_who(gw, caller), "csrf": session.csrf}
-    ex.ledger = False
-    await send_bytes(
-        ex, 200, _json_bytes(answer), "application/json", {"set-cookie": cookie(sid, secure=is_https(ex.scope))}
-    )
+    await send_bytes(ex, 200, dumps(answer), "application/json", {"set-cookie": cookie(sid, secure=is_https(ex.scope))})
 
 
 async def whoami(gw: Gateway, ex: Exchange) -> None:
     """``GET /ui/session``: who the cookie's session is, and its CSRF token (401 without one)."""
-    sessions = gw.auth.sessions
-    assert sessions is not None
-    sid = session_id(ex.scope)
-    session = await sessions.find(sid) if sid is not None else None
+    session = await _session(gw, ex)
     if session is None:
         raise HTTPError(401, "not signed in", code="session_ended")
-    caller = await gw.auth.caller(ex.scope)
-    await send_bytes(ex, 200, _json_bytes({**_who(gw, caller), "csrf": session.csrf}), "application/json")
+    caller = await gw.auth.session_caller(ex.scope, session)
+    await send_bytes(ex, 200, dumps({**_who(gw, caller), "csrf": session.csrf}), "application/json")
 
 
 async def sign_out(gw: Gateway, ex: Exchange) -> None:
     """``DELETE /ui/session``: the session ends, the cookie goes (its CSRF token is needed)."""
-    sessions = gw.auth.sessions
-    assert sessions is not None
-    sid = session_id(ex.scope)
-    session = await sessions.find(sid) if sid is not None else None
+    session = await _session(gw, ex)
     if session is not None:
         check_csrf(ex.scope, session)
-        await sessions.end(session)
+        await _sessions(gw).end(session)
     gone = cookie("", secure=is_https(ex.scope), max_age=0)
-    await send_bytes(ex, 200, _json_bytes({"signed_out": True}), "application/json", {"set-cookie": gone})
-
-
-def _json_bytes(payload: Any) -> bytes:
-    from .._json import dumps
-
-    return dumps(payload)
+    await send_bytes(ex, 200, dumps({"signed_out": True}), "application/json", {"set-cookie": gone})
 
 
 # ---- admin routes the dashboard reads ----------------------------------------------------
@@ -193,8 +190,6 @@ async def set_deployment_health(gw: Gateway, ex: Exchange) -> None:
 async def usage_csv(gw: Gateway, ex: Exchange) -> None:
     """``GET /admin/usage.csv``: the ledger records ``/admin/usage``'s filters match, as CSV
     (newest first, ``limit`` up to 10,000), a file the browser saves."""
-    from ..store.records import UsageQuery, UsageRecord
-
     query = ex.query
     refuse_unknown(query, USAGE_PARAMS - {"group_by"})
     asked = UsageQuery(

@@ -27,7 +27,7 @@ from ..store.records import ApiKey, Tenant, hash_secret
 from ..store.store import Store
 from .http import HTTPError, Scope, header
 from .storage import store_call
-from .ui_sessions import Sessions, check_csrf, session_id
+from .ui_sessions import Session, Sessions, check_csrf, session_id
 
 KEY_CACHE_S = 5.0
 _MAX_CACHED = 10_000
@@ -123,7 +123,10 @@ class Authenticator:
         if secret is None and self.sessions is not None:
             sid = session_id(scope)
             if sid is not None:
-                return await self._session_caller(scope, sid)
+                session = await self.sessions.find(sid)
+                if session is None:
+                    raise HTTPError(401, "the dashboard session has ended: sign in again", code="session_ended")
+                return await self.session_caller(scope, session)
         return await self.caller_for(secret)
 
     async def caller_for(self, secret: str | None) -> Caller:
@@ -142,11 +145,9 @@ class Authenticator:
             raise HTTPError(401, "invalid API key", code="invalid_api_key")
         return self._usable(key, tenant)
 
-    async def _session_caller(self, scope: Scope, sid: str) -> Caller:
-        assert self.sessions is not None
-        session = await self.sessions.find(sid)
-        if session is None:
-            raise HTTPError(401, "the dashboard session has ended: sign in again", code="session_ended")
+    async def session_caller(self, scope: Scope, session: Session) -> Caller:
+        """The caller a dashboard session stands for (a 403 for a write without its CSRF token,
+        a 401 when its key no longer works)."""
         check_csrf(scope, session)
         if session.admin:
             return OPERATOR if self._master is not None else await self._open_operator(_MISSING)

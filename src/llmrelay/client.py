@@ -332,11 +332,8 @@ class AsyncClient:
         """Send a checked request to ``group`` (from ``route``): through the cache and the
         router for chat, the router for embeddings. ``chat``, ``embed``, the gateway's
         routes and ``batch`` all come in here; ``trace`` follows the attempt under way."""
-        if self.telemetry is not None:
-            async with self.telemetry.call(group, request) as outcome:
-                outcome.append(await self._send(group, request, cache, trace))
-                return outcome[0]  # type: ignore[no-any-return]
-        return await self._send(group, request, cache, trace)
+        answer = self._send(group, request, cache, trace)
+        return await (answer if self.telemetry is None else self.telemetry.call(group, request, answer))
 
     async def _send(
         self, group: str, request: ChatRequest | EmbeddingRequest, cache: CacheOptions, trace: CallTrace | None

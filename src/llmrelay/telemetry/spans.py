@@ -27,9 +27,9 @@ through context variables set and reset within each step.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
@@ -54,6 +54,8 @@ from ..types import (
     TextPart,
 )
 from . import TelemetrySettings
+
+T = TypeVar("T")
 
 PROVIDER_NAMES = {
     "openai": "openai", "azure": "azure.ai.openai", "anthropic": "anthropic", "gemini": "gcp.gemini",
@@ -85,10 +87,10 @@ class Telemetry:
     def __init__(self, tracer_provider: Any = None, *, capture_content: bool = False) -> None:
         """``tracer_provider``: where spans go; ``None``: OpenTelemetry's global one (set up by
         the application, or spans are dropped)."""
-        self.provider = tracer_provider
         self.tracer = trace.get_tracer("llmrelay", __version__, tracer_provider=tracer_provider)
         self.capture_content = capture_content
-        self._owned = False
+        self._made: TracerProvider | None = None
+        """The provider ``from_settings`` made, which ``shutdown`` stops (never one given)."""
 
     @classmethod
     def from_settings(cls, settings: TelemetrySettings) -> Telemetry:
@@ -96,14 +98,15 @@ class Telemetry:
         else to one made here from ``settings`` (and shut down with the client)."""
         if isinstance(trace.get_tracer_provider(), TracerProvider):
             return cls(None, capture_content=settings.capture_content)
-        made = cls(exporting_provider(settings), capture_content=settings.capture_content)
-        made._owned = True
+        provider = exporting_provider(settings)
+        made = cls(provider, capture_content=settings.capture_content)
+        made._made = provider
         return made
 
     def shutdown(self) -> None:
         """Send what is buffered, and stop a provider made here."""
-        if self._owned and isinstance(self.provider, TracerProvider):
-            self.provider.shutdown()
+        if self._made is not None:
+            self._made.shutdown()
 
     # ---- the gateway's request --------------------------------------------------------------
 
@@ -163,21 +166,19 @@ class Telemetry:
             span.set_attributes(found)
         span.end()
 
-    @asynccontextmanager
-    async def call(self, group: str, request: ChatRequest | EmbeddingRequest) -> AsyncIterator[list[Any]]:
-        """The span of one ``send``, current while it runs; put its result in the list given."""
+    async def call(self, group: str, request: ChatRequest | EmbeddingRequest, answer: Awaitable[T]) -> T:
+        """``answer`` (one ``send``) awaited inside its call span, the current span meanwhile."""
         span = self._call_span(group, request)
         token = otel_context.attach(trace.set_span_in_context(span))
-        outcome: list[Any] = []
-        failure: BaseException | None = None
         try:
-            yield outcome
+            result = await answer
         except BaseException as exc:
-            failure = exc
-            raise
-        finally:
             otel_context.detach(token)
-            self._end_call(span, outcome[0] if outcome else None, failure)
+            self._end_call(span, None, exc)
+            raise
+        otel_context.detach(token)
+        self._end_call(span, result, None)  # type: ignore[arg-type]
+        return result
 
     async def stream(
         self, group: str, request: ChatRequest, events: AsyncGenerator[StreamEvent, None]

@@ -238,7 +238,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tenants, virtual keys, usage ledger, conversations", _v1_initial),
     Migration(2, "max_parallel: requests in flight per key and per tenant", _v2_max_parallel),
     Migration(3, "responses: stored Responses API answers, per tenant", _v3_responses),
-    Migration(4, "usage rollups per minute and hour for the usage series; usage.ttft_ms", _v4_rollups),
+    Migration(4, "usage rollups per minute, hour and day for the usage series; usage.ttft_ms", _v4_rollups),
     Migration(5, "tenants.self_keys: a tenant's keys may manage its keys", _v5_self_keys),
 )
 """Every step, in order; ``version`` counts from 1 without gaps."""

@@ -291,8 +291,8 @@ LAST_TIME = 253402300799.0
 
 @dataclass(frozen=True, slots=True)
 class SeriesQuery:
-    """A usage time series: records with ``created_at`` in ``[since, until)``, in
-    ``bucket`` buckets (UTC, aligned on the epoch), one series per ``split`` value
+    """A usage time series: the ``bucket`` buckets (UTC, aligned on the epoch) that hold the
+    time from ``since`` to just before ``until``, each counted whole, one series per ``split`` value
     (the ``top`` most requested, the rest summed as ``other``) or one for all;
     ``tenant``, ``key_id`` and ``model`` filter as in ``UsageQuery``."""
 

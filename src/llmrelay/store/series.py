@@ -3,8 +3,8 @@
 The series read the rollup of their bucket's width (per minute, hour or day), which
 the ledger writes with its rows (``rollup.py``), never the ledger itself: a chart's
 cost grows with its buckets and series, not with the requests in its range, and the
-rows group by their start in the order they are stored. A bucket is always counted whole (the first and the last too,
-whatever ``since`` and ``until`` say inside them).
+rows group by their start in the order they are stored. A bucket is always counted
+whole (the first and the last too, whatever ``since`` and ``until`` say inside them).
 
 Latency and time-to-first-token percentiles come from the rollups' histograms
 (``histogram.py``): the nearest-rank percentile's bin, interpolated inside it, so the
@@ -105,12 +105,11 @@ def series_statement(query: SeriesQuery, dialect: str) -> Select[Any]:
         if value is not None:
             where.append(t[name] == value)
     figures = (*ROLLUP_COUNTS, "cost_usd", *LATENCY_BINS, *TTFT_BINS)
-    maxima = _MAXIMA
     if not query.split:
         return (
             select(
                 t.start.label("b"), literal_column("0").label("k"), literal_column("NULL").label("name"),
-                *(_sum(t[n]) for n in figures), *(func.max(t[n]).label(n) for n in maxima),
+                *(_sum(t[n]) for n in figures), *(func.max(t[n]).label(n) for n in _MAXIMA),
             )
             .where(*where)
             .group_by(t.start)
@@ -122,7 +121,7 @@ def series_statement(query: SeriesQuery, dialect: str) -> Select[Any]:
     per_value = (
         select(
             t.start.label("b"), column.label("s"),
-            *(_sum(t[n]) for n in figures), *(func.max(t[n]).label(n) for n in maxima),
+            *(_sum(t[n]) for n in figures), *(func.max(t[n]).label(n) for n in _MAXIMA),
         )
         .where(*where)
         .group_by(t.start, column)
@@ -145,7 +144,7 @@ def series_statement(query: SeriesQuery, dialect: str) -> Select[Any]:
     return (
         select(
             v.b, k, top.c.s.label("name"),
-            *(_sum(v[n]) for n in figures), *(func.max(v[n]).label(n) for n in maxima),
+            *(_sum(v[n]) for n in figures), *(func.max(v[n]).label(n) for n in _MAXIMA),
         )
         .select_from(per_value.outerjoin(top, v.s == top.c.s))
         .group_by(v.b, k, top.c.s)

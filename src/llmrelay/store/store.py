@@ -295,8 +295,8 @@ class Store:
     # ------------------------------------------------------------ usage ledger
 
     def add_usage(self, records: Sequence[UsageRecord]) -> int:
-        """Write ``records`` in one transaction, and their sums to the per-minute and per-hour
-        rollups (``rollup.py``); a record whose id is already stored is skipped (and not summed
+        """Write ``records`` in one transaction, and their sums to the per-minute, per-hour and
+        per-day rollups (``rollup.py``); a record whose id is already stored is skipped (and not summed
         again). Returns how many rows were added."""
         params = usage_params(records, self._clock())
         if not params:

@@ -115,7 +115,7 @@ async def coalescing(rounds: int, callers: int, delay_s: float) -> None:
                     await asyncio.gather(*(client.chat("g", ask) for _ in range(callers)))
                 results[on] = calls[0], time.perf_counter() - begun
     finally:
-        from llmrelay._http import default_transport
+        from llmrelay._http1 import default_transport
 
         await default_transport().aclose()  # the providers given to the clients share it
         await runner.cleanup()

@@ -44,7 +44,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
 from llmrelay import AsyncClient, errors  # noqa: E402
-from llmrelay._http import AiohttpTransport  # noqa: E402
+from llmrelay._http1 import Http1Transport  # noqa: E402
 from llmrelay.providers.base import ProviderConfig  # noqa: E402
 from llmrelay.providers.openai.provider import OpenAIProvider  # noqa: E402
 from llmrelay.resilience import BreakerConfig  # noqa: E402
@@ -118,7 +118,7 @@ async def one(client: AsyncClient, model: str, i: int, stream: bool, tally: Tall
 
 
 async def scenario(name: str, ports: list[int], requests: int, callers: int) -> Tally:
-    transport = AiohttpTransport()
+    transport = Http1Transport()
     kind = "vllm" if name == "router+resume" else "openai"
     providers = [
         OpenAIProvider(

@@ -129,12 +129,12 @@ class Run:
 
 async def one_run(upstream: Upstream, calls: int, window_ms: float, max_inputs: int) -> tuple[float, list[float]]:
     from llmrelay import AsyncClient
-    from llmrelay._http import AiohttpTransport
+    from llmrelay._http1 import Http1Transport
     from llmrelay.providers.base import ProviderConfig
     from llmrelay.providers.openai.provider import OpenAIProvider
     from llmrelay.router import Deployment, ModelGroup, RoutingSettings
 
-    transport = AiohttpTransport()
+    transport = Http1Transport()
     config = ProviderConfig("up", "openai", base_url=f"http://127.0.0.1:{upstream.port}/v1", api_key="sk-bench-1234")
     provider = OpenAIProvider(config, transport)
     provider.max_embed_inputs = max_inputs

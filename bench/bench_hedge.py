@@ -30,7 +30,7 @@ sys.path.insert(0, str(HERE))
 from bench_chaos import chaos_upstream, expected, free_ports, pct, reset_stats, upstream_calls, upstream_stats  # noqa: E402
 
 from llmrelay import AsyncClient  # noqa: E402
-from llmrelay._http import AiohttpTransport  # noqa: E402
+from llmrelay._http1 import Http1Transport  # noqa: E402
 from llmrelay.providers.base import ProviderConfig  # noqa: E402
 from llmrelay.providers.openai.provider import OpenAIProvider  # noqa: E402
 from llmrelay.router import Deployment, ModelGroup, RoutingSettings  # noqa: E402
@@ -45,7 +45,7 @@ SETTINGS: dict[str, dict[str, Any] | None] = {
 
 
 async def run(ports: list[int], hedge: dict[str, Any] | None, requests: int, callers: int) -> dict[str, Any]:
-    transport = AiohttpTransport()
+    transport = Http1Transport()
     providers = [
         OpenAIProvider(
             ProviderConfig(f"d{k}", "openai", base_url=f"http://127.0.0.1:{p}/v1", api_key="sk-x"), transport

@@ -23,7 +23,7 @@ async def _close_shared_transport() -> AsyncIterator[None]:
     """Providers built without a transport share the process one: close this
     test's session (sessions are per event loop, and each test has its loop)."""
     yield
-    from llmrelay._http import default_transport
+    from llmrelay._http1 import default_transport
 
     await default_transport().aclose()
 

@@ -11,7 +11,7 @@ import pytest
 
 from fakeserver import FakeServer, Reply, split_every
 from llmrelay import errors
-from llmrelay._http import default_transport
+from llmrelay._http1 import default_transport
 from llmrelay._json import loads
 from llmrelay._sse import encode_sse
 from llmrelay.providers import provider_class

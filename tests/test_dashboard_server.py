@@ -348,3 +348,14 @@ async def test_a_tenant_allowed_manages_its_own_keys_and_nothing_else(
     status, tenant, _ = await call(gw, "GET", "/admin/tenants/selfie")
     assert tenant["self_keys"] is True
     assert own_id in {k.id for k in gw.store.list_keys("selfie")}
+
+
+async def test_a_tenant_patch_with_self_keys_null_is_refused_and_changes_nothing(gw: Served) -> None:
+    status, _, _ = await call(gw, "POST", "/admin/tenants", {"id": "nullish", "self_keys": True})
+    assert status == 201
+    status, body, _ = await call(gw, "PATCH", "/admin/tenants/nullish", {"self_keys": None, "rpm": 5})
+    assert status == 400 and "self_keys" in body["error"]["message"]
+    status, tenant, _ = await call(gw, "GET", "/admin/tenants/nullish")
+    assert tenant["self_keys"] is True and tenant["rpm"] is None
+    status, tenant, _ = await call(gw, "PATCH", "/admin/tenants/nullish", {"rpm": 5})
+    assert status == 200 and tenant["self_keys"] is True and tenant["rpm"] == 5

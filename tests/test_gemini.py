@@ -14,7 +14,7 @@ import pytest
 from fakeserver import FakeServer, Reply, split_every
 from llmrelay import errors
 from llmrelay._assemble import StreamAssembler
-from llmrelay._http import default_transport
+from llmrelay._http1 import default_transport
 from llmrelay._secret import Secret
 from llmrelay._sse import SSEDecoder
 from llmrelay.providers import provider_class

@@ -1,7 +1,10 @@
-"""The HTTP transport: one pooled keep-alive aiohttp session per event loop.
+"""What providers send requests through: the ``Transport`` protocol, and
+``AiohttpTransport``, one pooled keep-alive aiohttp session per event loop, which
+serves requests through a proxy (the default transport, ``_http1.Http1Transport``,
+hands those to it).
 
-Providers receive a ``Transport`` and never import aiohttp themselves, so tests
-can inject another one (see ``llmrelay.testing.MockTransport``). aiohttp is
+Providers receive a ``Transport`` and never import an HTTP client themselves, so
+tests can inject another one (see ``llmrelay.testing.MockTransport``). aiohttp is
 imported on first use, not at ``import llmrelay``.
 """
 
@@ -53,7 +56,7 @@ class StreamResponse(Protocol):
 
 class Transport(Protocol):
     """What every provider sends its requests through: ``send`` for a whole answer,
-    ``stream`` for one read as it arrives. ``AiohttpTransport`` (pooled, keep-alive)
+    ``stream`` for one read as it arrives. ``Http1Transport`` (pooled, keep-alive)
     by default; pass another as ``Client(transport=...)``, e.g.
     ``llmrelay.testing.MockTransport`` in tests."""
 
@@ -222,14 +225,3 @@ def _client_error() -> type[Exception]:
     import aiohttp
 
     return aiohttp.ClientError
-
-
-_default: AiohttpTransport | None = None
-
-
-def default_transport() -> AiohttpTransport:
-    """The process-wide shared transport (sessions are still per event loop)."""
-    global _default
-    if _default is None:
-        _default = AiohttpTransport()
-    return _default

@@ -13,7 +13,7 @@ from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack, overload
 
 from . import errors
-from ._http import AiohttpTransport, Transport
+from ._http import Transport
 from ._messages import to_messages
 from .cache import DEFAULT_OPTIONS, CacheBackend, CacheLayer, CacheOptions, cache_options
 from .config import Settings, load_settings
@@ -110,7 +110,10 @@ class AsyncClient:
             telemetry = telemetry_for(self.settings.file.telemetry if self.settings.file is not None else None, env)
         self.telemetry = telemetry
         """Trace spans (``llmrelay.telemetry``), or ``None``: off, and nothing of OpenTelemetry loaded."""
-        transport = transport or AiohttpTransport()
+        if transport is None:
+            from ._http1 import Http1Transport
+
+            transport = Http1Transport()
         if self.telemetry is not None:
             from .telemetry.spans import TracingTransport
 

@@ -8,7 +8,7 @@ import os
 import shutil
 import socket
 import tempfile
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -49,7 +49,7 @@ def serve(
     models) until Ctrl-C. It needs a master key (auth.master_key or
     LLMRELAY_MASTER_KEY), or --insecure-open to serve this machine without keys."""
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401  (checked here; gateway/run.py serves with it)
     except ImportError:
         fail(f"the gateway needs uvicorn: {install_hint('gateway')}")
     from ..errors import LLMError
@@ -96,7 +96,7 @@ def serve(
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared_metrics  # the workers add up their metrics there
     _allow_open_files(server_limits(client.aio).max_connections + 256)
     try:
-        _run(uvicorn, host, port, workers, st.debug)
+        _run(host, port, workers, st.debug)
     finally:
         if shared_metrics is not None:
             shutil.rmtree(shared_metrics, ignore_errors=True)
@@ -133,20 +133,13 @@ def _allow_open_files(wanted: int) -> None:
             stderr().print(f"[yellow]warning[/]: open files are limited to {soft}; raise ulimit -n to {wanted}")
 
 
-def _run(uvicorn: Any, host: str, port: int, workers: int, debug: bool) -> None:
-    uvicorn.run(
-        "llmrelay.gateway.factory:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        loop="uvloop",
-        http="llmrelay.gateway.server:GuardedHttpToolsProtocol",  # httptools, with client deadlines
-        lifespan="on",
-        access_log=False,
-        log_level="debug" if debug else "warning",
-        timeout_graceful_shutdown=30,
-    )
+def _run(host: str, port: int, workers: int, debug: bool) -> None:
+    from ..gateway.run import become_server, serve
+
+    if workers == 1:
+        become_server(host, port, debug)  # a process that only serves (gateway/run.py)
+    else:
+        serve(host, port, workers, debug)
 
 
 def _open_store(settings: Settings) -> str:

@@ -55,7 +55,7 @@ class TenantBody(LimitsPatch):
 
 
 class TenantPatch(LimitsPatch):
-    self_keys: bool | None = None
+    self_keys: bool = False  # only what is sent changes (exclude_unset); null is refused, as it means nothing
 
 
 class KeyPatch(LimitsPatch):

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from .. import errors
-from .._http import Timeouts, Transport, default_transport
+from .._http import Timeouts, Transport
+from .._http1 import default_transport
 from .._secret import Secret
 from ..cost import Prices, chat_cost
 from ..structured import structured_value

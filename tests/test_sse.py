@@ -71,3 +71,56 @@ def test_encode_then_decode_round_trips(evs: list[tuple[str | None, str]], sep: 
     expected = [(e.strip() if e is not None else None, d) for e, d in evs]
     got = decode_all(pieces)
     assert [(e.strip() if e is not None else None, d) for e, d in got] == expected
+
+
+def reference_events(text: str) -> list[tuple[str | None, str, str | None]]:
+    """The SSE spec's rules, line by line over the whole text (no chunking, no fast path)."""
+    out: list[tuple[str | None, str, str | None]] = []
+    data: list[str] = []
+    event: str | None = None
+    last_id: str | None = None
+    for line in [*text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), ""]:
+        if not line:
+            if data:
+                out.append((event, "\n".join(data), last_id))
+            data, event = [], None
+        elif line.startswith(":"):
+            continue
+        else:
+            name, colon, value = line.partition(":")
+            if colon and value.startswith(" "):
+                value = value[1:]
+            if name == "data":
+                data.append(value)
+            elif name == "event":
+                event = value
+            elif name == "id":
+                last_id = value
+    return out
+
+
+sse_line = st.one_of(
+    st.builds(lambda v: f"data: {v}", st.text(alphabet='ab{}" é', max_size=6)),
+    st.builds(lambda v: f"data:{v}", st.text(alphabet="ab ", max_size=3)),
+    st.builds(lambda v: f"event: {v}", st.text(alphabet="xyz", min_size=1, max_size=3)),
+    st.builds(lambda v: f"id: {v}", st.text(alphabet="123", min_size=1, max_size=2)),
+    st.just(": keep-alive"),
+    st.just("data"),
+    st.just(""),
+)
+sse_blocks = st.lists(st.lists(sse_line, min_size=1, max_size=3), max_size=12)  # events: lines, then a blank line
+
+
+@given(sse_blocks, st.sampled_from(["\n", "\r\n", "\r"]), st.lists(st.integers(min_value=1, max_value=9), max_size=20))
+def test_any_lines_in_any_pieces_decode_as_the_spec_says(blocks: list[list[str]], sep: str, cuts: list[int]) -> None:
+    text = "".join(sep.join(lines) + sep + sep for lines in blocks)
+    wire = text.encode()
+    pieces, at = [], 0
+    for size in cuts:
+        pieces.append(wire[at : at + size])
+        at += size
+    pieces.append(wire[at:])
+    dec = SSEDecoder()
+    got = [(e.event, e.data, e.id) for piece in pieces for e in dec.feed(piece)]
+    got += [(e.event, e.data, e.id) for e in dec.flush()]
+    assert got == reference_events(text)

@@ -31,6 +31,7 @@ def serve(host: str, port: int, workers: int = 1, debug: bool = False) -> None:
         loop="uvloop",
         http="llmrelay.gateway.server:GuardedHttpToolsProtocol",  # httptools, with client deadlines
         ws="none",  # no WebSocket route: its libraries stay unloaded
+        proxy_headers=False,  # client addresses are used nowhere: no middleware rewriting them per request
         lifespan="on",
         access_log=False,
         log_level="debug" if debug else "warning",

@@ -13,6 +13,7 @@ turned into ``errors.Timeout``) or also someone else's (to be let through).
 from __future__ import annotations
 
 import asyncio
+from asyncio import current_task
 
 
 class StreamWatch:
@@ -37,7 +38,7 @@ class StreamWatch:
     def begin(self) -> None:
         """A wait on the provider starts now, in the current task (a consumer may
         step a stream from a different task each time)."""
-        task = asyncio.current_task(self._loop)  # given the loop: no look-up of the running one
+        task = current_task(self._loop)  # given the loop: no look-up of the running one
         assert task is not None, "StreamWatch waits inside a task"
         self._task = task
         self._cancelling = task.cancelling()

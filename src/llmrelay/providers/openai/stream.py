@@ -46,35 +46,44 @@ class ChatStreamDecoder:
         for choice in obj.get("choices") or ():
             if choice.get("index", 0) != 0:
                 continue
-            delta = choice.get("delta") or {}
-            content = delta.get("content")
-            if content:
-                if isinstance(content, str):
-                    out.append(TextDelta(content))
-                else:
-                    text, thinking = content_and_reasoning(content)
-                    if thinking:
-                        out.append(ReasoningDelta(thinking))
-                    if text:
-                        out.append(TextDelta(text))
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if reasoning and isinstance(reasoning, str):
-                out.append(ReasoningDelta(reasoning))
-            refusal = delta.get("refusal")
-            if refusal:
-                asm.refusal = (asm.refusal or "") + refusal
-            tool_calls = delta.get("tool_calls")
-            if tool_calls:
-                out.extend(self._tool_deltas(tool_calls))
+            delta = choice.get("delta")
+            if delta:
+                content = delta.get("content")
+                if content:
+                    if type(content) is str:
+                        out.append(TextDelta(content))
+                    else:
+                        text, thinking = content_and_reasoning(content)
+                        if thinking:
+                            out.append(ReasoningDelta(thinking))
+                        if text:
+                            out.append(TextDelta(text))
+                if content is None or len(delta) > 1:  # more than text (most chunks are text alone)
+                    self._rest_of(delta, out)
             native = choice.get("finish_reason")
             if native:
                 asm.native_finish_reason = native
                 asm.finish_reason = finish_reason(native, tool_calls=False)
-        usage = obj.get("usage") or (obj.get("x_groq") or {}).get("usage")
+        usage = obj.get("usage")
+        if not usage and "x_groq" in obj:
+            usage = (obj["x_groq"] or {}).get("usage")
         if usage:
             self._usage_seen = True
             out.append(UsageEvent(usage_from_wire(usage)))
         return out
+
+    def _rest_of(self, delta: dict[str, Any], out: list[StreamEvent]) -> None:
+        """A delta's reasoning, refusal and tool calls."""
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if reasoning and isinstance(reasoning, str):
+            out.append(ReasoningDelta(reasoning))
+        refusal = delta.get("refusal")
+        if refusal:
+            asm = self._asm
+            asm.refusal = (asm.refusal or "") + refusal
+        tool_calls = delta.get("tool_calls")
+        if tool_calls:
+            out.extend(self._tool_deltas(tool_calls))
 
     def _tool_deltas(self, raw_calls: list[dict[str, Any]]) -> Iterable[ToolCallDelta]:
         for raw in raw_calls:

@@ -25,7 +25,7 @@ import pytest
 from fakeserver import FakeServer, Reply
 from gateways import MASTER, Served, ledger_rows, serve, served_gateway
 from llmrelay import AsyncClient, ModelGroup
-from llmrelay._http import AiohttpTransport
+from llmrelay._http1 import Http1Transport
 from llmrelay.cost import Prices
 from llmrelay.gateway import Gateway
 from llmrelay.gateway.server import ServerLimits
@@ -78,7 +78,7 @@ async def gateway_over(
         }  # fmt: skip
         routing = routing or RoutingSettings(retries=0, cooldowns=False)
         client = AsyncClient(
-            env=env, models=groups, routing=routing, state=state, transport=AiohttpTransport(max_connections=pool)
+            env=env, models=groups, routing=routing, state=state, transport=Http1Transport(max_connections=pool)
         )
         folder = Path(tempfile.mkdtemp(prefix="llmrelay-review-"))
         store = Store.open(f"sqlite:///{folder / 'gateway.db'}")

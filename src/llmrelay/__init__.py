@@ -61,7 +61,8 @@ from .types import (
 )
 
 if TYPE_CHECKING:
-    from ._http import Timeouts, Transport
+    from ._http import AiohttpTransport, Timeouts, Transport
+    from ._http1 import Http1Transport
     from .cache import CacheInfo, CacheOptions
     from .client import AsyncClient
     from .client_sync import Client
@@ -72,11 +73,13 @@ if TYPE_CHECKING:
 
 
 _LAZY = {
+    "AiohttpTransport": "llmrelay._http",
     "AsyncClient": "llmrelay.client",
     "CacheInfo": "llmrelay.cache",
     "CacheOptions": "llmrelay.cache",
     "Client": "llmrelay.client_sync",
     "Deployment": "llmrelay.router",
+    "Http1Transport": "llmrelay._http1",
     "ModelGroup": "llmrelay.router",
     "Prices": "llmrelay.cost",
     "RoutingSettings": "llmrelay.router",
@@ -97,6 +100,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AiohttpTransport",
     "AsyncClient",
     "AuthenticationError",
     "BudgetExceeded",
@@ -116,6 +120,7 @@ __all__ = [
     "EmbeddingResponse",
     "ErrorEvent",
     "Finish",
+    "Http1Transport",
     "ImagePart",
     "InvalidRequest",
     "LLMError",

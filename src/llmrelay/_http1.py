@@ -21,20 +21,16 @@ from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, cast
-from urllib.parse import urlsplit
-
-import httptools
+from urllib.parse import quote, urlsplit
 
 from . import errors
 from ._http import AiohttpTransport, HTTPResponse, StreamResponse, Timeouts, host_of
+from ._http1_conn import BUFFER, Closed, Connection, Invalid, Unsupported, decoder_for
 from ._version import __version__
 
 IDLE_S = 15.0
 """A pooled connection idle longer than this is closed rather than reused (servers and
 load balancers drop idle connections, and a request sent on one as it closes is lost)."""
-BUFFER = 1 << 18
-"""Bytes of a stream's answer held unread before the socket is no longer read."""
 _SKIPPED = frozenset(("host", "content-length", "transfer-encoding", "connection"))
 _USER_AGENT = f"llmrelay/{__version__}"
 
@@ -72,6 +68,8 @@ def _target(url: str) -> _Target:
     default = port == (443 if tls else 80)
     name = f"[{host}]" if ":" in host else host
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if not path.isascii():  # sent percent-encoded, as UTF-8 (what is already encoded stays)
+        path = quote(path, safe="!#$%&'()*+,/:;=?@[]~")
     if any(c in path for c in " \r\n"):
         raise errors.InvalidRequest(f"invalid URL for provider: {host_of(url)}")
     target = _Target((scheme, host, port), host, port, tls, path, name if default else f"{name}:{port}")
@@ -81,190 +79,13 @@ def _target(url: str) -> _Target:
     return target
 
 
-class _Closed(Exception):
-    """The connection ended before the answer did (``before_answer``: before any of it)."""
-
-    def __init__(self, before_answer: bool) -> None:
-        super().__init__()
-        self.before_answer = before_answer
-
-
-class _Invalid(Exception):
-    """The server's bytes are not HTTP/1.1."""
-
-
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection; one exchange on it at a time."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.closed = False
-        self.reused = False
-        self.idle_since = 0.0
-        self.status = 0
-        self.headers: dict[str, str] = {}
-        self.chunks: list[bytes] = []
-        self.buffered = 0
-        self.head = False
-        self.complete = False
-        self.keep_alive = False
-        self.received = False
-        self.failure: BaseException | None = None
-        self.waiter: asyncio.Future[None] | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        self.paused = False
-        self.informational = False
-
-    # -- asyncio.Protocol
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not its subclasses
-
-    def data_received(self, data: bytes) -> None:
-        self.received = True
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            self._fail(_Invalid())
-            self.close()
-
-    def eof_received(self) -> bool | None:
-        return None  # close: a close-delimited answer ends here (connection_lost judges)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.complete or self.failure is not None:
-            return
-        if (
-            self.head
-            and "content-length" not in self.headers
-            and "chunked" not in self.headers.get("transfer-encoding", "")
-        ):
-            self.on_message_complete()  # an answer delimited by the connection's end
-            return
-        self._fail(_Closed(before_answer=not self.received))
-
-    # -- httptools callbacks
-    def on_header(self, name: bytes, value: bytes) -> None:
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        old = self.headers.get(key)
-        self.headers[key] = text if old is None else f"{old}, {text}"
-
-    def on_headers_complete(self) -> None:
-        status = self.parser.get_status_code()
-        if 100 <= status < 200:  # 100 Continue, 103 Early Hints: the answer comes after
-            self.informational = True
-            self.headers = {}
-            return
-        self.status = status
-        self.head = True
-        self._wake()
-
-    def on_body(self, body: bytes) -> None:
-        self.chunks.append(body)
-        self.buffered += len(body)
-        if self.buffered > BUFFER and not self.paused and self.transport is not None:
-            self.paused = True
-            self.transport.pause_reading()
-        self._wake()
-
-    def on_message_complete(self) -> None:
-        if self.informational:
-            self.informational = False
-            return
-        self.complete = True
-        self.keep_alive = self.parser.should_keep_alive()  # (only told in this callback)
-        self._wake()
-
-    # -- the exchange
-    def start(self, request: bytes, total: float | None) -> None:
-        self.status = 0
-        self.headers = {}
-        self.chunks = []
-        self.buffered = 0
-        self.head = self.complete = self.keep_alive = self.received = False
-        self.failure = None
-        if total is not None:
-            self.timer = self.loop.call_later(total, self._expire)
-        assert self.transport is not None
-        self.transport.write(request)
-
-    def _expire(self) -> None:
-        self._fail(TimeoutError())
-        self.close()
-
-    def _fail(self, exc: BaseException) -> None:
-        if self.failure is None:
-            self.failure = exc
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def _wait(self, idle: float | None = None) -> None:
-        """Until the parser or the connection reports something (``idle`` seconds at most)."""
-        if self.failure is not None:
-            raise self.failure
-        waiter = self.waiter = self.loop.create_future()
-        timer = self.loop.call_later(idle, self._expire) if idle is not None else None
-        try:
-            await waiter
-        finally:
-            self.waiter = None
-            if timer is not None:
-                timer.cancel()
-        if self.failure is not None:
-            raise self.failure
-
-    async def answer_head(self) -> None:
-        while not self.head:
-            await self._wait()
-
-    async def whole_body(self) -> bytes:
-        while not self.complete:
-            await self._wait()
-        chunks = self.chunks
-        self.chunks = []
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-    async def next_piece(self, idle: float | None) -> bytes:
-        """The body's bytes that have come since the last call; b"" at its end."""
-        while not self.chunks:
-            if self.complete:
-                return b""
-            await self._wait(idle)
-        chunks = self.chunks
-        self.chunks = []
-        self.buffered = 0
-        if self.paused and self.transport is not None:
-            self.paused = False
-            self.transport.resume_reading()
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-    def end(self) -> bool:
-        """The exchange is over: may the connection carry another?"""
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        return self.complete and self.keep_alive and not self.closed and self.failure is None
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-
-
 class _Origin:
     """The idle connections of one loop to one origin, most recently used last."""
 
     __slots__ = ("idle",)
 
     def __init__(self) -> None:
-        self.idle: list[_Connection] = []
+        self.idle: list[Connection] = []
 
 
 class _LoopPools:
@@ -276,6 +97,7 @@ class _LoopPools:
         self.busy = 0
         self.waiters: deque[asyncio.Future[None]] = deque()
         self.origins: dict[tuple[str, str, int], _Origin] = {}
+        self.closed = False
 
     async def admit(self) -> None:
         if self.busy < self.limit and not self.waiters:
@@ -306,13 +128,13 @@ class _Stream:
 
     __slots__ = ("_conn", "_decoder", "_idle", "_url", "headers", "status")
 
-    def __init__(self, conn: _Connection, idle: float | None, url: str) -> None:
+    def __init__(self, conn: Connection, idle: float | None, url: str) -> None:
         self._conn = conn
         self._idle = idle
         self._url = url
         self.status = conn.status
         self.headers: Mapping[str, str] = conn.headers
-        self._decoder = _decoder_for(conn.headers)
+        self._decoder = decoder_for(conn.headers)
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
         conn, idle, decoder = self._conn, self._idle, self._decoder
@@ -320,32 +142,23 @@ class _Stream:
             while True:
                 piece = await conn.next_piece(idle)
                 if not piece:
-                    if decoder is not None and (rest := decoder.flush()):
-                        yield rest
+                    if decoder is not None:
+                        rest = decoder.flush()
+                        if not decoder.eof:
+                            raise zlib.error("the compressed body ends early")
+                        if rest:
+                            yield rest
                     return
                 if decoder is not None:
                     piece = decoder.decompress(piece)
                     if not piece:
                         continue
                 yield piece
-        except (TimeoutError, _Closed, _Invalid, zlib.error) as exc:
+        except (TimeoutError, Closed, Invalid, zlib.error) as exc:
             raise _error(exc, self._url) from None
 
     async def read(self) -> bytes:
         return b"".join([piece async for piece in self.iter_bytes()])
-
-
-def _decoder_for(headers: Mapping[str, str]) -> Any:
-    coding = headers.get("content-encoding")
-    if coding is None or coding == "identity":
-        return None
-    if coding in ("gzip", "x-gzip", "deflate"):
-        return zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib, told by the header
-    raise _Unsupported(coding)
-
-
-class _Unsupported(Exception):
-    """An answer in a content coding this client does not decode."""
 
 
 class Http1Transport:
@@ -390,21 +203,29 @@ class Http1Transport:
             self._tls = context
         return self._tls
 
-    async def _connect(self, pools: _LoopPools, target: _Target, timeout: float | None) -> _Connection:
+    async def _connect(self, pools: _LoopPools, target: _Target, timeout: float | None) -> Connection:
         loop = pools.loop
         ssl_context = self._tls_context() if target.tls else None
 
-        def made() -> _Connection:
-            return _Connection(loop)
+        def made() -> Connection:
+            return Connection(loop)
 
         async with asyncio.timeout(timeout):
             _, conn = await loop.create_connection(made, target.host, target.port, ssl=ssl_context)
         return conn
 
     async def _exchange(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeouts: Timeouts
-    ) -> tuple[_LoopPools, _Origin, _Connection]:
-        """A connection whose answer's head has come (or, for ``send``, is coming)."""
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        timeouts: Timeouts,
+        streaming: bool = False,
+        idle: float | None = None,
+    ) -> tuple[_LoopPools, _Origin, Connection]:
+        """A connection whose answer's head has come. ``idle``, for a stream: its read
+        limit, which bounds the wait for the head too (``total`` bounds everything)."""
         target = _target(url)
         request = _request(method, target, headers, body)
         pools = self._pools()
@@ -417,13 +238,13 @@ class Http1Transport:
                 conn = _idle_connection(origin, pools.loop)
                 if conn is None:
                     conn = await self._connect(pools, target, timeouts.connect)
-                conn.start(request, timeouts.total)
+                conn.start(request, timeouts.total, streaming, method == "HEAD")
                 try:
-                    await conn.answer_head()
+                    await conn.answer_head(idle)
                 except BaseException as exc:
                     conn.end()
                     conn.close()
-                    if retry and conn.reused and isinstance(exc, _Closed) and exc.before_answer:
+                    if retry and conn.reused and isinstance(exc, Closed) and exc.before_answer:
                         continue  # the server closed it as the request went out: once more, on a new one
                     raise
                 return pools, origin, conn
@@ -442,9 +263,11 @@ class Http1Transport:
         reusable = False
         try:
             data = await conn.whole_body()
-            decoder = _decoder_for(conn.headers)
+            decoder = decoder_for(conn.headers)
             if decoder is not None:
                 data = decoder.decompress(data) + decoder.flush()
+                if not decoder.eof:
+                    raise zlib.error("the compressed body ends early")
             reusable = True
             return HTTPResponse(conn.status, conn.headers, data)
         except BaseException as exc:
@@ -465,6 +288,7 @@ class Http1Transport:
         pools = self._loops.pop(asyncio.get_running_loop(), None)
         self._last = None
         if pools is not None:
+            pools.closed = True
             for origin in pools.origins.values():
                 for conn in origin.idle:
                     conn.close()
@@ -490,15 +314,15 @@ class _StreamContext:
     ) -> None:
         self._owner = owner
         self._args = (method, url, headers, body, timeouts)
-        self._held: tuple[_LoopPools, _Origin, _Connection] | None = None
+        self._held: tuple[_LoopPools, _Origin, Connection] | None = None
 
     async def __aenter__(self) -> StreamResponse:
         method, url, headers, body, timeouts = self._args
-        self._held = pools, origin, conn = await self._owner._exchange(method, url, headers, body, timeouts)
         idle = timeouts.stream_idle if timeouts.stream_idle is not None else timeouts.read
+        self._held = pools, origin, conn = await self._owner._exchange(method, url, headers, body, timeouts, True, idle)
         try:
             return _Stream(conn, idle, url)
-        except _Unsupported as exc:
+        except Unsupported as exc:
             _release(pools, origin, conn, False)
             self._held = None
             raise _error(exc, url) from None
@@ -509,7 +333,7 @@ class _StreamContext:
             _release(*held, exc is None)
 
 
-def _idle_connection(origin: _Origin, loop: asyncio.AbstractEventLoop) -> _Connection | None:
+def _idle_connection(origin: _Origin, loop: asyncio.AbstractEventLoop) -> Connection | None:
     idle = origin.idle
     while idle:
         conn = idle.pop()
@@ -520,15 +344,15 @@ def _idle_connection(origin: _Origin, loop: asyncio.AbstractEventLoop) -> _Conne
     return None
 
 
-def _closing(conn: _Connection) -> bool:
+def _closing(conn: Connection) -> bool:
     return conn.transport is None or conn.transport.is_closing()
 
 
-def _release(pools: _LoopPools, origin: _Origin, conn: _Connection, whole: bool) -> None:
+def _release(pools: _LoopPools, origin: _Origin, conn: Connection, whole: bool) -> None:
     """The exchange on ``conn`` is over: its place is free; the connection goes back to the
     pool if its answer was read whole and both sides keep it alive, else it closes."""
     pools.leave()
-    if conn.end() and whole:
+    if conn.end() and whole and not pools.closed:
         conn.idle_since = pools.loop.time()
         origin.idle.append(conn)
     else:
@@ -569,13 +393,13 @@ def _error(exc: BaseException, url: str) -> BaseException:
     host = host_of(url)
     if isinstance(exc, TimeoutError):
         return errors.Timeout(f"no answer from {host} in time")
-    if isinstance(exc, _Closed):
+    if isinstance(exc, Closed):
         if exc.before_answer:
             return errors.ConnectionError(f"{host} closed the connection")
         return errors.ConnectionError(f"connection to {host} broke before the answer was complete")
-    if isinstance(exc, _Invalid):
+    if isinstance(exc, Invalid):
         return errors.ConnectionError(f"{host} sent an answer that is not valid HTTP/1.1")
-    if isinstance(exc, _Unsupported):
+    if isinstance(exc, Unsupported):
         return errors.ConnectionError(f"{host} sent its answer in a content coding not supported here: {exc}")
     if isinstance(exc, zlib.error):
         return errors.ConnectionError(f"{host} sent a compressed answer that does not decompress")

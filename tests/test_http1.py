@@ -1402,3 +1402,19 @@ def test_any_gzip_chunked_body_split_anywhere_arrives_exactly(w: Wire) -> None:
     sent, streamed_body = asyncio.run(round_trip(wire_of(w, "gzip")))
     assert sent == w.body
     assert streamed_body == w.body
+
+
+def test_pools_of_closed_event_loops_are_let_go() -> None:
+    async def once(url: str, transport: Http1Transport) -> int:
+        return (await send(transport, url)).status
+
+    async def serve_and_ask(transport: Http1Transport, rounds: int) -> list[int]:
+        async with RawServer(answering(*[OK] * rounds)) as server:
+            return [await once(server.url(), transport) for _ in range(rounds)]
+
+    transport = Http1Transport()
+    for _ in range(3):  # each asyncio.run is a new loop, closed at its end
+        assert asyncio.run(serve_and_ask(transport, 2)) == [200, 200]
+    assert len(transport._loops) == 1  # the closed loops' pools were dropped when a new loop came
+    asyncio.run(transport.aclose())
+    assert not transport._loops

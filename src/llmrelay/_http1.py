@@ -114,6 +114,14 @@ class _LoopPools:
                 self.waiters.remove(waiter)
             raise
 
+    def close_idle(self) -> None:
+        """No more connections go back to these pools; those idle in them close."""
+        self.closed = True
+        for origin in self.origins.values():
+            for conn in origin.idle:
+                conn.close()
+            origin.idle.clear()
+
     def leave(self) -> None:
         while self.waiters:
             waiter = self.waiters.popleft()
@@ -182,9 +190,16 @@ class Http1Transport:
             return last
         pools = self._loops.get(loop)
         if pools is None:
+            self._let_go_of_closed_loops()
             pools = self._loops[loop] = _LoopPools(loop, self._limit)
         self._last = pools
         return pools
+
+    def _let_go_of_closed_loops(self) -> None:
+        """Drop the pools of loops that are closed (each pool holds its loop, so the weak
+        keys alone would not go); their sockets close as their transports are collected."""
+        for gone in [loop for loop in self._loops if loop.is_closed()]:
+            del self._loops[gone]
 
     def _via_proxy(self, url: str) -> AiohttpTransport | None:
         if not self._proxies:
@@ -286,13 +301,10 @@ class Http1Transport:
     async def aclose(self) -> None:
         """Close this loop's idle connections (connections in use close as their exchange ends)."""
         pools = self._loops.pop(asyncio.get_running_loop(), None)
+        self._let_go_of_closed_loops()
         self._last = None
         if pools is not None:
-            pools.closed = True
-            for origin in pools.origins.values():
-                for conn in origin.idle:
-                    conn.close()
-                origin.idle.clear()
+            pools.close_idle()
         if self._proxied is not None:
             await self._proxied.aclose()
 

@@ -28,9 +28,10 @@ if TYPE_CHECKING:
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     """Seconds. ``total`` bounds a whole exchange; ``read`` bounds each wait
-    for bytes of a stream (the idle gap between chunks; ``stream_idle``
-    overrides it); a non-streamed answer is bounded by ``total`` alone, since a
-    model may think for minutes before its first byte. ``None`` disables one."""
+    for bytes of a stream (its head, then the idle gap between chunks;
+    ``stream_idle`` overrides it); a non-streamed answer is bounded by ``total``
+    alone, since a model may think for minutes before its first byte. ``None``
+    disables one."""
 
     connect: float | None = 10.0
     read: float | None = 120.0

@@ -14,6 +14,7 @@ import itertools
 import re
 import socket
 import ssl
+import struct
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -448,6 +449,20 @@ async def test_answer_delimited_by_the_connections_end_is_read_whole() -> None:
         assert server.connections == 2  # a connection that ended its answer is not reused
     assert (resp.status, resp.body) == (200, body)
     assert (status, b"".join(pieces)) == (200, body)
+
+
+async def test_answer_delimited_by_the_connections_end_but_reset_is_a_connection_error() -> None:
+    async def handle(peer: Peer) -> None:
+        if await peer.request() is None:
+            return
+        await peer.send(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\n", b"the first half")
+        sock = peer.writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+        peer.close()
+
+    async with RawServer(handle) as server, relay() as transport:
+        with pytest.raises(errors.ConnectionError, match="before the answer was complete"):
+            await send(transport, server.url())
 
 
 async def test_no_content_answer_needs_no_body_and_no_close() -> None:

@@ -4,7 +4,7 @@ Keep-alive connections are pooled per event loop and origin; answers are parsed 
 httptools (llhttp, in C). Per call it costs a fraction of a general-purpose client
 (measured in docs/performance.md: about 20 us of CPU against aiohttp's 110-140 us),
 which is most of a gateway's own time per request. It speaks what providers need:
-plain TCP or TLS (verified against the system's certificates), requests with a
+plain TCP or TLS (verified against the system's certificates or a given context), requests with a
 body in one write, answers sized by ``content-length``, chunked or ending with the
 connection, gzip and deflate bodies, reads paused while a stream's reader lags.
 Requests to a host an environment proxy applies to go through ``AiohttpTransport``.
@@ -25,7 +25,7 @@ from urllib.parse import quote, urlsplit
 
 from . import errors
 from ._http import AiohttpTransport, HTTPResponse, StreamResponse, Timeouts, host_of
-from ._http1_conn import BUFFER, Closed, Connection, Invalid, Unsupported, decoder_for
+from ._http1_conn import Closed, Connection, Invalid, Unsupported, decoder_for
 from ._version import __version__
 
 IDLE_S = 15.0
@@ -433,4 +433,4 @@ def default_transport() -> Http1Transport:
     return _default
 
 
-__all__ = ["BUFFER", "IDLE_S", "Http1Transport", "default_transport"]
+__all__ = ["IDLE_S", "Http1Transport", "default_transport"]

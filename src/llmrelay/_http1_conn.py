@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import cast
 
 import httptools
 
@@ -25,6 +25,10 @@ class Closed(Exception):
 
 class Invalid(Exception):
     """The server's bytes are not HTTP/1.1."""
+
+
+class Unsupported(Exception):
+    """An answer in a content coding this client does not decode."""
 
 
 class Connection(asyncio.Protocol):
@@ -73,7 +77,8 @@ class Connection(asyncio.Protocol):
         if self.complete or self.failure is not None:
             return
         if (
-            self.head
+            exc is None  # a clean end, not a reset
+            and self.head
             and "content-length" not in self.headers
             and "chunked" not in self.headers.get("transfer-encoding", "")
         ):
@@ -107,7 +112,8 @@ class Connection(asyncio.Protocol):
         if self.streaming and self.buffered > BUFFER and not self.paused and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
-        self._wake()
+        if self.streaming:  # a whole body is awaited only for its end
+            self._wake()
 
     def on_message_complete(self) -> None:
         if self.informational:
@@ -204,7 +210,9 @@ class Connection(asyncio.Protocol):
             self.transport.close()
 
 
-def decoder_for(headers: Mapping[str, str]) -> Any:
+def decoder_for(headers: Mapping[str, str]) -> zlib._Decompress | None:
+    """The decompressor a body in the answer's ``content-encoding`` needs (``None``: none);
+    ``Unsupported`` for a coding other than gzip or deflate."""
     coding = headers.get("content-encoding")
     if coding is None:
         return None
@@ -214,10 +222,6 @@ def decoder_for(headers: Mapping[str, str]) -> Any:
     if coding in ("gzip", "x-gzip", "deflate"):
         return zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib, told by the header
     raise Unsupported(coding)
-
-
-class Unsupported(Exception):
-    """An answer in a content coding this client does not decode."""
 
 
 __all__ = ["BUFFER", "Closed", "Connection", "Invalid", "Unsupported", "decoder_for"]

@@ -984,7 +984,10 @@ async def test_total_timeout_bounds_a_stream_that_keeps_trickling() -> None:
     assert len(got) >= 3
 
 
-async def test_total_timeout_bounds_the_wait_for_a_streams_head() -> None:
+@pytest.mark.parametrize(
+    "timeouts", [Timeouts(read=None, total=0.2), Timeouts(read=0.2, total=30)], ids=["total", "read"]
+)
+async def test_total_and_read_limits_bound_the_wait_for_a_streams_head(timeouts: Timeouts) -> None:
     async def handle(peer: Peer) -> None:
         if await peer.request() is not None:
             await peer.until_eof()
@@ -992,19 +995,7 @@ async def test_total_timeout_bounds_the_wait_for_a_streams_head() -> None:
     async with RawServer(handle) as server, relay() as transport:
         started = time.monotonic()
         with pytest.raises(errors.Timeout):
-            await streamed(transport, server.url(), timeouts=Timeouts(read=None, total=0.2))
-        assert time.monotonic() - started < 1.0
-
-
-async def test_read_limit_bounds_the_wait_for_a_streams_head() -> None:
-    async def handle(peer: Peer) -> None:
-        if await peer.request() is not None:
-            await peer.until_eof()
-
-    async with RawServer(handle) as server, relay() as transport:
-        started = time.monotonic()
-        with pytest.raises(errors.Timeout):
-            await streamed(transport, server.url(), timeouts=Timeouts(read=0.2, total=30))
+            await streamed(transport, server.url(), timeouts=timeouts)
         assert time.monotonic() - started < 1.0
 
 

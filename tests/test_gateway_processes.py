@@ -256,3 +256,29 @@ async def test_metrics_of_several_workers_add_up(gateways: tuple[Gateways, FakeS
             del http
     finally:
         await running.stop()
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads /proc to see what the process became")
+async def test_one_worker_serves_from_a_process_that_only_serves(tmp_path: Path) -> None:
+    """``llmrelay serve`` (one worker) checks, then becomes ``python -m llmrelay.gateway.run``
+    under the same process id: it answers, and stops cleanly on SIGTERM."""
+    async with FakeServer() as upstream:
+        upstream.on("POST", CHAT, Reply(json=answer("Hi from the runner")))
+        running = Gateways(tmp_path, write_config(tmp_path, upstream.url, None))
+        try:
+            await running.start(1)
+            (proc,), (url,) = running.procs, running.urls
+            command = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
+            assert b"llmrelay.gateway.run" in command and b"serve" not in command, command
+            async with aiohttp.ClientSession() as http:
+                body = {"model": "smart", "messages": [{"role": "user", "content": "Hi"}]}
+                headers = {"authorization": f"Bearer {MASTER}"}
+                async with http.post(url + "/v1/chat/completions", json=body, headers=headers) as r:
+                    assert r.status == 200
+                    assert (await r.json())["choices"][0]["message"]["content"] == "Hi from the runner"
+            proc.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(proc.wait(), 20)
+            assert code in (0, -signal.SIGTERM)  # uvicorn ends gracefully, then re-raises the signal
+            assert b"Traceback" not in await proc.stderr.read()  # type: ignore[union-attr]
+        finally:
+            await running.stop()

@@ -14,6 +14,7 @@ The config comes from ``LLMRELAY_CONFIG`` (and the environment), as in each work
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -62,6 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args(argv)
+    if args.debug:  # as the CLI's --debug: the library's debug lines too
+        logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s %(message)s")
     serve(args.host, args.port, args.workers, args.debug)
 
 

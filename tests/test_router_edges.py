@@ -18,7 +18,7 @@ from llmrelay.resilience.breaker import CircuitState
 from llmrelay.router import AttemptRecord, Deployment, ModelGroup, Router, RoutingSettings
 from llmrelay.router import router as router_module
 from llmrelay.testing import FakeProvider, Reply
-from llmrelay.types import ChatRequest, ChatResponse, Message, StreamEvent, TextDelta, Usage, UsageEvent
+from llmrelay.types import ChatRequest, ChatResponse, Finish, Message, StreamEvent, TextDelta, Usage, UsageEvent
 
 ChatFn = Callable[[ChatRequest], Awaitable[ChatResponse]]
 StreamFn = Callable[[ChatRequest], AsyncGenerator[StreamEvent, None]]
@@ -103,6 +103,39 @@ async def test_the_first_token_limit_counts_from_the_start_of_the_attempt() -> N
     p = Scripted("p", stream=trickle)
     r = router([p], ["p/m"], timeout_s=0.5, retries=0)
     with pytest.raises(errors.Timeout, match="no first token"):
+        async for _ in r.stream("g", ask()):
+            pass
+
+
+async def test_a_first_token_limit_longer_than_the_idle_limit_holds_as_set() -> None:
+    """With the idle limit the shorter (0.15 s), a first token at 0.3 s is in time (limit
+    0.5 s), a first token that never comes times out at 0.5 s, not at 0.15, and once the
+    stream has begun a 0.3 s gap is past the idle limit."""
+
+    async def first_at(delay: float, gap: float) -> AsyncGenerator[StreamEvent, None]:
+        await asyncio.sleep(delay)
+        yield TextDelta("first")
+        await asyncio.sleep(gap)
+        yield TextDelta(" second")
+        yield Finish("stop", ChatResponse("first second", "stop", Usage(1, 2), "m", "p"))
+
+    def scripted(delay: float, gap: float) -> Router:
+        provider = Scripted("p", stream=lambda _: first_at(delay, gap))
+        return router([provider], ["p/m"], timeout_s=0.5, stream_idle_s=0.15, retries=0)
+
+    def texts(events: list[StreamEvent]) -> str:
+        return "".join(e.text for e in events if isinstance(e, TextDelta))
+
+    r = scripted(0.3, 0.05)
+    assert texts([e async for e in r.stream("g", ask())]) == "first second"
+    r = scripted(5, 0)
+    started = time.monotonic()
+    with pytest.raises(errors.Timeout, match="no first token"):
+        async for _ in r.stream("g", ask()):
+            pass
+    assert 0.45 <= time.monotonic() - started < 1.5
+    r = scripted(0.01, 0.3)
+    with pytest.raises(errors.StreamInterrupted, match="no next event"):
         async for _ in r.stream("g", ask()):
             pass
 

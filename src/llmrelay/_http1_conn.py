@@ -52,6 +52,9 @@ class Connection(asyncio.Protocol):
         self.failure: BaseException | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.idle_timer: asyncio.TimerHandle | None = None
+        self.idle_s = 0.0
+        self.wait_since: float | None = None
         self.paused = False
         self.streaming = False
         self.bodiless = False
@@ -159,15 +162,29 @@ class Connection(asyncio.Protocol):
         if self.failure is not None:
             raise self.failure
         waiter = self.waiter = self.loop.create_future()
-        timer = self.loop.call_later(idle, self._expire) if idle is not None else None
+        if idle is not None:
+            self.idle_s, self.wait_since = idle, self.loop.time()
+            if self.idle_timer is None:  # one timer for the waits of an exchange, not one per wait
+                self.idle_timer = self.loop.call_at(self.wait_since + idle, self._idle_check)
         try:
             await waiter
         finally:
-            self.waiter = None
-            if timer is not None:
-                timer.cancel()
+            self.waiter = self.wait_since = None
         if self.failure is not None:
             raise self.failure
+
+    def _idle_check(self) -> None:
+        """The idle timer: expire the wait under way if it has lasted its limit, else wake
+        again when it would have (no wait under way: the next wait arms a timer anew)."""
+        self.idle_timer = None
+        since = self.wait_since
+        if since is None:
+            return
+        due = since + self.idle_s
+        if self.loop.time() >= due:
+            self._expire()
+        else:
+            self.idle_timer = self.loop.call_at(due, self._idle_check)
 
     async def answer_head(self, idle: float | None) -> None:
         while not self.head:
@@ -199,6 +216,9 @@ class Connection(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
         if self.paused and self.transport is not None:
             self.paused = False
             self.transport.resume_reading()

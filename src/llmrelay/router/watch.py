@@ -32,8 +32,9 @@ class StreamWatch:
         self.waiting = False
         self.expired = False
         self._handle: asyncio.TimerHandle | None = None
-        if first_s is not None:
-            self._handle = self._loop.call_at(self.since + first_s, self._wake)
+        if first_s is not None:  # waking at the sooner limit lets first_token keep this timer
+            soonest = first_s if idle_s is None else min(first_s, idle_s)
+            self._handle = self._loop.call_at(self.since + soonest, self._wake)
 
     def begin(self) -> None:
         """A wait on the provider starts now, in the current task (a consumer may
@@ -49,12 +50,15 @@ class StreamWatch:
     def first_token(self) -> None:
         """From now on the idle limit applies."""
         self._started = True
-        self.limit_s = self._idle_s
-        if self._handle is not None:  # it was set for the first-token limit, which may be later
-            self._handle.cancel()
+        self.limit_s = idle = self._idle_s
+        handle = self._handle
+        if handle is not None:
+            if idle is not None and handle.when() <= self._loop.time() + idle:
+                return  # it wakes before the idle limit could pass: it goes on as the idle timer
+            handle.cancel()  # it was set for a later first-token limit
             self._handle = None
-        if self._idle_s is not None:
-            self._handle = self._loop.call_at(self._loop.time() + self._idle_s, self._wake)
+        if idle is not None:
+            self._handle = self._loop.call_at(self._loop.time() + idle, self._wake)
 
     def _wake(self) -> None:
         self._handle = None
@@ -66,7 +70,9 @@ class StreamWatch:
             self.expired = True
             self._task.cancel()
             return
-        due = self.since + limit if self.waiting else now + limit
+        due = self.since + limit
+        if not self.waiting and (self._started or now >= due):  # a wait starts later: a limit from now
+            due = now + limit
         self._handle = self._loop.call_at(max(due, now), self._wake)
 
     def claim(self) -> bool:

@@ -431,12 +431,16 @@ async def test_content_coding_names_are_case_insensitive() -> None:
     assert resp.body == body
 
 
-async def test_truncated_gzip_body_is_a_connection_error() -> None:
+@pytest.mark.parametrize("how", ["send", "stream"])
+async def test_truncated_gzip_body_is_a_connection_error(how: str) -> None:
     packed = gzip.compress(b"hello world " * 100)
     wire = answer(packed[:-12], headers=[("Content-Encoding", "gzip")])  # content-length matches the cut body
     async with RawServer(answering(wire)) as server, relay() as transport:
-        with pytest.raises(errors.ConnectionError):
-            await send(transport, server.url())
+        with pytest.raises(errors.ConnectionError, match="decompress"):
+            if how == "send":
+                await send(transport, server.url())
+            else:
+                await streamed(transport, server.url())
 
 
 async def test_corrupt_gzip_body_is_a_connection_error() -> None:

@@ -25,7 +25,7 @@ from urllib.parse import quote, urlsplit
 
 from . import errors
 from ._http import AiohttpTransport, HTTPResponse, StreamResponse, Timeouts, host_of
-from ._http1_conn import Closed, Connection, Invalid, Unsupported, decoder_for
+from ._http1_conn import Closed, Connection, Invalid, Unsupported, decoded_rest, decoder_for
 from ._version import __version__
 
 IDLE_S = 15.0
@@ -150,12 +150,8 @@ class _Stream:
             while True:
                 piece = await conn.next_piece(idle)
                 if not piece:
-                    if decoder is not None:
-                        rest = decoder.flush()
-                        if not decoder.eof:
-                            raise zlib.error("the compressed body ends early")
-                        if rest:
-                            yield rest
+                    if decoder is not None and (rest := decoded_rest(decoder)):
+                        yield rest
                     return
                 if decoder is not None:
                     piece = decoder.decompress(piece)
@@ -280,9 +276,7 @@ class Http1Transport:
             data = await conn.whole_body()
             decoder = decoder_for(conn.headers)
             if decoder is not None:
-                data = decoder.decompress(data) + decoder.flush()
-                if not decoder.eof:
-                    raise zlib.error("the compressed body ends early")
+                data = decoder.decompress(data) + decoded_rest(decoder)
             reusable = True
             return HTTPResponse(conn.status, conn.headers, data)
         except BaseException as exc:

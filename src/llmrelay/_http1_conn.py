@@ -244,4 +244,13 @@ def decoder_for(headers: Mapping[str, str]) -> zlib._Decompress | None:
     raise Unsupported(coding)
 
 
-__all__ = ["BUFFER", "Closed", "Connection", "Invalid", "Unsupported", "decoder_for"]
+def decoded_rest(decoder: zlib._Decompress) -> bytes:
+    """What ``decoder`` still holds at the end of the body; ``zlib.error`` when the
+    compressed body ended early (a cut body must not pass as whole)."""
+    rest = decoder.flush()
+    if not decoder.eof:
+        raise zlib.error("the compressed body ends early")
+    return rest
+
+
+__all__ = ["BUFFER", "Closed", "Connection", "Invalid", "Unsupported", "decoded_rest", "decoder_for"]

@@ -99,12 +99,9 @@ class RawServer:
     """``asyncio.start_server`` (127.0.0.1, port 0 by default) running ``handler`` per connection,
     counting connections (accepted, open at once) and requests."""
 
-    def __init__(
-        self, handler: Handler, *, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1", port: int = 0
-    ) -> None:
+    def __init__(self, handler: Handler, *, tls: ssl.SSLContext | None = None, port: int = 0) -> None:
         self.handler = handler
         self.tls = tls
-        self.host = host
         self.port = port
         self.peers: list[Peer] = []
         self.requests: list[Seen] = []
@@ -119,14 +116,13 @@ class RawServer:
 
     @property
     def hostport(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return f"127.0.0.1:{self.port}"
 
     def url(self, path: str = "/v1/chat" + QUERY) -> str:
         return f"{'https' if self.tls else 'http'}://{self.hostport}{path}"
 
     async def __aenter__(self) -> RawServer:
-        self._server = await asyncio.start_server(self._accept, self.host, self.port, ssl=self.tls)
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port, ssl=self.tls)
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self
 
